@@ -1,0 +1,55 @@
+"""Exceptions raised by fedalign.
+
+Every error the library raises on purpose is an :class:`AlignmentError`, so a caller can
+catch the whole family with one ``except``. Errors caused by bad arguments are also
+``ValueError`` (scikit-learn's convention), so generic validation code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlignmentError",
+    "InfeasibleError",
+    "InvalidFeedbackError",
+    "InvalidProblemError",
+    "InvalidStateError",
+    "SolverUnavailableError",
+    "UnsupportedProblemError",
+]
+
+
+class AlignmentError(Exception):
+    """Base class of every error fedalign raises on purpose."""
+
+
+class InvalidProblemError(AlignmentError, ValueError):
+    """An :class:`~fedalign.AlignmentProblem` argument is malformed.
+
+    The message names the argument and the first offending position.
+    """
+
+
+class InfeasibleError(AlignmentError):
+    """No feasible assignment exists (proven), or none was found within the time limit.
+
+    The message says which constraint blocks, where the solver can tell.
+    """
+
+
+class SolverUnavailableError(AlignmentError, ImportError):
+    """The requested solver needs an optional dependency that is not installed."""
+
+
+class UnsupportedProblemError(AlignmentError):
+    """The chosen solver cannot handle this problem's constraints.
+
+    The message names the solvers that can.
+    """
+
+
+class InvalidFeedbackError(AlignmentError, ValueError):
+    """Feedback reported to a :class:`~fedalign.Scheduler` is invalid; no state was changed."""
+
+
+class InvalidStateError(AlignmentError, ValueError):
+    """A saved scheduler state is corrupt, truncated, or from an unknown format version."""
