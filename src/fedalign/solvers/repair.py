@@ -1,0 +1,651 @@
+"""The shared toolkit of the heuristic solvers: residual capacities, ordered greedy insertion,
+repair of any 0/1 matrix into a feasible assignment, and a feasibility-keeping local search.
+
+Every function here works on a plain ``(n_clients, n_experts)`` bool matrix and an
+:class:`~fedalign.AlignmentProblem`; nothing is solver-specific. The code is vectorised over
+clients; where a loop is needed it runs over experts (the small dimension), over rounds of
+proposals (at most ``n_experts`` of them), or over the few clients that are still violating
+a constraint -- never over all client-expert pairs.
+
+Main entry points
+-----------------
+:func:`repair`
+    Any ``x`` (a rounded LP, a per-client top-k that ignored expert caps, random bits) to a
+    feasible assignment close to it, preferring high desirability.
+:func:`add_in_order`
+    Add candidate pairs in a given priority order, each one only if it still fits: the exact
+    result of the sequential greedy, computed in vectorised chunks (see its docstring).
+:func:`fill`
+    Greedy addition of every positive pair that still fits, best first.
+:func:`local_search`
+    Improving replace / drop moves that keep feasibility.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..errors import InfeasibleError
+from ..problem import AlignmentProblem, capacity_tolerance, check
+from .base import Budget
+
+__all__ = [
+    "Residual",
+    "add_in_order",
+    "addable",
+    "fill",
+    "local_search",
+    "order_key",
+    "repair",
+    "residual",
+]
+
+
+# --------------------------------------------------------------------------- residual capacity
+
+
+@dataclass
+class Residual:
+    """What each client and expert can still take on top of an assignment.
+
+    Attributes
+    ----------
+    count : (n,) int64
+        Experts each client may still add (``max_experts - assigned``; negative if over).
+    memory : (n,) float64 or None
+        Memory left per client, tolerance included (``None`` without a memory row).
+    time : (n,) float64 or None
+        Seconds left before each client's deadline, tolerance included (``None`` without a
+        deadline row).
+    seats : (E,) int64
+        Clients each expert may still take (``expert_max_clients - load``).
+    """
+
+    count: NDArray[np.int64]
+    memory: NDArray[np.float64] | None
+    time: NDArray[np.float64] | None
+    seats: NDArray[np.int64]
+
+
+def residual(problem: AlignmentProblem, x: NDArray[np.bool_]) -> Residual:
+    """Residual per-client and per-expert capacity of assignment ``x``.
+
+    Parameters
+    ----------
+    problem : AlignmentProblem
+    x : (n, E) bool array
+
+    Returns
+    -------
+    Residual
+    """
+    count = problem.max_experts - x.sum(axis=1)
+    seats = problem.expert_max_clients - x.sum(axis=0)
+    mem = tim = None
+    if problem.expert_memory is not None and problem.client_memory is not None:
+        cap = problem.client_memory
+        mem = cap + capacity_tolerance(cap) - x.astype(np.float64) @ problem.expert_memory
+    if problem.train_time is not None and problem.deadline is not None:
+        cap = problem.deadline
+        tim = cap + capacity_tolerance(cap) - np.where(x, problem.train_time, 0.0).sum(axis=1)
+    return Residual(count=count.astype(np.int64), memory=mem, time=tim, seats=seats.astype(np.int64))
+
+
+def addable(
+    problem: AlignmentProblem, x: NDArray[np.bool_], res: Residual | None = None
+) -> NDArray[np.bool_]:
+    """(n, E) bool: pairs that can be added to ``x`` now without breaking any upper bound.
+
+    A pair is addable when it is allowed, not yet assigned, its client has a free expert
+    slot, memory and time left for it, and its expert has a free seat.
+    """
+    if res is None:
+        res = residual(problem, x)
+    ok = problem.fits & ~x
+    ok &= (res.count > 0)[:, None]
+    ok &= (res.seats > 0)[None, :]
+    if res.memory is not None:
+        ok &= problem.expert_memory[None, :] <= res.memory[:, None]  # type: ignore[index]
+    if res.time is not None:
+        ok &= problem.train_time <= res.time[:, None]  # type: ignore[operator]
+    return ok
+
+
+def order_key(
+    values: NDArray[np.float64], rng: np.random.Generator | None = None
+) -> NDArray[np.float64]:
+    """A sort key equal in order to ``values``, with ties broken at random when ``rng`` is given.
+
+    Without ``rng`` the values are returned unchanged (ties then go to the lower position,
+    deterministically). With ``rng``, every entry is moved by less than half the smallest gap
+    between distinct values, so distinct values keep their order and only ties are shuffled.
+    """
+    if rng is None:
+        return values
+    distinct = np.unique(values)
+    gap = float(np.diff(distinct).min()) if distinct.size > 1 else 1.0
+    return values + rng.random(values.shape) * (0.49 * gap)
+
+
+# --------------------------------------------------------------------------- ordered insertion
+
+
+def _group_cumsum(keys: NDArray[np.intp], values: NDArray[Any]) -> NDArray[Any]:
+    """Inclusive running sum of ``values`` within each group of equal ``keys``, in input order."""
+    perm = np.argsort(keys, kind="stable")
+    k = keys[perm]
+    v = values[perm]
+    csum = np.cumsum(v)
+    start = np.ones(k.size, dtype=bool)
+    start[1:] = k[1:] != k[:-1]
+    first = np.flatnonzero(start)
+    seg = np.cumsum(start) - 1
+    base = (csum[first] - v[first])[seg]
+    out = np.empty_like(csum)
+    out[perm] = csum - base
+    return out
+
+
+def add_in_order(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    rows: NDArray[np.intp],
+    cols: NDArray[np.intp],
+    *,
+    chunk: int = 1 << 18,
+) -> NDArray[np.bool_]:
+    """Add the pairs ``(rows[k], cols[k])`` in the given order, each one only if it still fits.
+
+    The result is exactly that of the sequential greedy ("for each pair in order: add it when
+    no upper bound -- ``max_experts``, memory, deadline, ``expert_max_clients`` -- breaks"),
+    but computed in vectorised chunks. Within a chunk every remaining pair is tested against
+    the current assignment *plus every earlier remaining pair of the chunk on the same client
+    or expert* (running sums per group). A pair that passes this pessimistic test fits
+    whatever the earlier pairs' fate, so it is accepted; a pair that fails even against the
+    current assignment alone can never fit, so it is dropped. The remaining, undecided pairs
+    are retested; the first of them is always decided in the next pass, so each pass makes
+    progress, and in practice a chunk takes two or three passes. All constraints are
+    packing constraints, which is what makes the pessimistic acceptance exact.
+
+    Parameters
+    ----------
+    problem : AlignmentProblem
+    x : (n, E) bool array
+        Modified in place and returned. Should satisfy every upper bound already.
+    rows, cols : (m,) int arrays
+        Candidate pairs, best first. Pairs that are not allowed are skipped.
+    chunk : int
+        Pairs processed per vectorised step.
+
+    Returns
+    -------
+    (n, E) bool array
+        ``x``, with the accepted pairs added.
+    """
+    res = residual(problem, x)
+    mem_w = problem.expert_memory
+    t = problem.train_time
+    n = problem.n_clients
+    e = problem.n_experts
+    fits = problem.fits
+    for start in range(0, len(rows), chunk):
+        r = np.asarray(rows[start : start + chunk], dtype=np.intp)
+        c = np.asarray(cols[start : start + chunk], dtype=np.intp)
+        while r.size:
+            ok = fits[r, c] & ~x[r, c] & (res.count[r] > 0) & (res.seats[c] > 0)
+            if res.memory is not None:
+                ok &= mem_w[c] <= res.memory[r]  # type: ignore[index]
+            if res.time is not None:
+                ok &= t[r, c] <= res.time[r]  # type: ignore[index]
+            r, c = r[ok], c[ok]
+            if not r.size:
+                break
+            acc = _group_cumsum(r, np.ones(r.size, dtype=np.int64)) <= res.count[r]
+            acc &= _group_cumsum(c, np.ones(c.size, dtype=np.int64)) <= res.seats[c]
+            if res.memory is not None:
+                acc &= _group_cumsum(r, mem_w[c]) <= res.memory[r]  # type: ignore[index]
+            if res.time is not None:
+                tt = t[r, c]  # type: ignore[index]
+                acc &= _group_cumsum(r, tt) <= res.time[r]
+            ra, ca = r[acc], c[acc]
+            x[ra, ca] = True
+            res.count -= np.bincount(ra, minlength=n)
+            res.seats -= np.bincount(ca, minlength=e)
+            if res.memory is not None:
+                res.memory -= np.bincount(ra, weights=mem_w[ca], minlength=n)  # type: ignore[index]
+            if res.time is not None:
+                res.time -= np.bincount(ra, weights=t[ra, ca], minlength=n)  # type: ignore[index]
+            r, c = r[~acc], c[~acc]
+    return x
+
+
+def fill(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    *,
+    priority: NDArray[np.float64] | None = None,
+    rng: np.random.Generator | None = None,
+) -> NDArray[np.bool_]:
+    """Add every positive-priority pair that still fits, best first (global greedy order).
+
+    Parameters
+    ----------
+    problem : AlignmentProblem
+    x : (n, E) bool array
+        Modified in place and returned; should satisfy every upper bound already.
+    priority : (n, E) float array, optional
+        What "best" and "positive" mean; defaults to the problem's desirability.
+    rng : numpy Generator, optional
+        Breaks ties at random (deterministic, lowest position first, without it).
+
+    Returns
+    -------
+    (n, E) bool array
+        ``x`` with the pairs added.
+    """
+    d = problem.desirability if priority is None else priority
+    cand = problem.fits & ~x & (d > 0)
+    cand &= (residual(problem, x).count > 0)[:, None]
+    rows, cols = np.nonzero(cand)
+    if rows.size == 0:
+        return x
+    key = order_key(d, rng)[rows, cols]
+    order = np.argsort(-key, kind="stable")
+    return add_in_order(problem, x, rows[order], cols[order])
+
+
+_fill = fill  # ``repair`` has a keyword argument named ``fill``
+
+
+# --------------------------------------------------------------------------- repair phases
+
+
+def _trim_clients(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+    """Drop each over-full client's lowest-priority experts until its upper bounds hold."""
+    for _ in range(problem.n_experts + 1):
+        res = residual(problem, x)
+        over = res.count < 0
+        if res.memory is not None:
+            over |= res.memory < 0
+        if res.time is not None:
+            over |= res.time < 0
+        rows = np.flatnonzero(over)
+        if rows.size == 0:
+            return
+        worst = np.argmin(np.where(x[rows], key[rows], np.inf), axis=1)
+        x[rows, worst] = False
+
+
+def _trim_experts(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+    """Drop each over-full expert's lowest-priority clients, preferring clients with spare experts."""
+    load = x.sum(axis=0)
+    count = x.sum(axis=1)
+    for j in np.flatnonzero(load > problem.expert_max_clients):
+        holders = np.flatnonzero(x[:, j])
+        excess = int(load[j] - problem.expert_max_clients[j])
+        at_min = count[holders] <= problem.min_experts[holders]
+        drop = holders[np.lexsort((key[holders, j], at_min))[:excess]]
+        x[drop, j] = False
+        count[drop] -= 1
+
+
+def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+    """Add experts to clients below ``min_experts``: proposals, then seat moves, then repacking."""
+    while True:
+        need = x.sum(axis=1) < problem.min_experts
+        rows = np.flatnonzero(need)
+        if rows.size == 0:
+            return
+        res = residual(problem, x)
+        ok = addable(problem, x, res)[rows]
+        has = ok.any(axis=1)
+        if has.any():
+            # Every short client proposes its best addable expert; an expert accepts as many
+            # proposals as it has seats, best first. At least one pair is added per round.
+            prop_rows = rows[has]
+            prop_cols = np.argmax(np.where(ok[has], key[prop_rows], -np.inf), axis=1)
+            order = np.argsort(-key[prop_rows, prop_cols], kind="stable")
+            add_in_order(problem, x, prop_rows[order], prop_cols[order])
+            continue
+        # Every short client is blocked: move a seat, or repack its row, one client at a time.
+        if not any(_take_seat(problem, x, key, int(i)) or _repack(problem, x, key, int(i)) for i in rows):
+            return
+
+
+def _take_seat(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], i: int) -> bool:
+    """Give client ``i`` a seat on a full expert, taken from a holder that has spare experts."""
+    res = residual(problem, x)
+    if res.count[i] <= 0:
+        return False
+    cand = problem.fits[i] & ~x[i] & (res.seats <= 0)
+    if res.memory is not None:
+        cand &= problem.expert_memory <= res.memory[i]  # type: ignore[operator]
+    if res.time is not None:
+        cand &= problem.train_time[i] <= res.time[i]  # type: ignore[index]
+    if not cand.any():
+        return False
+    spare = (x.sum(axis=1) > problem.min_experts)[:, None] & x[:, cand]
+    if not spare.any():
+        return False
+    cols = np.flatnonzero(cand)
+    donor_key = np.where(spare, key[:, cols], np.inf)
+    donor = np.argmin(donor_key, axis=0)
+    loss = donor_key[donor, np.arange(cols.size)] - key[i, cols]
+    best = int(np.argmin(loss))
+    if not np.isfinite(loss[best]):
+        return False
+    j = int(cols[best])
+    x[int(donor[best]), j] = False
+    x[i, j] = True
+    return True
+
+
+def _repack(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], i: int) -> bool:
+    """Rebuild client ``i``'s row around its knapsacks so that it reaches ``min_experts``.
+
+    Experts that other constraints pin (their load is at ``expert_min_clients``) stay; the
+    rest of the row is refilled lightest first (normalised memory + time), best first among
+    equals, until the minimum is met. Returns False, leaving the row unchanged, on failure.
+    """
+    load = x.sum(axis=0)
+    row = x[i].copy()
+    pinned = row & (load <= problem.expert_min_clients)
+    free = problem.fits[i] & ~pinned & (row | (load < problem.expert_max_clients))
+    weight = np.zeros(problem.n_experts)
+    mem_cap = time_cap = None
+    if problem.expert_memory is not None and problem.client_memory is not None:
+        mem_cap = problem.client_memory[i] + capacity_tolerance(problem.client_memory[i : i + 1])[0]
+        weight += problem.expert_memory / max(mem_cap, 1e-300)
+    if problem.train_time is not None and problem.deadline is not None:
+        time_cap = problem.deadline[i] + capacity_tolerance(problem.deadline[i : i + 1])[0]
+        weight += problem.train_time[i] / time_cap
+    new = pinned.copy()
+    mem_used = 0.0 if mem_cap is None else float(problem.expert_memory[new].sum())  # type: ignore[index]
+    time_used = 0.0 if time_cap is None else float(problem.train_time[i, new].sum())  # type: ignore[index]
+    count = int(new.sum())
+    for j in np.lexsort((-key[i], weight)):
+        if count >= problem.min_experts[i]:
+            break
+        if not free[j]:
+            continue
+        if mem_cap is not None and mem_used + problem.expert_memory[j] > mem_cap:  # type: ignore[index]
+            continue
+        if time_cap is not None and time_used + problem.train_time[i, j] > time_cap:  # type: ignore[index]
+            continue
+        new[j] = True
+        count += 1
+        if mem_cap is not None:
+            mem_used += float(problem.expert_memory[j])  # type: ignore[index]
+        if time_cap is not None:
+            time_used += float(problem.train_time[i, j])  # type: ignore[index]
+    if count < problem.min_experts[i] or count > problem.max_experts[i]:
+        return False
+    x[i] = new
+    return True
+
+
+def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+    """Give experts below ``expert_min_clients`` more clients: direct adds, then swaps.
+
+    A swap makes client ``i`` drop an expert ``k`` that has clients to spare (load above its
+    own minimum) to make room for the short expert; the client's count is unchanged, so
+    ``min_experts`` keeps holding.
+    """
+    emin = problem.expert_min_clients
+    # Experts with the fewest possible clients first: they have the least choice.
+    short = np.flatnonzero(x.sum(axis=0) < emin)
+    short = short[np.argsort(problem.fits[:, short].sum(axis=0), kind="stable")]
+    for j in short:
+        j = int(j)
+        while True:
+            deficit = int(emin[j] - x[:, j].sum())
+            if deficit <= 0:
+                break
+            res = residual(problem, x)
+            col_ok = problem.fits[:, j] & ~x[:, j] & (res.count > 0)
+            if res.memory is not None:
+                col_ok &= problem.expert_memory[j] <= res.memory  # type: ignore[index]
+            if res.time is not None:
+                col_ok &= problem.train_time[:, j] <= res.time  # type: ignore[index]
+            cand = np.flatnonzero(col_ok)
+            if cand.size:
+                take = cand[np.argsort(-key[cand, j], kind="stable")[:deficit]]
+                x[take, j] = True
+                continue
+            if not _swap_in(problem, x, key, j, deficit, res):
+                break
+
+
+def _swap_in(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    j: int,
+    deficit: int,
+    res: Residual,
+) -> bool:
+    """Up to ``deficit`` clients each swap one spare expert for expert ``j``; False if none can."""
+    rows = np.flatnonzero(problem.fits[:, j] & ~x[:, j])
+    if rows.size == 0:
+        return False
+    load = x.sum(axis=0)
+    spare = load > problem.expert_min_clients
+    spare[j] = False
+    ok = x[rows] & spare[None, :]
+    if res.memory is not None:
+        m = problem.expert_memory
+        ok &= (m[j] - m[None, :]) <= res.memory[rows, None]  # type: ignore[index]
+    if res.time is not None:
+        t = problem.train_time
+        ok &= (t[rows, j][:, None] - t[rows]) <= res.time[rows, None]  # type: ignore[index]
+    loss = np.where(ok, key[rows] - key[rows, j][:, None], np.inf)
+    k = np.argmin(loss, axis=1)
+    best = loss[np.arange(rows.size), k]
+    valid = np.isfinite(best)
+    if not valid.any():
+        return False
+    rows, k, best = rows[valid], k[valid], best[valid]
+    order = np.argsort(best, kind="stable")
+    rows, k = rows[order], k[order]
+    # Each dropped expert must stay at or above its own minimum.
+    keep = _group_cumsum(k, np.ones(k.size, dtype=np.int64)) <= (load - problem.expert_min_clients)[k]
+    rows, k = rows[keep][:deficit], k[keep][:deficit]
+    x[rows, k] = False
+    x[rows, j] = True
+    return True
+
+
+def _infeasible(problem: AlignmentProblem, x: NDArray[np.bool_]) -> InfeasibleError:
+    reason = problem.infeasibility_reason()
+    if reason is not None:
+        return InfeasibleError(f"no feasible assignment exists: {reason}")
+    v = check(problem, x)[0]
+    return InfeasibleError(
+        f"repair could not meet {v.constraint} ({v.message}); the problem may still be "
+        "feasible: an exact solver ('milp' or 'cpsat') can decide"
+    )
+
+
+def repair(
+    problem: AlignmentProblem,
+    x: ArrayLike,
+    *,
+    rng: np.random.Generator | None = None,
+    fill: bool = True,
+    priority: NDArray[np.float64] | None = None,
+) -> NDArray[np.bool_]:
+    """Turn any 0/1 matrix into a feasible assignment close to it, preferring high priority.
+
+    Steps: drop pairs that are not allowed or never fit; per client, drop the lowest-priority
+    experts until ``max_experts``, memory and deadline hold; per expert, drop the
+    lowest-priority clients above ``expert_max_clients`` (clients that keep their minimum
+    first); add experts to clients below ``min_experts`` (best addable first; when blocked,
+    take a seat on a full expert from a client with spare experts, or repack the client's
+    row lightest first); add clients to experts below ``expert_min_clients`` (best clients
+    with room first; when blocked, a client swaps a spare expert for the short one); finally,
+    with ``fill``, add positive pairs best first while they fit.
+
+    Parameters
+    ----------
+    problem : AlignmentProblem
+    x : (n_clients, n_experts) array of bool or 0/1
+        The starting point; not modified.
+    rng : numpy Generator, optional
+        Breaks ties in priority at random; without it ties go to the lowest position.
+    fill : bool
+        Whether to finish with :func:`fill`.
+    priority : (n, E) float array, optional
+        Preference used for every choice (and "positive" in the fill); defaults to the
+        problem's desirability. The random solver passes random priorities.
+
+    Returns
+    -------
+    (n, E) bool ndarray
+        A new, feasible assignment (``check(problem, result) == []``).
+
+    Raises
+    ------
+    ValueError
+        ``x`` or ``priority`` has the wrong shape.
+    InfeasibleError
+        No feasible assignment was reached; the message names the blocking constraint.
+    """
+    x = np.array(x, dtype=bool, copy=True)
+    if x.shape != problem.shape:
+        raise ValueError(f"x: expected shape {problem.shape}, got {x.shape}")
+    d = problem.desirability if priority is None else np.asarray(priority, dtype=np.float64)
+    if d.shape != problem.shape:
+        raise ValueError(f"priority: expected shape {problem.shape}, got {d.shape}")
+    key = order_key(d, rng)
+    x &= problem.fits
+    _trim_clients(problem, x, key)
+    _trim_experts(problem, x, key)
+    for _ in range(3):
+        _meet_client_min(problem, x, key)
+        _meet_expert_min(problem, x, key)
+        if not check(problem, x):
+            break
+    else:
+        raise _infeasible(problem, x)
+    if fill:
+        _fill(problem, x, priority=d, rng=rng)
+    return x
+
+
+# --------------------------------------------------------------------------- local search
+
+
+def local_search(
+    problem: AlignmentProblem,
+    x: ArrayLike,
+    *,
+    budget: Budget | float | None = None,
+    max_rounds: int = 50,
+) -> NDArray[np.bool_]:
+    """Improve a feasible assignment with moves that keep it feasible.
+
+    Each round applies, for many clients at once:
+
+    * **drop**: remove assigned pairs of negative desirability where the client stays at or
+      above ``min_experts`` and the expert at or above ``expert_min_clients``;
+    * **replace**: a client swaps one assigned expert ``k`` for an unassigned ``j`` of higher
+      desirability, where ``j`` has a free seat, ``k`` keeps its minimum and the client's
+      knapsacks still hold (best move per client; moves on the same expert are limited by
+      its free seats / spare clients, so every accepted set stays feasible);
+    * **add**: :func:`fill` with the freed capacity.
+
+    It stops when a round improves nothing, after ``max_rounds`` rounds, or when the budget
+    runs out. The objective never decreases.
+
+    Parameters
+    ----------
+    problem : AlignmentProblem
+    x : (n, E) bool array
+        A feasible assignment; not modified.
+    budget : Budget or float seconds, optional
+        Wall-clock budget.
+    max_rounds : int
+        Upper limit on rounds.
+
+    Returns
+    -------
+    (n, E) bool ndarray
+        A feasible assignment with objective at least that of ``x``.
+    """
+    if not isinstance(budget, Budget):
+        budget = Budget(budget)
+    x = np.array(x, dtype=bool, copy=True)
+    d = problem.desirability
+    emin = problem.expert_min_clients
+    for _ in range(max_rounds):
+        if budget.expired():
+            break
+        before = problem.objective(x)
+        # drop negative pairs that no minimum needs
+        neg = x & (d < 0)
+        if neg.any():
+            rows, cols = np.nonzero(neg)
+            order = np.argsort(d[rows, cols], kind="stable")
+            rows, cols = rows[order], cols[order]
+            spare_c = (x.sum(axis=1) - problem.min_experts)[rows]
+            spare_e = (x.sum(axis=0) - emin)[cols]
+            keep = (_group_cumsum(rows, np.ones(rows.size, np.int64)) <= spare_c) & (
+                _group_cumsum(cols, np.ones(cols.size, np.int64)) <= spare_e
+            )
+            x[rows[keep], cols[keep]] = False
+        _replace_round(problem, x, budget)
+        fill(problem, x)
+        if problem.objective(x) <= before + 1e-12 * max(1.0, abs(before)):
+            break
+    return x
+
+
+def _replace_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> None:
+    """One vectorised round of improving replace moves (at most one per client)."""
+    d = problem.desirability
+    n, e = problem.shape
+    res = residual(problem, x)
+    load = x.sum(axis=0)
+    spare_e = load - problem.expert_min_clients
+    open_j = problem.fits & ~x & (res.seats > 0)[None, :]
+    best_gain = np.zeros(n)
+    best_k = np.full(n, -1)
+    best_j = np.full(n, -1)
+    for k in range(e):
+        if budget.expired():
+            break
+        if spare_e[k] <= 0:
+            continue
+        rows = np.flatnonzero(x[:, k])
+        if rows.size == 0:
+            continue
+        ok = open_j[rows]
+        if res.memory is not None:
+            m = problem.expert_memory
+            ok &= (m[None, :] - m[k]) <= res.memory[rows, None]  # type: ignore[index]
+        if res.time is not None:
+            t = problem.train_time
+            ok &= (t[rows] - t[rows, k][:, None]) <= res.time[rows, None]  # type: ignore[index]
+        gain = np.where(ok, d[rows] - d[rows, k][:, None], -np.inf)
+        jj = np.argmax(gain, axis=1)
+        g = gain[np.arange(rows.size), jj]
+        better = g > best_gain[rows]
+        r = rows[better]
+        best_gain[r] = g[better]
+        best_k[r] = k
+        best_j[r] = jj[better]
+    rows = np.flatnonzero(best_k >= 0)
+    if rows.size == 0:
+        return
+    order = np.argsort(-best_gain[rows], kind="stable")
+    rows = rows[order]
+    ks, js = best_k[rows], best_j[rows]
+    keep = (_group_cumsum(js, np.ones(js.size, np.int64)) <= res.seats[js]) & (
+        _group_cumsum(ks, np.ones(ks.size, np.int64)) <= spare_e[ks]
+    )
+    x[rows[keep], ks[keep]] = False
+    x[rows[keep], js[keep]] = True
