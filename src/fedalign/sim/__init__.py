@@ -1,0 +1,18 @@
+"""PyTorch harness for federated Mixture-of-Experts training driven by :class:`fedalign.Scheduler`.
+
+Needs the ``sim`` extra (torch, scikit-learn, mnist1d, matplotlib, tqdm). Nothing in the core
+package imports this module; import the submodules you need:
+
+* :mod:`~fedalign.sim.model` -- the MoE model and partial state transfer;
+* :mod:`~fedalign.sim.aggregate` -- per-expert averaging (torch-free);
+* :mod:`~fedalign.sim.client` -- one client's local training and rewards;
+* :mod:`~fedalign.sim.data`, :mod:`~fedalign.sim.partition`, :mod:`~fedalign.sim.devices`;
+* :mod:`~fedalign.sim.server` -- the round loop;
+* :mod:`~fedalign.sim.experiments` -- strategies, seeds, ``results.json``, plots.
+"""
+
+from __future__ import annotations
+
+from .naming import EXPERT_PREFIX, expert_keys, expert_of_key, shared_keys
+
+__all__ = ["EXPERT_PREFIX", "expert_keys", "expert_of_key", "shared_keys"]
