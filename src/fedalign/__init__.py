@@ -15,6 +15,9 @@ from .errors import (
     UnsupportedProblemError,
 )
 from .problem import AlignmentProblem, Violation, check
+from .profiles import CapacityProfiler, ClientProfile, ProfileBounds
+from .scheduler import Feedback, Plan, Scheduler
+from .scores import FitnessTracker, UsageTracker
 from .solvers import Solution, available_solvers, solve
 
 __version__ = "0.1.0"
@@ -22,13 +25,21 @@ __version__ = "0.1.0"
 __all__ = [
     "AlignmentError",
     "AlignmentProblem",
+    "CapacityProfiler",
+    "ClientProfile",
+    "Feedback",
+    "FitnessTracker",
     "InfeasibleError",
     "InvalidFeedbackError",
     "InvalidProblemError",
     "InvalidStateError",
+    "Plan",
+    "ProfileBounds",
+    "Scheduler",
     "Solution",
     "SolverUnavailableError",
     "UnsupportedProblemError",
+    "UsageTracker",
     "Violation",
     "__version__",
     "available_solvers",

@@ -1,0 +1,421 @@
+"""Client capacity: self-reported profiles, plausible bounds, and a profiler that learns from
+observed round durations.
+
+A :class:`ClientProfile` is what a client says about itself (memory, compute speed, up and
+down bandwidth, latency, availability, how many experts it will train). Every field may be
+``None``: unknown, which the scheduler reads as unlimited. Reports are validated, then clipped
+to :class:`ProfileBounds` so that one client cannot claim, say, 10^9 GB of memory.
+
+:class:`CapacityProfiler` turns profiles and expert sizes into the alignment problem's
+``client_memory`` and ``train_time`` rows. For client ``i`` and expert ``j``::
+
+    t[i, j] = s_i · (latency_i + bytes_j / bandwidth_down_i          # fetch the expert
+                     + samples_i · cost_j / compute_i                 # train it
+                     + bytes_j / bandwidth_up_i)                      # return the update
+
+where unknown fields contribute nothing, and ``s_i`` is the client's *slowdown*: the median
+of the ratios observed/predicted over its last ``window`` completed rounds (1 before any).
+One slowdown scales compute and bandwidth together, since a single duration cannot separate
+them; the estimated effective speeds are ``compute_i / s_i`` and ``bandwidth_i / s_i``. The
+median over a window shrugs off outliers (a stall, a burst). A dropout is a censored
+observation: the client needed *more* than it had, so the profiler records a ratio at least
+``deadline / predicted`` (or the current slowdown) times ``dropout_inflation``; it also
+lowers the client's reliability, an exponential average of completed rounds.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["CapacityProfiler", "ClientProfile", "ProfileBounds", "PROFILE_FIELDS"]
+
+#: The float columns a profile is stored as (None becomes NaN).
+PROFILE_FIELDS = (
+    "memory",
+    "compute",
+    "bandwidth_up",
+    "bandwidth_down",
+    "latency",
+    "availability",
+    "samples",
+)
+_POSITIVE = {"compute", "bandwidth_up", "bandwidth_down"}
+
+
+def _number(owner: str, name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}.{name}: expected a number or None, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{owner}.{name}: must be finite, got {value!r}")
+    if name in _POSITIVE and v <= 0:
+        raise ValueError(f"{owner}.{name}: must be > 0, got {value!r}")
+    if v < 0:
+        raise ValueError(f"{owner}.{name}: must be >= 0, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class ClientProfile:
+    """What a client reports about its capacity; ``None`` means unknown (unlimited).
+
+    Parameters
+    ----------
+    memory : float >= 0, optional
+        Memory the client has for experts, in the unit of the scheduler's ``expert_memory``.
+    compute : float > 0, optional
+        Training speed in samples per second (for an expert of cost 1).
+    bandwidth_up, bandwidth_down : float > 0, optional
+        Bytes per second to and from the server.
+    latency : float >= 0, optional
+        Fixed seconds per expert exchanged (connection setup, round trip).
+    max_experts : int >= 0, optional
+        At most this many experts per round; None uses the scheduler's ``max_experts``.
+    availability : float in [0, 1], optional
+        Self-reported chance of finishing a round (shown by ``explain``; the profiler's
+        reliability starts from it).
+    samples : int >= 0, optional
+        Samples the client trains each expert on per round (its local data), used for time
+        estimates until it reports real counts.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A field of the wrong type or out of range; the message names the field.
+    """
+
+    memory: float | None = None
+    compute: float | None = None
+    bandwidth_up: float | None = None
+    bandwidth_down: float | None = None
+    latency: float | None = None
+    max_experts: int | None = None
+    availability: float | None = None
+    samples: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in PROFILE_FIELDS:
+            object.__setattr__(self, name, _number("ClientProfile", name, getattr(self, name)))
+        if self.availability is not None and self.availability > 1:
+            raise ValueError(
+                f"ClientProfile.availability: expected a value in [0, 1], got {self.availability!r}"
+            )
+        k = self.max_experts
+        if k is not None:
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+                raise ValueError(f"ClientProfile.max_experts: expected an int >= 0 or None, got {k!r}")
+            object.__setattr__(self, "max_experts", int(k))
+
+
+@dataclass(frozen=True)
+class ProfileBounds:
+    """Plausible ranges that self-reported profile fields are clipped to.
+
+    Each field is a ``(low, high)`` pair. Defaults assume bytes, seconds and samples per
+    second; change them when ``expert_memory`` uses another unit.
+    """
+
+    memory: tuple[float, float] = (0.0, 1e12)
+    compute: tuple[float, float] = (1e-3, 1e9)
+    bandwidth_up: tuple[float, float] = (1.0, 1e11)
+    bandwidth_down: tuple[float, float] = (1.0, 1e11)
+    latency: tuple[float, float] = (0.0, 600.0)
+    samples: tuple[float, float] = (0.0, 1e9)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            lo, hi = (float(v) for v in getattr(self, f.name))
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
+                raise ValueError(f"ProfileBounds.{f.name}: expected 0 <= low <= high, got {(lo, hi)}")
+            object.__setattr__(self, f.name, (lo, hi))
+
+    def clip(self, profile: ClientProfile) -> ClientProfile:
+        """``profile`` with each known field clipped into its range."""
+        changes: dict[str, float] = {}
+        for f in fields(self):
+            v = getattr(profile, f.name)
+            if v is not None:
+                lo, hi = getattr(self, f.name)
+                c = min(max(v, lo), hi)
+                if f.name in _POSITIVE and c <= 0:
+                    c = hi if hi > 0 else 1.0
+                if c != v:
+                    changes[f.name] = c
+        return replace(profile, **changes) if changes else profile
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON-ready form."""
+        return {k: list(v) for k, v in asdict(self).items()}
+
+
+class CapacityProfiler:
+    """Per-client capacity: stored profiles, learned slowdown, reliability; builds time rows.
+
+    Parameters
+    ----------
+    expert_bytes : (E,) floats >= 0
+        Bytes moved to fetch one expert and again to return its update.
+    expert_cost : (E,) floats >= 0
+        Relative training cost of one sample on each expert (1 = the unit ``compute`` is in).
+    samples_per_round : float, optional
+        Samples assumed for a client that has neither reported nor declared any.
+    bounds : ProfileBounds, optional
+        Clip ranges for self-reports.
+    window : int >= 1
+        Completed rounds remembered per client for the median slowdown.
+    dropout_inflation : float >= 1
+        Factor by which a dropout's censored ratio exceeds what was known.
+    reliability_rate : float in [0, 1]
+        Weight of the latest round in the reliability average.
+    ratio_bounds : (low, high)
+        Observed ratios are clipped into this range before entering the window.
+    """
+
+    def __init__(
+        self,
+        expert_bytes: ArrayLike,
+        expert_cost: ArrayLike,
+        *,
+        samples_per_round: float | None = None,
+        bounds: ProfileBounds | None = None,
+        window: int = 8,
+        dropout_inflation: float = 1.25,
+        reliability_rate: float = 0.2,
+        ratio_bounds: tuple[float, float] = (0.01, 100.0),
+    ) -> None:
+        self.expert_bytes = np.asarray(expert_bytes, dtype=np.float64)
+        self.expert_cost = np.asarray(expert_cost, dtype=np.float64)
+        self.n_experts = int(self.expert_bytes.shape[0])
+        self.samples_per_round = samples_per_round
+        self.bounds = bounds if bounds is not None else ProfileBounds()
+        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 255:
+            raise ValueError(f"profile_window: expected an int in [1, 255], got {window!r}")
+        if not (isinstance(dropout_inflation, (int, float)) and dropout_inflation >= 1):
+            raise ValueError(f"dropout_inflation: expected a number >= 1, got {dropout_inflation!r}")
+        self.window = window
+        self.dropout_inflation = float(dropout_inflation)
+        self.reliability_rate = float(reliability_rate)
+        self.ratio_bounds = (float(ratio_bounds[0]), float(ratio_bounds[1]))
+        self._n = 0
+        self._prof = np.empty((0, len(PROFILE_FIELDS)), dtype=np.float64)
+        self._max_experts = np.empty(0, dtype=np.int32)
+        self._ratios = np.empty((0, window), dtype=np.float32)
+        self._next = np.empty(0, dtype=np.uint8)
+        self._reliability = np.empty(0, dtype=np.float32)
+        self._seen_samples = np.empty(0, dtype=np.float32)
+
+    # ------------------------------------------------------------------ profiles
+
+    @property
+    def n_clients(self) -> int:
+        """Number of rows (registered clients)."""
+        return self._n
+
+    def add(self, k: int) -> NDArray[np.int64]:
+        """Append ``k`` rows with empty profiles; return their indices."""
+        from .scores import _grow
+
+        s = self._n
+        self._prof = _grow(self._prof, s + k, np.nan)
+        self._max_experts = _grow(self._max_experts, s + k, -1)
+        self._ratios = _grow(self._ratios, s + k, np.nan)
+        self._next = _grow(self._next, s + k, 0)
+        self._reliability = _grow(self._reliability, s + k, 1.0)
+        self._seen_samples = _grow(self._seen_samples, s + k, np.nan)
+        self._prof[s : s + k] = np.nan
+        self._max_experts[s : s + k] = -1
+        self._ratios[s : s + k] = np.nan
+        self._next[s : s + k] = 0
+        self._reliability[s : s + k] = 1.0
+        self._seen_samples[s : s + k] = np.nan
+        self._n = s + k
+        return np.arange(s, s + k, dtype=np.int64)
+
+    def set_profile(self, row: int, profile: ClientProfile) -> ClientProfile:
+        """Store ``profile`` (clipped to the bounds) for ``row``; return the stored profile.
+
+        The reliability restarts from the profile's availability when one is given.
+        """
+        p = self.bounds.clip(profile)
+        self._prof[row] = [np.nan if getattr(p, f) is None else getattr(p, f) for f in PROFILE_FIELDS]
+        self._max_experts[row] = -1 if p.max_experts is None else p.max_experts
+        if p.availability is not None:
+            self._reliability[row] = p.availability
+        return p
+
+    def profile(self, row: int) -> ClientProfile:
+        """The stored (clipped) profile of ``row``."""
+        vals = {f: (None if np.isnan(v) else float(v)) for f, v in zip(PROFILE_FIELDS, self._prof[row], strict=True)}
+        k = int(self._max_experts[row])
+        return ClientProfile(max_experts=None if k < 0 else k, **vals)
+
+    def column(self, name: str, rows: ArrayLike) -> NDArray[np.float64]:
+        """One profile field for ``rows`` (NaN where unknown)."""
+        return self._prof[np.asarray(rows, dtype=np.int64), PROFILE_FIELDS.index(name)]
+
+    def max_experts(self, rows: ArrayLike) -> NDArray[np.int64]:
+        """Declared ``max_experts`` per row (-1 where unknown)."""
+        return self._max_experts[np.asarray(rows, dtype=np.int64)].astype(np.int64)
+
+    def reliability(self, rows: ArrayLike) -> NDArray[np.float64]:
+        """Exponential average of completed rounds (1 = always finished)."""
+        return self._reliability[np.asarray(rows, dtype=np.int64)].astype(np.float64)
+
+    # ------------------------------------------------------------------ estimates
+
+    def samples(self, rows: ArrayLike) -> NDArray[np.float64]:
+        """Samples expected per expert: last reported, else declared, else the default, else 0."""
+        r = np.asarray(rows, dtype=np.int64)
+        out = self._seen_samples[r].astype(np.float64)
+        declared = self.column("samples", r)
+        out = np.where(np.isnan(out), declared, out)
+        default = 0.0 if self.samples_per_round is None else float(self.samples_per_round)
+        return np.where(np.isnan(out), default, out)
+
+    def slowdown(self, rows: ArrayLike) -> NDArray[np.float64]:
+        """Median observed/predicted ratio over each row's window (1 with no observation)."""
+        win = self._ratios[np.asarray(rows, dtype=np.int64)]
+        empty = np.isnan(win).all(axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(win.astype(np.float64), axis=1)
+        return np.where(empty, 1.0, med)
+
+    def base_time(self, rows: ArrayLike, samples: ArrayLike | None = None) -> NDArray[np.float64]:
+        """Predicted seconds per (row, expert) from the profiles alone (slowdown 1), (m, E)."""
+        r = np.asarray(rows, dtype=np.int64)
+        s = self.samples(r) if samples is None else np.asarray(samples, dtype=np.float64)
+        p = self._prof[r]
+
+        def inv(col: str) -> NDArray[np.float64]:
+            v = p[:, PROFILE_FIELDS.index(col)]
+            return np.where(np.isnan(v), 0.0, 1.0 / np.where(np.isnan(v), 1.0, v))
+
+        lat = np.nan_to_num(p[:, PROFILE_FIELDS.index("latency")], nan=0.0)
+        per_byte = inv("bandwidth_down") + inv("bandwidth_up")
+        per_work = s * inv("compute")
+        return (
+            lat[:, None]
+            + per_byte[:, None] * self.expert_bytes[None, :]
+            + per_work[:, None] * self.expert_cost[None, :]
+        )
+
+    def train_time(self, rows: ArrayLike) -> NDArray[np.float64]:
+        """Expected seconds for each row to fetch, train and return each expert, (m, E)."""
+        r = np.asarray(rows, dtype=np.int64)
+        return self.slowdown(r)[:, None] * self.base_time(r)
+
+    def estimates(self, row: int) -> dict[str, float | None]:
+        """Effective capacity of ``row``: declared speeds divided by the learned slowdown."""
+        s = float(self.slowdown([row])[0])
+        p = self.profile(row)
+        out: dict[str, float | None] = {"slowdown": s, "reliability": float(self._reliability[row])}
+        for f in ("compute", "bandwidth_up", "bandwidth_down"):
+            v = getattr(p, f)
+            out[f] = None if v is None else v / s
+        out["latency"] = None if p.latency is None else p.latency * s
+        out["samples"] = float(self.samples([row])[0])
+        return out
+
+    # ------------------------------------------------------------------ learning
+
+    def observe(
+        self,
+        rows: ArrayLike,
+        trained: ArrayLike,
+        samples: ArrayLike,
+        duration: ArrayLike,
+        completed: ArrayLike,
+        deadline: ArrayLike,
+    ) -> None:
+        """Learn from one round's outcome for distinct ``rows``.
+
+        Parameters
+        ----------
+        rows : (m,) ints
+        trained : (m, E) bool
+            Experts each client worked on (what it was given, for a dropout).
+        samples : (m,) floats
+            Samples reported (NaN: unknown, e.g. a silent dropout).
+        duration : (m,) floats
+            Seconds the client took, or until it gave up (NaN: unknown).
+        completed : (m,) bool
+        deadline : (m,) floats
+            The round's deadline per client (NaN: none).
+        """
+        r = np.asarray(rows, dtype=np.int64)
+        if r.size == 0:
+            return
+        t = np.asarray(trained, dtype=bool)
+        smp = np.asarray(samples, dtype=np.float64)
+        dur = np.asarray(duration, dtype=np.float64)
+        done = np.asarray(completed, dtype=bool)
+        dl = np.asarray(deadline, dtype=np.float64)
+
+        used = np.where(np.isnan(smp), self.samples(r), smp)
+        pred = np.where(t, self.base_time(r, used), 0.0).sum(axis=1)
+        current = self.slowdown(r)
+        lo, hi = self.ratio_bounds
+        with np.errstate(divide="ignore", invalid="ignore"):
+            seen = dur / pred
+            censored = np.fmax(np.fmax(seen, dl / pred), current) * self.dropout_inflation
+        ratio = np.where(done, seen, censored)
+        learn = (pred > 0) & np.isfinite(ratio)
+        ratio = np.clip(ratio, lo, hi).astype(np.float32)
+
+        lr = r[learn]
+        slot = self._next[lr].astype(np.int64)
+        self._ratios[lr, slot] = ratio[learn]
+        self._next[lr] = ((slot + 1) % self.window).astype(np.uint8)
+        a = self.reliability_rate
+        self._reliability[r] = ((1 - a) * self._reliability[r] + a * done).astype(np.float32)
+        fresh = done & np.isfinite(smp)
+        self._seen_samples[r[fresh]] = smp[fresh]
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """Arrays that reproduce the per-client state exactly."""
+        n = self._n
+        return {
+            "profile": self._prof[:n].copy(),
+            "max_experts": self._max_experts[:n].copy(),
+            "ratios": self._ratios[:n].copy(),
+            "ratio_next": self._next[:n].copy(),
+            "reliability": self._reliability[:n].copy(),
+            "seen_samples": self._seen_samples[:n].copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace the per-client state (validated first; nothing changes on error)."""
+        prof = np.asarray(state["profile"], dtype=np.float64)
+        n = prof.shape[0]
+        shapes = {
+            "profile": (n, len(PROFILE_FIELDS)),
+            "max_experts": (n,),
+            "ratios": (n, self.window),
+            "ratio_next": (n,),
+            "reliability": (n,),
+            "seen_samples": (n,),
+        }
+        arrs = {k: np.asarray(state[k]) for k in shapes}
+        for k, shp in shapes.items():
+            if arrs[k].shape != shp:
+                raise ValueError(f"{k}: expected shape {shp}, got {arrs[k].shape}")
+        if n and int(arrs["ratio_next"].max()) >= self.window:
+            raise ValueError("ratio_next: out of range")
+        self._prof = prof.copy()
+        self._max_experts = arrs["max_experts"].astype(np.int32)
+        self._ratios = arrs["ratios"].astype(np.float32)
+        self._next = arrs["ratio_next"].astype(np.uint8)
+        self._reliability = arrs["reliability"].astype(np.float32)
+        self._seen_samples = arrs["seen_samples"].astype(np.float32)
+        self._n = n

@@ -1,0 +1,279 @@
+"""Fitness and usage: the scheduler's learned state (DESIGN.md §1), in plain numpy.
+
+:class:`FitnessTracker` keeps ``F[i, j]`` ∈ [0, 1], how well expert ``j`` suits client ``i``.
+After every round, pairs that trained move toward their reward,
+``F ← (1 - a)·F + a·reward``, and every other pair drifts back toward the prior,
+``F ← F - d·(F - prior)``. The drift is applied *lazily*: each client row remembers the
+round up to which it is current, and ``k`` missed rounds are applied at once as
+``F ← prior + (1 - d)^k·(F - prior)`` when the row is next read or updated. Closing a round
+therefore costs nothing per registered client, and a registry of a million clients by 64
+experts is one float32 array (256 MB) plus a per-row round stamp.
+
+:class:`UsageTracker` keeps ``U[j]``, the recent training load of expert ``j``:
+``U ← ρ·U + (1 - ρ)·load`` once per round, and normalises it for the desirability.
+
+Both are owned by :class:`fedalign.Scheduler`; they are public so that other systems can
+reuse the arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["FitnessTracker", "UsageTracker", "USAGE_NORMS"]
+
+#: Ways to normalise usage across experts before it enters the desirability.
+USAGE_NORMS = ("max", "mean", "share")
+
+_COUNT_MAX = np.iinfo(np.uint16).max
+
+
+def _rate(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
+    value = float(value)
+    if not (0.0 <= value <= 1.0):
+        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
+    return value
+
+
+def _grow(arr: NDArray[Any], needed: int, fill: Any) -> NDArray[Any]:
+    """``arr`` with at least ``needed`` rows (capacity doubles; new rows set to ``fill``)."""
+    if needed <= arr.shape[0]:
+        return arr
+    cap = max(needed, 2 * arr.shape[0], 16)
+    out = np.empty((cap, *arr.shape[1:]), dtype=arr.dtype)
+    out[: arr.shape[0]] = arr
+    out[arr.shape[0] :] = fill
+    return out
+
+
+class FitnessTracker:
+    """Fitness ``F[i, j]`` of every registered client for every expert, with lazy drift.
+
+    Parameters
+    ----------
+    n_experts : int
+        Number of experts (columns).
+    ema : float in [0, 1]
+        ``a``: weight of a new reward, ``F ← (1 - a)·F + a·reward``.
+    decay : float in [0, 1]
+        ``d``: per-round drift of untrained pairs toward ``prior``.
+    prior : float in [0, 1]
+        Fitness of a pair nothing is known about.
+    dtype : numpy float dtype
+        Storage type of ``F`` (float32 halves the memory of a large registry; arithmetic is
+        done in float64 on the rows involved).
+
+    Notes
+    -----
+    Rows are clients in the order they were added. ``rounds_closed`` counts closed rounds;
+    ``record`` applies one round's update to some rows before the round closes (each row at
+    most once per round), and those rows are then current as of the end of that round.
+    """
+
+    def __init__(
+        self,
+        n_experts: int,
+        *,
+        ema: float = 0.3,
+        decay: float = 0.02,
+        prior: float = 0.5,
+        dtype: Any = np.float32,
+    ) -> None:
+        if isinstance(n_experts, bool) or not isinstance(n_experts, (int, np.integer)) or n_experts < 1:
+            raise ValueError(f"n_experts: expected an int >= 1, got {n_experts!r}")
+        self.n_experts = int(n_experts)
+        self.ema = _rate("fitness_ema", ema)
+        self.decay = _rate("fitness_decay", decay)
+        self.prior = _rate("fitness_prior", prior)
+        self.dtype = np.dtype(dtype)
+        self.rounds_closed = 0
+        self._n = 0
+        self._f = np.empty((0, self.n_experts), dtype=self.dtype)
+        self._synced = np.empty(0, dtype=np.int64)
+        self._count = np.empty((0, self.n_experts), dtype=np.uint16)
+
+    # ------------------------------------------------------------------ rows
+
+    @property
+    def n_clients(self) -> int:
+        """Number of rows (registered clients)."""
+        return self._n
+
+    def add(self, k: int, initial: ArrayLike | None = None) -> NDArray[np.int64]:
+        """Append ``k`` rows at the prior, or at ``initial`` (a cold start); return their indices.
+
+        Parameters
+        ----------
+        k : int
+            Number of new rows.
+        initial : (k, n_experts) or (n_experts,) floats in [0, 1], optional
+            Starting fitness, e.g. the share of a client's samples its gate routes to each
+            expert from one cheap forward pass.
+        """
+        start = self._n
+        if initial is not None:
+            init = np.asarray(initial, dtype=np.float64)
+            if init.ndim == 1:
+                init = np.broadcast_to(init, (k, self.n_experts))
+            if init.shape != (k, self.n_experts):
+                raise ValueError(
+                    f"initial: expected shape ({k}, {self.n_experts}), got {init.shape}"
+                )
+            bad = ~np.isfinite(init) | (init < 0) | (init > 1)
+            if bad.any():
+                i, j = np.argwhere(bad)[0]
+                raise ValueError(f"initial[{i}, {j}]: expected a value in [0, 1], got {init[i, j]!r}")
+        self._f = _grow(self._f, start + k, self.prior)
+        self._synced = _grow(self._synced, start + k, 0)
+        self._count = _grow(self._count, start + k, 0)
+        self._f[start : start + k] = self.prior if initial is None else init
+        self._synced[start : start + k] = self.rounds_closed
+        self._count[start : start + k] = 0
+        self._n = start + k
+        return np.arange(start, start + k, dtype=np.int64)
+
+    def get(self, rows: ArrayLike) -> NDArray[np.float64]:
+        """Current fitness of the given rows, (m, n_experts) float64, drift applied."""
+        r = np.asarray(rows, dtype=np.int64)
+        lag = np.maximum(0, self.rounds_closed - self._synced[r])
+        factor = (1.0 - self.decay) ** lag.astype(np.float64)
+        stored = self._f[r].astype(np.float64)
+        return self.prior + factor[..., None] * (stored - self.prior)
+
+    def values(self, chunk: int = 65536) -> NDArray[np.floating[Any]]:
+        """Current fitness of every row, (n_clients, n_experts) in the storage dtype (a copy)."""
+        out = np.empty((self._n, self.n_experts), dtype=self.dtype)
+        for s in range(0, self._n, chunk):
+            e = min(self._n, s + chunk)
+            out[s:e] = self.get(np.arange(s, e))
+        return out
+
+    def times_trained(self, rows: ArrayLike) -> NDArray[np.uint16]:
+        """How often each pair trained (saturates at 65535), (m, n_experts)."""
+        return self._count[np.asarray(rows, dtype=np.int64)]
+
+    # ------------------------------------------------------------------ updates
+
+    def record(self, rows: ArrayLike, trained: ArrayLike, rewards: ArrayLike) -> None:
+        """Apply this round's update to ``rows`` (each at most once per round).
+
+        Parameters
+        ----------
+        rows : (m,) ints
+            Distinct row indices.
+        trained : (m, n_experts) bool
+            Pairs that trained this round and get their reward.
+        rewards : (m, n_experts) floats in [0, 1]
+            Rewards; read only where ``trained``.
+        """
+        r = np.asarray(rows, dtype=np.int64)
+        t = np.asarray(trained, dtype=bool)
+        rw = np.asarray(rewards, dtype=np.float64)
+        cur = self.get(r)
+        new = np.where(
+            t, (1.0 - self.ema) * cur + self.ema * rw, cur - self.decay * (cur - self.prior)
+        )
+        self._f[r] = new
+        self._synced[r] = self.rounds_closed + 1
+        self._count[r] = np.minimum(self._count[r].astype(np.int64) + t, _COUNT_MAX)
+
+    def close_round(self) -> None:
+        """Close the round: every row not recorded in it drifts one step (lazily)."""
+        self.rounds_closed += 1
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """Arrays and scalars that reproduce this tracker exactly (arrays are copies)."""
+        n = self._n
+        return {
+            "fitness": self._f[:n].copy(),
+            "synced": self._synced[:n].copy(),
+            "count": self._count[:n].copy(),
+            "rounds_closed": int(self.rounds_closed),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace the state with ``state`` (validated first; nothing changes on error)."""
+        f = np.asarray(state["fitness"])
+        synced = np.asarray(state["synced"])
+        count = np.asarray(state["count"])
+        closed = int(state["rounds_closed"])
+        n = f.shape[0] if f.ndim == 2 else -1
+        if f.ndim != 2 or f.shape[1] != self.n_experts:
+            raise ValueError(f"fitness: expected shape (n, {self.n_experts}), got {f.shape}")
+        if synced.shape != (n,) or count.shape != (n, self.n_experts):
+            raise ValueError("synced/count: shapes do not match fitness")
+        if not np.isfinite(f).all() or (f < 0).any() or (f > 1).any():
+            raise ValueError("fitness: values must be finite and in [0, 1]")
+        if closed < 0 or (n and (synced.min() < 0 or synced.max() > closed + 1)):
+            raise ValueError("synced: round stamps out of range")
+        self._f = f.astype(self.dtype, copy=True)
+        self._synced = synced.astype(np.int64, copy=True)
+        self._count = count.astype(np.uint16, copy=True)
+        self.rounds_closed = closed
+        self._n = n
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays (including spare capacity)."""
+        return int(self._f.nbytes + self._synced.nbytes + self._count.nbytes)
+
+
+class UsageTracker:
+    """Usage ``U[j]``: exponential moving average of the load each expert trained per round.
+
+    Parameters
+    ----------
+    n_experts : int
+    decay : float in [0, 1]
+        ``ρ``: ``U ← ρ·U + (1 - ρ)·load``; the window is about ``1 / (1 - ρ)`` rounds.
+    norm : {"max", "mean", "share"}
+        How :meth:`normalised` scales usage across experts: ``U / max(U)`` (in [0, 1], the
+        default, on the same scale as fitness), ``U / mean(U)`` (1 for an average expert) or
+        ``U / sum(U)`` (each expert's share of the load). All give zeros while ``U`` is zero.
+    """
+
+    def __init__(self, n_experts: int, *, decay: float = 0.8, norm: str = "max") -> None:
+        if norm not in USAGE_NORMS:
+            raise ValueError(f"usage_norm: expected one of {USAGE_NORMS}, got {norm!r}")
+        self.n_experts = int(n_experts)
+        self.decay = _rate("usage_decay", decay)
+        self.norm = norm
+        self.usage = np.zeros(self.n_experts, dtype=np.float64)
+        self.pending = np.zeros(self.n_experts, dtype=np.float64)
+
+    def add_load(self, load: ArrayLike) -> None:
+        """Add load (samples or compute) trained on each expert in the open round."""
+        self.pending += np.asarray(load, dtype=np.float64)
+
+    def close_round(self) -> None:
+        """Fold the round's load into the average and start a new round."""
+        self.usage = self.decay * self.usage + (1.0 - self.decay) * self.pending
+        self.pending = np.zeros(self.n_experts, dtype=np.float64)
+
+    def normalised(self) -> NDArray[np.float64]:
+        """``Ũ``: usage scaled across experts as ``norm`` says (zeros while nothing trained)."""
+        u = self.usage
+        scale = {"max": u.max(), "mean": u.mean(), "share": u.sum()}[self.norm]
+        if not scale > 0:
+            return np.zeros_like(u)
+        return u / scale
+
+    def state_dict(self) -> dict[str, Any]:
+        """Arrays that reproduce this tracker exactly."""
+        return {"usage": self.usage.copy(), "pending": self.pending.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace the state with ``state`` (validated first)."""
+        u = np.asarray(state["usage"], dtype=np.float64)
+        p = np.asarray(state["pending"], dtype=np.float64)
+        for name, a in (("usage", u), ("pending", p)):
+            if a.shape != (self.n_experts,) or not np.isfinite(a).all() or (a < 0).any():
+                raise ValueError(f"{name}: expected {self.n_experts} finite values >= 0")
+        self.usage, self.pending = u.copy(), p.copy()
