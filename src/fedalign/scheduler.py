@@ -438,6 +438,14 @@ class Scheduler:
             "solver_options": dict(solver_options or {}),
         }
         s = self._settings
+        if s["expert_max_clients"] is not None:
+            above = np.asarray(s["expert_min_clients"]) > np.asarray(s["expert_max_clients"])
+            if above.any():
+                k = int(np.flatnonzero(above)[0])
+                raise ValueError(
+                    f"expert_min_clients[{k}]: {s['expert_min_clients'][k]} is above "
+                    f"expert_max_clients[{k}] = {s['expert_max_clients'][k]}"
+                )
         self._fit = FitnessTracker(
             e, ema=s["fitness_ema"], decay=s["fitness_decay"], prior=s["fitness_prior"]
         )
@@ -635,7 +643,12 @@ class Scheduler:
             train_time=t,
             deadline=dl,
             expert_min_clients=s["expert_min_clients"],
-            expert_max_clients=s["expert_max_clients"],
+            # "unbounded" must not read as "at most n": a minimum above n is infeasible, not malformed
+            expert_max_clients=(
+                np.maximum(n, s["expert_min_clients"])
+                if s["expert_max_clients"] is None
+                else s["expert_max_clients"]
+            ),
             allowed=allow,
             client_ids=[self._ids[r] for r in rows],
             expert_ids=self.expert_ids,

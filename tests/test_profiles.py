@@ -1,0 +1,116 @@
+"""Client profiles, plausible bounds and the capacity profiler (fedalign.profiles)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedalign.profiles import CapacityProfiler, ClientProfile, ProfileBounds
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"memory": -1}, ValueError, "ClientProfile.memory"),
+        ({"compute": 0}, ValueError, "ClientProfile.compute"),
+        ({"bandwidth_up": float("nan")}, ValueError, "ClientProfile.bandwidth_up"),
+        ({"latency": float("inf")}, ValueError, "ClientProfile.latency"),
+        ({"availability": 1.5}, ValueError, "ClientProfile.availability"),
+        ({"max_experts": -1}, ValueError, "ClientProfile.max_experts"),
+        ({"max_experts": 1.5}, ValueError, "ClientProfile.max_experts"),
+        ({"memory": "lots"}, TypeError, "ClientProfile.memory"),
+        ({"memory": True}, TypeError, "ClientProfile.memory"),
+    ],
+)
+def test_profile_validation(kwargs: dict, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        ClientProfile(**kwargs)
+
+
+def test_profile_defaults_unknown() -> None:
+    p = ClientProfile()
+    assert all(v is None for v in vars(p).values())
+
+
+def test_bounds_clip_implausible_claims() -> None:
+    b = ProfileBounds(memory=(0.0, 1e12), compute=(1.0, 1e4))
+    p = b.clip(ClientProfile(memory=1e21, compute=1e9, latency=2.0))
+    assert p.memory == 1e12 and p.compute == 1e4 and p.latency == 2.0
+    assert b.clip(ClientProfile(memory=5.0)) == ClientProfile(memory=5.0)
+    with pytest.raises(ValueError, match="ProfileBounds.memory"):
+        ProfileBounds(memory=(2.0, 1.0))
+
+
+def _profiler(**kw) -> CapacityProfiler:
+    return CapacityProfiler([100.0, 200.0], [1.0, 2.0], **kw)
+
+
+def test_base_time_by_hand() -> None:
+    prof = _profiler()
+    prof.add(2)
+    prof.set_profile(
+        0,
+        ClientProfile(compute=10, bandwidth_down=100, bandwidth_up=50, latency=1, samples=20),
+    )
+    # expert 0: 1 + 100/100 + 20*1/10 + 100/50 = 6; expert 1: 1 + 2 + 4 + 4 = 11
+    np.testing.assert_allclose(prof.train_time([0])[0], [6.0, 11.0])
+    # an all-unknown profile is unlimited: no time at all
+    np.testing.assert_allclose(prof.train_time([1])[0], [0.0, 0.0])
+
+
+def test_samples_precedence() -> None:
+    prof = _profiler(samples_per_round=7)
+    prof.add(3)
+    prof.set_profile(1, ClientProfile(samples=30))
+    np.testing.assert_array_equal(prof.samples([0, 1]), [7.0, 30.0])
+    prof.observe([1], [[True, False]], [55.0], [np.nan], [True], [np.nan])
+    assert prof.samples([1])[0] == 55.0
+
+
+def test_slowdown_is_median_and_robust_to_outliers() -> None:
+    prof = _profiler(window=5)
+    prof.add(1)
+    prof.set_profile(0, ClientProfile(compute=10.0, samples=10))  # predicted 1 s for expert 0
+    for d in (2.0, 2.1, 1.9, 500.0):  # one huge stall
+        prof.observe([0], [[True, False]], [10.0], [d], [True], [np.nan])
+    assert prof.slowdown([0])[0] == pytest.approx(2.05)
+    est = prof.estimates(0)
+    assert est["compute"] == pytest.approx(10.0 / 2.05)
+    # the window forgets: five more normal rounds push the stall out
+    for _ in range(5):
+        prof.observe([0], [[True, False]], [10.0], [3.0], [True], [np.nan])
+    assert prof.slowdown([0])[0] == pytest.approx(3.0)
+    np.testing.assert_allclose(prof.train_time([0])[0], [3.0, 6.0])
+
+
+def test_dropout_is_censored_and_lowers_reliability() -> None:
+    prof = _profiler(dropout_inflation=1.5)
+    prof.add(2)
+    prof.set_profile(0, ClientProfile(compute=10.0, samples=10, availability=0.9))
+    prof.set_profile(1, ClientProfile(compute=10.0, samples=10))
+    # a silent dropout with a 4 s deadline on a 1 s prediction: it needed more than 4x
+    prof.observe([0, 1], [[True, False], [True, False]], [np.nan, np.nan], [np.nan, 1.0],
+                 [False, False], [4.0, np.nan])
+    assert prof.slowdown([0])[0] == pytest.approx(6.0)
+    # a dropout after 1 s with no deadline: at least the current estimate (1), inflated
+    assert prof.slowdown([1])[0] == pytest.approx(1.5)
+    np.testing.assert_allclose(prof.reliability([0, 1]), [0.72, 0.8], rtol=1e-6)
+
+
+def test_unknown_profiles_do_not_learn_ratios() -> None:
+    prof = _profiler()
+    prof.add(1)
+    prof.observe([0], [[True, True]], [10.0], [5.0], [True], [np.nan])
+    assert prof.slowdown([0])[0] == 1.0
+
+
+def test_profiler_state_round_trip() -> None:
+    prof = _profiler()
+    prof.add(2)
+    prof.set_profile(0, ClientProfile(compute=3.0, memory=4.0, max_experts=2))
+    prof.observe([0], [[True, False]], [6.0], [9.0], [True], [np.nan])
+    other = _profiler()
+    other.load_state_dict(prof.state_dict())
+    assert other.profile(0) == prof.profile(0)
+    np.testing.assert_array_equal(other.train_time([0, 1]), prof.train_time([0, 1]))
+    assert other.max_experts([0, 1]).tolist() == [2, -1]
