@@ -1,0 +1,159 @@
+"""The wire format shared by the fedalign strategy and its ClientApp helper.
+
+Both sides of a Flower run must agree on record names, metric keys and how a state-dict key
+names its expert. This module holds that agreement and nothing else, so the server strategy
+(:mod:`fedalign.flower.strategy`) and the client helper (:mod:`fedalign.flower.client`) import
+it instead of repeating string literals.
+
+A training instruction carries
+
+* an :class:`~flwr.app.ArrayRecord` under ``"arrays"``: the shared layers and only the
+  experts the node was given (``experts.<j>.*`` keys);
+* a :class:`~flwr.app.ConfigRecord` under ``"config"``: ``"expert-ids"`` (list of int),
+  ``"server-round"`` (int) and whatever the server app adds.
+
+A training reply carries the trained arrays (same keys as received) and a
+:class:`~flwr.app.MetricRecord` under ``"metrics"``: ``"num-examples"`` (samples trained on),
+``"rewards"`` (one value in [0, 1] per expert, in the order of ``"expert-ids"``), optionally
+``"expert-ids"`` (echo), ``"duration"`` (seconds) and ``"loss"``.
+
+A profile query (``MessageType.QUERY`` with ``config["fedalign-request"] == "profile"``) is
+answered with a ConfigRecord under ``"profile"`` holding the node's capacity
+(:data:`PROFILE_FIELDS`) and identity (``"partition-id"``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ARRAYS",
+    "CONFIG",
+    "DURATION",
+    "EXPERT_IDS",
+    "EXPERT_PREFIX",
+    "LOSS",
+    "METRICS",
+    "NUM_EXAMPLES",
+    "PROFILE",
+    "PROFILE_FIELDS",
+    "PROFILE_REQUEST",
+    "REQUEST",
+    "REWARDS",
+    "SERVER_ROUND",
+    "arrays_to_numpy",
+    "expert_of_key",
+    "numpy_to_arrays",
+    "profile_from_mapping",
+]
+
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+PROFILE = "profile"
+
+EXPERT_IDS = "expert-ids"
+SERVER_ROUND = "server-round"
+NUM_EXAMPLES = "num-examples"
+REWARDS = "rewards"
+DURATION = "duration"
+LOSS = "loss"
+
+REQUEST = "fedalign-request"
+PROFILE_REQUEST = "profile"
+
+EXPERT_PREFIX = "experts."
+
+#: Wire name (``node_config`` / ConfigRecord key) -> :class:`fedalign.ClientProfile` field.
+PROFILE_FIELDS: dict[str, str] = {
+    "memory": "memory",
+    "compute": "compute",
+    "bandwidth-up": "bandwidth_up",
+    "bandwidth-down": "bandwidth_down",
+    "latency": "latency",
+    "availability": "availability",
+    "max-experts": "max_experts",
+    "samples": "samples",
+}
+
+
+def expert_of_key(name: str) -> int | None:
+    """The expert an array key belongs to, or None for a shared array.
+
+    The default convention of :mod:`fedalign.sim.model`: expert ``j``'s arrays are named
+    ``experts.<j>.<rest>``; every other key is shared. Implemented here without torch so the
+    strategy stays usable with any framework.
+
+    Parameters
+    ----------
+    name : str
+        An array key, e.g. ``"experts.3.0.weight"`` or ``"gate.bias"``.
+
+    Returns
+    -------
+    int or None
+        ``3`` for ``"experts.3.0.weight"``, None for ``"gate.bias"``.
+
+    Raises
+    ------
+    ValueError
+        If the key starts with ``experts.`` but no integer index follows.
+    """
+    if not name.startswith(EXPERT_PREFIX):
+        return None
+    head = name[len(EXPERT_PREFIX) :].split(".", 1)[0]
+    if not head.isdigit():
+        raise ValueError(f"name: key {name!r} starts with 'experts.' but has no expert index")
+    return int(head)
+
+
+def arrays_to_numpy(record: Any) -> dict[str, np.ndarray]:
+    """Decode an :class:`~flwr.app.ArrayRecord` into ``{key: ndarray}`` (keys in order)."""
+    return {key: array.numpy() for key, array in record.items()}
+
+
+def numpy_to_arrays(state: Mapping[str, Any]) -> Any:
+    """Encode ``{key: ndarray or torch.Tensor}`` as an :class:`~flwr.app.ArrayRecord`."""
+    from flwr.app import Array, ArrayRecord
+
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if hasattr(value, "detach"):  # a torch tensor, without importing torch
+            value = value.detach().cpu().numpy()
+        out[key] = Array(np.ascontiguousarray(np.asarray(value)))
+    return ArrayRecord(out)
+
+
+def profile_from_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`fedalign.ClientProfile` keyword arguments found in ``values``.
+
+    Parameters
+    ----------
+    values : mapping
+        A node's ``node_config`` or a profile ConfigRecord; wire names as in
+        :data:`PROFILE_FIELDS` (``"bandwidth-up"``; ``"bandwidth_up"`` is accepted too).
+        Other keys are ignored.
+
+    Returns
+    -------
+    dict
+        ``{field: value}`` for the fields present, ``max_experts`` as int, others as float.
+
+    Raises
+    ------
+    ValueError
+        If a present field is not a number.
+    """
+    out: dict[str, Any] = {}
+    for wire, field in PROFILE_FIELDS.items():
+        for name in (wire, field):
+            if name in values:
+                raw = values[name]
+                if isinstance(raw, bool) or not isinstance(raw, (int, float, np.number)):
+                    raise ValueError(f"{name}: expected a number, got {raw!r}")
+                out[field] = int(raw) if field == "max_experts" else float(raw)
+                break
+    return out

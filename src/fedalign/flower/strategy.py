@@ -1,0 +1,746 @@
+"""FedAlign: a Flower Message-API strategy that lets the fedalign scheduler pick experts.
+
+Flower's ``FedAvg`` sends one shared RecordDict to every node and rejects replies whose
+ArrayRecords hold different keys (DESIGN.md §4). A Mixture-of-Experts round needs the
+opposite: every node receives the shared layers plus *its own* experts, and each expert is
+averaged only over the nodes that trained it. :class:`FedAlign` does exactly that and leaves
+every decision about who trains what to a :class:`fedalign.Scheduler`:
+
+``configure_train``
+    samples a cohort of connected nodes, registers nodes it has not seen (capacity profile
+    from a query round, i.e. the node's ``node_config``, or from ``profile_fn``), calls
+    ``Scheduler.plan`` over their node ids and builds one Message per node.
+``aggregate_train``
+    validates every reply against what that node was sent, turns its MetricRecord into
+    ``Feedback``, averages each expert over the nodes that returned it (weighted by
+    ``num-examples``) and the shared arrays over all of them; failed, malformed and missing
+    replies become dropouts (``Feedback(completed=False)``) and contribute nothing.
+
+The strategy only sees ArrayRecords and key names (``expert_of_key``), so it is independent of
+the deep-learning framework. The wire format is in :mod:`fedalign.flower.records`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from logging import INFO, WARNING
+from typing import Any
+
+import numpy as np
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.supercore import log
+
+from ..errors import InvalidFeedbackError
+from . import records as rec
+
+__all__ = ["FedAlign", "RoundRecord"]
+
+ProfileFn = Callable[[int, Mapping[str, Any]], Any]
+CohortFn = Callable[[int, Sequence[int]], Sequence[int]]
+
+
+@dataclass
+class RoundRecord:
+    """What happened to one training round, kept in :attr:`FedAlign.history`.
+
+    Attributes
+    ----------
+    server_round : int
+        Flower's round number (from 1).
+    scheduler_round : int
+        The scheduler's ``plan.round``.
+    assignment : dict of int to list of int
+        Expert ids sent to each node (nodes given no expert are listed with ``[]``).
+    completed : list of int
+        Nodes whose reply was valid and aggregated.
+    dropouts : dict of int to str
+        Nodes that sent no usable reply, with the reason (error, malformed, no reply).
+    trained_by : dict of int to list of int
+        For each expert averaged this round, the nodes whose arrays went into it.
+    num_examples : int
+        Samples trained on by the completed nodes.
+    """
+
+    server_round: int
+    scheduler_round: int
+    assignment: dict[int, list[int]]
+    completed: list[int] = field(default_factory=list)
+    dropouts: dict[int, str] = field(default_factory=dict)
+    trained_by: dict[int, list[int]] = field(default_factory=dict)
+    num_examples: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (string keys)."""
+        return {
+            "server_round": self.server_round,
+            "scheduler_round": self.scheduler_round,
+            "assignment": {str(k): list(v) for k, v in self.assignment.items()},
+            "completed": list(self.completed),
+            "dropouts": {str(k): v for k, v in self.dropouts.items()},
+            "trained_by": {str(k): list(v) for k, v in self.trained_by.items()},
+            "num_examples": self.num_examples,
+        }
+
+
+@dataclass
+class _OpenRound:
+    """Server-side state between ``configure_train`` and ``aggregate_train``."""
+
+    server_round: int
+    plan_round: int
+    global_arrays: ArrayRecord
+    key_expert: dict[str, int | None]
+    sent: dict[int, list[int]]
+    idle: list[int]
+
+
+class _BadReply(Exception):
+    """A reply that cannot be used; the message says why."""
+
+
+@dataclass
+class _Accepted:
+    node: int
+    arrays: dict[str, np.ndarray]
+    weight: float
+    loss: float | None
+
+
+class FedAlign(Strategy):
+    """Flower strategy that trains each expert of a MoE model on the nodes a scheduler picks.
+
+    Parameters
+    ----------
+    scheduler : fedalign.Scheduler
+        Plans who trains which expert and learns from the feedback. Clients are registered
+        under their Flower node id.
+    fraction_train : float, default 1.0
+        Fraction of connected nodes sampled for training each round (at least
+        ``min_train_nodes``). 0 disables federated training.
+    min_train_nodes : int, default 2
+        Minimum number of nodes sampled for training.
+    min_available_nodes : int, default 2
+        Training and evaluation wait until at least this many nodes are connected.
+    fraction_evaluate : float, default 1.0
+        Fraction of nodes that evaluate the full model each round; 0 disables federated
+        evaluation (use ``evaluate_fn`` of :meth:`start` for central evaluation).
+    min_evaluate_nodes : int, default 2
+        Minimum number of nodes sampled for evaluation.
+    expert_of_key : callable, default :func:`fedalign.flower.records.expert_of_key`
+        Maps an array key to its expert id (``None`` = shared). Expert ids must be the
+        scheduler's expert ids.
+    profile_fn : callable, optional
+        ``profile_fn(node_id, info) -> ClientProfile | None`` for a node seen for the first
+        time; ``info`` is what the node answered to the profile query (empty when
+        ``query_profiles`` is False). Default: the capacity fields of ``info``.
+    query_profiles : bool, default True
+        Ask unseen nodes for their profile (a ``query`` message answered by
+        :func:`fedalign.flower.client.profile_reply` from their ``node_config``). Nodes that
+        do not answer are left out of the round and asked again later.
+    query_timeout : float, default 60.0
+        Seconds to wait for profile answers.
+    node_wait_timeout : float, optional
+        Give up (``TimeoutError``) when fewer than ``min_available_nodes`` nodes connect
+        within this many seconds. Default: wait forever, as Flower's strategies do.
+    cohort_fn : callable, optional
+        ``cohort_fn(server_round, node_ids) -> node_ids``: choose the training cohort
+        yourself (a subset of the connected, sorted ``node_ids``). Default: a seeded uniform
+        sample of the size given by ``fraction_train`` / ``min_train_nodes``.
+    weighted_by_key : str, default "num-examples"
+        Metric used as each reply's averaging weight.
+    arrayrecord_key, configrecord_key : str
+        Record names in the instruction messages (``"arrays"``, ``"config"``).
+    seed : int, optional
+        Seeds node sampling.
+
+    Attributes
+    ----------
+    history : list of RoundRecord
+        One entry per aggregated training round.
+    node_info : dict of int to dict
+        What each node answered to the profile query (``partition-id``, capacity ...).
+
+    Notes
+    -----
+    Every training reply is checked against what its node was sent: exactly the shared keys
+    plus the keys of its experts, same shapes and dtypes, finite values, a scalar
+    ``num-examples`` >= 0 and one reward per expert. A reply that fails any check, carries
+    an error, comes from a node that was not asked, or never arrives is a dropout: the
+    scheduler gets ``Feedback(completed=False)`` and none of its arrays are averaged, so an
+    expert is averaged only over complete updates (or keeps its previous value).
+    """
+
+    def __init__(
+        self,
+        scheduler: Any,
+        *,
+        fraction_train: float = 1.0,
+        min_train_nodes: int = 2,
+        min_available_nodes: int = 2,
+        fraction_evaluate: float = 1.0,
+        min_evaluate_nodes: int = 2,
+        expert_of_key: Callable[[str], int | None] = rec.expert_of_key,
+        profile_fn: ProfileFn | None = None,
+        query_profiles: bool = True,
+        query_timeout: float = 60.0,
+        node_wait_timeout: float | None = None,
+        cohort_fn: CohortFn | None = None,
+        weighted_by_key: str = rec.NUM_EXAMPLES,
+        arrayrecord_key: str = rec.ARRAYS,
+        configrecord_key: str = rec.CONFIG,
+        seed: int | None = None,
+    ) -> None:
+        for name, value in (
+            ("fraction_train", fraction_train),
+            ("fraction_evaluate", fraction_evaluate),
+        ):
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name}: must be in [0, 1], got {value}")
+        for name, ivalue in (
+            ("min_train_nodes", min_train_nodes),
+            ("min_available_nodes", min_available_nodes),
+            ("min_evaluate_nodes", min_evaluate_nodes),
+        ):
+            if int(ivalue) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {ivalue}")
+        if query_timeout <= 0:
+            raise ValueError(f"query_timeout: must be > 0, got {query_timeout}")
+        self.scheduler = scheduler
+        self.fraction_train = float(fraction_train)
+        self.min_train_nodes = 0 if self.fraction_train == 0.0 else int(min_train_nodes)
+        self.min_available_nodes = int(min_available_nodes)
+        self.fraction_evaluate = float(fraction_evaluate)
+        self.min_evaluate_nodes = 0 if self.fraction_evaluate == 0.0 else int(min_evaluate_nodes)
+        self.expert_of_key = expert_of_key
+        self.profile_fn = profile_fn
+        self.query_profiles = bool(query_profiles)
+        self.query_timeout = float(query_timeout)
+        self.node_wait_timeout = node_wait_timeout
+        self.cohort_fn = cohort_fn
+        self.weighted_by_key = weighted_by_key
+        self.arrayrecord_key = arrayrecord_key
+        self.configrecord_key = configrecord_key
+        self.history: list[RoundRecord] = []
+        self.node_info: dict[int, dict[str, Any]] = {}
+        self._registered: set[int] = set()
+        self._rng = np.random.default_rng(seed)
+        self._open: _OpenRound | None = None
+
+    # ------------------------------------------------------------------ Strategy API
+    def summary(self) -> None:
+        """Log the strategy's configuration."""
+        log(INFO, "\t├──> Scheduler: %s", type(self.scheduler).__name__)
+        log(
+            INFO,
+            "\t├──> Sampling: fraction train %.2f (min %d) | evaluate %.2f (min %d) | "
+            "min available %d",
+            self.fraction_train,
+            self.min_train_nodes,
+            self.fraction_evaluate,
+            self.min_evaluate_nodes,
+            self.min_available_nodes,
+        )
+        log(INFO, "\t└──> Profiles: %s", "query round" if self.query_profiles else "profile_fn")
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Plan the round with the scheduler and build one Message per node.
+
+        Parameters
+        ----------
+        server_round : int
+            Flower's round number.
+        arrays : ArrayRecord
+            The current global model: shared arrays and every expert's arrays.
+        config : ConfigRecord
+            Settings for the clients (e.g. ``lr``); copied into each node's ConfigRecord
+            next to its ``expert-ids`` and the ``server-round``. Not modified.
+        grid : Grid
+            Used to list and query nodes.
+
+        Returns
+        -------
+        list of Message
+            One training instruction per node that was given at least one expert.
+        """
+        if self._open is not None:
+            # The previous round was configured but never aggregated: close it as all-dropout.
+            self._close_round(self._open, [])
+        if self.fraction_train == 0.0:
+            return []
+        key_expert = self._key_experts(arrays)
+        nodes = self._wait_for_nodes(grid)
+        cohort = self._sample_cohort(server_round, nodes)
+        cohort = self._register_unseen(cohort, grid, server_round)
+        if not cohort:
+            log(
+                WARNING,
+                "configure_train: no node could be registered; skipping round %d",
+                server_round,
+            )
+            return []
+        plan = self.scheduler.plan(cohort)
+        model_experts = {e for e in key_expert.values() if e is not None}
+        shared = [k for k, e in key_expert.items() if e is None]
+        keys_of: dict[int, list[str]] = {}
+        for key, e in key_expert.items():
+            if e is not None:
+                keys_of.setdefault(e, []).append(key)
+
+        sent: dict[int, list[int]] = {}
+        idle: list[int] = []
+        messages: list[Message] = []
+        for node, experts in plan.assignment.items():
+            experts = [int(e) for e in experts]
+            missing = [e for e in experts if e not in model_experts]
+            if missing:
+                raise ValueError(
+                    f"arrays: the scheduler assigned expert {missing[0]} to node {node}, but "
+                    f"no array key maps to it (model experts: {sorted(model_experts)})"
+                )
+            if not experts:
+                idle.append(int(node))
+                continue
+            keys = shared + [k for e in experts for k in keys_of[e]]
+            node_arrays = ArrayRecord({k: arrays[k] for k in keys})
+            node_config = ConfigRecord(dict(config))
+            node_config[rec.EXPERT_IDS] = experts
+            node_config[rec.SERVER_ROUND] = int(server_round)
+            content = RecordDict(
+                {self.arrayrecord_key: node_arrays, self.configrecord_key: node_config}
+            )
+            messages.append(
+                Message(content=content, dst_node_id=int(node), message_type=MessageType.TRAIN)
+            )
+            sent[int(node)] = experts
+        self._open = _OpenRound(
+            server_round=int(server_round),
+            plan_round=int(plan.round),
+            global_arrays=arrays,
+            key_expert=key_expert,
+            sent=sent,
+            idle=idle,
+        )
+        log(
+            INFO,
+            "configure_train: round %d, %d of %d nodes, experts per node %s",
+            server_round,
+            len(messages),
+            len(nodes),
+            {n: e for n, e in sent.items()}
+            if len(sent) <= 8
+            else f"(mean {np.mean([len(e) for e in sent.values()]):.2f})",
+        )
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Average each expert over the nodes that trained it; report feedback; close the round.
+
+        Parameters
+        ----------
+        server_round : int
+            Flower's round number; must be the round last configured.
+        replies : iterable of Message
+            Training replies (any order; some may carry errors; some nodes may be missing).
+
+        Returns
+        -------
+        ArrayRecord or None
+            The full global model: experts trained this round replaced by their average,
+            shared arrays averaged over all completed nodes, everything else unchanged.
+            None when no reply was usable (Flower then keeps the previous model).
+        MetricRecord or None
+            ``num-examples`` (total), ``nodes-sent``, ``nodes-completed``, ``nodes-failed``,
+            ``experts-trained`` and, when every completed node reported it, ``loss``
+            (weighted mean). None when the round was not configured.
+        """
+        state = self._open
+        if state is None or state.server_round != int(server_round):
+            log(
+                WARNING,
+                "aggregate_train: round %d was not configured; nothing to aggregate",
+                server_round,
+            )
+            return None, None
+        accepted, record = self._collect(state, replies)
+        self._close_round(state, accepted, record)
+        arrays = self._average(state, accepted, record)
+        metrics = MetricRecord(
+            {
+                rec.NUM_EXAMPLES: int(record.num_examples),
+                "nodes-sent": len(state.sent),
+                "nodes-completed": len(record.completed),
+                "nodes-failed": len(record.dropouts),
+                "experts-trained": len(record.trained_by),
+            }
+        )
+        losses = [a.loss for a in accepted]
+        if accepted and all(loss is not None for loss in losses):
+            w = np.array([a.weight for a in accepted], dtype=float)
+            lv = np.array(losses, dtype=float)
+            metrics[rec.LOSS] = float(lv @ w / w.sum()) if w.sum() > 0 else float(lv.mean())
+        return arrays, metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Send the full global model to a sample of nodes for evaluation.
+
+        Returns an empty list when ``fraction_evaluate`` is 0.
+        """
+        if self.fraction_evaluate == 0.0:
+            return []
+        nodes = self._wait_for_nodes(grid)
+        size = min(
+            len(nodes), max(int(len(nodes) * self.fraction_evaluate), self.min_evaluate_nodes)
+        )
+        chosen = sorted(int(n) for n in self._rng.choice(nodes, size=size, replace=False))
+        messages = []
+        for node in chosen:
+            node_config = ConfigRecord(dict(config))
+            node_config[rec.SERVER_ROUND] = int(server_round)
+            content = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: node_config})
+            messages.append(
+                Message(content=content, dst_node_id=node, message_type=MessageType.EVALUATE)
+            )
+        return messages
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Weighted mean (by ``num-examples``) of each scalar metric over the valid replies.
+
+        Replies with errors, without exactly one MetricRecord, or without a scalar weight are
+        skipped; a metric is averaged over the replies that report it.
+        """
+        sums: dict[str, float] = {}
+        weights: dict[str, float] = {}
+        total = 0.0
+        n_valid = 0
+        for msg in replies:
+            if msg.has_error() or len(msg.content.metric_records) != 1:
+                continue
+            metrics = next(iter(msg.content.metric_records.values()))
+            w = metrics.get(self.weighted_by_key)
+            if (
+                isinstance(w, (list, bool))
+                or not isinstance(w, (int, float))
+                or not np.isfinite(w)
+                or w < 0
+            ):
+                continue
+            n_valid += 1
+            total += float(w)
+            for key, value in metrics.items():
+                if key == self.weighted_by_key or isinstance(value, list) or not np.isfinite(value):
+                    continue
+                sums[key] = sums.get(key, 0.0) + float(value) * float(w)
+                weights[key] = weights.get(key, 0.0) + float(w)
+        if n_valid == 0:
+            return None
+        out = MetricRecord({self.weighted_by_key: total})
+        for key, s in sums.items():
+            if weights[key] > 0:
+                out[key] = s / weights[key]
+        return out
+
+    # ------------------------------------------------------------------ steps
+    def _key_experts(self, arrays: ArrayRecord) -> dict[str, int | None]:
+        """Expert of every key of the global model (``None`` = shared)."""
+        out: dict[str, int | None] = {}
+        for key in arrays.keys():
+            e = self.expert_of_key(key)
+            out[key] = None if e is None else int(e)
+        return out
+
+    def _wait_for_nodes(self, grid: Grid) -> list[int]:
+        """Connected node ids (sorted), once at least ``min_available_nodes`` are there."""
+        need = max(self.min_available_nodes, self.min_train_nodes)
+        start = time.monotonic()
+        while len(nodes := sorted(int(n) for n in grid.get_node_ids())) < need:
+            if (
+                self.node_wait_timeout is not None
+                and time.monotonic() - start > self.node_wait_timeout
+            ):
+                raise TimeoutError(
+                    f"node_wait_timeout: only {len(nodes)} of {need} nodes connected within "
+                    f"{self.node_wait_timeout} s"
+                )
+            log(INFO, "Waiting for nodes to connect: %d connected (need %d).", len(nodes), need)
+            time.sleep(1.0)
+        return nodes
+
+    def _sample_cohort(self, server_round: int, nodes: list[int]) -> list[int]:
+        if self.cohort_fn is not None:
+            chosen = [int(n) for n in self.cohort_fn(server_round, nodes)]
+            unknown = sorted(set(chosen) - set(nodes))
+            if unknown:
+                raise ValueError(f"cohort_fn: node {unknown[0]} is not connected")
+            if len(set(chosen)) != len(chosen):
+                raise ValueError("cohort_fn: returned a node more than once")
+            return chosen
+        size = min(len(nodes), max(int(len(nodes) * self.fraction_train), self.min_train_nodes))
+        return sorted(int(n) for n in self._rng.choice(nodes, size=size, replace=False))
+
+    def _register_unseen(self, cohort: list[int], grid: Grid, server_round: int) -> list[int]:
+        """Register the cohort's new nodes; return the cohort without those that could not be."""
+        import fedalign as fa
+
+        unseen = [n for n in cohort if n not in self._registered]
+        if not unseen:
+            return cohort
+        infos: dict[int, dict[str, Any]] = {n: {} for n in unseen}
+        if self.query_profiles:
+            infos = self._query_profiles(unseen, grid, server_round)
+        for node, info in infos.items():
+            self.node_info[node] = info
+            profile = self.profile_fn(node, info) if self.profile_fn is not None else None
+            if profile is None:
+                try:
+                    profile = fa.ClientProfile(**rec.profile_from_mapping(info))
+                except (ValueError, TypeError) as exc:
+                    log(
+                        WARNING,
+                        "Node %d reported an invalid profile (%s); using an unknown one",
+                        node,
+                        exc,
+                    )
+                    profile = fa.ClientProfile()
+            self.scheduler.register(node, profile)
+            self._registered.add(node)
+        return [n for n in cohort if n in self._registered]
+
+    def _query_profiles(
+        self, nodes: list[int], grid: Grid, server_round: int
+    ) -> dict[int, dict[str, Any]]:
+        """Ask ``nodes`` for their profile; nodes that fail or stay silent are left out."""
+        messages = [
+            Message(
+                content=RecordDict(
+                    {
+                        self.configrecord_key: ConfigRecord(
+                            {rec.REQUEST: rec.PROFILE_REQUEST, rec.SERVER_ROUND: int(server_round)}
+                        )
+                    }
+                ),
+                dst_node_id=n,
+                message_type=MessageType.QUERY,
+            )
+            for n in nodes
+        ]
+        asked = set(nodes)
+        out: dict[int, dict[str, Any]] = {}
+        for reply in grid.send_and_receive(messages, timeout=self.query_timeout):
+            node = int(reply.metadata.src_node_id)
+            if node not in asked or node in out:
+                continue
+            if reply.has_error():
+                log(WARNING, "Node %d failed the profile query: %s", node, reply.error.reason)
+                continue
+            profile = reply.content.config_records.get(rec.PROFILE)
+            out[node] = dict(profile.items()) if profile is not None else {}
+        silent = sorted(asked - set(out))
+        if silent:
+            log(WARNING, "No profile from nodes %s; they sit out round %d", silent, server_round)
+        return out
+
+    def _collect(
+        self, state: _OpenRound, replies: Iterable[Message]
+    ) -> tuple[list[_Accepted], RoundRecord]:
+        """Validate replies and report each node's feedback to the scheduler."""
+        import fedalign as fa
+
+        record = RoundRecord(
+            server_round=state.server_round,
+            scheduler_round=state.plan_round,
+            assignment={
+                **{n: list(e) for n, e in state.sent.items()},
+                **{n: [] for n in state.idle},
+            },
+        )
+        accepted: list[_Accepted] = []
+        seen: set[int] = set()
+        for msg in replies:
+            node = int(msg.metadata.src_node_id)
+            if node not in state.sent:
+                log(
+                    WARNING,
+                    "aggregate_train: ignoring a reply from node %d, which was not asked",
+                    node,
+                )
+                continue
+            if node in seen:
+                log(WARNING, "aggregate_train: ignoring a second reply from node %d", node)
+                continue
+            seen.add(node)
+            if msg.has_error():
+                record.dropouts[node] = f"error: {msg.error.reason}"
+                continue
+            try:
+                arrays, weight, feedback_kw, loss = self._parse_reply(state, node, msg.content)
+                self.scheduler.report(node, fa.Feedback(**feedback_kw), round=state.plan_round)
+            except (_BadReply, InvalidFeedbackError) as exc:
+                record.dropouts[node] = f"invalid reply: {exc}"
+                continue
+            accepted.append(_Accepted(node, arrays, weight, loss))
+            record.completed.append(node)
+            record.num_examples += int(feedback_kw["samples"])
+        for node in state.sent:
+            if node not in seen:
+                record.dropouts[node] = "no reply"
+        for node, reason in record.dropouts.items():
+            log(INFO, "aggregate_train: node %d dropped out (%s)", node, reason)
+        return accepted, record
+
+    def _parse_reply(
+        self, state: _OpenRound, node: int, content: RecordDict
+    ) -> tuple[dict[str, np.ndarray], float, dict[str, Any], float | None]:
+        """Check one reply against what ``node`` was sent; raise ``_BadReply`` if unusable."""
+        experts = state.sent[node]
+        if len(content.array_records) != 1:
+            raise _BadReply(f"expected one ArrayRecord, got {len(content.array_records)}")
+        if len(content.metric_records) != 1:
+            raise _BadReply(f"expected one MetricRecord, got {len(content.metric_records)}")
+        arrays = next(iter(content.array_records.values()))
+        metrics = next(iter(content.metric_records.values()))
+
+        wanted = {k for k, e in state.key_expert.items() if e is None or e in experts}
+        got = set(arrays.keys())
+        if got - wanted:
+            raise _BadReply(f"unexpected arrays {sorted(got - wanted)[:3]}")
+        if wanted - got:
+            raise _BadReply(f"missing arrays {sorted(wanted - got)[:3]}")
+        decoded: dict[str, np.ndarray] = {}
+        for key in arrays.keys():
+            ref = state.global_arrays[key]
+            arr = arrays[key]
+            if tuple(arr.shape) != tuple(ref.shape) or arr.dtype != ref.dtype:
+                raise _BadReply(
+                    f"array {key!r} is {arr.dtype}{list(arr.shape)}, expected {ref.dtype}{list(ref.shape)}"
+                )
+            try:
+                value = arr.numpy()
+            except (TypeError, ValueError) as exc:
+                raise _BadReply(f"array {key!r} cannot be decoded: {exc}") from exc
+            if value.dtype.kind in "fc" and not np.isfinite(value).all():
+                raise _BadReply(f"array {key!r} holds non-finite values")
+            decoded[key] = value
+
+        weight = _scalar(metrics, self.weighted_by_key)
+        samples = (
+            _scalar(metrics, rec.NUM_EXAMPLES)
+            if self.weighted_by_key != rec.NUM_EXAMPLES
+            else weight
+        )
+        rewards = metrics.get(rec.REWARDS)
+        if isinstance(rewards, (int, float)) and not isinstance(rewards, bool):
+            rewards = [rewards]
+        if not isinstance(rewards, list) or len(rewards) != len(experts):
+            raise _BadReply(
+                f"'{rec.REWARDS}' must list {len(experts)} values, one per expert in {experts}"
+            )
+        echo = metrics.get(rec.EXPERT_IDS)
+        if echo is not None:
+            echo_list = echo if isinstance(echo, list) else [echo]
+            if [int(e) for e in echo_list] != experts:
+                raise _BadReply(
+                    f"'{rec.EXPERT_IDS}' {echo_list} differs from the experts sent {experts}"
+                )
+        duration = metrics.get(rec.DURATION)
+        if duration is not None:
+            duration = _scalar(metrics, rec.DURATION)
+        loss = metrics.get(rec.LOSS)
+        loss = float(loss) if isinstance(loss, (int, float)) and np.isfinite(loss) else None
+        feedback = {
+            "samples": int(round(samples)),
+            "rewards": {e: float(r) for e, r in zip(experts, rewards, strict=True)},
+            "duration": duration,
+            "completed": True,
+        }
+        return decoded, weight, feedback, loss
+
+    def _close_round(
+        self, state: _OpenRound, accepted: list[_Accepted], record: RoundRecord | None = None
+    ) -> None:
+        """Report dropouts and idle nodes, then close the scheduler's round."""
+        import fedalign as fa
+
+        if record is None:  # configured but never aggregated
+            record = RoundRecord(
+                state.server_round, state.plan_round, {n: list(e) for n, e in state.sent.items()}
+            )
+            record.dropouts = {n: "round never aggregated" for n in state.sent}
+        for node, _reason in record.dropouts.items():
+            try:
+                self.scheduler.report(
+                    node,
+                    fa.Feedback(samples=0, rewards={}, completed=False),
+                    round=state.plan_round,
+                )
+            except InvalidFeedbackError as exc:  # e.g. already reported; the round closes anyway
+                log(WARNING, "Could not report the dropout of node %d: %s", node, exc)
+        for node in state.idle:
+            try:
+                self.scheduler.report(
+                    node, fa.Feedback(samples=0, rewards={}), round=state.plan_round
+                )
+            except InvalidFeedbackError as exc:
+                log(WARNING, "Could not report idle node %d: %s", node, exc)
+        self.scheduler.end_round()
+        self.history.append(record)
+        self._open = None
+
+    def _average(
+        self, state: _OpenRound, accepted: list[_Accepted], record: RoundRecord
+    ) -> ArrayRecord | None:
+        """New global model: per-expert and shared weighted means over the accepted replies."""
+        if not accepted:
+            return None
+        weights = np.array([a.weight for a in accepted], dtype=np.float64)
+        out: dict[str, Array] = {}
+        trained_by: dict[int, list[int]] = {}
+        # Loop over keys (a model's handful of tensors), vectorised over the nodes that hold each.
+        for key, expert in state.key_expert.items():
+            holders = [i for i, a in enumerate(accepted) if key in a.arrays]
+            if not holders:
+                out[key] = state.global_arrays[key]
+                continue
+            if expert is not None:
+                trained_by[expert] = [accepted[i].node for i in holders]
+            w = weights[holders]
+            w = w / w.sum() if w.sum() > 0 else np.full(len(holders), 1.0 / len(holders))
+            stack = np.stack([accepted[i].arrays[key] for i in holders]).astype(np.float64)
+            mean = np.tensordot(w, stack, axes=1)
+            dtype = accepted[holders[0]].arrays[key].dtype
+            if dtype.kind in "iub":
+                mean = np.rint(mean)
+            out[key] = Array(np.ascontiguousarray(mean.astype(dtype)))
+        record.trained_by = dict(sorted(trained_by.items()))
+        return ArrayRecord(out)
+
+
+def _scalar(metrics: MetricRecord, key: str) -> float:
+    """A finite scalar >= 0 from ``metrics[key]``, or ``_BadReply``."""
+    value = metrics.get(key)
+    if value is None:
+        raise _BadReply(f"missing metric '{key}'")
+    if isinstance(value, (list, bool)) or not isinstance(value, (int, float)):
+        raise _BadReply(f"metric '{key}' must be one number, got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise _BadReply(f"metric '{key}' must be finite and >= 0, got {value}")
+    return float(value)
