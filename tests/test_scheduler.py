@@ -528,3 +528,22 @@ def test_unsavable_ids_fail_before_writing(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="client_ids"):
         s.save(tmp_path / "x")
     assert not list(tmp_path.iterdir())
+
+
+def test_register_many_matches_register() -> None:
+    a = fa.Scheduler(2, solver=plain_solver(), expert_memory=[1.0, 2.0], seed=0)
+    b = fa.Scheduler(2, solver=plain_solver(), expert_memory=[1.0, 2.0], seed=0)
+    profs = [fa.ClientProfile(memory=float(m)) for m in (1, 3, 5)]
+    for c, p in enumerate(profs):
+        a.register(c, p)
+    b.register_many(range(3), profs)
+    b.register_many([3, 4], fa.ClientProfile(memory=2.0))
+    a.register(3, fa.ClientProfile(memory=2.0))
+    a.register(4, fa.ClientProfile(memory=2.0))
+    _assert_same_state(_state_arrays(a), _state_arrays(b))
+    assert b.client_ids == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"client_ids\[1\]"):
+        b.register_many([9, 4])
+    with pytest.raises(ValueError, match="profile"):
+        b.register_many([9, 10], [fa.ClientProfile()])
+    assert b.n_clients == 5

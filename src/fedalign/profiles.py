@@ -139,7 +139,7 @@ class ProfileBounds:
 
     def clip(self, profile: ClientProfile) -> ClientProfile:
         """``profile`` with each known field clipped into its range."""
-        changes: dict[str, float] = {}
+        changes: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(profile, f.name)
             if v is not None:
@@ -249,6 +249,16 @@ class CapacityProfiler:
         self._max_experts[row] = -1 if p.max_experts is None else p.max_experts
         if p.availability is not None:
             self._reliability[row] = p.availability
+        return p
+
+    def set_profiles(self, rows: ArrayLike, profile: ClientProfile) -> ClientProfile:
+        """Store one ``profile`` (clipped) for many ``rows`` at once; return the stored profile."""
+        r = np.asarray(rows, dtype=np.int64)
+        p = self.bounds.clip(profile)
+        self._prof[r] = [np.nan if getattr(p, f) is None else getattr(p, f) for f in PROFILE_FIELDS]
+        self._max_experts[r] = -1 if p.max_experts is None else p.max_experts
+        if p.availability is not None:
+            self._reliability[r] = p.availability
         return p
 
     def profile(self, row: int) -> ClientProfile:

@@ -533,6 +533,55 @@ class Scheduler:
             )
         return self._prof.set_profile(row, profile)
 
+    def register_many(
+        self,
+        client_ids: Iterable[Hashable],
+        profile: ClientProfile | Sequence[ClientProfile] | None = None,
+    ) -> None:
+        """Register many new clients at once (vectorised; for large registries).
+
+        Parameters
+        ----------
+        client_ids : iterable of hashable
+            New, distinct ids (use :meth:`register` to update a registered client).
+        profile : ClientProfile or sequence of ClientProfile, optional
+            One profile shared by all, or one per client. None: all unknown.
+
+        Raises
+        ------
+        ValueError
+            An id is already registered or repeated, or the profile count does not match.
+        """
+        ids = list(client_ids)
+        for k, c in enumerate(ids):
+            try:
+                known = c in self._index
+            except TypeError:
+                raise TypeError(f"client_ids[{k}]: {c!r} is not hashable") from None
+            if known:
+                raise ValueError(f"client_ids[{k}]: {c!r} is already registered")
+        if len(set(ids)) != len(ids):
+            raise ValueError("client_ids: ids repeat")
+        many = profile is not None and not isinstance(profile, ClientProfile)
+        if many:
+            profs = list(profile)  # type: ignore[arg-type]
+            if len(profs) != len(ids):
+                raise ValueError(f"profile: expected {len(ids)} profiles, got {len(profs)}")
+            for k, p in enumerate(profs):
+                if not isinstance(p, ClientProfile):
+                    raise TypeError(f"profile[{k}]: expected a ClientProfile, got {type(p).__name__}")
+        self._fit.add(len(ids))
+        rows = self._prof.add(len(ids))
+        start = len(self._ids)
+        self._ids.extend(ids)
+        self._index.update(zip(ids, range(start, start + len(ids)), strict=True))
+        if many:
+            for r, p in zip(rows.tolist(), profs, strict=True):
+                self._prof.set_profile(r, p)
+        else:
+            shared = profile if isinstance(profile, ClientProfile) else ClientProfile()
+            self._prof.set_profiles(rows, shared)
+
     def profile(self, client_id: Hashable) -> ClientProfile:
         """The stored (clipped) profile of a registered client."""
         return self._prof.profile(self._row(client_id))
