@@ -26,7 +26,6 @@ lowers the client's reliability, an exponential average of completed rounds.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -292,12 +291,13 @@ class CapacityProfiler:
 
     def slowdown(self, rows: ArrayLike) -> NDArray[np.float64]:
         """Median observed/predicted ratio over each row's window (1 with no observation)."""
-        win = self._ratios[np.asarray(rows, dtype=np.int64)]
-        empty = np.isnan(win).all(axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(win.astype(np.float64), axis=1)
-        return np.where(empty, 1.0, med)
+        win = np.sort(self._ratios[np.asarray(rows, dtype=np.int64)].astype(np.float64), axis=1)
+        k = (~np.isnan(win)).sum(axis=1)  # NaNs (empty slots) sort last
+        lo = np.maximum(k - 1, 0) // 2
+        hi = k // 2 - (k == 0)
+        idx = np.stack([lo, np.maximum(hi, 0)], axis=1)
+        med = np.take_along_axis(win, idx, axis=1).mean(axis=1)
+        return np.where(k == 0, 1.0, med)
 
     def base_time(self, rows: ArrayLike, samples: ArrayLike | None = None) -> NDArray[np.float64]:
         """Predicted seconds per (row, expert) from the profiles alone (slowdown 1), (m, E)."""

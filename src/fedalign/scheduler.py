@@ -257,6 +257,32 @@ def _id_json(ids: Sequence[Hashable], what: str) -> list[Any]:
     return out
 
 
+#: Arrays of the open round (cohort positions): dtype and whether they have an expert axis.
+_OPEN_KEYS: dict[str, tuple[Any, bool]] = {
+    "rows": (np.int64, False),
+    "assigned": (bool, True),
+    "deadline": (np.float64, False),
+    "reported": (bool, False),
+    "completed": (bool, False),
+    "samples": (np.float64, False),
+    "duration": (np.float64, False),
+    "trained": (bool, True),
+    "rewards": (np.float64, True),
+}
+
+
+def _empty_reports(m: int, e: int) -> dict[str, NDArray[Any]]:
+    """The open round's feedback arrays before anyone reports."""
+    return {
+        "reported": np.zeros(m, dtype=bool),
+        "completed": np.zeros(m, dtype=bool),
+        "samples": np.full(m, np.nan),
+        "duration": np.full(m, np.nan),
+        "trained": np.zeros((m, e), dtype=bool),
+        "rewards": np.zeros((m, e)),
+    }
+
+
 # --------------------------------------------------------------------------- scheduler
 
 
@@ -790,8 +816,8 @@ class Scheduler:
             "round": number,
             "rows": rows,
             "assigned": np.array(solution.assignment, dtype=bool),
-            "reported": np.zeros(rows.size, dtype=bool),
             "deadline": np.full(rows.size, np.nan) if problem.deadline is None else problem.deadline.copy(),
+            **_empty_reports(rows.size, self.n_experts),
         }
         self._open_pos = {int(r): k for k, r in enumerate(rows)}
         return Plan(
@@ -884,23 +910,12 @@ class Scheduler:
                 )
             trained[j] = True
             rewards[j] = r
-        # Validation done: from here on, state changes.
-        worked = trained if trained.any() else assigned
-        dur = np.nan if feedback.duration is None else feedback.duration
-        self._prof.observe(
-            [row],
-            worked[None, :],
-            [float(feedback.samples)],
-            [dur],
-            [feedback.completed],
-            [op["deadline"][pos]],
-        )
-        if feedback.completed:
-            self._fit.record([row], trained[None, :], rewards[None, :])
-            load = np.where(trained, float(feedback.samples), 0.0)
-            if self._settings["usage_measure"] == "compute":
-                load = load * np.asarray(self._settings["expert_cost"])
-            self._use.add_load(load)
+        # Validation done: record it; end_round learns from the whole cohort at once.
+        op["trained"][pos] = trained
+        op["rewards"][pos] = rewards
+        op["samples"][pos] = feedback.samples
+        op["duration"][pos] = np.nan if feedback.duration is None else feedback.duration
+        op["completed"][pos] = feedback.completed
         op["reported"][pos] = True
 
     def end_round(self) -> None:
@@ -912,17 +927,19 @@ class Scheduler:
         op = self._open
         if op is None:
             return
-        silent = ~op["reported"]
-        if silent.any():
-            rows = op["rows"][silent]
-            self._prof.observe(
-                rows,
-                op["assigned"][silent],
-                np.full(rows.size, np.nan),
-                np.full(rows.size, np.nan),
-                np.zeros(rows.size, dtype=bool),
-                op["deadline"][silent],
-            )
+        done = op["completed"] & op["reported"]  # silent clients stay completed=False
+        trained = op["trained"] & done[:, None]
+        # the profiler times the experts a client trained, or all it was given if it says none
+        worked = np.where(trained.any(axis=1)[:, None], trained, op["assigned"])
+        self._prof.observe(
+            op["rows"], worked, op["samples"], op["duration"], done, op["deadline"]
+        )
+        if done.any():
+            self._fit.record(op["rows"][done], trained[done], op["rewards"][done])
+            load = np.where(trained, op["samples"][:, None], 0.0).sum(axis=0)
+            if self._settings["usage_measure"] == "compute":
+                load = load * np.asarray(self._settings["expert_cost"])
+            self._use.add_load(load)
         self._fit.close_round()
         self._use.close_round()
         self._open = None
@@ -949,7 +966,7 @@ class Scheduler:
             arrays[f"prof.{k}"] = v
         op = self._open
         if op is not None:
-            for k in ("rows", "assigned", "reported", "deadline"):
+            for k in _OPEN_KEYS:
                 arrays[f"open.{k}"] = np.array(op[k])
         return {
             "format_version": STATE_FORMAT_VERSION,
@@ -1013,21 +1030,15 @@ class Scheduler:
             sched._rng.bit_generator.state = state["rng"]
             open_round = state["scalars"]["open_round"]
             if open_round is not None:
-                op = {
-                    "round": int(open_round),
-                    "rows": np.asarray(arrays["open.rows"], dtype=np.int64).copy(),
-                    "assigned": np.asarray(arrays["open.assigned"], dtype=bool).copy(),
-                    "reported": np.asarray(arrays["open.reported"], dtype=bool).copy(),
-                    "deadline": np.asarray(arrays["open.deadline"], dtype=np.float64).copy(),
-                }
-                m = op["rows"].shape[0]
-                if (
-                    op["assigned"].shape != (m, n_experts)
-                    or op["reported"].shape != (m,)
-                    or op["deadline"].shape != (m,)
-                    or (m and (op["rows"].min() < 0 or op["rows"].max() >= n))
-                ):
-                    raise InvalidStateError("open round: arrays do not match")
+                op: dict[str, Any] = {"round": int(open_round)}
+                m = int(np.asarray(arrays["open.rows"]).shape[0])
+                for k, (dtype, per_expert) in _OPEN_KEYS.items():
+                    a = np.asarray(arrays[f"open.{k}"])
+                    if a.shape != ((m, n_experts) if per_expert else (m,)):
+                        raise InvalidStateError(f"open.{k}: shape {a.shape} does not match the cohort")
+                    op[k] = a.astype(dtype, copy=True)
+                if m and (op["rows"].min() < 0 or op["rows"].max() >= n):
+                    raise InvalidStateError("open.rows: out of range")
                 sched._open = op
                 sched._open_pos = {int(r): k for k, r in enumerate(op["rows"])}
             return sched
