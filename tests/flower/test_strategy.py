@@ -40,6 +40,10 @@ class Recording:
         self.plans: list[Any] = []
         self.rounds_closed = 0
 
+    @property
+    def client_ids(self) -> list[Any]:
+        return self.inner.client_ids
+
     def register(self, client_id: Any, profile: Any) -> None:
         self.inner.register(client_id, profile)
         self.registered[client_id] = profile
@@ -235,6 +239,53 @@ def test_invalid_constructor_arguments():
         FedAlign(None, min_train_nodes=-1)
     with pytest.raises(ValueError, match="query_timeout"):
         FedAlign(None, query_timeout=0)
+
+
+def test_client_key_maps_nodes_to_preregistered_clients_across_restarts(fake_grid, arrays):
+    inner = fa.Scheduler(3, seed=0, solver="flow")
+    for k in range(4):
+        inner.register(k, fa.ClientProfile(memory=8.0))
+    sched = Recording(inner)
+    configs = {n: {"partition-id": k} for k, n in enumerate(NODES)}
+    grid = fake_grid(configs)
+    strategy = FedAlign(sched, client_key="partition-id", seed=0)
+
+    messages = list(strategy.configure_train(1, arrays, ConfigRecord(), grid))
+    assert sched.registered == {}  # every client was known already
+    assert strategy.client_of == {n: k for k, n in enumerate(NODES)}
+    assert set(sched.plans[-1].assignment) == {0, 1, 2, 3}
+    strategy.aggregate_train(1, [reply_with(m, 1.0, 3) for m in messages])
+    assert sorted(cid for cid, _, _ in sched.reports) == [0, 1, 2, 3]
+    assert strategy.history[-1].clients == {n: k for k, n in enumerate(NODES)}
+
+    # Node 101 restarts as node 909 (same partition); node 505 claims partition 1 too.
+    grid.node_configs = {909: {"partition-id": 0}, 505: {"partition-id": 1}, **configs}
+    del grid.node_configs[NODES[0]]
+    messages = list(strategy.configure_train(2, arrays, ConfigRecord(), grid))
+    assert inner.n_clients == 4
+    assert strategy.client_of[909] == 0
+    sent_to = {m.metadata.dst_node_id for m in messages}
+    assert 909 in sent_to and NODES[0] not in sent_to
+    assert len({strategy.client_of[n] for n in sent_to}) == len(sent_to) == 4
+
+
+def test_node_without_the_client_key_sits_out(fake_grid, arrays):
+    sched = Recording(fa.Scheduler(3, seed=0, solver="flow"))
+    grid = fake_grid({1: {"partition-id": 0}, 2: {"memory": 1.0}, 3: {"partition-id": 2}})
+    strategy = FedAlign(sched, client_key="partition-id", seed=0)
+    messages = list(strategy.configure_train(1, arrays, ConfigRecord(), grid))
+    assert sorted(m.metadata.dst_node_id for m in messages) == [1, 3]
+    assert sorted(sched.registered) == [0, 2]
+    with pytest.raises(ValueError, match="client_key"):
+        FedAlign(sched, client_key="partition-id", query_profiles=False)
+
+
+def test_dropout_duration_is_reported(fake_grid, arrays):
+    strategy, sched, grid = make_strategy(fake_grid, dropout_duration=12.5)
+    messages = list(strategy.configure_train(1, arrays, ConfigRecord(), grid))
+    strategy.aggregate_train(1, [reply_with(m, 1.0, 3) for m in messages[1:]])
+    fb = sched.feedback_of(messages[0].metadata.dst_node_id)
+    assert not fb.completed and fb.duration == 12.5
 
 
 # ------------------------------------------------------------------ aggregate_train
@@ -456,13 +507,17 @@ def test_reply_from_an_unasked_node_and_a_second_reply_are_ignored(fake_grid, ar
     assert [cid for cid, _, _ in sched.reports].count(messages[0].metadata.dst_node_id) == 1
 
 
-def test_zero_weights_fall_back_to_a_plain_mean(fake_grid, arrays, state):
+def test_keys_with_zero_total_weight_keep_their_global_value(fake_grid, arrays, state):
     strategy, sched, grid = make_strategy(fake_grid, nodes=NODES[:2])
     messages = list(strategy.configure_train(1, arrays, ConfigRecord(), grid))
-    replies = [reply_with(m, float(k), 0) for k, m in enumerate(messages)]
+    replies = [reply_with(m, float(k + 1), 0) for k, m in enumerate(messages)]
     new, _ = strategy.aggregate_train(1, replies)
     got = arrays_to_numpy(new)
-    np.testing.assert_allclose(got["trunk.weight"], state["trunk.weight"] + 0.5, rtol=1e-6)
+    for key in state:
+        np.testing.assert_array_equal(got[key], state[key])
+    record = strategy.history[-1]
+    assert set(record.completed) == {m.metadata.dst_node_id for m in messages}
+    assert record.trained_by == {}
 
 
 def test_aggregate_without_configure_does_nothing(fake_grid):

@@ -29,6 +29,9 @@ from typing import Any
 
 import numpy as np
 
+# The key convention is the simulation model's (torch-free module): ``experts.<j>.<rest>``.
+from ..sim.naming import EXPERT_PREFIX, expert_of_key
+
 __all__ = [
     "ARRAYS",
     "CONFIG",
@@ -65,8 +68,6 @@ LOSS = "loss"
 REQUEST = "fedalign-request"
 PROFILE_REQUEST = "profile"
 
-EXPERT_PREFIX = "experts."
-
 #: Wire name (``node_config`` / ConfigRecord key) -> :class:`fedalign.ClientProfile` field.
 PROFILE_FIELDS: dict[str, str] = {
     "memory": "memory",
@@ -78,36 +79,6 @@ PROFILE_FIELDS: dict[str, str] = {
     "max-experts": "max_experts",
     "samples": "samples",
 }
-
-
-def expert_of_key(name: str) -> int | None:
-    """The expert an array key belongs to, or None for a shared array.
-
-    The default convention of :mod:`fedalign.sim.model`: expert ``j``'s arrays are named
-    ``experts.<j>.<rest>``; every other key is shared. Implemented here without torch so the
-    strategy stays usable with any framework.
-
-    Parameters
-    ----------
-    name : str
-        An array key, e.g. ``"experts.3.0.weight"`` or ``"gate.bias"``.
-
-    Returns
-    -------
-    int or None
-        ``3`` for ``"experts.3.0.weight"``, None for ``"gate.bias"``.
-
-    Raises
-    ------
-    ValueError
-        If the key starts with ``experts.`` but no integer index follows.
-    """
-    if not name.startswith(EXPERT_PREFIX):
-        return None
-    head = name[len(EXPERT_PREFIX) :].split(".", 1)[0]
-    if not head.isdigit():
-        raise ValueError(f"name: key {name!r} starts with 'experts.' but has no expert index")
-    return int(head)
 
 
 def arrays_to_numpy(record: Any) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ the deep-learning framework. The wire format is in :mod:`fedalign.flower.records
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
 from typing import Any
@@ -71,6 +71,8 @@ class RoundRecord:
         For each expert averaged this round, the nodes whose arrays went into it.
     num_examples : int
         Samples trained on by the completed nodes.
+    clients : dict of int to hashable
+        Scheduler client id of each node of the round.
     """
 
     server_round: int
@@ -80,6 +82,7 @@ class RoundRecord:
     dropouts: dict[int, str] = field(default_factory=dict)
     trained_by: dict[int, list[int]] = field(default_factory=dict)
     num_examples: int = 0
+    clients: dict[int, Hashable] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (string keys)."""
@@ -91,6 +94,7 @@ class RoundRecord:
             "dropouts": {str(k): v for k, v in self.dropouts.items()},
             "trained_by": {str(k): list(v) for k, v in self.trained_by.items()},
             "num_examples": self.num_examples,
+            "clients": {str(k): v for k, v in self.clients.items()},
         }
 
 
@@ -104,6 +108,7 @@ class _OpenRound:
     key_expert: dict[str, int | None]
     sent: dict[int, list[int]]
     idle: list[int]
+    client_of: dict[int, Hashable]
 
 
 class _BadReply(Exception):
@@ -158,6 +163,14 @@ class FedAlign(Strategy):
         ``cohort_fn(server_round, node_ids) -> node_ids``: choose the training cohort
         yourself (a subset of the connected, sorted ``node_ids``). Default: a seeded uniform
         sample of the size given by ``fraction_train`` / ``min_train_nodes``.
+    client_key : str, optional
+        Use the value each node reports under this key (e.g. ``"partition-id"``) as its
+        scheduler client id instead of its Flower node id, so a client keeps its fitness
+        when its SuperNode reconnects under a new node id, and a scheduler can be
+        pre-registered by client id. Needs ``query_profiles``.
+    dropout_duration : float, optional
+        Seconds reported as a dropout's ``duration`` (e.g. the round deadline); default
+        unknown.
     weighted_by_key : str, default "num-examples"
         Metric used as each reply's averaging weight.
     arrayrecord_key, configrecord_key : str
@@ -171,6 +184,8 @@ class FedAlign(Strategy):
         One entry per aggregated training round.
     node_info : dict of int to dict
         What each node answered to the profile query (``partition-id``, capacity ...).
+    client_of : dict of int to hashable
+        Scheduler client id of every node identified so far.
 
     Notes
     -----
@@ -197,6 +212,8 @@ class FedAlign(Strategy):
         query_timeout: float = 60.0,
         node_wait_timeout: float | None = None,
         cohort_fn: CohortFn | None = None,
+        client_key: str | None = None,
+        dropout_duration: float | None = None,
         weighted_by_key: str = rec.NUM_EXAMPLES,
         arrayrecord_key: str = rec.ARRAYS,
         configrecord_key: str = rec.CONFIG,
@@ -215,6 +232,10 @@ class FedAlign(Strategy):
         ):
             if int(ivalue) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {ivalue}")
+        if client_key is not None and not query_profiles:
+            raise ValueError("client_key: needs query_profiles=True (nodes report their id)")
+        if dropout_duration is not None and not dropout_duration >= 0:
+            raise ValueError(f"dropout_duration: must be >= 0, got {dropout_duration}")
         if query_timeout <= 0:
             raise ValueError(f"query_timeout: must be > 0, got {query_timeout}")
         self.scheduler = scheduler
@@ -234,9 +255,17 @@ class FedAlign(Strategy):
         self.configrecord_key = configrecord_key
         self.history: list[RoundRecord] = []
         self.node_info: dict[int, dict[str, Any]] = {}
-        self._registered: set[int] = set()
+        self.client_key = client_key
+        self.dropout_duration = None if dropout_duration is None else float(dropout_duration)
+        self._registered: set[Hashable] = set()
+        self._client_of: dict[int, Hashable] = {}
         self._rng = np.random.default_rng(seed)
         self._open: _OpenRound | None = None
+
+    @property
+    def client_of(self) -> dict[int, Hashable]:
+        """Scheduler client id of every node identified so far (a copy)."""
+        return dict(self._client_of)
 
     # ------------------------------------------------------------------ Strategy API
     def summary(self) -> None:
@@ -283,8 +312,8 @@ class FedAlign(Strategy):
             return []
         key_expert = self._key_experts(arrays)
         nodes = self._wait_for_nodes(grid)
-        cohort = self._sample_cohort(server_round, nodes)
-        cohort = self._register_unseen(cohort, grid, server_round)
+        cohort = self.sample_cohort(server_round, nodes, grid)
+        cohort = self._identified(cohort, grid, server_round)
         if not cohort:
             log(
                 WARNING,
@@ -292,7 +321,9 @@ class FedAlign(Strategy):
                 server_round,
             )
             return []
-        plan = self.scheduler.plan(cohort)
+        client_of = {n: self._client_of[n] for n in cohort}
+        node_of = {c: n for n, c in client_of.items()}
+        plan = self.scheduler.plan([client_of[n] for n in cohort])
         model_experts = {e for e in key_expert.values() if e is not None}
         shared = [k for k, e in key_expert.items() if e is None]
         keys_of: dict[int, list[str]] = {}
@@ -303,7 +334,8 @@ class FedAlign(Strategy):
         sent: dict[int, list[int]] = {}
         idle: list[int] = []
         messages: list[Message] = []
-        for node, experts in plan.assignment.items():
+        for client, experts in plan.assignment.items():
+            node = node_of[client]
             experts = [int(e) for e in experts]
             missing = [e for e in experts if e not in model_experts]
             if missing:
@@ -333,6 +365,7 @@ class FedAlign(Strategy):
             key_expert=key_expert,
             sent=sent,
             idle=idle,
+            client_of=client_of,
         )
         log(
             INFO,
@@ -485,7 +518,23 @@ class FedAlign(Strategy):
             time.sleep(1.0)
         return nodes
 
-    def _sample_cohort(self, server_round: int, nodes: list[int]) -> list[int]:
+    def sample_cohort(self, server_round: int, nodes: list[int], grid: Grid) -> list[int]:
+        """The nodes asked to train this round (override to sample differently).
+
+        Parameters
+        ----------
+        server_round : int
+        nodes : list of int
+            Connected node ids, sorted.
+        grid : Grid
+            For subclasses that need to :meth:`identify` nodes before choosing.
+
+        Returns
+        -------
+        list of int
+            Distinct connected node ids: ``cohort_fn``'s choice, or a seeded uniform sample
+            of ``max(fraction_train * len(nodes), min_train_nodes)`` nodes.
+        """
         if self.cohort_fn is not None:
             chosen = [int(n) for n in self.cohort_fn(server_round, nodes)]
             unknown = sorted(set(chosen) - set(nodes))
@@ -497,33 +546,72 @@ class FedAlign(Strategy):
         size = min(len(nodes), max(int(len(nodes) * self.fraction_train), self.min_train_nodes))
         return sorted(int(n) for n in self._rng.choice(nodes, size=size, replace=False))
 
-    def _register_unseen(self, cohort: list[int], grid: Grid, server_round: int) -> list[int]:
-        """Register the cohort's new nodes; return the cohort without those that could not be."""
+    def identify(self, nodes: Sequence[int], grid: Grid, server_round: int) -> dict[int, Hashable]:
+        """Scheduler client id of each node, querying and registering nodes not seen before.
+
+        A node seen for the first time is asked for its profile (unless ``query_profiles``
+        is False); its client id is its node id, or the value it reports under
+        ``client_key``. A client id the scheduler does not know yet is registered with the
+        node's profile (``profile_fn``, else the capacity fields it reported).
+
+        Returns
+        -------
+        dict of int to hashable
+            Client id of every node of ``nodes`` that could be identified; nodes that did
+            not answer (or lack ``client_key``) are missing and are asked again next time.
+        """
         import fedalign as fa
 
-        unseen = [n for n in cohort if n not in self._registered]
-        if not unseen:
-            return cohort
-        infos: dict[int, dict[str, Any]] = {n: {} for n in unseen}
-        if self.query_profiles:
-            infos = self._query_profiles(unseen, grid, server_round)
-        for node, info in infos.items():
-            self.node_info[node] = info
-            profile = self.profile_fn(node, info) if self.profile_fn is not None else None
-            if profile is None:
-                try:
-                    profile = fa.ClientProfile(**rec.profile_from_mapping(info))
-                except (ValueError, TypeError) as exc:
-                    log(
-                        WARNING,
-                        "Node %d reported an invalid profile (%s); using an unknown one",
-                        node,
-                        exc,
-                    )
-                    profile = fa.ClientProfile()
-            self.scheduler.register(node, profile)
-            self._registered.add(node)
-        return [n for n in cohort if n in self._registered]
+        unseen = [int(n) for n in nodes if int(n) not in self._client_of]
+        if unseen:
+            infos: dict[int, dict[str, Any]] = {n: {} for n in unseen}
+            if self.query_profiles:
+                infos = self._query_profiles(unseen, grid, server_round)
+            known = set(getattr(self.scheduler, "client_ids", ())) | self._registered
+            for node, info in infos.items():
+                self.node_info[node] = info
+                client = node if self.client_key is None else info.get(self.client_key)
+                if client is None:
+                    log(WARNING, "Node %d did not report '%s'; it sits out", node, self.client_key)
+                    continue
+                if client not in known:
+                    profile = self.profile_fn(node, info) if self.profile_fn is not None else None
+                    if profile is None:
+                        try:
+                            profile = fa.ClientProfile(**rec.profile_from_mapping(info))
+                        except (ValueError, TypeError) as exc:
+                            log(
+                                WARNING,
+                                "Node %d reported an invalid profile (%s); using an unknown one",
+                                node,
+                                exc,
+                            )
+                            profile = fa.ClientProfile()
+                    self.scheduler.register(client, profile)
+                    self._registered.add(client)
+                    known.add(client)
+                self._client_of[node] = client
+        return {int(n): self._client_of[int(n)] for n in nodes if int(n) in self._client_of}
+
+    def _identified(self, cohort: list[int], grid: Grid, server_round: int) -> list[int]:
+        """The cohort's nodes that have a client id, each client id once."""
+        ids = self.identify(cohort, grid, server_round)
+        out: list[int] = []
+        taken: set[Hashable] = set()
+        for node in cohort:
+            if node not in ids:
+                continue
+            if ids[node] in taken:
+                log(
+                    WARNING,
+                    "Node %d claims client %r, already in the cohort; it sits out",
+                    node,
+                    ids[node],
+                )
+                continue
+            taken.add(ids[node])
+            out.append(node)
+        return out
 
     def _query_profiles(
         self, nodes: list[int], grid: Grid, server_round: int
@@ -572,6 +660,7 @@ class FedAlign(Strategy):
                 **{n: list(e) for n, e in state.sent.items()},
                 **{n: [] for n in state.idle},
             },
+            clients=dict(state.client_of),
         )
         accepted: list[_Accepted] = []
         seen: set[int] = set()
@@ -593,7 +682,9 @@ class FedAlign(Strategy):
                 continue
             try:
                 arrays, weight, feedback_kw, loss = self._parse_reply(state, node, msg.content)
-                self.scheduler.report(node, fa.Feedback(**feedback_kw), round=state.plan_round)
+                self.scheduler.report(
+                    state.client_of[node], fa.Feedback(**feedback_kw), round=state.plan_round
+                )
             except (_BadReply, InvalidFeedbackError) as exc:
                 record.dropouts[node] = f"invalid reply: {exc}"
                 continue
@@ -682,14 +773,19 @@ class FedAlign(Strategy):
 
         if record is None:  # configured but never aggregated
             record = RoundRecord(
-                state.server_round, state.plan_round, {n: list(e) for n, e in state.sent.items()}
+                state.server_round,
+                state.plan_round,
+                {n: list(e) for n, e in state.sent.items()},
+                clients=dict(state.client_of),
             )
             record.dropouts = {n: "round never aggregated" for n in state.sent}
         for node, _reason in record.dropouts.items():
             try:
                 self.scheduler.report(
-                    node,
-                    fa.Feedback(samples=0, rewards={}, completed=False),
+                    state.client_of[node],
+                    fa.Feedback(
+                        samples=0, rewards={}, duration=self.dropout_duration, completed=False
+                    ),
                     round=state.plan_round,
                 )
             except InvalidFeedbackError as exc:  # e.g. already reported; the round closes anyway
@@ -697,7 +793,9 @@ class FedAlign(Strategy):
         for node in state.idle:
             try:
                 self.scheduler.report(
-                    node, fa.Feedback(samples=0, rewards={}), round=state.plan_round
+                    state.client_of[node],
+                    fa.Feedback(samples=0, rewards={}, duration=0.0),
+                    round=state.plan_round,
                 )
             except InvalidFeedbackError as exc:
                 log(WARNING, "Could not report idle node %d: %s", node, exc)
@@ -708,28 +806,29 @@ class FedAlign(Strategy):
     def _average(
         self, state: _OpenRound, accepted: list[_Accepted], record: RoundRecord
     ) -> ArrayRecord | None:
-        """New global model: per-expert and shared weighted means over the accepted replies."""
+        """New global model: per-expert and shared weighted means over the accepted replies.
+
+        Uses :func:`fedalign.sim.aggregate.aggregate_partial` (torch-free): every key is
+        averaged over the replies that hold it, which :meth:`_parse_reply` has checked are
+        exactly the nodes that were sent it.
+        """
+        from ..sim.aggregate import aggregate_partial
+
         if not accepted:
             return None
-        weights = np.array([a.weight for a in accepted], dtype=np.float64)
-        out: dict[str, Array] = {}
+        held = {key for a in accepted for key in a.arrays}
+        global_np = {key: state.global_arrays[key].numpy() for key in held}
+        mean = aggregate_partial(global_np, [(a.arrays, a.weight) for a in accepted])
+        out = {
+            key: Array(np.ascontiguousarray(mean[key])) if key in held else state.global_arrays[key]
+            for key in state.key_expert
+        }
         trained_by: dict[int, list[int]] = {}
-        # Loop over keys (a model's handful of tensors), vectorised over the nodes that hold each.
         for key, expert in state.key_expert.items():
-            holders = [i for i, a in enumerate(accepted) if key in a.arrays]
-            if not holders:
-                out[key] = state.global_arrays[key]
-                continue
-            if expert is not None:
-                trained_by[expert] = [accepted[i].node for i in holders]
-            w = weights[holders]
-            w = w / w.sum() if w.sum() > 0 else np.full(len(holders), 1.0 / len(holders))
-            stack = np.stack([accepted[i].arrays[key] for i in holders]).astype(np.float64)
-            mean = np.tensordot(w, stack, axes=1)
-            dtype = accepted[holders[0]].arrays[key].dtype
-            if dtype.kind in "iub":
-                mean = np.rint(mean)
-            out[key] = Array(np.ascontiguousarray(mean.astype(dtype)))
+            if expert is not None and expert not in trained_by and key in held:
+                nodes = [a.node for a in accepted if key in a.arrays and a.weight > 0]
+                if nodes:
+                    trained_by[expert] = nodes
         record.trained_by = dict(sorted(trained_by.items()))
         return ArrayRecord(out)
 
