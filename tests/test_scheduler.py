@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -547,3 +548,31 @@ def test_register_many_matches_register() -> None:
     with pytest.raises(ValueError, match="profile"):
         b.register_many([9, 10], [fa.ClientProfile()])
     assert b.n_clients == 5
+
+
+def test_report_round_must_be_an_int() -> None:
+    s, plan = _open_round()
+    with pytest.raises(fa.InvalidFeedbackError, match="round"):
+        s.report("c0", fa.Feedback(samples=1), round="0")
+
+
+def test_reregister_without_profile_keeps_it() -> None:
+    s = _sched(0)
+    s.register("a", fa.ClientProfile(memory=3.0))
+    assert s.register("a").memory == 3.0
+    assert "clients=1" in repr(s)
+
+
+def test_docs_training_loop_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The plain-Python loop of docs/scheduler.md runs as written."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "scheduler.md"
+    text = doc.read_text()
+    start = text.index("```python\n", text.index("## A complete training loop")) + len("```python\n")
+    code = text[start : text.index("```", start)]
+    solver = re.search(r'solver="(\w+)"', code).group(1)
+    if solver not in registered_solvers():
+        pytest.skip(f"solver {solver!r} not registered yet")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(doc), "exec"), {"__name__": "docs_loop"})
+    out = capsys.readouterr().out
+    assert "mean best reward" in out and (tmp_path / "scheduler.fas").exists()

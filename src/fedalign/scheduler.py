@@ -491,6 +491,12 @@ class Scheduler:
         self._open: dict[str, Any] | None = None  # the open round's cohort state
         self._open_pos: dict[int, int] = {}  # registry row -> cohort position
 
+    def __repr__(self) -> str:
+        return (
+            f"Scheduler(n_experts={self.n_experts}, solver={self._settings['solver']!r}, "
+            f"clients={self.n_clients}, rounds_closed={self.rounds_closed}, open_round={self.round})"
+        )
+
     # ------------------------------------------------------------------ registry
 
     @property
@@ -522,7 +528,8 @@ class Scheduler:
         client_id : hashable
             Any hashable id (int or str to be savable).
         profile : ClientProfile, optional
-            Self-reported capacity; clipped to ``profile_bounds``. None: all unknown.
+            Self-reported capacity; clipped to ``profile_bounds``. None: all unknown for a
+            new client, unchanged for a registered one.
         routing_shares : (E,) floats in [0, 1], optional
             Cold start for a new client's fitness, e.g. the share of its samples its gate
             routes to each expert. Only for a client's first registration.
@@ -532,9 +539,7 @@ class Scheduler:
         ClientProfile
             The profile as stored (after clipping).
         """
-        if profile is None:
-            profile = ClientProfile()
-        if not isinstance(profile, ClientProfile):
+        if profile is not None and not isinstance(profile, ClientProfile):
             raise TypeError(f"profile: expected a ClientProfile, got {type(profile).__name__}")
         try:
             row = self._index.get(client_id)
@@ -557,7 +562,9 @@ class Scheduler:
             raise ValueError(
                 f"routing_shares: client {client_id!r} is already registered; its fitness is learned"
             )
-        return self._prof.set_profile(row, profile)
+        elif profile is None:
+            return self._prof.profile(row)
+        return self._prof.set_profile(row, profile if profile is not None else ClientProfile())
 
     def register_many(
         self,
@@ -879,6 +886,10 @@ class Scheduler:
                 if self._last_round >= 0
                 else "round: no round has been planned yet"
             )
+        if round is not None and (
+            isinstance(round, bool) or not isinstance(round, (int, np.integer))
+        ):
+            raise InvalidFeedbackError(f"round: expected an int or None, got {round!r}")
         if round is not None and round != op["round"]:
             kind = "closed" if round < op["round"] else "future"
             raise InvalidFeedbackError(
