@@ -503,7 +503,7 @@ def test_load_rejects_damaged_files(tmp_path: Path, how: str, match: str) -> Non
         fa.Scheduler.load(path)
 
 
-@pytest.mark.parametrize("fail", ["replace", "fsync"])
+@pytest.mark.parametrize("fail", ["replace", "fsync", "savez"])
 def test_interrupted_save_keeps_old_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: str) -> None:
     path = tmp_path / "s"
     s = _trained()
@@ -513,14 +513,28 @@ def test_interrupted_save_keeps_old_state(tmp_path: Path, monkeypatch: pytest.Mo
     s.end_round()
 
     def boom(*args: object, **kwargs: object) -> None:
+        if fail == "savez":  # half the payload is on disk when the write fails
+            args[0].write(b"PK" + bytes(5000))  # type: ignore[attr-defined]
         raise OSError("disk pulled out")
 
-    monkeypatch.setattr(os, fail, boom)
+    monkeypatch.setattr(np if fail == "savez" else os, fail, boom)
     with pytest.raises(OSError, match="disk pulled out"):
         s.save(path)
     monkeypatch.undo()
     _assert_same_state(old, _state_arrays(fa.Scheduler.load(path)))
     assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+def test_load_rejects_valid_checksum_over_garbage(tmp_path: Path) -> None:
+    import hashlib
+    import struct
+
+    payload = b"PK not really a zip file" * 10
+    head = struct.pack("<IQ32s", 1, len(payload), hashlib.sha256(payload).digest())
+    path = tmp_path / "g"
+    path.write_bytes(b"FEDALIGN-SCHEDULER\n" + head + payload)
+    with pytest.raises(fa.InvalidStateError, match="unreadable"):
+        fa.Scheduler.load(path)
 
 
 def test_unsavable_ids_fail_before_writing(tmp_path: Path) -> None:

@@ -392,17 +392,18 @@ class CapacityProfiler:
 
     # ------------------------------------------------------------------ persistence
 
-    def state_dict(self) -> dict[str, Any]:
-        """Arrays that reproduce the per-client state exactly."""
+    def state_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        """Arrays that reproduce the per-client state exactly (views if ``copy=False``)."""
         n = self._n
-        return {
-            "profile": self._prof[:n].copy(),
-            "max_experts": self._max_experts[:n].copy(),
-            "ratios": self._ratios[:n].copy(),
-            "ratio_next": self._next[:n].copy(),
-            "reliability": self._reliability[:n].copy(),
-            "seen_samples": self._seen_samples[:n].copy(),
+        out: dict[str, NDArray[Any]] = {
+            "profile": self._prof[:n],
+            "max_experts": self._max_experts[:n],
+            "ratios": self._ratios[:n],
+            "ratio_next": self._next[:n],
+            "reliability": self._reliability[:n],
+            "seen_samples": self._seen_samples[:n],
         }
+        return {k: v.copy() for k, v in out.items()} if copy else out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Replace the per-client state (validated first; nothing changes on error)."""

@@ -22,12 +22,12 @@ pair trained. The constraints are the client's memory and deadline knapsacks, it
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 import struct
 import tempfile
+import zipfile
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -967,13 +967,16 @@ class Scheduler:
             ``{"format_version", "settings", "client_ids", "scalars", "rng", "arrays"}``;
             ``arrays`` maps names to numpy arrays, the rest is JSON-ready.
         """
+        return self._state(copy=True)
+
+    def _state(self, *, copy: bool) -> dict[str, Any]:
         arrays: dict[str, NDArray[Any]] = {}
-        for k, v in self._fit.state_dict().items():
+        for k, v in self._fit.state_dict(copy=copy).items():
             if isinstance(v, np.ndarray):
                 arrays[f"fit.{k}"] = v
         for k, v in self._use.state_dict().items():
             arrays[f"use.{k}"] = v
-        for k, v in self._prof.state_dict().items():
+        for k, v in self._prof.state_dict(copy=copy).items():
             arrays[f"prof.{k}"] = v
         op = self._open
         if op is not None:
@@ -1061,26 +1064,28 @@ class Scheduler:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state to ``path`` atomically (temp file, flush, fsync, rename).
 
-        The file is a versioned container: a magic line, the format version, the payload's
-        length and SHA-256, then an ``.npz`` payload holding the arrays and a JSON header.
-        A crash mid-save leaves any previous file at ``path`` intact.
+        The file is a versioned container: a magic line, a header (format version, payload
+        length, SHA-256 of the payload), then an ``.npz`` payload holding the arrays and a
+        JSON header (no pickles). Arrays are streamed to disk without copies. A crash
+        mid-save leaves any previous file at ``path`` intact.
         """
-        state = self.state_dict()
+        state = self._state(copy=False)  # fails on unsavable ids before any file exists
         meta = {k: v for k, v in state.items() if k != "arrays"}
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            __meta__=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-            **state["arrays"],
-        )
-        payload = buf.getvalue()
-        header = _MAGIC + _HEADER.pack(STATE_FORMAT_VERSION, len(payload), hashlib.sha256(payload).digest())
         target = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(header)
-                fh.write(payload)
+            with os.fdopen(fd, "w+b") as fh:
+                fh.write(_MAGIC + _HEADER.pack(0, 0, bytes(32)))
+                start = fh.tell()
+                np.savez(
+                    fh,
+                    __meta__=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+                    **state["arrays"],
+                )
+                end = fh.seek(0, os.SEEK_END)
+                digest = _sha256_range(fh, start, end)
+                fh.seek(len(_MAGIC))
+                fh.write(_HEADER.pack(STATE_FORMAT_VERSION, end - start, digest))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
@@ -1091,7 +1096,7 @@ class Scheduler:
                 pass
             raise
         try:  # make the rename itself durable where the platform allows it
-            dfd = os.open(target.parent or ".", os.O_RDONLY)
+            dfd = os.open(target.parent, os.O_RDONLY)
             try:
                 os.fsync(dfd)
             finally:
@@ -1111,30 +1116,51 @@ class Scheduler:
         FileNotFoundError
             No file at ``path``.
         """
-        data = Path(path).read_bytes()
-        if not data.startswith(_MAGIC):
-            raise InvalidStateError(f"{path}: not a fedalign scheduler state file")
-        head = data[len(_MAGIC) : len(_MAGIC) + _HEADER.size]
-        if len(head) < _HEADER.size:
-            raise InvalidStateError(f"{path}: truncated header")
-        version, length, digest = _HEADER.unpack(head)
-        if version > STATE_FORMAT_VERSION:
-            raise InvalidStateError(
-                f"{path}: format version {version} is newer than this fedalign reads "
-                f"({STATE_FORMAT_VERSION}); upgrade fedalign"
-            )
-        payload = data[len(_MAGIC) + _HEADER.size :]
-        if len(payload) != length:
-            raise InvalidStateError(
-                f"{path}: truncated or padded ({len(payload)} payload bytes, expected {length})"
-            )
-        if hashlib.sha256(payload).digest() != digest:
-            raise InvalidStateError(f"{path}: checksum mismatch (the file is corrupt)")
-        try:
-            with np.load(io.BytesIO(payload), allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
-        except (ValueError, OSError, KeyError, UnicodeDecodeError) as exc:
-            raise InvalidStateError(f"{path}: unreadable payload ({exc})") from None
+        with open(path, "rb") as fh:
+            magic = fh.read(len(_MAGIC))
+            if magic != _MAGIC:
+                raise InvalidStateError(f"{path}: not a fedalign scheduler state file")
+            head = fh.read(_HEADER.size)
+            if len(head) < _HEADER.size:
+                raise InvalidStateError(f"{path}: truncated header")
+            version, length, digest = _HEADER.unpack(head)
+            if version > STATE_FORMAT_VERSION:
+                raise InvalidStateError(
+                    f"{path}: format version {version} is newer than this fedalign reads "
+                    f"({STATE_FORMAT_VERSION}); upgrade fedalign"
+                )
+            if version < 1:
+                raise InvalidStateError(f"{path}: invalid format version {version}")
+            start = fh.tell()
+            end = fh.seek(0, os.SEEK_END)
+            if end - start != length:
+                raise InvalidStateError(
+                    f"{path}: truncated or padded ({end - start} payload bytes, expected {length})"
+                )
+            if _sha256_range(fh, start, end) != digest:
+                raise InvalidStateError(f"{path}: checksum mismatch (the file is corrupt)")
+            fh.seek(start)
+            try:
+                with np.load(fh, allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+                meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+            except (ValueError, OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+                raise InvalidStateError(f"{path}: unreadable payload ({exc})") from None
+        if not isinstance(meta, dict):
+            raise InvalidStateError(f"{path}: unreadable payload (header is not an object)")
         meta["arrays"] = arrays
         return cls._from_state(meta)
+
+
+def _sha256_range(fh: Any, start: int, end: int, chunk: int = 1 << 22) -> bytes:
+    """SHA-256 of bytes ``[start, end)`` of an open binary file, read in chunks."""
+    h = hashlib.sha256()
+    fh.seek(start)
+    left = end - start
+    while left > 0:
+        block = fh.read(min(chunk, left))
+        if not block:
+            break
+        h.update(block)
+        left -= len(block)
+    return h.digest()

@@ -188,15 +188,16 @@ class FitnessTracker:
 
     # ------------------------------------------------------------------ persistence
 
-    def state_dict(self) -> dict[str, Any]:
-        """Arrays and scalars that reproduce this tracker exactly (arrays are copies)."""
+    def state_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        """Arrays and scalars that reproduce this tracker exactly.
+
+        ``copy=False`` returns views of the live arrays (for writing them out at once).
+        """
         n = self._n
-        return {
-            "fitness": self._f[:n].copy(),
-            "synced": self._synced[:n].copy(),
-            "count": self._count[:n].copy(),
-            "rounds_closed": int(self.rounds_closed),
-        }
+        out = {"fitness": self._f[:n], "synced": self._synced[:n], "count": self._count[:n]}
+        if copy:
+            out = {k: v.copy() for k, v in out.items()}
+        return {**out, "rounds_closed": int(self.rounds_closed)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Replace the state with ``state`` (validated first; nothing changes on error)."""
