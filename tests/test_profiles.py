@@ -114,3 +114,16 @@ def test_profiler_state_round_trip() -> None:
     assert other.profile(0) == prof.profile(0)
     np.testing.assert_array_equal(other.train_time([0, 1]), prof.train_time([0, 1]))
     assert other.max_experts([0, 1]).tolist() == [2, -1]
+
+
+def test_deadline_policies_by_hand() -> None:
+    t = np.array([[1.0, 3.0, 2.0], [4.0, 4.0, 9.0], [0.5, 0.5, 0.5]])
+    np.testing.assert_array_equal(CapacityProfiler.deadline(t, [2, 2, 2], fixed=7.0), [7.0] * 3)
+    # needs for the 2 fastest experts: 3, 8, 1 -> the median is 3
+    np.testing.assert_allclose(CapacityProfiler.deadline(t, [2, 2, 2], percentile=50), 3.0)
+    # max_experts 0 still counts one expert: needs 1, 4, 0.5 -> the maximum is 4
+    np.testing.assert_allclose(CapacityProfiler.deadline(t, [0, 1, 0], percentile=100), 4.0)
+    prof = _profiler()
+    prof.add(2)
+    prof.set_profile(0, ClientProfile(memory=3.0))
+    np.testing.assert_array_equal(prof.client_memory([0, 1], [1.0, 2.0]), [3.0, 4.0])

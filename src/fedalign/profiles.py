@@ -323,6 +323,36 @@ class CapacityProfiler:
         r = np.asarray(rows, dtype=np.int64)
         return self.slowdown(r)[:, None] * self.base_time(r)
 
+    def client_memory(self, rows: ArrayLike, expert_memory: ArrayLike) -> NDArray[np.float64]:
+        """Memory per row for the problem; unknown memory becomes room for every expert."""
+        mem = self.column("memory", rows)
+        unlimited = float(np.sum(expert_memory)) + 1.0
+        return np.where(np.isnan(mem), unlimited, mem)
+
+    @staticmethod
+    def deadline(
+        train_time: ArrayLike,
+        max_experts: ArrayLike,
+        *,
+        fixed: float | None = None,
+        percentile: float | None = None,
+    ) -> NDArray[np.float64]:
+        """The round's deadline per cohort client: ``fixed`` seconds, or Oort-style.
+
+        With ``percentile=q`` it is the q-th percentile, over the cohort, of the time each
+        client needs for its ``max_experts`` fastest experts (at least one), so about q % of
+        the cohort can take a full load in time.
+        """
+        t = np.asarray(train_time, dtype=np.float64)
+        n = t.shape[0]
+        if fixed is not None:
+            return np.full(n, float(fixed))
+        if percentile is None:
+            raise ValueError("deadline: give fixed seconds or a percentile")
+        k = np.clip(np.asarray(max_experts, dtype=np.int64), 1, t.shape[1])
+        need = np.take_along_axis(np.cumsum(np.sort(t, axis=1), axis=1), k[:, None] - 1, axis=1)[:, 0]
+        return np.full(n, max(float(np.percentile(need, percentile)), 1e-6))
+
     def estimates(self, row: int) -> dict[str, float | None]:
         """Effective capacity of ``row``: declared speeds divided by the learned slowdown."""
         s = float(self.slowdown([row])[0])

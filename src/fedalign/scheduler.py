@@ -150,7 +150,8 @@ class Plan:
         -------
         list of dict
             One dict per expert, in expert order, with ``expert``, ``fitness``, ``usage``
-            (raw EMA), ``usage_norm``, ``train_time`` (seconds or None), ``exploration``,
+            (raw EMA), ``usage_norm``, ``train_time`` and ``deadline`` (seconds, or None
+            without a deadline policy), ``exploration``,
             ``desirability``, ``chosen`` (bool) and ``reason`` (a sentence; for chosen
             experts, ``"chosen"``).
 
@@ -199,6 +200,7 @@ class Plan:
             else:
                 reason = "the solver's assignment left it out (global trade-off)"
             tt = None if t_row is None or np.isnan(t_row[i, j]) else float(t_row[i, j])
+            dl = None if p.deadline is None else float(p.deadline[i])
             out.append(
                 {
                     "expert": eid,
@@ -206,6 +208,7 @@ class Plan:
                     "usage": float(self.terms["usage"][j]) if "usage" in self.terms else None,
                     "usage_norm": float(self.terms["usage_norm"][j]) if "usage_norm" in self.terms else None,
                     "train_time": tt,
+                    "deadline": dl,
                     "exploration": float(self.terms["exploration"][i, j]) if "exploration" in self.terms else None,
                     "desirability": float(d[j]),
                     "chosen": bool(chosen[j]),
@@ -684,19 +687,14 @@ class Scheduler:
         e_mem = c_mem = None
         if s["expert_memory"] is not None:
             e_mem = np.asarray(s["expert_memory"], dtype=np.float64)
-            c_mem = self._prof.column("memory", rows)
-            c_mem = np.where(np.isnan(c_mem), e_mem.sum() + 1.0, c_mem)
+            c_mem = self._prof.client_memory(rows, e_mem)
 
         t = dl = None
         if s["deadline"] is not None or s["deadline_percentile"] is not None:
             t = self._prof.train_time(rows)
-            if s["deadline"] is not None:
-                dl = np.full(n, float(s["deadline"]))
-            else:
-                full = np.sort(t, axis=1)
-                need = np.take_along_axis(np.cumsum(full, axis=1), np.maximum(kmax, 1)[:, None] - 1, axis=1)[:, 0]
-                q = float(np.percentile(need, s["deadline_percentile"]))
-                dl = np.full(n, max(q, 1e-6))
+            dl = self._prof.deadline(
+                t, kmax, fixed=s["deadline"], percentile=s["deadline_percentile"]
+            )
             terms["time"] = t
             if s["time_weight"] > 0:
                 d = d - s["time_weight"] * t / dl[:, None]
