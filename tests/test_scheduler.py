@@ -590,3 +590,15 @@ def test_docs_training_loop_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     exec(compile(code, str(doc), "exec"), {"__name__": "docs_loop"})
     out = capsys.readouterr().out
     assert "mean best reward" in out and (tmp_path / "scheduler.fas").exists()
+
+
+def test_client_with_no_expert_fitting_both_knapsacks_gets_none() -> None:
+    # expert 0 fits the memory but is too slow; expert 1 is fast but too big
+    s = fa.Scheduler(2, solver=knapsack_solver(), expert_memory=[1.0, 5.0], expert_cost=[10.0, 1.0],
+                     deadline=2.0, samples_per_round=10, seed=0)
+    s.register("a", fa.ClientProfile(memory=2.0, compute=10.0))
+    s.register("b", fa.ClientProfile(memory=9.0, compute=10.0))
+    plan = s.plan(["a", "b"])
+    assert plan.assignment == {"a": [], "b": [1]}
+    reasons = [r["reason"] for r in plan.explain("a")]
+    assert "deadline" in reasons[0] and "memory" in reasons[1]

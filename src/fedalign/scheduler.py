@@ -745,13 +745,22 @@ class Scheduler:
         t: NDArray[np.float64] | None,
         dl: NDArray[np.float64] | None,
     ) -> NDArray[np.int64]:
-        """Per client, ``min(want, max_experts, how many of its cheapest experts fit)``."""
+        """Per client, ``min(want, max_experts, how many of its cheapest experts fit)``.
+
+        Exact for one expert (some expert fits both knapsacks on its own); for more it is a
+        necessary condition per knapsack row, and the solver has the last word.
+        """
         n, e = allow.shape
-        k = np.minimum(np.minimum(want, kmax), allow.sum(axis=1))
-        for cost, cap in ((None if e_mem is None else np.broadcast_to(e_mem, (n, e)), c_mem), (t, dl)):
+        mem = None if e_mem is None else np.broadcast_to(e_mem, (n, e))
+        ok = allow.copy()
+        for cost, cap in ((mem, c_mem), (t, dl)):
+            if cost is not None and cap is not None:
+                ok &= cost <= (cap + capacity_tolerance(cap))[:, None]
+        k = np.minimum(np.minimum(want, kmax), ok.sum(axis=1))
+        for cost, cap in ((mem, c_mem), (t, dl)):
             if cost is None or cap is None:
                 continue
-            c = np.sort(np.where(allow, cost, np.inf), axis=1)
+            c = np.sort(np.where(ok, cost, np.inf), axis=1)
             csum = np.concatenate([np.zeros((n, 1)), np.cumsum(c, axis=1)], axis=1)
             fits = csum <= (cap + capacity_tolerance(cap))[:, None]
             most = fits.sum(axis=1) - 1  # csum[:, 0] = 0 always fits
