@@ -15,12 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .config import REWARDS
 from .model import MoEModel, partial_state
 
 __all__ = ["REWARDS", "as_tensors", "expert_rewards", "local_train"]
-
-REWARDS = ("accuracy", "routing", "loss-reduction")
-"""Reward kinds :func:`local_train` can report."""
 
 
 def as_tensors(dataset: Any) -> tuple[Tensor, Tensor]:
