@@ -602,3 +602,19 @@ def test_client_with_no_expert_fitting_both_knapsacks_gets_none() -> None:
     assert plan.assignment == {"a": [], "b": [1]}
     reasons = [r["reason"] for r in plan.explain("a")]
     assert "deadline" in reasons[0] and "memory" in reasons[1]
+
+
+def test_usage_measure_compute_and_allowed_pairs() -> None:
+    s = fa.Scheduler(2, solver=plain_solver(), expert_cost=[1.0, 3.0], usage_measure="compute",
+                     usage_decay=0.5, seed=0)
+    s.register("a")
+    s.register("b")
+    plan = s.plan(["a", "b"], allowed=[[True, False], [False, True]])
+    assert plan.assignment == {"a": [0], "b": [1]}
+    assert plan.explain("a")[1]["reason"] == "pair not allowed"
+    s.report("a", fa.Feedback(samples=10, rewards={0: 0.5}))
+    s.report("b", fa.Feedback(samples=10, rewards={1: 0.5}))
+    s.end_round()
+    np.testing.assert_allclose(s.usage, [5.0, 15.0])  # 0.5 * samples * cost
+    with pytest.raises(ValueError, match="allowed"):
+        s.plan(["a"], allowed=[[True, True], [True, True]])
