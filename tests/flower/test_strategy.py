@@ -27,7 +27,8 @@ from fedalign.flower.records import arrays_to_numpy, numpy_to_arrays  # noqa: E4
 
 pytestmark = pytest.mark.flower
 
-NODES = [101, 202, 303, 404]
+# Flower node ids are unsigned 64-bit: mix small ones with ones above 2**63.
+NODES = [101, 202, 2**63 + 17, 2**64 - 5]
 
 
 class Recording:

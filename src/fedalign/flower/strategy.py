@@ -442,7 +442,7 @@ class FedAlign(Strategy):
         size = min(
             len(nodes), max(int(len(nodes) * self.fraction_evaluate), self.min_evaluate_nodes)
         )
-        chosen = sorted(int(n) for n in self._rng.choice(nodes, size=size, replace=False))
+        chosen = self._choose(nodes, size)
         messages = []
         for node in chosen:
             node_config = ConfigRecord(dict(config))
@@ -544,7 +544,13 @@ class FedAlign(Strategy):
                 raise ValueError("cohort_fn: returned a node more than once")
             return chosen
         size = min(len(nodes), max(int(len(nodes) * self.fraction_train), self.min_train_nodes))
-        return sorted(int(n) for n in self._rng.choice(nodes, size=size, replace=False))
+        return self._choose(nodes, size)
+
+    def _choose(self, nodes: list[int], size: int) -> list[int]:
+        """``size`` distinct nodes, uniformly. Node ids are 64-bit unsigned: they never pass
+        through a numpy array, which would turn a mix of small and large ids into floats."""
+        picks = self._rng.choice(len(nodes), size=size, replace=False)
+        return sorted(nodes[int(i)] for i in picks)
 
     def identify(self, nodes: Sequence[int], grid: Grid, server_round: int) -> dict[int, Hashable]:
         """Scheduler client id of each node, querying and registering nodes not seen before.
