@@ -1,0 +1,956 @@
+"""``lagrangian``: prices on the per-expert rows, an exact small knapsack per client, repair.
+
+Relaxing the per-expert rows ``expert_min_clients[j] <= sum_i x[i, j] <= expert_max_clients[j]``
+with prices ``lam[j] >= 0`` (maximums) and ``mu[j] >= 0`` (minimums) splits the problem into
+one independent subproblem per client (DESIGN.md §2)::
+
+    v_i(p) = max  sum_j (d[i, j] - p[j]) x[i, j]        p = lam - mu
+             s.t. min_experts[i] <= sum_j x[i, j] <= max_experts[i]
+                  memory and deadline rows of client i, forbidden pairs
+
+and the dual function ``L(lam, mu) = sum_i v_i(p) + lam @ expert_max_clients -
+mu @ expert_min_clients`` is an upper bound on the optimum for *every* ``lam, mu >= 0``,
+provided each ``v_i`` is solved exactly or replaced by a valid upper bound of it. The
+solver reports the smallest ``L`` it saw as :attr:`Solution.bound`.
+
+How each client's subproblem is solved (vectorised over clients; loops run over the small
+dimensions only: candidate positions, experts, or combination chunks):
+
+1. **Count relaxation.** Drop the knapsack rows: the optimum takes the ``min_experts[i]``
+   best experts plus every further positive one up to ``max_experts[i]``. When that choice
+   also satisfies the client's knapsack rows it is optimal for the full subproblem (it is
+   optimal for a relaxation and feasible). Without knapsack rows this is all there is.
+2. **Enumeration over the top-m candidates** (clients whose count choice breaks a knapsack
+   row and ``max_experts[i] <= max_enum_experts``). Sort the client's allowed experts by
+   reduced profit ``r`` and enumerate every subset of size ``min_experts..max_experts`` of
+   the best ``m``: ``V`` is the best feasible one. *Exactness certificate*: any subset
+   using an expert outside the top ``m`` is worth at most ``r_(m+1) + P_(k-1)``, where
+   ``r_(m+1)`` is the best reduced profit outside the candidates and ``P_(k-1)`` is the sum
+   of the ``k - 1`` largest positive reduced profits (``k = max_experts[i]``). If
+   ``V >= r_(m+1) + P_(k-1)`` the enumeration is exact. Otherwise ``m`` is doubled (up to
+   ``max_candidates``) for those clients only; a client still uncertified then contributes
+   ``max(V, r_(m+1) + P_(k-1))``, a valid upper bound of its subproblem (either the
+   optimum lies among the candidates, worth ``V``, or it uses an outside expert), and the
+   result is flagged ``exact_subproblems = False`` in ``Solution.info``.
+3. **Integer dynamic programme** (one knapsack row with integer weights and capacities,
+   e.g. OR-Library GAP, where a client may take many experts): the classic 0-1 knapsack DP
+   over capacities, exact; used when the count row cannot bind and ``min_experts`` is 0.
+4. **Otherwise** (many experts per client with real weights): a ratio-greedy choice for the
+   subgradient, and as bound the smallest of the count relaxation and the LP (Dantzig)
+   relaxation of each knapsack row on its own — each a relaxation, so a valid bound.
+
+Prices follow a projected subgradient method with Polyak steps towards the best primal
+objective, the step scale halved after ``patience`` iterations without a better bound.
+Each subproblem solution satisfies every client row but may break expert rows; it is made
+feasible by :func:`fedalign.solvers.repair.repair` (drop and fill), and the best repaired
+assignment is kept; :func:`~fedalign.solvers.repair.local_search` polishes it at the end.
+The method is anytime: it stops at ``time_limit``, after ``max_iter`` iterations, or when
+the gap falls to ``gap_tol``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import InfeasibleError
+from ..problem import AlignmentProblem, capacity_tolerance
+from .base import Budget, Result, Solver, register
+from .repair import local_search, repair
+
+__all__ = ["LagrangianSolver"]
+
+_NEG = -np.inf
+#: Rows x combinations evaluated at once in the enumeration (memory of one chunk).
+_CHUNK_CELLS = 2_000_000
+#: Largest number of subsets enumerated per client.
+_MAX_COMBOS = 20_000
+#: Clients searched together by the branch and bound, and its live-node limit (nodes x m).
+_BB_CHUNK_CLIENTS = 4096
+_BB_MAX_CELLS = 8_000_000
+#: Largest capacity (in weight units) the integer dynamic programme accepts.
+_DP_MAX_CAPACITY = 20_000
+#: Largest (clients x capacities x experts) table of decisions the DP keeps for backtracking.
+_DP_MAX_CELLS = 300_000_000
+
+
+@lru_cache(maxsize=64)
+def _combinations(m: int, k_lo: int, k_hi: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """All subsets of ``range(m)`` of size ``k_lo..k_hi``: (n_combos, m) 0/1 matrix, sizes."""
+    rows: list[NDArray[np.float64]] = []
+    sizes: list[int] = []
+    for size in range(k_lo, k_hi + 1):
+        for combo in itertools.combinations(range(m), size):
+            row = np.zeros(m)
+            row[list(combo)] = 1.0
+            rows.append(row)
+            sizes.append(size)
+    mat = np.array(rows).reshape(len(rows), m)
+    mat.flags.writeable = False
+    return mat, np.array(sizes, dtype=np.int64)
+
+
+def _n_combos(m: int, k_lo: int, k_hi: int) -> int:
+    from math import comb
+
+    return sum(comb(m, s) for s in range(k_lo, min(k_hi, m) + 1))
+
+
+def _top_sorted(r: NDArray[np.float64], k: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Per row, the indices and values of the ``k`` largest entries, in decreasing order."""
+    n, e = r.shape
+    k = min(k, e)
+    if k == 0:
+        return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0))
+    if k <= 6:
+        # k passes of argmax beat a partition on wide rows.
+        work = r.copy()
+        rows = np.arange(n)
+        idx = np.empty((n, k), dtype=np.int64)
+        val = np.empty((n, k))
+        for p in range(k):
+            j = work.argmax(axis=1)
+            idx[:, p] = j
+            val[:, p] = work[rows, j]
+            work[rows, j] = _NEG
+        return idx, val
+    if k < e:
+        part = np.argpartition(-r, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(e), (n, e))
+    pv = np.take_along_axis(r, part, axis=1)
+    order = np.argsort(-pv, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(pv, order, axis=1)
+
+
+@dataclass
+class _SubResult:
+    """Solutions of every client's subproblem at one price vector."""
+
+    x: NDArray[np.bool_]  # (n, E) the chosen experts (exact optimum where exact)
+    value: float  # sum over clients of the optimum, or of a valid upper bound of it
+    estimate: float  # sum over clients of the reduced profit of the chosen experts
+    exact: bool  # every client solved exactly (then value == estimate)
+    load: NDArray[np.int64]  # (E,) clients per expert in x
+
+
+class _Subproblems:
+    """The per-client knapsack subproblems of one problem, solved at any price vector."""
+
+    def __init__(
+        self,
+        problem: AlignmentProblem,
+        *,
+        candidates: int,
+        max_enum_experts: int,
+    ) -> None:
+        self.problem = problem
+        n, e = problem.shape
+        fits = problem.fits
+        self.dm = np.where(fits, problem.desirability, _NEG)
+        n_fit = fits.sum(axis=1)
+        self.kmax = np.minimum(problem.max_experts, n_fit).astype(np.int64)
+        self.kmin = problem.min_experts.astype(np.int64)
+        if (self.kmin > self.kmax).any():
+            i = int(np.flatnonzero(self.kmin > self.kmax)[0])
+            raise InfeasibleError(
+                f"min_experts: client {problem.client_ids[i]!r} (position {i}) needs "
+                f"{self.kmin[i]} experts but only {n_fit[i]} are allowed and fit it"
+            )
+        self.mem: NDArray[np.float64] | None = None
+        self.mem_cap: NDArray[np.float64] | None = None
+        if problem.expert_memory is not None and problem.client_memory is not None:
+            self.mem = problem.expert_memory
+            self.mem_cap = problem.client_memory + capacity_tolerance(problem.client_memory)
+        self.time: NDArray[np.float64] | None = None
+        self.time_cap: NDArray[np.float64] | None = None
+        if problem.train_time is not None and problem.deadline is not None:
+            self.time = problem.train_time
+            self.time_cap = problem.deadline + capacity_tolerance(problem.deadline)
+        self.candidates = max(1, candidates)
+        self.max_enum_experts = max_enum_experts
+        self.kmax_all = int(self.kmax.max()) if n else 0
+        self.dp_row = self._dp_row()
+        self._weight_order: NDArray[np.int64] | None = None
+        self._exact = True
+
+    def _single_row(self) -> NDArray[np.float64] | None:
+        """(n, E) or (E,) weights of the only knapsack row, or None (zero or two rows)."""
+        if self.mem is not None and self.time is None:
+            return self.mem
+        if self.time is not None and self.mem is None:
+            return self.time
+        return None
+
+    def _candidates(self, r: NDArray[np.float64], rows: NDArray[np.int64]) -> NDArray[np.float64]:
+        """``r[rows]`` with every expert that a k-dominance argument rules out set to -inf.
+
+        With a single knapsack row, order each client's experts by weight (ties by position:
+        a strict total order). Expert ``p`` is *dominated* by every earlier expert ``q`` in
+        that order with ``r[q] >= r[p]``: swapping ``p`` for ``q`` keeps every client row
+        (count equal, weight not larger) and loses nothing. If ``p`` has ``max_experts``
+        dominators (``min_experts`` when ``r[p] <= 0``: a non-positive expert is only ever
+        taken to reach the minimum, and dropping it otherwise loses nothing), some optimal
+        subset avoids it: an optimal subset containing ``p`` misses one of its dominators, and
+        swapping moves the subset strictly earlier in the order, so repeated swaps end in an
+        optimal subset of undominated experts. Without a single row nothing is ruled out.
+        """
+        rr = r[rows]
+        w = self._single_row()
+        if w is None:
+            return rr
+        if self._weight_order is None:
+            if w.ndim == 1:
+                self._weight_order = np.argsort(w, kind="stable")[None, :]
+            else:
+                self._weight_order = np.argsort(w, axis=1, kind="stable")
+        order = self._weight_order
+        order = np.broadcast_to(order, rr.shape) if order.shape[0] == 1 else order[rows]
+        rp = np.take_along_axis(rr, order, axis=1)
+        h, e = rp.shape
+        kmax = self.kmax[rows]
+        kmin = self.kmin[rows]
+        k = int(kmax.max())
+        if k == 0:
+            return rr
+        top = np.full((h, k), _NEG)  # the k largest r of the prefix, decreasing
+        keep = np.zeros((h, e), dtype=bool)
+        for p in range(e):
+            v = rp[:, p]
+            dominators = (top >= v[:, None]).sum(axis=1)
+            need = np.where(v > 0, kmax, kmin)
+            keep[:, p] = np.isfinite(v) & (dominators < need)
+            # insert v into the running top-k (k is small)
+            pos = (top >= v[:, None]).sum(axis=1)
+            shifted = np.concatenate([top[:, :1], top[:, :-1]], axis=1)
+            col = np.arange(k)[None, :]
+            top = np.where(col < pos[:, None], top, np.where(col == pos[:, None], v[:, None], shifted))
+        out = np.full_like(rr, _NEG)
+        np.put_along_axis(out, order, np.where(keep, rp, _NEG), axis=1)
+        return out
+
+    # ------------------------------------------------------------------ helpers
+
+    def _dp_row(self) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
+        """Integer (n, E) weights and (n,) capacities for the DP, when it applies."""
+        p = self.problem
+        rows = []
+        if self.mem is not None and p.client_memory is not None:
+            rows.append((np.broadcast_to(self.mem, p.shape), p.client_memory))
+        if self.time is not None and p.deadline is not None:
+            rows.append((self.time, p.deadline))
+        if len(rows) != 1 or (self.kmin > 0).any():
+            return None
+        w, cap = rows[0]
+        if not (np.all(w == np.round(w)) and np.all(cap == np.round(cap))):
+            return None
+        if cap.max() > _DP_MAX_CAPACITY:
+            return None
+        # Only when the count row cannot bind.
+        if (self.kmax < self.problem.fits.sum(axis=1)).any():
+            return None
+        return np.asarray(w, dtype=np.int64), np.asarray(cap, dtype=np.int64)
+
+    def _knapsack_ok(self, rows: NDArray[np.int64], x: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        ok = np.ones(len(rows), dtype=bool)
+        if self.mem is not None and self.mem_cap is not None:
+            ok &= x.astype(np.float64) @ self.mem <= self.mem_cap[rows]
+        if self.time is not None and self.time_cap is not None:
+            ok &= np.where(x, self.time[rows], 0.0).sum(axis=1) <= self.time_cap[rows]
+        return ok
+
+    # ------------------------------------------------------------------ solve
+
+    def solve(self, price: NDArray[np.float64], *, exact: bool = True) -> _SubResult:
+        """Every client's subproblem at reduced profits ``d - price``.
+
+        With ``exact=False`` the branch and bound and the dominance filter are skipped:
+        the choice is the best among the top-m candidates (an estimate of the optimum)
+        and ``value`` the cheap certificate bound ``max(V, r_out + P_(k-1))``.
+        """
+        self._exact = exact
+        n, e = self.problem.shape
+        r = self.dm - price[None, :]
+        x = np.zeros((n, e), dtype=bool)
+        values = np.zeros(n)
+        exact = True
+        rows_all = np.arange(n)
+
+        # 1. the count relaxation for every client
+        k = self.kmax_all
+        idx, val = _top_sorted(r, k) if self.dp_row is None or k <= 6 else (None, None)
+        hard: NDArray[np.int64]
+        if idx is not None and val is not None:
+            pos = np.arange(idx.shape[1])[None, :]
+            take = (pos < self.kmax[:, None]) & np.isfinite(val)
+            take &= (val > 0) | (pos < self.kmin[:, None])
+            ri, pi = np.nonzero(take)
+            x[ri, idx[ri, pi]] = True
+            values = np.where(take, val, 0.0).sum(axis=1)
+            if self.mem is None and self.time is None:
+                return self._result(x, values, values, True)
+            hard = np.flatnonzero(~self._knapsack_ok(rows_all, x))
+        else:
+            hard = rows_all
+        if hard.size == 0:
+            return self._result(x, values, values, True)
+        x[hard] = False
+        values[hard] = 0.0
+        chosen = values.copy()
+
+        small = self.kmax[hard] <= self.max_enum_experts
+        enum_rows = hard[small]
+        rest = hard[~small]
+        all_exact = True
+        if enum_rows.size:
+            all_exact &= self._enumerate(r, enum_rows, x, values, chosen)
+        if rest.size:
+            cells = rest.size * e * (int(self.dp_row[1].max()) + 1) if self.dp_row else 0
+            if self.dp_row is not None and cells <= _DP_MAX_CELLS:
+                self._dynamic_programme(r, rest, x, values)
+                chosen[rest] = values[rest]
+            else:
+                self._relaxation(r, rest, x, values, chosen)
+                all_exact = False
+        return self._result(x, values, chosen, all_exact)
+
+    @staticmethod
+    def _result(
+        x: NDArray[np.bool_], values: NDArray[np.float64], chosen: NDArray[np.float64], exact: bool
+    ) -> _SubResult:
+        return _SubResult(
+            x, float(values.sum()), float(chosen.sum()), exact, x.sum(axis=0).astype(np.int64)
+        )
+
+    def _enumerate(
+        self,
+        r: NDArray[np.float64],
+        rows: NDArray[np.int64],
+        x: NDArray[np.bool_],
+        values: NDArray[np.float64],
+        chosen_values: NDArray[np.float64],
+    ) -> bool:
+        """Subproblems of small-k clients: top-m enumeration, then branch and bound.
+
+        Returns False when some client was bounded rather than solved (node limit hit, or
+        ``exact=False``).
+        """
+        e = self.problem.n_experts
+        cand_r = self._candidates(r, rows)
+        m = min(self.candidates, e)
+        kmax = self.kmax[rows]
+        k_hi = int(kmax.max())
+        k_lo = int(self.kmin[rows].min())
+        idx, val = _top_sorted(cand_r, min(m + 1, e))
+        if m < e:
+            r_out = val[:, m]
+            idx, val = idx[:, :m], val[:, :m]
+        else:
+            r_out = np.full(rows.size, _NEG)
+        mm = idx.shape[1]
+        combos, sizes = _combinations(mm, min(k_lo, mm), min(k_hi, mm))
+        best_v = np.full(rows.size, _NEG)
+        best_c = np.zeros(rows.size, dtype=np.int64)
+        finite = np.isfinite(val)
+        val0 = np.where(finite, val, 0.0)
+        pad = (~finite).astype(np.float64)
+        mem_c = None if self.mem is None else self.mem[idx]
+        time_c = None if self.time is None else np.take_along_axis(self.time[rows], idx, 1)
+        step = max(1, _CHUNK_CELLS // max(1, len(combos)))
+        for s in range(0, rows.size, step):
+            sl = slice(s, s + step)
+            sub_rows = rows[sl]
+            v = val0[sl] @ combos.T
+            ok = (pad[sl] @ combos.T) == 0
+            ok &= sizes[None, :] <= self.kmax[sub_rows][:, None]
+            ok &= sizes[None, :] >= self.kmin[sub_rows][:, None]
+            if mem_c is not None and self.mem_cap is not None:
+                ok &= (mem_c[sl] @ combos.T) <= self.mem_cap[sub_rows][:, None]
+            if time_c is not None and self.time_cap is not None:
+                ok &= (time_c[sl] @ combos.T) <= self.time_cap[sub_rows][:, None]
+            v = np.where(ok, v, _NEG)
+            c = v.argmax(axis=1)
+            best_c[sl] = c
+            best_v[sl] = v[np.arange(len(c)), c]
+        # Certificate: a subset with an expert outside the top m is worth at most
+        # r_out + P_(k-1) (its best outside expert plus the k-1 best positive ones).
+        pos_cum = np.concatenate(
+            [np.zeros((rows.size, 1)), np.cumsum(np.maximum(val0, 0.0), axis=1)], axis=1
+        )
+        p_k1 = pos_cum[np.arange(rows.size), np.clip(kmax - 1, 0, mm)]
+        outside = np.where(kmax > 0, r_out + p_k1, _NEG)
+        certified = best_v >= outside
+        has = np.isfinite(best_v)
+        chosen = (combos[best_c] > 0) & has[:, None]
+        ri, pi = np.nonzero(chosen)
+        x[rows[ri], idx[ri, pi]] = True
+        chosen_values[rows] = np.where(has, best_v, 0.0)
+        if certified.all() or not self._exact:
+            blocked = ~has & ~np.isfinite(outside)
+            if blocked.any():
+                self._raise_blocked(int(rows[blocked][0]))
+            values[rows] = np.maximum(best_v, outside)
+            return bool(certified.all())
+        values[rows] = best_v
+        open_pos = np.flatnonzero(~certified)
+        ok = self._branch_and_bound(cand_r[open_pos], rows[open_pos], x, values)
+        done = rows[open_pos]
+        chosen_values[done] = np.where(x[done], r[done], 0.0).sum(axis=1)
+        return ok
+
+    def _raise_blocked(self, i: int) -> None:
+        raise InfeasibleError(
+            f"client {self.problem.client_ids[i]!r} (position {i}): no set of "
+            f"{self.kmin[i]}..{self.kmax[i]} allowed experts fits its memory and deadline"
+        )
+
+    def _branch_and_bound(
+        self,
+        cand_r: NDArray[np.float64],
+        rows: NDArray[np.int64],
+        x: NDArray[np.bool_],
+        values: NDArray[np.float64],
+    ) -> bool:
+        """Best subset of each client's candidates, by breadth-first branch and bound.
+
+        ``x[rows]`` and ``values[rows]`` hold a feasible incumbent on entry (or value
+        -inf). A node is a subset built in decreasing order of reduced profit; its bound
+        is its profit plus the best positive profits that could still follow, so no
+        pruned node hides a better subset. When a chunk's frontier exceeds the node
+        limit, the search stops there and the client gets the valid bound
+        ``max(incumbent, best live node bound)``; returns False in that case.
+        """
+        exact = True
+        chunk = max(1, _BB_CHUNK_CLIENTS)
+        for s in range(0, rows.size, chunk):
+            exact &= self._bb_chunk(cand_r[s : s + chunk], rows[s : s + chunk], x, values)
+        return exact
+
+    def _bb_chunk(
+        self,
+        cand_r: NDArray[np.float64],
+        rows: NDArray[np.int64],
+        x: NDArray[np.bool_],
+        values: NDArray[np.float64],
+    ) -> bool:
+        h = rows.size
+        n_cand = np.isfinite(cand_r).sum(axis=1)
+        m = int(n_cand.max())
+        idx, val = _top_sorted(cand_r, m)
+        kmax = self.kmax[rows]
+        kmin = self.kmin[rows]
+        k_hi = int(kmax.max())
+        w1 = c1 = w2 = c2 = None
+        if self.mem is not None and self.mem_cap is not None:
+            w1, c1 = self.mem[idx], self.mem_cap[rows]
+        if self.time is not None and self.time_cap is not None:
+            w2, c2 = np.take_along_axis(self.time[rows], idx, 1), self.time_cap[rows]
+        val0 = np.where(np.isfinite(val), val, 0.0)
+        cp = np.concatenate([np.zeros((h, 1)), np.cumsum(np.maximum(val0, 0.0), axis=1)], axis=1)
+        cols = np.arange(m)
+        # wmin[:, j] = lightest candidate after position j (inf past the end)
+        wmin1 = None if w1 is None else _suffix_min_after(np.where(np.isfinite(val), w1, np.inf))
+        wmin2 = None if w2 is None else _suffix_min_after(np.where(np.isfinite(val), w2, np.inf))
+        best = values[rows].copy()
+        best_items = np.full((h, k_hi), -1, dtype=np.int64)  # candidate positions
+        improved = np.zeros(h, dtype=bool)
+        # the frontier: one root per client
+        cl = np.arange(h)
+        last = np.full(h, -1)
+        cnt = np.zeros(h, dtype=np.int64)
+        prof = np.zeros(h)
+        u1 = np.zeros(h)
+        u2 = np.zeros(h)
+        items = np.full((h, k_hi), -1, dtype=np.int64)
+        upper = np.full(h, _NEG)  # valid bound of what the search left open
+        exact = True
+        while cl.size:
+            if cl.size * m > _BB_MAX_CELLS:
+                # Too many live nodes: stop, keep a valid bound for what is left open.
+                node_bound = prof + (cp[cl, np.minimum(last + 1 + kmax[cl] - cnt, m)] - cp[cl, last + 1])
+                np.maximum.at(upper, cl, node_bound)
+                exact = False
+                break
+            vv = val[cl]
+            slots = (kmax[cl] - cnt - 1)[:, None]
+            # Items that could follow child j: no more than the slots left, nor than the
+            # remaining capacity holds of the lightest later candidate.
+            if w1 is not None and c1 is not None:
+                room = c1[cl][:, None] - u1[:, None] - w1[cl]
+                slots = np.minimum(slots, _fit_count(room, wmin1[cl]))
+            if w2 is not None and c2 is not None:
+                room = c2[cl][:, None] - u2[:, None] - w2[cl]
+                slots = np.minimum(slots, _fit_count(room, wmin2[cl]))
+            after = np.minimum(cols[None, :] + 1 + np.maximum(slots, 0), m)
+            cpc = cp[cl]
+            completion = np.take_along_axis(cpc, after, 1) - cpc[:, 1 : m + 1]
+            child_p = prof[:, None] + vv
+            bound = child_p + completion
+            ok = (cols[None, :] > last[:, None]) & np.isfinite(vv) & (cnt < kmax[cl])[:, None]
+            ok &= (vv > 0) | (cnt < kmin[cl])[:, None]
+            ok &= bound > best[cl][:, None] + 1e-12 * np.maximum(1.0, np.abs(best[cl]))[:, None]
+            if w1 is not None and c1 is not None:
+                ok &= u1[:, None] + w1[cl] <= c1[cl][:, None]
+            if w2 is not None and c2 is not None:
+                ok &= u2[:, None] + w2[cl] <= c2[cl][:, None]
+            ni, j = np.nonzero(ok)
+            if ni.size == 0:
+                break
+            c_cl = cl[ni]
+            c_cnt = cnt[ni] + 1
+            c_prof = child_p[ni, j]
+            c_bound = bound[ni, j]
+            c_u1 = u1[ni] + (w1[c_cl, j] if w1 is not None else 0.0)
+            c_u2 = u2[ni] + (w2[c_cl, j] if w2 is not None else 0.0)
+            c_items = items[ni]
+            c_items[np.arange(ni.size), cnt[ni]] = j
+            complete = c_cnt >= kmin[c_cl]
+            if complete.any():
+                cand_v = np.where(complete, c_prof, _NEG)
+                top = np.full(h, _NEG)
+                np.maximum.at(top, c_cl, cand_v)
+                better = top > best
+                if better.any():
+                    winner = complete & better[c_cl] & (cand_v == top[c_cl])
+                    wi = np.flatnonzero(winner)
+                    # one winner per client (the last written wins; all are equal)
+                    best_items[c_cl[wi]] = c_items[wi]
+                    best[better] = top[better]
+                    improved |= better
+            live = (c_cnt < kmax[c_cl]) & (
+                c_bound > best[c_cl] + 1e-12 * np.maximum(1.0, np.abs(best[c_cl]))
+            )
+            cl, last, cnt, prof = c_cl[live], j[live], c_cnt[live], c_prof[live]
+            u1, u2, items = c_u1[live], c_u2[live], c_items[live]
+        if improved.any():
+            ri = np.flatnonzero(improved)
+            x[rows[ri]] = False
+            sel = best_items[ri]
+            rr, cc = np.nonzero(sel >= 0)
+            x[rows[ri[rr]], idx[ri[rr], sel[rr, cc]]] = True
+        if not np.isfinite(np.maximum(best, upper)).all():
+            self._raise_blocked(int(rows[~np.isfinite(np.maximum(best, upper))][0]))
+        values[rows] = np.maximum(best, upper)
+        return exact
+
+    def _dynamic_programme(
+        self,
+        r: NDArray[np.float64],
+        rows: NDArray[np.int64],
+        x: NDArray[np.bool_],
+        values: NDArray[np.float64],
+    ) -> None:
+        """Exact 0-1 knapsack by DP over integer capacities (loop over experts)."""
+        assert self.dp_row is not None
+        w_all, cap_all = self.dp_row
+        w = w_all[rows]
+        cap = cap_all[rows]
+        h, e = w.shape
+        c_max = int(cap.max())
+        grid = np.arange(c_max + 1)[None, :]
+        # dp[i, c] = best value of a subset of the experts seen so far with weight <= c.
+        dp = np.zeros((h, c_max + 1))
+        took = np.zeros((e, h, c_max + 1), dtype=bool)
+        rr = r[rows]
+        hrange = np.arange(h)[:, None]
+        for j in range(e):
+            prof = rr[:, j]
+            useful = prof > 0
+            if not useful.any():
+                continue
+            src = grid - w[:, j][:, None]
+            cand = np.where(src >= 0, dp[hrange, np.maximum(src, 0)], _NEG) + prof[:, None]
+            better = (cand > dp) & useful[:, None]
+            took[j] = better
+            dp = np.where(better, cand, dp)
+        c = cap.copy()
+        hr = np.arange(h)
+        for j in range(e - 1, -1, -1):
+            t = took[j, hr, c]
+            x[rows[t], j] = True
+            c = c - np.where(t, w[:, j], 0)
+        values[rows] = dp[hr, cap]
+
+    def _relaxation(
+        self,
+        r: NDArray[np.float64],
+        rows: NDArray[np.int64],
+        x: NDArray[np.bool_],
+        values: NDArray[np.float64],
+        chosen_values: NDArray[np.float64],
+    ) -> None:
+        """Ratio-greedy choice and a valid bound: min(count bound, Dantzig bound per row)."""
+        rr = r[rows]
+        h, e = rr.shape
+        kmax = self.kmax[rows]
+        kmin = self.kmin[rows]
+        srt = -np.sort(-rr, axis=1)
+        pos = np.arange(e)[None, :]
+        take = (pos < kmax[:, None]) & np.isfinite(srt) & ((srt > 0) | (pos < kmin[:, None]))
+        bound = np.where(take, srt, 0.0).sum(axis=1)
+        caps: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
+        if self.mem is not None and self.mem_cap is not None:
+            caps.append((np.broadcast_to(self.mem, rr.shape), self.mem_cap[rows]))
+        if self.time is not None and self.time_cap is not None:
+            caps.append((self.time[rows], self.time_cap[rows]))
+        norm_w = np.zeros_like(rr)
+        for w, cap in caps:
+            bound = np.minimum(bound, _dantzig(rr, w, cap))
+            norm_w += w / np.maximum(cap, 1e-12)[:, None]
+        values[rows] = bound
+        # Primal choice: best profit per unit of (normalised) weight, forced items first.
+        prof = np.where(np.isfinite(rr), rr, _NEG)
+        ratio = np.where(norm_w > 0, prof / np.maximum(norm_w, 1e-300), np.inf * np.sign(prof))
+        ratio = np.where(np.isfinite(rr), ratio, _NEG)
+        order = np.argsort(-ratio, axis=1, kind="stable")
+        count = np.zeros(h, dtype=np.int64)
+        used = [np.zeros(h) for _ in caps]
+        hr = np.arange(h)
+        for p in range(e):
+            j = order[:, p]
+            v = prof[hr, j]
+            ok = np.isfinite(v) & (count < kmax) & ((v > 0) | (count < kmin))
+            for (w, cap), u in zip(caps, used, strict=True):
+                ok &= u + w[hr, j] <= cap
+            for (w, _), u in zip(caps, used, strict=True):
+                u += np.where(ok, w[hr, j], 0.0)
+            count += ok
+            x[rows[ok], j[ok]] = True
+        chosen_values[rows] = np.where(x[rows], rr, 0.0).sum(axis=1)
+
+
+def _suffix_min_after(w: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``out[:, j] = min(w[:, j+1:])`` per row (``inf`` for the last column)."""
+    rev = np.minimum.accumulate(w[:, ::-1], axis=1)[:, ::-1]
+    return np.concatenate([rev[:, 1:], np.full((w.shape[0], 1), np.inf)], axis=1)
+
+
+def _fit_count(room: NDArray[np.float64], lightest: NDArray[np.float64]) -> NDArray[np.int64]:
+    """How many items of weight >= ``lightest`` fit in ``room`` (a large number if weightless)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(lightest > 0, np.floor(np.maximum(room, 0.0) / lightest), 1 << 30)
+    return np.minimum(q, 1 << 30).astype(np.int64)
+
+
+def _dantzig(
+    r: NDArray[np.float64], w: NDArray[np.float64], cap: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """LP bound of the 0-1 knapsack per row (positive profits only, items sorted by ratio)."""
+    prof = np.where(np.isfinite(r) & (r > 0), r, 0.0)
+    free = prof > 0
+    zero_w = free & (w <= 0)
+    base = np.where(zero_w, prof, 0.0).sum(axis=1)
+    ratio = np.where(free & ~zero_w, prof / np.where(w > 0, w, 1.0), 0.0)
+    order = np.argsort(-ratio, axis=1, kind="stable")
+    p_s = np.take_along_axis(np.where(zero_w, 0.0, prof), order, 1)
+    w_s = np.take_along_axis(np.where(free & ~zero_w, w, 0.0), order, 1)
+    cum_w = np.cumsum(w_s, axis=1)
+    prev = cum_w - w_s
+    frac = np.clip((cap[:, None] - prev) / np.where(w_s > 0, w_s, 1.0), 0.0, 1.0)
+    frac = np.where(w_s > 0, frac, 0.0)
+    return base + (p_s * frac).sum(axis=1)
+
+
+@dataclass
+class _State:
+    """Where a run of the dual method stands (prices, incumbent, bound, history)."""
+
+    lam: NDArray[np.float64]
+    mu: NDArray[np.float64]
+    best_x: NDArray[np.bool_] | None = None
+    best_obj: float = _NEG
+    bound: float = np.inf
+    exact: bool = True
+    iterations: int = 0
+    repair_time: float = 0.0
+    last_error: InfeasibleError | None = None
+
+
+def _dual_ascent(
+    problem: AlignmentProblem,
+    state: _State,
+    *,
+    budget: Budget,
+    stop_at: float,
+    rng: np.random.Generator,
+    max_iter: int,
+    gap_tol: float,
+    step: float,
+    patience: int,
+    min_step: float,
+    repair_share: float,
+    sub_options: dict[str, int],
+    primal: bool = True,
+    bounds: list[float] | None = None,
+    objectives: list[float] | None = None,
+) -> None:
+    """Projected subgradient on the expert prices, with Polyak steps; updates ``state``.
+
+    Each iteration solves the subproblems cheaply (top-m enumeration: an estimate of
+    the dual function and its subgradient); whenever the estimate reaches a new low the
+    subproblems are solved exactly at those prices, which gives a proven bound. With
+    ``primal`` the subproblem choices are repaired into feasible assignments.
+    """
+    sub = _Subproblems(problem, **sub_options)
+    cap_hi = problem.expert_max_clients.astype(np.float64)
+    cap_lo = problem.expert_min_clients.astype(np.float64)
+    d = problem.desirability
+    integral = bool(np.all(d == np.round(d)))
+    theta = step
+    since_better = 0
+    best_estimate = np.inf
+    lam, mu = state.lam, state.mu
+    for _ in range(max_iter):
+        state.iterations += 1
+        price = lam - mu
+        offset = float(lam @ cap_hi) - float(mu @ cap_lo)
+        res = sub.solve(price, exact=False)
+        estimate = res.estimate + offset
+        valid = res.value + offset
+        if estimate < best_estimate - 1e-12 * max(1.0, abs(estimate)):
+            best_estimate = estimate
+            since_better = 0
+            if not res.exact and valid < state.bound:
+                # A new low: prove the bound at these prices (exact subproblems).
+                res = sub.solve(price, exact=True)
+                valid = res.value + offset
+        else:
+            since_better += 1
+        if integral and res.exact:
+            valid = float(np.floor(valid + 1e-9 * max(1.0, abs(valid))))
+        if valid < state.bound:
+            state.bound = float(valid)
+            state.exact = res.exact
+
+        load = res.load
+        feasible_rows = bool(
+            (load <= problem.expert_max_clients).all() and (load >= problem.expert_min_clients).all()
+        )
+        cand: NDArray[np.bool_] | None = None
+        if primal and feasible_rows:
+            cand = res.x
+        elif primal and (
+            state.best_x is None
+            or (since_better == 0 and state.repair_time <= repair_share * budget.elapsed())
+        ):
+            t0 = time.perf_counter()
+            try:
+                cand = repair(problem, res.x, rng=rng, fill=True)
+            except InfeasibleError as exc:
+                state.last_error = exc
+            state.repair_time += time.perf_counter() - t0
+        if cand is not None:
+            obj = problem.objective(cand)
+            if obj > state.best_obj:
+                state.best_obj, state.best_x = obj, cand
+        if bounds is not None and objectives is not None:
+            bounds.append(state.bound)
+            objectives.append(state.best_obj)
+
+        gap = state.bound - state.best_obj
+        if primal and state.best_x is not None and gap <= gap_tol * max(1.0, abs(state.bound)):
+            break
+        if budget.elapsed() >= stop_at or theta < min_step:
+            break
+        if since_better >= patience:
+            theta /= 2.0
+            since_better = 0
+        g_hi = load - cap_hi
+        g_lo = cap_lo - load
+        g_hi = np.where((lam <= 0) & (g_hi < 0), 0.0, g_hi)
+        g_lo = np.where((mu <= 0) & (g_lo < 0), 0.0, g_lo)
+        norm = float(g_hi @ g_hi + g_lo @ g_lo)
+        if norm == 0.0:
+            break  # the subproblem choice is feasible and complementary: optimal
+        if state.best_x is not None:
+            target = state.best_obj
+        else:
+            target = estimate - 0.02 * max(1.0, abs(estimate))
+        s = theta * max(estimate - target, 1e-6 * max(1.0, abs(estimate))) / norm
+        lam = np.maximum(0.0, lam + s * g_hi)
+        mu = np.maximum(0.0, mu + s * g_lo)
+        state.lam, state.mu = lam, mu
+
+
+def _sample_problem(
+    problem: AlignmentProblem, size: int, rng: np.random.Generator
+) -> AlignmentProblem:
+    """The problem restricted to ``size`` random clients, expert rows scaled to match."""
+    n = problem.n_clients
+    rows = np.sort(rng.choice(n, size=size, replace=False))
+    share = size / n
+    fields = {
+        "max_experts": problem.max_experts[rows],
+        "min_experts": problem.min_experts[rows],
+        "allowed": problem.allowed[rows],
+        "expert_min_clients": np.floor(problem.expert_min_clients * share).astype(np.int64),
+        "expert_max_clients": np.ceil(problem.expert_max_clients * share).astype(np.int64),
+    }
+    if problem.expert_memory is not None and problem.client_memory is not None:
+        fields["expert_memory"] = problem.expert_memory
+        fields["client_memory"] = problem.client_memory[rows]
+    if problem.train_time is not None and problem.deadline is not None:
+        fields["train_time"] = problem.train_time[rows]
+        fields["deadline"] = problem.deadline[rows]
+    return AlignmentProblem(problem.desirability[rows], **fields)
+
+
+@register
+class LagrangianSolver(Solver):
+    """Lagrangian relaxation of the per-expert rows with repair; reports the dual bound.
+
+    Options (keyword arguments of :func:`fedalign.solve`)
+    -----------------------------------------------------
+    max_iter : int, default 200
+        Price updates at most (on the full problem).
+    gap_tol : float, default 1e-4
+        Stop when ``(bound - objective) / max(1, |bound|)`` falls to this.
+    step : float, default 1.0
+        Initial Polyak step scale, in (0, 2].
+    patience : int, default 5
+        Iterations without a lower dual estimate before the step scale is halved.
+    min_step : float, default 1e-3
+        Stop when the step scale falls below this.
+    repair_share : float, default 0.5
+        Largest share of the elapsed time spent repairing subproblem choices (a repair
+        runs when the dual estimate reaches a new low and the share allows it).
+    local_search : bool, default True
+        Polish the best assignment with :func:`fedalign.solvers.repair.local_search`.
+    candidates : int, default 8
+        Experts per client enumerated first (``m`` of the module docstring).
+    max_enum_experts : int, default 6
+        Clients with a larger ``max_experts`` use the DP or the relaxation bound instead.
+    sample_clients : int, default 10000
+        Above this many clients, prices are first found on a random sample of this many
+        clients (expert rows scaled by the sample's share), then refined on all clients.
+    sample_share : float, default 0.4
+        Share of the time limit given to the sample phase.
+
+    Notes
+    -----
+    ``Solution.info`` holds ``iterations``, ``exact_subproblems`` (False when the final
+    bound came from bounded rather than solved subproblems: still valid, only looser),
+    ``bound_history``, ``objective_history`` and ``repair_seconds``.
+    """
+
+    name = "lagrangian"
+    exact = False
+    handles_knapsack = True
+
+    def _solve(
+        self,
+        problem: AlignmentProblem,
+        *,
+        budget: Budget,
+        rng: np.random.Generator,
+        max_iter: int = 200,
+        gap_tol: float = 1e-4,
+        step: float = 1.0,
+        patience: int = 5,
+        min_step: float = 1e-3,
+        repair_share: float = 0.5,
+        local_search: bool = True,
+        candidates: int = 8,
+        max_enum_experts: int = 6,
+        sample_clients: int = 10_000,
+        sample_share: float = 0.4,
+    ) -> Result:
+        _check_options(
+            max_iter=max_iter,
+            gap_tol=gap_tol,
+            step=step,
+            patience=patience,
+            min_step=min_step,
+            repair_share=repair_share,
+            candidates=candidates,
+            max_enum_experts=max_enum_experts,
+            sample_clients=sample_clients,
+            sample_share=sample_share,
+        )
+        reason = problem.infeasibility_reason()
+        if reason is not None:
+            raise InfeasibleError(reason)
+        n, e = problem.shape
+        sub_options = {"candidates": candidates, "max_enum_experts": max_enum_experts}
+        common = {
+            "rng": rng,
+            "gap_tol": gap_tol,
+            "patience": patience,
+            "min_step": min_step,
+            "repair_share": repair_share,
+            "sub_options": sub_options,
+        }
+        state = _State(lam=np.zeros(e), mu=np.zeros(e))
+        full_step = step
+        horizon = budget.remaining(default=np.inf)
+        if n > sample_clients:
+            sample = _sample_problem(problem, sample_clients, rng)
+            pre = _State(lam=np.zeros(e), mu=np.zeros(e))
+            stop = budget.elapsed() + sample_share * horizon
+            _dual_ascent(
+                sample, pre, budget=budget, stop_at=stop, max_iter=max_iter, step=step,
+                primal=False, **common,  # type: ignore[arg-type]
+            )
+            state.lam, state.mu = pre.lam, pre.mu
+            full_step = min(step, 0.25)
+        bounds: list[float] = []
+        objectives: list[float] = []
+        # Leave a little time for the local search at the end.
+        stop = budget.elapsed() + 0.9 * budget.remaining(default=np.inf)
+        _dual_ascent(
+            problem, state, budget=budget, stop_at=stop, max_iter=max_iter, step=full_step,
+            bounds=bounds, objectives=objectives, **common,  # type: ignore[arg-type]
+        )
+        if state.best_x is None:
+            if state.last_error is not None:
+                raise InfeasibleError(
+                    f"lagrangian: repair found no feasible assignment ({state.last_error})"
+                )
+            raise InfeasibleError("lagrangian: no feasible assignment found in the time limit")
+        best_x, best_obj = state.best_x, state.best_obj
+        if local_search:
+            best_x = _polish(problem, best_x, budget)
+            best_obj = problem.objective(best_x)
+        tol = 1e-9 * max(1.0, abs(state.bound))
+        optimal = state.exact and state.bound - best_obj <= tol
+        return Result(
+            assignment=best_x,
+            bound=state.bound,
+            optimal=bool(optimal),
+            info={
+                "iterations": state.iterations,
+                "exact_subproblems": state.exact,
+                "bound_history": bounds,
+                "objective_history": objectives,
+                "repair_seconds": state.repair_time,
+            },
+        )
+
+
+def _polish(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> NDArray[np.bool_]:
+    remaining = budget.remaining(default=float("inf"))
+    if remaining <= 0:
+        return x
+    out = local_search(problem, x, budget=None if remaining == float("inf") else remaining)
+    return out if problem.objective(out) >= problem.objective(x) else x
+
+
+def _check_options(**opts: Any) -> None:
+    for name in ("max_iter", "patience", "candidates", "max_enum_experts", "sample_clients"):
+        v = opts[name]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
+    for name in ("gap_tol", "step", "min_step", "repair_share", "sample_share"):
+        v = opts[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+            raise ValueError(f"{name}: expected a finite float >= 0, got {v!r}")
+    if not 0 <= opts["sample_share"] <= 1:
+        raise ValueError(f"sample_share: expected a value in [0, 1], got {opts['sample_share']!r}")
+    if not 0 < opts["step"] <= 2:
+        raise ValueError(f"step: expected a value in (0, 2], got {opts['step']!r}")
