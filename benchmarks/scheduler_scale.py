@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -45,7 +47,9 @@ def build(n: int, e: int, solver: str, uniform: bool, seed: int) -> tuple[fa.Sch
     kinds = [fa.ClientProfile(memory=float(m), max_experts=k) for m in (1.0, 2.0, 4.0) for k in (1, 2, 3)]
     for s in range(0, n, chunk):
         ids = range(s, min(n, s + chunk))
-        sched.register_many(ids, kinds[(s // chunk) % len(kinds)])
+        # cold-start fitness: a random routing share per expert, so desirabilities differ
+        shares = rng.dirichlet(np.full(e, 0.3), size=len(ids))
+        sched.register_many(ids, kinds[(s // chunk) % len(kinds)], routing_shares=shares)
     return sched, time.perf_counter() - t0
 
 
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--solvers", default="flow,lagrangian")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time save/load of the whole registry")
     args = ap.parse_args(argv)
 
     print(f"fedalign {fa.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
@@ -104,6 +110,19 @@ def main(argv: list[str] | None = None) -> int:
             )
         med = float(np.median([p[0] for p in plans]))
         print(f"{name}: median plan time {med:.2f} s for a cohort of {args.cohort}")
+    if args.save:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "scheduler.fas"
+            t0 = time.perf_counter()
+            sched.save(path)
+            t_save = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            again = fa.Scheduler.load(path)
+            t_load = time.perf_counter() - t0
+            print(
+                f"save {t_save:.2f} s, load {t_load:.2f} s, file {path.stat().st_size / 1e6:.0f} MB, "
+                f"same plan after load: {again.plan(cohort).assignment == sched.plan(cohort).assignment}"
+            )
     print(f"process peak RSS {rss_mb():.0f} MB")
     return 0
 

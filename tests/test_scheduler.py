@@ -561,7 +561,11 @@ def test_register_many_matches_register() -> None:
         b.register_many([9, 4])
     with pytest.raises(ValueError, match="profile"):
         b.register_many([9, 10], [fa.ClientProfile()])
+    with pytest.raises(ValueError, match="routing_shares"):
+        b.register_many([9, 10], routing_shares=[[0.5, 0.5]])
     assert b.n_clients == 5
+    b.register_many([9, 10], routing_shares=[[0.9, 0.1], [0.2, 0.8]])
+    np.testing.assert_allclose(b.fitness[-2:], [[0.9, 0.1], [0.2, 0.8]], atol=1e-6)
 
 
 def test_report_round_must_be_an_int() -> None:

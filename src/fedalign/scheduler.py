@@ -573,6 +573,8 @@ class Scheduler:
         self,
         client_ids: Iterable[Hashable],
         profile: ClientProfile | Sequence[ClientProfile] | None = None,
+        *,
+        routing_shares: ArrayLike | None = None,
     ) -> None:
         """Register many new clients at once (vectorised; for large registries).
 
@@ -582,6 +584,8 @@ class Scheduler:
             New, distinct ids (use :meth:`register` to update a registered client).
         profile : ClientProfile or sequence of ClientProfile, optional
             One profile shared by all, or one per client. None: all unknown.
+        routing_shares : (k, E) floats in [0, 1], optional
+            Cold-start fitness rows, one per new client (see :meth:`register`).
 
         Raises
         ------
@@ -606,7 +610,14 @@ class Scheduler:
             for k, p in enumerate(profs):
                 if not isinstance(p, ClientProfile):
                     raise TypeError(f"profile[{k}]: expected a ClientProfile, got {type(p).__name__}")
-        self._fit.add(len(ids))
+        shares = None
+        if routing_shares is not None:
+            shares = np.asarray(routing_shares, dtype=np.float64)
+            if shares.shape != (len(ids), self.n_experts):
+                raise ValueError(
+                    f"routing_shares: expected shape {(len(ids), self.n_experts)}, got {shares.shape}"
+                )
+        self._fit.add(len(ids), shares)
         rows = self._prof.add(len(ids))
         start = len(self._ids)
         self._ids.extend(ids)
