@@ -139,18 +139,23 @@ class FitnessTracker:
 
     def get(self, rows: ArrayLike) -> NDArray[np.float64]:
         """Current fitness of the given rows, (m, n_experts) float64, drift applied."""
-        r = np.asarray(rows, dtype=np.int64)
+        return self._current(np.asarray(rows, dtype=np.int64))
+
+    def _current(self, r: NDArray[np.int64] | slice) -> NDArray[np.float64]:
         lag = np.maximum(0, self.rounds_closed - self._synced[r])
         factor = (1.0 - self.decay) ** lag.astype(np.float64)
-        stored = self._f[r].astype(np.float64)
-        return self.prior + factor[..., None] * (stored - self.prior)
+        out = self._f[r].astype(np.float64)
+        out -= self.prior
+        out *= factor[..., None]
+        out += self.prior
+        return out
 
     def values(self, chunk: int = 65536) -> NDArray[np.floating[Any]]:
         """Current fitness of every row, (n_clients, n_experts) in the storage dtype (a copy)."""
         out = np.empty((self._n, self.n_experts), dtype=self.dtype)
         for s in range(0, self._n, chunk):
             e = min(self._n, s + chunk)
-            out[s:e] = self.get(np.arange(s, e))
+            out[s:e] = self._current(slice(s, e))
         return out
 
     def times_trained(self, rows: ArrayLike) -> NDArray[np.uint16]:
