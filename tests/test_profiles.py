@@ -97,11 +97,29 @@ def test_dropout_is_censored_and_lowers_reliability() -> None:
     np.testing.assert_allclose(prof.reliability([0, 1]), [0.72, 0.8], rtol=1e-6)
 
 
-def test_unknown_profiles_do_not_learn_ratios() -> None:
-    prof = _profiler()
-    prof.add(1)
-    prof.observe([0], [[True, True]], [10.0], [5.0], [True], [np.nan])
+def test_undeclared_compute_is_learned_from_durations() -> None:
+    prof = _profiler(dropout_inflation=1.25)
+    prof.add(3)
+    assert np.isnan(prof.learned_compute([0])[0])
+    np.testing.assert_array_equal(prof.train_time([0])[0], [0.0, 0.0])  # unknown: unlimited
+    # work = 10 samples x (cost 1 + cost 2) = 30 per round
+    for d in (5.0, 5.0, 50.0):
+        prof.observe([0], [[True, True]], [10.0], [d], [True], [np.nan])
     assert prof.slowdown([0])[0] == 1.0
+    assert prof.learned_compute([0])[0] == pytest.approx(6.0)  # median of 6, 6, 0.6
+    assert prof.estimates(0)["compute"] == pytest.approx(6.0)
+    # samples = 10 (last reported): 10 * 1 / 6 and 10 * 2 / 6 seconds
+    np.testing.assert_allclose(prof.train_time([0])[0], [10 / 6, 20 / 6], rtol=1e-6)
+    # known network, unknown compute: transfer (100/100 + 100/100 = 2 s) is taken out first
+    prof.set_profile(1, ClientProfile(bandwidth_down=100.0, bandwidth_up=100.0))
+    prof.observe([1], [[True, False]], [10.0], [4.0], [True], [np.nan])
+    assert prof.learned_compute([1])[0] == pytest.approx(5.0)
+    # a silent dropout with a 4 s deadline: slower than 10 / 4 per second, inflated
+    prof.observe([2], [[True, False]], [10.0], [np.nan], [False], [4.0])
+    assert prof.learned_compute([2])[0] == pytest.approx(2.0)
+    # declaring compute later switches the window's meaning: it starts afresh
+    prof.set_profile(0, ClientProfile(compute=100.0))
+    assert prof.slowdown([0])[0] == 1.0 and np.isnan(prof.learned_compute([0])[0])
 
 
 def test_profiler_state_round_trip() -> None:

@@ -622,3 +622,14 @@ def test_usage_measure_compute_and_allowed_pairs() -> None:
     np.testing.assert_allclose(s.usage, [5.0, 15.0])  # 0.5 * samples * cost
     with pytest.raises(ValueError, match="allowed"):
         s.plan(["a"], allowed=[[True, True], [True, True]])
+
+
+def test_undeclared_client_is_timed_from_its_reports() -> None:
+    s = fa.Scheduler(1, solver=knapsack_solver(), deadline=3.0, samples_per_round=10, seed=0)
+    s.register("quiet")  # declares nothing: unlimited until seen
+    plan = s.plan(["quiet"])
+    assert plan.assignment == {"quiet": [0]}
+    s.report("quiet", fa.Feedback(samples=10, rewards={0: 0.5}, duration=6.0))
+    plan = s.plan(["quiet"])
+    assert plan.assignment == {"quiet": []}
+    assert plan.explain("quiet")[0]["train_time"] == pytest.approx(6.0)

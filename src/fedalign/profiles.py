@@ -13,14 +13,22 @@ to :class:`ProfileBounds` so that one client cannot claim, say, 10^9 GB of memor
                      + samples_i · cost_j / compute_i                 # train it
                      + bytes_j / bandwidth_up_i)                      # return the update
 
-where unknown fields contribute nothing, and ``s_i`` is the client's *slowdown*: the median
-of the ratios observed/predicted over its last ``window`` completed rounds (1 before any).
-One slowdown scales compute and bandwidth together, since a single duration cannot separate
-them; the estimated effective speeds are ``compute_i / s_i`` and ``bandwidth_i / s_i``. The
-median over a window shrugs off outliers (a stall, a burst). A dropout is a censored
-observation: the client needed *more* than it had, so the profiler records a ratio at least
-``deadline / predicted`` (or the current slowdown) times ``dropout_inflation``; it also
-lowers the client's reliability, an exponential average of completed rounds.
+where unknown fields contribute nothing (unlimited), and ``s_i`` is the client's *slowdown*.
+
+Learning from observed durations, over a window of the client's last ``window`` rounds
+(the median shrugs off outliers such as one stalled round):
+
+* a client that declares ``compute``: ``s_i`` is the median of observed/predicted duration
+  (1 before any). One slowdown scales compute and bandwidth together, since a single duration
+  cannot separate them; the effective speeds are ``compute_i / s_i`` and ``bandwidth_i / s_i``;
+* a client that declares no ``compute``: its speed is learned instead, as the median of
+  ``samples · cost / (duration − predicted transfer and latency)``; until its first report
+  its training time counts as zero.
+
+A dropout is a censored observation: the client needed *more* than it had (its duration, or
+the deadline), so the profiler records a slowdown at least that large (or a speed at most
+that small), made worse by ``dropout_inflation``; it also lowers the client's reliability,
+an exponential average of completed rounds.
 """
 
 from __future__ import annotations
@@ -243,17 +251,15 @@ class CapacityProfiler:
 
         The reliability restarts from the profile's availability when one is given.
         """
-        p = self.bounds.clip(profile)
-        self._prof[row] = [np.nan if getattr(p, f) is None else getattr(p, f) for f in PROFILE_FIELDS]
-        self._max_experts[row] = -1 if p.max_experts is None else p.max_experts
-        if p.availability is not None:
-            self._reliability[row] = p.availability
-        return p
+        return self.set_profiles([row], profile)
 
     def set_profiles(self, rows: ArrayLike, profile: ClientProfile) -> ClientProfile:
         """Store one ``profile`` (clipped) for many ``rows`` at once; return the stored profile."""
         r = np.asarray(rows, dtype=np.int64)
         p = self.bounds.clip(profile)
+        # the window holds slowdowns or learned speeds: forget it when that changes
+        switched = self._declares_compute(r) != (p.compute is not None)
+        self._ratios[r[switched]] = np.nan
         self._prof[r] = [np.nan if getattr(p, f) is None else getattr(p, f) for f in PROFILE_FIELDS]
         self._max_experts[r] = -1 if p.max_experts is None else p.max_experts
         if p.availability is not None:
@@ -289,29 +295,62 @@ class CapacityProfiler:
         default = 0.0 if self.samples_per_round is None else float(self.samples_per_round)
         return np.where(np.isnan(out), default, out)
 
-    def slowdown(self, rows: ArrayLike) -> NDArray[np.float64]:
-        """Median observed/predicted ratio over each row's window (1 with no observation)."""
-        win = np.sort(self._ratios[np.asarray(rows, dtype=np.int64)].astype(np.float64), axis=1)
+    def _window_median(self, r: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Median of each row's window, NaN where it is empty."""
+        win = np.sort(self._ratios[r].astype(np.float64), axis=1)
         k = (~np.isnan(win)).sum(axis=1)  # NaNs (empty slots) sort last
         lo = np.maximum(k - 1, 0) // 2
-        hi = k // 2 - (k == 0)
-        idx = np.stack([lo, np.maximum(hi, 0)], axis=1)
+        hi = np.maximum(k // 2, lo)
+        idx = np.stack([lo, hi], axis=1)
         med = np.take_along_axis(win, idx, axis=1).mean(axis=1)
-        return np.where(k == 0, 1.0, med)
+        return np.where(k == 0, np.nan, med)
 
-    def base_time(self, rows: ArrayLike, samples: ArrayLike | None = None) -> NDArray[np.float64]:
-        """Predicted seconds per (row, expert) from the profiles alone (slowdown 1), (m, E)."""
+    def _declares_compute(self, r: NDArray[np.int64]) -> NDArray[np.bool_]:
+        return ~np.isnan(self._prof[r, PROFILE_FIELDS.index("compute")])
+
+    def slowdown(self, rows: ArrayLike) -> NDArray[np.float64]:
+        """Median observed/predicted ratio over each row's window (1 with no observation).
+
+        Only for clients that declare ``compute``; for the others it is 1 and the profiler
+        learns their compute speed instead (:meth:`learned_compute`).
+        """
+        r = np.asarray(rows, dtype=np.int64)
+        med = self._window_median(r)
+        return np.where(self._declares_compute(r) & ~np.isnan(med), med, 1.0)
+
+    def learned_compute(self, rows: ArrayLike) -> NDArray[np.float64]:
+        """Compute speed learned for clients that declare none (NaN: not declared, not seen).
+
+        The median, over the window, of ``samples · cost / (duration − predicted transfer
+        and latency)`` of completed rounds.
+        """
+        r = np.asarray(rows, dtype=np.int64)
+        return np.where(self._declares_compute(r), np.nan, self._window_median(r))
+
+    def base_time(
+        self, rows: ArrayLike, samples: ArrayLike | None = None, *, learned: bool = True
+    ) -> NDArray[np.float64]:
+        """Predicted seconds per (row, expert) from the profiles (slowdown 1), (m, E).
+
+        ``learned=True`` uses the learned compute speed of clients that declare none;
+        ``False`` leaves their training time out (what the declaration alone predicts).
+        """
         r = np.asarray(rows, dtype=np.int64)
         s = self.samples(r) if samples is None else np.asarray(samples, dtype=np.float64)
         p = self._prof[r]
 
-        def inv(col: str) -> NDArray[np.float64]:
-            v = p[:, PROFILE_FIELDS.index(col)]
+        def inv(v: NDArray[np.float64]) -> NDArray[np.float64]:
             return np.where(np.isnan(v), 0.0, 1.0 / np.where(np.isnan(v), 1.0, v))
 
-        lat = np.nan_to_num(p[:, PROFILE_FIELDS.index("latency")], nan=0.0)
-        per_byte = inv("bandwidth_down") + inv("bandwidth_up")
-        per_work = s * inv("compute")
+        def col(name: str) -> NDArray[np.float64]:
+            return p[:, PROFILE_FIELDS.index(name)]
+
+        lat = np.nan_to_num(col("latency"), nan=0.0)
+        per_byte = inv(col("bandwidth_down")) + inv(col("bandwidth_up"))
+        compute = col("compute")
+        if learned:
+            compute = np.where(np.isnan(compute), self.learned_compute(r), compute)
+        per_work = s * inv(compute)
         return (
             lat[:, None]
             + per_byte[:, None] * self.expert_bytes[None, :]
@@ -361,6 +400,9 @@ class CapacityProfiler:
         for f in ("compute", "bandwidth_up", "bandwidth_down"):
             v = getattr(p, f)
             out[f] = None if v is None else v / s
+        if p.compute is None:
+            c = float(self.learned_compute([row])[0])
+            out["compute"] = None if np.isnan(c) else c
         out["latency"] = None if p.latency is None else p.latency * s
         out["samples"] = float(self.samples([row])[0])
         return out
@@ -401,19 +443,31 @@ class CapacityProfiler:
         dl = np.asarray(deadline, dtype=np.float64)
 
         used = np.where(np.isnan(smp), self.samples(r), smp)
-        pred = np.where(t, self.base_time(r, used), 0.0).sum(axis=1)
-        current = self.slowdown(r)
-        lo, hi = self.ratio_bounds
+        # what the declaration predicts (no learned speeds), and the work done
+        pred = np.where(t, self.base_time(r, used, learned=False), 0.0).sum(axis=1)
+        work = used * np.where(t, self.expert_cost[None, :], 0.0).sum(axis=1)
+        declared = self._declares_compute(r)
+        inf = self.dropout_inflation
         with np.errstate(divide="ignore", invalid="ignore"):
+            # declared compute: learn the slowdown, observed / predicted
             seen = dur / pred
-            censored = np.fmax(np.fmax(seen, dl / pred), current) * self.dropout_inflation
-        ratio = np.where(done, seen, censored)
-        learn = (pred > 0) & np.isfinite(ratio)
-        ratio = np.clip(ratio, lo, hi).astype(np.float32)
+            censored = np.fmax(np.fmax(seen, dl / pred), self.slowdown(r)) * inf
+            ratio = np.clip(np.where(done, seen, censored), *self.ratio_bounds)
+            ok_ratio = (pred > 0) & np.isfinite(ratio)
+            # undeclared compute: learn the speed; pred is then transfer and latency only
+            speed = work / np.fmax(dur - pred, 0.05 * dur)
+            limit = np.fmax(dur, dl)  # a dropout needed more than this
+            slower = work / np.fmax(limit - pred, 0.05 * limit)
+            speed = np.where(done, speed, np.fmin(slower, self.learned_compute(r)) / inf)
+            lo, hi = self.bounds.compute
+            speed = np.clip(speed, lo, hi)
+            ok_speed = (work > 0) & np.isfinite(speed) & (speed > 0)
+        value = np.where(declared, ratio, speed)
+        learn = np.where(declared, ok_ratio, ok_speed)
 
         lr = r[learn]
         slot = self._next[lr].astype(np.int64)
-        self._ratios[lr, slot] = ratio[learn]
+        self._ratios[lr, slot] = value[learn].astype(np.float32)
         self._next[lr] = ((slot + 1) % self.window).astype(np.uint8)
         a = self.reliability_rate
         self._reliability[r] = ((1 - a) * self._reliability[r] + a * done).astype(np.float32)
