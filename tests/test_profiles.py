@@ -42,6 +42,7 @@ def test_bounds_clip_implausible_claims() -> None:
 
 
 def _profiler(**kw) -> CapacityProfiler:
+    kw.setdefault("samples_per_round", 10)
     return CapacityProfiler([100.0, 200.0], [1.0, 2.0], **kw)
 
 
@@ -114,8 +115,9 @@ def test_undeclared_compute_is_learned_from_durations() -> None:
     prof.set_profile(1, ClientProfile(bandwidth_down=100.0, bandwidth_up=100.0))
     prof.observe([1], [[True, False]], [10.0], [4.0], [True], [np.nan])
     assert prof.learned_compute([1])[0] == pytest.approx(5.0)
-    # a silent dropout with a 4 s deadline: slower than 10 / 4 per second, inflated
-    prof.observe([2], [[True, False]], [10.0], [np.nan], [False], [4.0])
+    # a dropout (sample count 0: never said) with a 4 s deadline; it was expected to train
+    # 10 samples (samples_per_round), so it is slower than 10 / 4 per second, inflated
+    prof.observe([2], [[True, False]], [0.0], [np.nan], [False], [4.0])
     assert prof.learned_compute([2])[0] == pytest.approx(2.0)
     # declaring compute later switches the window's meaning: it starts afresh
     prof.set_profile(0, ClientProfile(compute=100.0))

@@ -442,7 +442,8 @@ class CapacityProfiler:
         done = np.asarray(completed, dtype=bool)
         dl = np.asarray(deadline, dtype=np.float64)
 
-        used = np.where(np.isnan(smp), self.samples(r), smp)
+        # a dropout's sample count (often 0: it never said) is what it was expected to train
+        used = np.where(np.isnan(smp) | (~done & (smp <= 0)), self.samples(r), smp)
         # what the declaration predicts (no learned speeds), and the work done
         pred = np.where(t, self.base_time(r, used, learned=False), 0.0).sum(axis=1)
         work = used * np.where(t, self.expert_cost[None, :], 0.0).sum(axis=1)
