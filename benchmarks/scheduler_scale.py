@@ -37,6 +37,15 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def current_rss_mb() -> float:
+    """Resident set size now, in MB (Linux /proc; NaN elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return float("nan")
+
+
 def build(n: int, e: int, solver: str, uniform: bool, seed: int) -> tuple[fa.Scheduler, float]:
     rng = np.random.default_rng(seed)
     mem = np.ones(e) if uniform else rng.uniform(0.5, 1.5, e)
@@ -48,13 +57,14 @@ def build(n: int, e: int, solver: str, uniform: bool, seed: int) -> tuple[fa.Sch
     for s in range(0, n, chunk):
         ids = range(s, min(n, s + chunk))
         # cold-start fitness: a random routing share per expert, so desirabilities differ
-        shares = rng.dirichlet(np.full(e, 0.3), size=len(ids))
+        shares = rng.random((len(ids), e)) ** 8
+        shares /= shares.sum(axis=1, keepdims=True)
         sched.register_many(ids, kinds[(s // chunk) % len(kinds)], routing_shares=shares)
     return sched, time.perf_counter() - t0
 
 
 def state_bytes(sched: fa.Scheduler) -> int:
-    return int(sum(a.nbytes for a in sched.state_dict()["arrays"].values()))
+    return int(sum(a.nbytes for a in sched._state(copy=False)["arrays"].values()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     print(f"fedalign {fa.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
-    base = rss_mb()
+    base = current_rss_mb()
     sched, reg_s = build(args.clients, args.experts, args.solvers.split(",")[0],
                          args.solvers.split(",")[0] == "flow", args.seed)
     print(
         f"registry: {args.clients} clients x {args.experts} experts: register_many {reg_s:.2f} s, "
-        f"state arrays {state_bytes(sched) / 1e6:.0f} MB, peak RSS +{rss_mb() - base:.0f} MB "
-        f"(process peak {rss_mb():.0f} MB)"
+        f"state arrays {state_bytes(sched) / 2**20:.0f} MiB, RSS +{current_rss_mb() - base:.0f} MiB "
+        f"over the bare process (process peak so far {rss_mb():.0f} MiB)"
     )
     t0 = time.perf_counter()
     f = sched.fitness
@@ -120,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             again = fa.Scheduler.load(path)
             t_load = time.perf_counter() - t0
             print(
-                f"save {t_save:.2f} s, load {t_load:.2f} s, file {path.stat().st_size / 1e6:.0f} MB, "
+                f"save {t_save:.2f} s, load {t_load:.2f} s, file {path.stat().st_size / 2**20:.0f} MiB, "
                 f"same plan after load: {again.plan(cohort).assignment == sched.plan(cohort).assignment}"
             )
-    print(f"process peak RSS {rss_mb():.0f} MB")
+    print(f"process peak RSS {rss_mb():.0f} MiB (includes the fitness copy and save/load)")
     return 0
 
 

@@ -228,15 +228,15 @@ class CapacityProfiler:
 
     def add(self, k: int) -> NDArray[np.int64]:
         """Append ``k`` rows with empty profiles; return their indices."""
-        from .scores import _grow
+        from .scores import grow_rows
 
         s = self._n
-        self._prof = _grow(self._prof, s + k, np.nan)
-        self._max_experts = _grow(self._max_experts, s + k, -1)
-        self._ratios = _grow(self._ratios, s + k, np.nan)
-        self._next = _grow(self._next, s + k, 0)
-        self._reliability = _grow(self._reliability, s + k, 1.0)
-        self._seen_samples = _grow(self._seen_samples, s + k, np.nan)
+        self._prof = grow_rows(self._prof, s, s + k)
+        self._max_experts = grow_rows(self._max_experts, s, s + k)
+        self._ratios = grow_rows(self._ratios, s, s + k)
+        self._next = grow_rows(self._next, s, s + k)
+        self._reliability = grow_rows(self._reliability, s, s + k)
+        self._seen_samples = grow_rows(self._seen_samples, s, s + k)
         self._prof[s : s + k] = np.nan
         self._max_experts[s : s + k] = -1
         self._ratios[s : s + k] = np.nan
@@ -490,8 +490,11 @@ class CapacityProfiler:
         }
         return {k: v.copy() for k, v in out.items()} if copy else out
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replace the per-client state (validated first; nothing changes on error)."""
+    def load_state_dict(self, state: dict[str, Any], *, copy: bool = True) -> None:
+        """Replace the per-client state (validated first; nothing changes on error).
+
+        ``copy=False`` adopts the given arrays where their dtype already matches.
+        """
         prof = np.asarray(state["profile"], dtype=np.float64)
         n = prof.shape[0]
         shapes = {
@@ -508,10 +511,10 @@ class CapacityProfiler:
                 raise ValueError(f"{k}: expected shape {shp}, got {arrs[k].shape}")
         if n and int(arrs["ratio_next"].max()) >= self.window:
             raise ValueError("ratio_next: out of range")
-        self._prof = prof.copy()
-        self._max_experts = arrs["max_experts"].astype(np.int32)
-        self._ratios = arrs["ratios"].astype(np.float32)
-        self._next = arrs["ratio_next"].astype(np.uint8)
-        self._reliability = arrs["reliability"].astype(np.float32)
-        self._seen_samples = arrs["seen_samples"].astype(np.float32)
+        self._prof = prof.copy() if copy else prof
+        self._max_experts = arrs["max_experts"].astype(np.int32, copy=copy)
+        self._ratios = arrs["ratios"].astype(np.float32, copy=copy)
+        self._next = arrs["ratio_next"].astype(np.uint8, copy=copy)
+        self._reliability = arrs["reliability"].astype(np.float32, copy=copy)
+        self._seen_samples = arrs["seen_samples"].astype(np.float32, copy=copy)
         self._n = n

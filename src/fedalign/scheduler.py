@@ -1029,7 +1029,7 @@ class Scheduler:
         return cls._from_state(state)
 
     @classmethod
-    def _from_state(cls, state: Mapping[str, Any]) -> Scheduler:
+    def _from_state(cls, state: Mapping[str, Any], *, copy: bool = True) -> Scheduler:
         try:
             version = state["format_version"]
             if not isinstance(version, int) or version < 1:
@@ -1047,10 +1047,10 @@ class Scheduler:
             arrays = state["arrays"]
             fit_state = {k[4:]: arrays[k] for k in ("fit.fitness", "fit.synced", "fit.count")}
             fit_state["rounds_closed"] = int(state["scalars"]["rounds_closed"])
-            sched._fit.load_state_dict(fit_state)
+            sched._fit.load_state_dict(fit_state, copy=copy)
             sched._use.load_state_dict({k[4:]: arrays[k] for k in ("use.usage", "use.pending")})
             prof_keys = [k for k in arrays if k.startswith("prof.")]
-            sched._prof.load_state_dict({k[5:]: arrays[k] for k in prof_keys})
+            sched._prof.load_state_dict({k[5:]: arrays[k] for k in prof_keys}, copy=copy)
             n = len(ids)
             if sched._fit.n_clients != n or sched._prof.n_clients != n:
                 raise InvalidStateError("client_ids: count does not match the stored arrays")
@@ -1167,7 +1167,7 @@ class Scheduler:
         if not isinstance(meta, dict):
             raise InvalidStateError(f"{path}: unreadable payload (header is not an object)")
         meta["arrays"] = arrays
-        return cls._from_state(meta)
+        return cls._from_state(meta, copy=False)  # the arrays were just read: adopt them
 
 
 def _sha256_range(fh: Any, start: int, end: int, chunk: int = 1 << 22) -> bytes:

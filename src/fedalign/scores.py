@@ -40,14 +40,18 @@ def _rate(name: str, value: float) -> float:
     return value
 
 
-def _grow(arr: NDArray[Any], needed: int, fill: Any) -> NDArray[Any]:
-    """``arr`` with at least ``needed`` rows (capacity doubles; new rows set to ``fill``)."""
+def grow_rows(arr: NDArray[Any], used: int, needed: int) -> NDArray[Any]:
+    """``arr`` with room for at least ``needed`` rows, its first ``used`` rows kept.
+
+    Capacity doubles, so appends are amortised O(1). Spare rows are left uninitialised
+    (callers set rows as they take them), so the operating system maps their pages only
+    when they are first written: spare capacity costs address space, not memory.
+    """
     if needed <= arr.shape[0]:
         return arr
     cap = max(needed, 2 * arr.shape[0], 16)
     out = np.empty((cap, *arr.shape[1:]), dtype=arr.dtype)
-    out[: arr.shape[0]] = arr
-    out[arr.shape[0] :] = fill
+    out[:used] = arr[:used]
     return out
 
 
@@ -128,9 +132,9 @@ class FitnessTracker:
             if bad.any():
                 i, j = np.argwhere(bad)[0]
                 raise ValueError(f"initial[{i}, {j}]: expected a value in [0, 1], got {init[i, j]!r}")
-        self._f = _grow(self._f, start + k, self.prior)
-        self._synced = _grow(self._synced, start + k, 0)
-        self._count = _grow(self._count, start + k, 0)
+        self._f = grow_rows(self._f, start, start + k)
+        self._synced = grow_rows(self._synced, start, start + k)
+        self._count = grow_rows(self._count, start, start + k)
         self._f[start : start + k] = self.prior if initial is None else init
         self._synced[start : start + k] = self.rounds_closed
         self._count[start : start + k] = 0
@@ -204,8 +208,11 @@ class FitnessTracker:
             out = {k: v.copy() for k, v in out.items()}
         return {**out, "rounds_closed": int(self.rounds_closed)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replace the state with ``state`` (validated first; nothing changes on error)."""
+    def load_state_dict(self, state: dict[str, Any], *, copy: bool = True) -> None:
+        """Replace the state with ``state`` (validated first; nothing changes on error).
+
+        ``copy=False`` adopts the given arrays where their dtype already matches.
+        """
         f = np.asarray(state["fitness"])
         synced = np.asarray(state["synced"])
         count = np.asarray(state["count"])
@@ -219,9 +226,9 @@ class FitnessTracker:
             raise ValueError("fitness: values must be finite and in [0, 1]")
         if closed < 0 or (n and (synced.min() < 0 or synced.max() > closed + 1)):
             raise ValueError("synced: round stamps out of range")
-        self._f = f.astype(self.dtype, copy=True)
-        self._synced = synced.astype(np.int64, copy=True)
-        self._count = count.astype(np.uint16, copy=True)
+        self._f = f.astype(self.dtype, copy=copy)
+        self._synced = synced.astype(np.int64, copy=copy)
+        self._count = count.astype(np.uint16, copy=copy)
         self.rounds_closed = closed
         self._n = n
 
