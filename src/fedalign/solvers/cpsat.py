@@ -103,7 +103,7 @@ class CPSATSolver(Solver):
     extra = None
     handles_knapsack = True
 
-    def _solve(
+    def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,
         problem: AlignmentProblem,
         *,

@@ -181,7 +181,8 @@ def _network(problem: AlignmentProblem, hi: NDArray[np.int64]) -> _Network:
     d = problem.desirability
     dmax = float(np.abs(d[eligible]).max()) if eligible.any() else 0.0
     scale = max_cost / dmax if dmax > 0 else 1.0
-    cost = np.rint(d * scale).astype(np.int64)
+    # Pairs that can never be chosen get cost 0 (their desirability may be out of scale).
+    cost = np.rint(np.where(eligible, d, 0.0) * scale).astype(np.int64)
     return _Network(n, e, lo, hi, elo, ehi, eligible, cost, scale, slots, np.int64(penalty))
 
 
@@ -471,7 +472,7 @@ class FlowSolver(Solver):
         """Why ``flow`` cannot solve ``problem``: a knapsack row that is not a count."""
         return count_caps(problem)[1]
 
-    def _solve(
+    def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,
         problem: AlignmentProblem,
         *,

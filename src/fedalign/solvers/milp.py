@@ -73,7 +73,7 @@ class MILPSolver(Solver):
     extra = None
     handles_knapsack = True
 
-    def _solve(
+    def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,
         problem: AlignmentProblem,
         *,
@@ -97,7 +97,9 @@ class MILPSolver(Solver):
             return Result(np.zeros(problem.shape, dtype=bool), bound=0.0, optimal=True)
 
         model = pulp.LpProblem("fedalign", pulp.LpMaximize)
-        xs = [pulp.LpVariable(f"x{k}", cat=pulp.LpBinary) for k in range(m)]
+        # PuLP >= 3.3 owns variables through the model; older versions build them directly.
+        new_var = getattr(model, "add_variable", None) or pulp.LpVariable
+        xs = [new_var(f"x{k}", 0, 1, pulp.LpBinary) for k in range(m)]
         model += pulp.LpAffineExpression(
             zip(xs, problem.desirability[rows, cols].tolist(), strict=True)
         )
