@@ -167,52 +167,68 @@ class Plan:
             raise KeyError(f"client_id: {client_id!r} is not in round {self.round}'s cohort") from None
         x = self.solution.assignment
         chosen = x[i]
-        load = x.sum(axis=0)
         n_chosen = int(chosen.sum())
         d = p.desirability[i]
-        mem_used = float(p.expert_memory @ chosen) if p.expert_memory is not None else 0.0
-        t_used = float(p.train_time[i] @ chosen) if p.train_time is not None else 0.0
+        e = p.n_experts
+        # per expert: does it fit the client alone, and on top of what it already got?
+        mem_alone = mem_left = np.ones(e, dtype=bool)
+        if p.expert_memory is not None and p.client_memory is not None:
+            cap = float(p.client_memory[i] + capacity_tolerance(p.client_memory[i]))
+            mem_alone = p.expert_memory <= cap
+            mem_left = float(p.expert_memory @ chosen) + p.expert_memory <= cap
+        time_alone = time_left = np.ones(e, dtype=bool)
+        t_i = dl_i = None
+        if p.train_time is not None and p.deadline is not None:
+            t_i, dl_i = p.train_time[i], float(p.deadline[i])
+            cap = dl_i + float(capacity_tolerance(p.deadline[i]))
+            time_alone = t_i <= cap
+            time_left = float(t_i @ chosen) + t_i <= cap
+        full = x.sum(axis=0) >= p.expert_max_clients
         worst_chosen = float(d[chosen].min()) if n_chosen else math.inf
-        t_row = self.terms.get("time")
+        k = int(p.max_experts[i])
+
+        def reason(j: int) -> str:
+            if chosen[j]:
+                return "chosen"
+            if not p.allowed[i, j]:
+                return "pair not allowed"
+            if not mem_alone[j]:
+                return (
+                    f"needs {p.expert_memory[j]:g} memory, "  # type: ignore[index]
+                    f"client has {p.client_memory[i]:g}"  # type: ignore[index]
+                )
+            if not time_alone[j]:
+                return f"needs {t_i[j]:.3g} s, deadline is {dl_i:.3g} s"  # type: ignore[index]
+            if full[j]:
+                return f"expert full: expert_max_clients is {p.expert_max_clients[j]}"
+            if n_chosen >= k:
+                if d[j] <= worst_chosen:
+                    return f"client at max_experts ({k}); not ranked above its chosen experts"
+                return f"client at max_experts ({k}); its slot served the round better elsewhere"
+            if not mem_left[j]:
+                return "would exceed the client's remaining memory"
+            if not time_left[j]:
+                return "would exceed the client's remaining time before the deadline"
+            if d[j] <= 0:
+                return "desirability not positive"
+            return "the solver's assignment left it out (global trade-off)"
+
+        terms = self.terms
         out = []
         for j, eid in enumerate(p.expert_ids):
-            if chosen[j]:
-                reason = "chosen"
-            elif not p.allowed[i, j]:
-                reason = "pair not allowed"
-            elif p.client_memory is not None and p.expert_memory[j] > p.client_memory[i] + capacity_tolerance(p.client_memory[i]):  # type: ignore[index]
-                reason = f"needs {p.expert_memory[j]:g} memory, client has {p.client_memory[i]:g}"  # type: ignore[index]
-            elif p.train_time is not None and p.train_time[i, j] > p.deadline[i] + capacity_tolerance(p.deadline[i]):  # type: ignore[index]
-                reason = f"needs {p.train_time[i, j]:.3g} s, deadline is {p.deadline[i]:.3g} s"  # type: ignore[index]
-            elif load[j] >= p.expert_max_clients[j]:
-                reason = f"expert full: expert_max_clients is {p.expert_max_clients[j]}"
-            elif n_chosen >= p.max_experts[i]:
-                if d[j] <= worst_chosen:
-                    reason = f"client at max_experts ({p.max_experts[i]}); not ranked above its chosen experts"
-                else:
-                    reason = f"client at max_experts ({p.max_experts[i]}); its slot served the round better elsewhere"
-            elif p.client_memory is not None and mem_used + p.expert_memory[j] > p.client_memory[i] + capacity_tolerance(p.client_memory[i]):  # type: ignore[index]
-                reason = "would exceed the client's remaining memory"
-            elif p.train_time is not None and t_used + p.train_time[i, j] > p.deadline[i] + capacity_tolerance(p.deadline[i]):  # type: ignore[index]
-                reason = "would exceed the client's remaining time before the deadline"
-            elif d[j] <= 0:
-                reason = "desirability not positive"
-            else:
-                reason = "the solver's assignment left it out (global trade-off)"
-            tt = None if t_row is None or np.isnan(t_row[i, j]) else float(t_row[i, j])
-            dl = None if p.deadline is None else float(p.deadline[i])
+            t = None if t_i is None else float(t_i[j])
             out.append(
                 {
                     "expert": eid,
-                    "fitness": float(self.terms["fitness"][i, j]) if "fitness" in self.terms else None,
-                    "usage": float(self.terms["usage"][j]) if "usage" in self.terms else None,
-                    "usage_norm": float(self.terms["usage_norm"][j]) if "usage_norm" in self.terms else None,
-                    "train_time": tt,
-                    "deadline": dl,
-                    "exploration": float(self.terms["exploration"][i, j]) if "exploration" in self.terms else None,
+                    "fitness": float(terms["fitness"][i, j]) if "fitness" in terms else None,
+                    "usage": float(terms["usage"][j]) if "usage" in terms else None,
+                    "usage_norm": float(terms["usage_norm"][j]) if "usage_norm" in terms else None,
+                    "train_time": t,
+                    "deadline": dl_i,
+                    "exploration": float(terms["exploration"][i, j]) if "exploration" in terms else None,
                     "desirability": float(d[j]),
                     "chosen": bool(chosen[j]),
-                    "reason": reason,
+                    "reason": reason(j),
                 }
             )
         return out
