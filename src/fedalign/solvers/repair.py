@@ -35,6 +35,7 @@ from .base import Budget
 
 __all__ = [
     "Residual",
+    "add_best_first",
     "add_in_order",
     "addable",
     "fill",
@@ -157,6 +158,7 @@ def add_in_order(
     cols: NDArray[np.intp],
     *,
     chunk: int = 1 << 18,
+    res: Residual | None = None,
 ) -> NDArray[np.bool_]:
     """Add the pairs ``(rows[k], cols[k])`` in the given order, each one only if it still fits.
 
@@ -180,13 +182,16 @@ def add_in_order(
         Candidate pairs, best first. Pairs that are not allowed are skipped.
     chunk : int
         Pairs processed per vectorised step.
+    res : Residual, optional
+        The residual of ``x`` if the caller has it; updated in place.
 
     Returns
     -------
     (n, E) bool array
         ``x``, with the accepted pairs added.
     """
-    res = residual(problem, x)
+    if res is None:
+        res = residual(problem, x)
     mem_w = problem.expert_memory
     t = problem.train_time
     n = problem.n_clients
@@ -223,6 +228,69 @@ def add_in_order(
     return x
 
 
+def add_best_first(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    candidates: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    *,
+    segment: int = 1 << 19,
+) -> NDArray[np.bool_]:
+    """Add the candidate pairs in descending ``key`` order, each one only if it still fits.
+
+    The same result as sorting every candidate and calling :func:`add_in_order` (ties in
+    ``key`` go to the lower flat position), without sorting them all: about the best
+    ``segment`` candidates (every candidate at or above a cut estimated from a sample) are
+    sorted and inserted;
+    then the candidates that can no longer fit (their client or expert is full, or the client
+    lacks memory or time for them) are discarded before the next segment. Typically a few
+    segments saturate most clients, so a large problem costs a few linear passes.
+
+    Parameters
+    ----------
+    problem : AlignmentProblem
+    x : (n, E) bool array
+        Modified in place and returned; should satisfy every upper bound already.
+    candidates : (n, E) bool array
+        Pairs that may be added.
+    key : (n, E) float array
+        Higher first.
+
+    Returns
+    -------
+    (n, E) bool array
+        ``x`` with the accepted pairs added.
+    """
+    cand = candidates & ~x
+    res = residual(problem, x)
+    while True:
+        cand &= (res.count > 0)[:, None] & (res.seats > 0)[None, :]
+        if res.memory is not None:
+            cand &= problem.expert_memory[None, :] <= res.memory[:, None]  # type: ignore[index]
+        if res.time is not None:
+            cand &= problem.train_time <= res.time[:, None]  # type: ignore[operator]
+        vals = key[cand]
+        if vals.size == 0:
+            return x
+        last = vals.size <= segment
+        if last:
+            sel = cand
+        else:
+            # The cut is estimated from a strided sample: exactness does not depend on it,
+            # only the segment's size does.
+            sample = vals[:: max(1, vals.size // (1 << 16))]
+            rank = min(sample.size - 1, max(0, int(sample.size * segment / vals.size)))
+            cut = -np.partition(-sample, rank)[rank]
+            sel = cand & (key >= cut)
+        rows, cols = np.nonzero(sel)
+        order = np.argsort(-key[rows, cols], kind="stable")
+        add_in_order(problem, x, rows[order], cols[order], res=res)
+        if last:
+            return x
+        # Every pair of this segment is now assigned or can never fit again.
+        cand &= key < cut
+
+
 def fill(
     problem: AlignmentProblem,
     x: NDArray[np.bool_],
@@ -248,14 +316,9 @@ def fill(
         ``x`` with the pairs added.
     """
     d = problem.desirability if priority is None else priority
-    cand = problem.fits & ~x & (d > 0)
+    cand = problem.fits & (d > 0)
     cand &= (residual(problem, x).count > 0)[:, None]
-    rows, cols = np.nonzero(cand)
-    if rows.size == 0:
-        return x
-    key = order_key(d, rng)[rows, cols]
-    order = np.argsort(-key, kind="stable")
-    return add_in_order(problem, x, rows[order], cols[order])
+    return add_best_first(problem, x, cand, order_key(d, rng))
 
 
 _fill = fill  # ``repair`` has a keyword argument named ``fill``
@@ -266,18 +329,26 @@ _fill = fill  # ``repair`` has a keyword argument named ``fill``
 
 def _trim_clients(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
     """Drop each over-full client's lowest-priority experts until its upper bounds hold."""
-    for _ in range(problem.n_experts + 1):
-        res = residual(problem, x)
-        over = res.count < 0
+    res = residual(problem, x)
+
+    def over(rows: NDArray[np.intp]) -> NDArray[np.bool_]:
+        bad = res.count[rows] < 0
         if res.memory is not None:
-            over |= res.memory < 0
+            bad |= res.memory[rows] < 0
         if res.time is not None:
-            over |= res.time < 0
-        rows = np.flatnonzero(over)
-        if rows.size == 0:
-            return
+            bad |= res.time[rows] < 0
+        return bad
+
+    rows = np.flatnonzero(over(np.arange(problem.n_clients)))
+    while rows.size:
         worst = np.argmin(np.where(x[rows], key[rows], np.inf), axis=1)
         x[rows, worst] = False
+        res.count[rows] += 1
+        if res.memory is not None:
+            res.memory[rows] += problem.expert_memory[worst]  # type: ignore[index]
+        if res.time is not None:
+            res.time[rows] += problem.train_time[rows, worst]  # type: ignore[index]
+        rows = rows[over(rows)]
 
 
 def _trim_experts(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
@@ -307,54 +378,261 @@ def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
             # Every short client proposes its best addable expert; an expert accepts as many
             # proposals as it has seats, best first. At least one pair is added per round.
             prop_rows = rows[has]
-            prop_cols = np.argmax(np.where(ok[has], key[prop_rows], -np.inf), axis=1)
+            prop_cols = _pick_for_min(problem, x, res, prop_rows, ok[has], key)
             order = np.argsort(-key[prop_rows, prop_cols], kind="stable")
+            before = int(x.sum())
             add_in_order(problem, x, prop_rows[order], prop_cols[order])
-            continue
-        # Every short client is blocked: move a seat, or repack its row, one client at a time.
-        if not any(_take_seat(problem, x, key, int(i)) or _repack(problem, x, key, int(i)) for i in rows):
+            if int(x.sum()) > before:
+                continue
+        # Every short client is blocked: augment along an alternating path, or repack its row.
+        if not any(
+            _augment_client(problem, x, key, int(i))
+            or _repack(problem, x, key, int(i))
+            or _repack(problem, x, key, int(i), strict=False)
+            for i in rows
+        ):
             return
 
 
-def _take_seat(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], i: int) -> bool:
-    """Give client ``i`` a seat on a full expert, taken from a holder that has spare experts."""
+def _pick_for_min(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    res: Residual,
+    rows: NDArray[np.intp],
+    ok: NDArray[np.bool_],
+    key: NDArray[np.float64],
+) -> NDArray[np.intp]:
+    """Per short client, the expert to add next: the best one that leaves room for the rest.
+
+    With knapsack rows, adding a heavy expert can leave too little memory or time for the
+    experts the client still needs. An expert is *safe* when, after adding it, each knapsack
+    still holds the lightest ``need - 1`` other addable experts. Each client takes its best
+    safe expert; a client with none takes its lightest (normalised) addable expert.
+    """
+    best = np.argmax(np.where(ok, key[rows], -np.inf), axis=1)
+    if res.memory is None and res.time is None:
+        return best
+    need = problem.min_experts[rows] - x[rows].sum(axis=1) - 1  # still needed after this one
+    safe = ok.copy()
+    light = np.zeros(ok.shape)
+    weights: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
+    if res.memory is not None:
+        weights.append((np.broadcast_to(problem.expert_memory, ok.shape), res.memory[rows]))  # type: ignore[arg-type]
+    if res.time is not None:
+        weights.append((problem.train_time[rows], res.time[rows]))  # type: ignore[index]
+    m = ok.shape[1]
+    ar = np.arange(rows.size)
+    for w, cap in weights:
+        vals = np.where(ok, w, np.inf)
+        srt = np.sort(vals, axis=1)
+        csum = np.concatenate([np.zeros((rows.size, 1)), np.cumsum(srt, axis=1)], axis=1)
+        kk = np.clip(need, 0, m - 1)
+        sum_k = csum[ar, kk]
+        sum_k1 = csum[ar, np.minimum(kk + 1, m)]
+        kth = np.where(kk > 0, srt[ar, np.maximum(kk - 1, 0)], -np.inf)
+        among = vals <= kth[:, None]
+        reserve = np.where(among, sum_k1[:, None] - np.where(ok, w, 0.0), sum_k[:, None])
+        reserve = np.where(need[:, None] > m - 1, np.inf, reserve)
+        total = w + reserve
+        safe &= total <= cap[:, None]
+        light += np.where(ok, w / np.maximum(cap, 1e-300)[:, None], np.inf)
+    safe_best = np.argmax(np.where(safe, key[rows], -np.inf), axis=1)
+    lightest = np.argmin(light, axis=1)
+    return np.where(safe.any(axis=1), safe_best, lightest)
+
+
+def _augment_client(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    i: int,
+    *,
+    fixed: int | None = None,
+) -> bool:
+    """Give short client ``i`` one more expert along an alternating path (breadth first).
+
+    The path is: ``i`` adds ``j1``; ``j1`` is full, so a holder ``h1`` drops it and adds
+    ``j2`` instead; ... until the last expert has a free seat, or the last holder has
+    experts to spare (it only drops). Every client and expert inside the path keeps its
+    count, and every swap is checked against that client's knapsacks, so the result stays
+    within every upper bound and every other minimum. This is the augmenting path of
+    degree-constrained bipartite matching; without knapsack rows it always finds a path when
+    one exists. The row of client ``fixed`` is left alone. Returns False, changing nothing,
+    when no path exists.
+    """
+    n, e = problem.shape
     res = residual(problem, x)
     if res.count[i] <= 0:
         return False
-    cand = problem.fits[i] & ~x[i] & (res.seats <= 0)
-    if res.memory is not None:
-        cand &= problem.expert_memory <= res.memory[i]  # type: ignore[operator]
-    if res.time is not None:
-        cand &= problem.train_time[i] <= res.time[i]  # type: ignore[index]
-    if not cand.any():
-        return False
-    spare = (x.sum(axis=1) > problem.min_experts)[:, None] & x[:, cand]
-    if not spare.any():
-        return False
-    cols = np.flatnonzero(cand)
-    donor_key = np.where(spare, key[:, cols], np.inf)
-    donor = np.argmin(donor_key, axis=0)
-    loss = donor_key[donor, np.arange(cols.size)] - key[i, cols]
-    best = int(np.argmin(loss))
-    if not np.isfinite(loss[best]):
-        return False
-    j = int(cols[best])
-    x[int(donor[best]), j] = False
-    x[i, j] = True
-    return True
+    count = x.sum(axis=1)
+    mem, t = problem.expert_memory, problem.train_time
+    client_seen = np.zeros(n, dtype=bool)
+    expert_seen = np.zeros(e, dtype=bool)
+    client_parent = np.full(n, -1)  # the expert a reached client drops
+    expert_parent = np.full(e, -1)  # the client that adds a reached expert
+    client_seen[i] = True
+    if fixed is not None:
+        client_seen[fixed] = True
+    frontier = np.array([i])
+    dropped = np.array([-1])
+
+    def apply(j: int) -> None:
+        while True:
+            c = int(expert_parent[j])
+            x[c, j] = True
+            if c == i:
+                return
+            j = int(client_parent[c])
+            x[c, j] = False
+
+    while frontier.size:
+        ok = problem.fits[frontier] & ~x[frontier] & ~expert_seen[None, :]
+        has_drop = dropped >= 0
+        if res.memory is not None:
+            freed = np.where(has_drop, mem[dropped], 0.0)  # type: ignore[index]
+            ok &= mem[None, :] - freed[:, None] <= res.memory[frontier, None]  # type: ignore[index]
+        if res.time is not None:
+            freed = np.where(has_drop, t[frontier, dropped], 0.0)  # type: ignore[index]
+            ok &= t[frontier] - freed[:, None] <= res.time[frontier, None]  # type: ignore[index]
+        reach = ok.any(axis=0)
+        if not reach.any():
+            return False
+        js = np.flatnonzero(reach)
+        parent_row = np.argmax(np.where(ok[:, js], key[frontier][:, js], -np.inf), axis=0)
+        expert_seen[js] = True
+        expert_parent[js] = frontier[parent_row]
+        term = js[res.seats[js] > 0]
+        if term.size:
+            apply(int(term[np.argmax(key[expert_parent[term], term])]))
+            return True
+        holds = x[:, js] & ~client_seen[:, None]
+        hs = np.flatnonzero(holds.any(axis=1))
+        if hs.size == 0:
+            return False
+        drop_key = np.where(holds[hs], key[hs][:, js], np.inf)
+        drop_col = np.argmin(drop_key, axis=1)
+        client_seen[hs] = True
+        client_parent[hs] = js[drop_col]
+        spare = hs[count[hs] > problem.min_experts[hs]]
+        if spare.size:
+            h = int(spare[np.argmin(key[spare, client_parent[spare]])])
+            j = int(client_parent[h])
+            x[h, j] = False
+            apply(j)
+            return True
+        frontier = hs
+        dropped = client_parent[hs]
+    return False
 
 
-def _repack(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], i: int) -> bool:
+def _augment_expert(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    j0: int,
+    *,
+    fixed: int | None = None,
+) -> bool:
+    """Give short expert ``j0`` one more client along an alternating path (breadth first).
+
+    The path is: client ``c1`` adds ``j0``; ``c1`` has no room, so it drops ``k1``; ``k1`` is
+    at its own minimum, so client ``c2`` adds ``k1`` and drops ``k2``; ... until a client has
+    room (it only adds) or a dropped expert has clients to spare. Inner clients keep their
+    count (their knapsacks are checked for the swap) and inner experts their load. The row of
+    client ``fixed`` is left alone. Returns False, changing nothing, when no path exists.
+    """
+    n, e = problem.shape
+    res = residual(problem, x)
+    load = x.sum(axis=0)
+    mem, t = problem.expert_memory, problem.train_time
+    client_seen = np.zeros(n, dtype=bool)
+    expert_seen = np.zeros(e, dtype=bool)
+    client_parent = np.full(n, -1)  # the expert a reached client adds
+    expert_parent = np.full(e, -1)  # the client that drops a reached expert
+    expert_seen[j0] = True
+    if fixed is not None:
+        client_seen[fixed] = True
+    frontier = np.array([j0])
+
+    def apply(c: int) -> None:
+        while True:
+            j = int(client_parent[c])
+            x[c, j] = True
+            if j == j0:
+                return
+            c = int(expert_parent[j])
+            x[c, j] = False
+
+    while frontier.size:
+        can = problem.fits[:, frontier] & ~x[:, frontier] & ~client_seen[:, None]
+        room = can & (res.count > 0)[:, None]
+        if res.memory is not None:
+            room &= mem[frontier][None, :] <= res.memory[:, None]  # type: ignore[index]
+        if res.time is not None:
+            room &= t[:, frontier] <= res.time[:, None]  # type: ignore[index]
+        if room.any():
+            rows, cols = np.nonzero(room)
+            best = int(np.argmax(key[rows, frontier[cols]]))
+            c = int(rows[best])
+            client_parent[c] = frontier[cols[best]]
+            apply(c)
+            return True
+        cs = np.flatnonzero(can.any(axis=1))
+        if cs.size == 0:
+            return False
+        add_col = np.argmax(np.where(can[cs], key[cs][:, frontier], -np.inf), axis=1)
+        client_seen[cs] = True
+        client_parent[cs] = frontier[add_col]
+        jc = client_parent[cs]
+        swap = x[cs] & ~expert_seen[None, :]
+        if res.memory is not None:
+            swap &= mem[jc][:, None] - mem[None, :] <= res.memory[cs, None]  # type: ignore[index]
+        if res.time is not None:
+            swap &= t[cs, jc][:, None] - t[cs] <= res.time[cs, None]  # type: ignore[index]
+        reach = swap.any(axis=0)
+        if not reach.any():
+            return False
+        ks = np.flatnonzero(reach)
+        parent_row = np.argmin(np.where(swap[:, ks], key[cs][:, ks], np.inf), axis=0)
+        expert_seen[ks] = True
+        expert_parent[ks] = cs[parent_row]
+        spare = ks[load[ks] > problem.expert_min_clients[ks]]
+        if spare.size:
+            k = int(spare[np.argmin(key[expert_parent[spare], spare])])
+            c = int(expert_parent[k])
+            x[c, k] = False
+            apply(c)
+            return True
+        frontier = ks
+    return False
+
+
+def _repack(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    i: int,
+    *,
+    strict: bool = True,
+) -> bool:
     """Rebuild client ``i``'s row around its knapsacks so that it reaches ``min_experts``.
 
-    Experts that other constraints pin (their load is at ``expert_min_clients``) stay; the
-    rest of the row is refilled lightest first (normalised memory + time), best first among
-    equals, until the minimum is met. Returns False, leaving the row unchanged, on failure.
+    The row is refilled lightest first (normalised memory + time), best first among equals,
+    until the minimum is met. With ``strict``, experts that other constraints pin (their
+    load is at ``expert_min_clients``) stay and full experts are not used, so nothing else
+    changes. Without it, any expert that fits may be used; an expert left below its minimum
+    then gets a client along an alternating path, and a client that loses its seat on an
+    over-full expert gets another expert the same way (client ``i``'s row stays fixed). On
+    failure ``x`` is left unchanged and False is returned.
     """
     load = x.sum(axis=0)
     row = x[i].copy()
-    pinned = row & (load <= problem.expert_min_clients)
-    free = problem.fits[i] & ~pinned & (row | (load < problem.expert_max_clients))
+    if strict:
+        pinned = row & (load <= problem.expert_min_clients)
+        free = problem.fits[i] & ~pinned & (row | (load < problem.expert_max_clients))
+    else:
+        pinned = np.zeros_like(row)
+        free = problem.fits[i] & (problem.expert_max_clients > 0)
     weight = np.zeros(problem.n_experts)
     mem_cap = time_cap = None
     if problem.expert_memory is not None and problem.client_memory is not None:
@@ -370,7 +648,7 @@ def _repack(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.flo
     for j in np.lexsort((-key[i], weight)):
         if count >= problem.min_experts[i]:
             break
-        if not free[j]:
+        if not free[j] or new[j]:
             continue
         if mem_cap is not None and mem_used + problem.expert_memory[j] > mem_cap:  # type: ignore[index]
             continue
@@ -384,7 +662,34 @@ def _repack(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.flo
             time_used += float(problem.train_time[i, j])  # type: ignore[index]
     if count < problem.min_experts[i] or count > problem.max_experts[i]:
         return False
+    if strict:
+        x[i] = new
+        return True
+    snapshot = x.copy()
     x[i] = new
+    for k in np.flatnonzero(row & ~new):
+        if x[:, k].sum() < problem.expert_min_clients[k] and not _augment_expert(
+            problem, x, key, int(k), fixed=i
+        ):
+            x[:] = snapshot
+            return False
+    for j in np.flatnonzero(new & ~row):
+        if x[:, j].sum() <= problem.expert_max_clients[j]:
+            continue
+        holders = np.flatnonzero(x[:, j])
+        holders = holders[holders != i]
+        if holders.size == 0:
+            x[:] = snapshot
+            return False
+        count_h = x[holders].sum(axis=1)
+        at_min = count_h <= problem.min_experts[holders]
+        h = int(holders[np.lexsort((key[holders, j], at_min))[0]])
+        x[h, j] = False
+        if x[h].sum() < problem.min_experts[h] and not _augment_client(
+            problem, x, key, h, fixed=i
+        ):
+            x[:] = snapshot
+            return False
     return True
 
 
@@ -416,7 +721,9 @@ def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
                 take = cand[np.argsort(-key[cand, j], kind="stable")[:deficit]]
                 x[take, j] = True
                 continue
-            if not _swap_in(problem, x, key, j, deficit, res):
+            if not (
+                _swap_in(problem, x, key, j, deficit, res) or _augment_expert(problem, x, key, j)
+            ):
                 break
 
 
