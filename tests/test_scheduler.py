@@ -646,3 +646,48 @@ def test_reloaded_scheduler_continues_the_random_stream(tmp_path: Path) -> None:
     plans_t = [t.plan(range(30)).assignment for _ in range(4)]
     assert plans_s == plans_t
     assert len({str(p) for p in plans_s}) > 1  # the solver really draws from the stream
+
+
+@settings(max_examples=25)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["c0", "c1", "c2", "c3", "zz"]),
+            st.sampled_from([-1, 0, 1]),
+            st.sampled_from(["assigned", "other", "none"]),
+            st.booleans(),
+        ),
+        max_size=12,
+    )
+)
+def test_any_report_sequence_accepts_exactly_the_valid_ones(ops) -> None:
+    s = _sched(4, 3, max_experts=1)
+    s.plan(["c0", "c1"])
+    s.end_round()
+    plan = s.plan(["c0", "c1", "c2"])
+    reported: set[str] = set()
+    for cid, offset, which, completed in ops:
+        given_ = plan.assignment.get(cid, [])
+        if which == "assigned" and given_:
+            rewards = {given_[0]: 0.25}
+        elif which == "other":
+            rewards = {next(e for e in range(3) if e not in given_): 0.25}
+        else:
+            rewards = {}
+        valid = (
+            cid in plan.assignment
+            and offset == 0
+            and cid not in reported
+            and all(e in given_ for e in rewards)
+        )
+        before = _state_arrays(s)
+        fb = fa.Feedback(samples=3, rewards=rewards, duration=1.0, completed=completed)
+        if valid:
+            s.report(cid, fb, round=plan.round + offset)
+            reported.add(cid)
+        else:
+            with pytest.raises(fa.InvalidFeedbackError):
+                s.report(cid, fb, round=plan.round + offset)
+            _assert_same_state(before, _state_arrays(s))
+    s.end_round()
+    assert s.rounds_closed == 2
