@@ -127,7 +127,8 @@ def _ids(name: str, ids: Sequence[Hashable] | None, n: int) -> tuple[Hashable, .
 
 
 def _readonly(arr: NDArray[Any]) -> NDArray[Any]:
-    arr = np.ascontiguousarray(arr)
+    # A copy: freezing (or aliasing) the caller's own array would be a surprise.
+    arr = np.array(arr, order="C", copy=True)
     arr.flags.writeable = False
     return arr
 
@@ -289,8 +290,15 @@ class AlignmentProblem:
             if raw.shape != (n, e):
                 raise InvalidProblemError(f"allowed: expected shape {(n, e)}, got {raw.shape}")
             if raw.dtype != bool:
-                if raw.dtype.kind not in "iuf" or not np.isin(raw, (0, 1)).all():
-                    raise InvalidProblemError("allowed: expected booleans (or 0/1)")
+                if raw.dtype.kind not in "iuf":
+                    raise InvalidProblemError(f"allowed: expected booleans (or 0/1), got {raw.dtype}")
+                bad = ~np.isin(raw, (0, 1))
+                if bad.any():
+                    k = int(np.flatnonzero(bad.ravel())[0])
+                    raise InvalidProblemError(
+                        f"allowed{_position(k, (n, e))}: expected a boolean (or 0/1), "
+                        f"got {raw.ravel()[k].item()!r}"
+                    )
             allow = raw.astype(bool)
 
         self.desirability = _readonly(d)
