@@ -17,8 +17,8 @@ Use the three helpers in any ClientApp, whatever the framework::
     def query(msg, context):
         return fc.profile_reply(msg, context)   # capacity from context.node_config
 
-:func:`make_moe_client_app` builds a complete ClientApp for the :mod:`fedalign.sim` model
-(extra ``sim``).
+:func:`train_moe` / :func:`evaluate_moe` do the work for :mod:`fedalign.sim`'s MoE model
+(extra ``sim``), and :func:`make_moe_client_app` wraps them into a complete ClientApp.
 """
 
 from __future__ import annotations
@@ -34,10 +34,14 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from . import records as rec
 
 __all__ = [
+    "MoENode",
+    "SimulatedDropout",
     "TrainTask",
+    "evaluate_moe",
     "make_moe_client_app",
     "profile_reply",
     "read_train_task",
+    "train_moe",
     "train_reply",
 ]
 
@@ -205,92 +209,172 @@ def profile_reply(
     return Message(RecordDict({rec.PROFILE: ConfigRecord(values)}), reply_to=message)
 
 
-def make_moe_client_app(
-    setup: Callable[[Context], Any],
+@dataclass
+class MoENode:
+    """What one node brings to :func:`train_moe`: a model to train in, its data, its identity.
+
+    Attributes
+    ----------
+    model : fedalign.sim.model.MoEModel
+        A model of the federation's architecture (its weights are overwritten by what the
+        server sends).
+    train_data : (x, y) pair or TensorDataset
+        The node's local data.
+    test_data : (x, y) pair, optional
+        Data for federated evaluation (default: ``train_data``).
+    client_index : int
+        Mixed into the training seed, so every node trains differently but reproducibly.
+    profile : mapping, optional
+        Capacity fields sent in the profile answer on top of ``node_config``.
+    """
+
+    model: Any
+    train_data: Any
+    test_data: Any = None
+    client_index: int = 0
+    profile: Mapping[str, Any] | None = None
+
+
+#: Instruction config keys :func:`train_moe` understands (all optional).
+SIMULATED_SECONDS = "simulated-seconds"
+SIMULATE_DROPOUT = "simulate-dropout"
+
+
+class SimulatedDropout(RuntimeError):
+    """Raised by :func:`train_moe` when the server's simulation says this node drops out."""
+
+
+def train_moe(
+    message: Message,
+    node: MoENode,
     *,
     epochs: int = 1,
-    lr: float = 0.05,
+    lr: float = 0.01,
     batch_size: int = 32,
     seed: int = 0,
+    reward: str = "accuracy",
+) -> Message:
+    """Train the experts of a :class:`~fedalign.flower.FedAlign` instruction; build the reply.
+
+    Loads the received shared layers and experts into ``node.model``, runs
+    :func:`fedalign.sim.client.local_train` (rewards measured on the experts as received),
+    and replies with the trained arrays, ``num-examples`` (samples x epochs, the load the
+    local simulator reports), one reward per expert, the loss and the duration.
+
+    The instruction's config may set ``local-epochs``, ``lr``, ``batch-size`` and, for
+    simulated fleets, ``simulated-seconds`` (reported as the duration instead of the measured
+    one) and ``simulate-dropout`` (raise :class:`SimulatedDropout`: Flower turns it into an
+    error reply, which the strategy counts as a dropout).
+
+    The local seed is ``seed * 1_000_003 + (server_round - 1) * 1009 + node.client_index``,
+    the same as :func:`fedalign.sim.server.run_strategy` uses, so both engines train alike.
+    """
+    import torch
+
+    from ..sim.client import local_train
+    from ..sim.model import load_partial_state
+
+    task = read_train_task(message)
+    if task.config.get(SIMULATE_DROPOUT):
+        raise SimulatedDropout(
+            f"client {node.client_index} drops out of round {task.server_round} (simulated)"
+        )
+    torch.set_num_threads(1)
+    load_partial_state(node.model, task.state())
+    n_epochs = int(task.config.get("local-epochs", epochs))
+    start = time.perf_counter()
+    state, metrics = local_train(
+        node.model,
+        task.expert_ids,
+        node.train_data,
+        epochs=n_epochs,
+        lr=float(task.config.get("lr", lr)),
+        batch_size=int(task.config.get("batch-size", batch_size)),
+        seed=int(seed) * 1_000_003 + (task.server_round - 1) * 1009 + int(node.client_index),
+        reward=str(task.config.get("reward", reward)),
+    )
+    elapsed = time.perf_counter() - start
+    simulated = task.config.get(SIMULATED_SECONDS)
+    return train_reply(
+        message,
+        {k: state[k] for k in task.arrays.keys()},
+        num_examples=int(metrics["samples"]) * n_epochs,
+        rewards={int(e): float(r) for e, r in metrics["rewards"].items()},
+        duration=float(simulated) if isinstance(simulated, (int, float)) else elapsed,
+        loss=float(metrics["loss"]),
+    )
+
+
+def evaluate_moe(message: Message, node: MoENode) -> Message:
+    """Evaluate the full model of an ``evaluate`` instruction on the node's test data.
+
+    Replies with ``num-examples``, ``accuracy`` and ``loss``.
+    """
+    import torch
+
+    from ..sim.client import as_tensors
+    from ..sim.model import load_partial_state
+
+    arrays = next(iter(message.content.array_records.values()))
+    load_partial_state(node.model, rec.arrays_to_numpy(arrays))
+    x, y = as_tensors(node.test_data if node.test_data is not None else node.train_data)
+    node.model.eval()
+    with torch.no_grad():
+        logp = node.model(x)
+        loss = float(torch.nn.functional.nll_loss(logp, y))
+        acc = float((logp.argmax(dim=1) == y).float().mean())
+    out = MetricRecord({rec.NUM_EXAMPLES: int(len(y)), "accuracy": acc, rec.LOSS: loss})
+    return Message(RecordDict({rec.METRICS: out}), reply_to=message)
+
+
+def make_moe_client_app(
+    setup: Callable[[Context], MoENode],
+    *,
+    epochs: int = 1,
+    lr: float = 0.01,
+    batch_size: int = 32,
+    seed: int = 0,
+    reward: str = "accuracy",
 ) -> Any:
-    """A ClientApp that trains :mod:`fedalign.sim`'s MoE model on the experts it is given.
+    """A complete ClientApp for :mod:`fedalign.sim`'s MoE model (extra ``sim``).
 
     Parameters
     ----------
     setup : callable
-        ``setup(context) -> ClientSetup``-like object with attributes ``model`` (a
-        :class:`fedalign.sim.model.MoEModel`), ``train_data`` (the node's dataset for
-        :func:`fedalign.sim.client.local_train`), optional ``test_data`` (for federated
-        evaluation), optional ``profile`` (mapping of wire-named capacity fields) and optional
-        ``duration_fn(samples, expert_ids) -> float`` (simulated seconds; default: measured).
-        Called once per message; cache inside it if building is expensive.
-    epochs, lr, batch_size, seed
-        Local training settings; the instruction's config may override them with
-        ``local-epochs``, ``lr``, ``batch-size``. The seed is combined with the round and the
-        node so every round trains differently but reproducibly.
+        ``setup(context) -> MoENode`` for the node running the message (e.g. its data
+        partition from ``context.node_config["partition-id"]``). Called for every message;
+        cache inside it if building is expensive.
+    epochs, lr, batch_size, seed, reward
+        Passed to :func:`train_moe`.
 
     Returns
     -------
     flwr.clientapp.ClientApp
+        With ``train`` (:func:`train_moe`), ``evaluate`` (:func:`evaluate_moe`) and
+        ``query`` (:func:`profile_reply`) handlers.
     """
     from flwr.clientapp import ClientApp
-
-    from ..sim.client import local_train
-    from ..sim.model import load_partial_state
 
     app = ClientApp()
 
     @app.train()
     def _train(msg: Message, context: Context) -> Message:
-        task = read_train_task(msg)
-        node = setup(context)
-        model = node.model
-        load_partial_state(model, task.state())
-        start = time.perf_counter()
-        state, metrics = local_train(
-            model,
-            task.expert_ids,
-            node.train_data,
-            epochs=int(task.config.get("local-epochs", epochs)),
-            lr=float(task.config.get("lr", lr)),
-            batch_size=int(task.config.get("batch-size", batch_size)),
-            seed=int(seed) * 1_000_003 + task.server_round * 7919 + int(context.node_id) % 104729,
-        )
-        elapsed = time.perf_counter() - start
-        duration_fn = getattr(node, "duration_fn", None)
-        duration = (
-            float(duration_fn(int(metrics["samples"]), task.expert_ids)) if duration_fn else elapsed
-        )
-        return train_reply(
+        return train_moe(
             msg,
-            {k: state[k] for k in task.arrays.keys()},
-            num_examples=int(metrics["samples"]),
-            rewards={int(e): float(r) for e, r in metrics["rewards"].items()},
-            duration=duration,
-            loss=float(metrics["loss"]) if metrics.get("loss") is not None else None,
+            setup(context),
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            reward=reward,
         )
 
     @app.evaluate()
     def _evaluate(msg: Message, context: Context) -> Message:
-        import torch
-
-        node = setup(context)
-        model = node.model
-        arrays = next(iter(msg.content.array_records.values()))
-        load_partial_state(model, rec.arrays_to_numpy(arrays))
-        data = getattr(node, "test_data", None) or node.train_data
-        x, y = data.tensors if hasattr(data, "tensors") else data
-        model.eval()
-        with torch.no_grad():
-            logp = model(x)
-            loss = float(torch.nn.functional.nll_loss(logp, y))
-            acc = float((logp.argmax(dim=1) == y).float().mean())
-        out = MetricRecord({rec.NUM_EXAMPLES: int(len(y)), "accuracy": acc, rec.LOSS: loss})
-        return Message(RecordDict({rec.METRICS: out}), reply_to=msg)
+        return evaluate_moe(msg, setup(context))
 
     @app.query()
     def _query(msg: Message, context: Context) -> Message:
-        node = setup(context)
-        return profile_reply(msg, context, profile=getattr(node, "profile", None))
+        return profile_reply(msg, context, profile=setup(context).profile)
 
     return app
