@@ -235,6 +235,7 @@ def add_best_first(
     key: NDArray[np.float64],
     *,
     segment: int = 1 << 19,
+    limit: NDArray[np.int64] | None = None,
 ) -> NDArray[np.bool_]:
     """Add the candidate pairs in descending ``key`` order, each one only if it still fits.
 
@@ -255,6 +256,8 @@ def add_best_first(
         Pairs that may be added.
     key : (n, E) float array
         Higher first.
+    limit : (n,) int array, optional
+        A per-client count to stop at, below ``max_experts`` (the random solver's targets).
 
     Returns
     -------
@@ -263,6 +266,8 @@ def add_best_first(
     """
     cand = candidates & ~x
     res = residual(problem, x)
+    if limit is not None:
+        res.count = np.minimum(res.count, limit - x.sum(axis=1))
     while True:
         cand &= (res.count > 0)[:, None] & (res.seats > 0)[None, :]
         if res.memory is not None:

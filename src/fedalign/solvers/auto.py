@@ -1,0 +1,103 @@
+"""``auto``: picks a solver by the problem's structure and size, and runs it.
+
+The choice (:func:`choose`) follows DESIGN.md §2:
+
+1. No knapsack rows, or knapsack rows that reduce to counts (``flow`` accepts the problem):
+   ``flow``, exact min-cost flow, fast at any size.
+2. Real knapsack rows on a small problem (``n_clients * n_experts <= SMALL_PAIRS``): an exact
+   MILP -- ``milp`` (PuLP + HiGHS/CBC) if installed, else ``cpsat``.
+3. Larger knapsack problems: ``lagrangian`` (near-optimal, with a dual bound), else ``greedy``.
+
+Solvers are looked up in the registry by name; a name that is not registered or not
+installed is skipped, and ``greedy`` is the last resort. The returned
+:class:`~fedalign.solvers.base.Solution` is the chosen solver's, with ``solver`` naming it,
+``runtime`` covering the whole call, and ``info["auto"]`` saying why it was chosen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import SolverUnavailableError
+from ..problem import AlignmentProblem
+from .base import Budget, Result, Solution, Solver, get_solver, register, registered_solvers
+
+__all__ = ["SMALL_PAIRS", "AutoSolver", "choose"]
+
+#: Largest ``n_clients * n_experts`` for which a knapsack problem goes to an exact MILP.
+SMALL_PAIRS = 20_000
+
+
+def _usable(name: str) -> Solver | None:
+    if name not in registered_solvers():
+        return None
+    try:
+        return get_solver(name)
+    except SolverUnavailableError:
+        return None
+
+
+def choose(problem: AlignmentProblem) -> str:
+    """The solver ``auto`` runs for ``problem`` (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    problem : AlignmentProblem
+
+    Returns
+    -------
+    str
+        A registered, installed solver name other than ``"auto"``.
+    """
+    flow = _usable("flow")
+    if flow is not None and flow.unsupported_reason(problem) is None:
+        return "flow"
+    if problem.n_clients * problem.n_experts <= SMALL_PAIRS:
+        preferred: tuple[str, ...] = ("milp", "cpsat", "lagrangian", "greedy")
+    else:
+        preferred = ("lagrangian", "greedy")
+    for name in preferred:
+        solver = _usable(name)
+        if solver is not None and solver.unsupported_reason(problem) is None:
+            return name
+    return "greedy"
+
+
+@register
+class AutoSolver(Solver):
+    """Runs the solver :func:`choose` picks; the Solution names the chosen solver."""
+
+    name = "auto"
+    exact = False
+    handles_knapsack = True
+
+    def solve(
+        self,
+        problem: AlignmentProblem,
+        *,
+        time_limit: float | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> Solution:
+        """Choose a solver, run it with the same time limit and seed, return its Solution."""
+        start = time.perf_counter()
+        chosen = choose(problem)
+        solution = get_solver(chosen).solve(problem, time_limit=time_limit, seed=seed)
+        info = dict(solution.info)
+        info["auto"] = {"chosen": chosen, "pairs": problem.n_clients * problem.n_experts}
+        return dataclasses.replace(solution, runtime=time.perf_counter() - start, info=info)
+
+    def _solve(
+        self,
+        problem: AlignmentProblem,
+        *,
+        budget: Budget,
+        rng: np.random.Generator,
+    ) -> Result:
+        """Delegate to the chosen solver (used only when called through ``_solve`` directly)."""
+        chosen = get_solver(choose(problem))
+        return chosen._solve(problem, budget=budget, rng=rng)

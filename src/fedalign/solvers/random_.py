@@ -1,0 +1,55 @@
+"""``random``: a uniformly random feasible assignment, the baseline of the paper's Fig. 3.
+
+Desirability plays no part. Each client draws a target count uniformly in
+``[min_experts, max_experts]`` (capped by how many experts fit it) and a random priority for
+every expert; it starts from its highest-priority experts up to the target. The shared
+:func:`~fedalign.solvers.repair.repair` then enforces every constraint using those random
+priorities instead of desirability (so a choice it has to make is random too), and a last
+random pass tops each client up towards its target while everything still fits. Seeded by
+``seed``: the same seed gives the same assignment.
+
+"Uniformly random" in the sense of the paper's baseline: every choice is random and
+independent of desirability. It is not a uniform sample over all feasible assignments
+(counting those is #P-hard); tight per-expert or knapsack constraints bias which
+assignments repair reaches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..problem import AlignmentProblem
+from .base import Budget, Result, Solver, register
+from .repair import add_best_first, repair
+
+__all__ = ["RandomSolver"]
+
+
+@register
+class RandomSolver(Solver):
+    """Random feasible assignment (baseline); ignores desirability. No bound is reported."""
+
+    name = "random"
+    exact = False
+    handles_knapsack = True
+
+    def _solve(
+        self,
+        problem: AlignmentProblem,
+        *,
+        budget: Budget,
+        rng: np.random.Generator,
+    ) -> Result:
+        n, e = problem.shape
+        fits = problem.fits
+        top = np.minimum(problem.max_experts, fits.sum(axis=1))
+        low = np.minimum(problem.min_experts, top)
+        target = rng.integers(low, top + 1) if n else np.zeros(0, dtype=np.int64)
+        priority = np.where(fits, rng.random((n, e)), -1.0)
+        # Each client's ``target`` highest random priorities (distinct almost surely).
+        srt = -np.sort(-priority, axis=1)
+        cut = srt[np.arange(n), np.maximum(target - 1, 0)]
+        start = fits & (priority >= cut[:, None]) & (target > 0)[:, None]
+        x = repair(problem, start, priority=priority, fill=False)
+        add_best_first(problem, x, fits, priority, limit=np.maximum(target, x.sum(axis=1)))
+        return Result(assignment=x, info={"target_pairs": int(target.sum())})
