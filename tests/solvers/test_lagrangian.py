@@ -123,7 +123,7 @@ def test_subproblems_exact_against_enumeration(seed: int, rows: str) -> None:
     price = rng.uniform(-0.2, 0.6, size=e)
     expected = _subproblem_brute(problem, price)
     sub = _Subproblems(problem, candidates=3, max_enum_experts=6)
-    res = sub.solve(price, exact=True)
+    res = sub.solve(price)
     assert res.exact
     r = problem.desirability - price[None, :]
     got = np.where(res.x, r, 0.0).sum(axis=1)
@@ -131,10 +131,11 @@ def test_subproblems_exact_against_enumeration(seed: int, rows: str) -> None:
     assert res.value == pytest.approx(expected.sum())
     # each chosen row is feasible for its client rows
     assert not [v for v in fa.check(problem, res.x) if not v.constraint.startswith("expert_")]
-    # the cheap mode returns a valid (looser) bound and no better choice
-    cheap = sub.solve(price, exact=False)
-    assert cheap.value >= expected.sum() - 1e-9
-    assert cheap.estimate <= expected.sum() + 1e-9
+    # warm-started from that choice, a second solve at other prices is exact too
+    price2 = price + rng.normal(scale=0.1, size=e)
+    again = sub.solve(price2)
+    assert again.exact
+    assert again.value == pytest.approx(_subproblem_brute(problem, price2).sum())
 
 
 def test_integer_dynamic_programme_is_exact() -> None:
@@ -152,7 +153,7 @@ def test_integer_dynamic_programme_is_exact() -> None:
     sub = _Subproblems(problem, candidates=8, max_enum_experts=6)
     assert sub.dp_row is not None
     price = rng.uniform(-3, 8, size=e)
-    res = sub.solve(price, exact=True)
+    res = sub.solve(price)
     assert res.exact
     np.testing.assert_allclose(
         np.where(res.x, problem.desirability - price, 0).sum(axis=1),
@@ -195,7 +196,7 @@ def test_no_knapsack_reaches_optimum_of_flow_problem() -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("max_iter", 0), ("step", 3.0), ("gap_tol", -1.0), ("candidates", 0), ("sample_share", 2.0)],
+    [("max_iter", 0), ("box", 0.0), ("gap_tol", -1.0), ("candidates", 0), ("sample_share", 2.0)],
 )
 def test_bad_options_name_the_option(option: str, value: float) -> None:
     problem = fa.AlignmentProblem(np.ones((2, 2)))

@@ -39,8 +39,9 @@ dimensions only: candidate positions, experts, or combination chunks):
    subgradient, and as bound the smallest of the count relaxation and the LP (Dantzig)
    relaxation of each knapsack row on its own — each a relaxation, so a valid bound.
 
-Prices follow a projected subgradient method with Polyak steps towards the best primal
-objective, the step scale halved after ``patience`` iterations without a better bound.
+Prices follow the box-step cutting-plane method (a trust-region bundle method): the next
+prices minimise the piecewise-linear model built from every evaluated ``L`` and its
+subgradient, inside a box around the best prices so far (a small LP).
 Each subproblem solution satisfies every client row but may break expert rows; it is made
 feasible by :func:`fedalign.solvers.repair.repair` (drop and fill), and the best repaired
 assignment is kept; :func:`~fedalign.solvers.repair.local_search` polishes it at the end.
@@ -74,6 +75,9 @@ _MAX_COMBOS = 20_000
 #: Clients searched together by the branch and bound, and its live-node limit (nodes x m).
 _BB_CHUNK_CLIENTS = 4096
 _BB_MAX_CELLS = 8_000_000
+_BB_BUCKETS = np.array([6, 8, 10, 12, 14, 16, 20, 24, 32, 48, 64, 96])
+#: Cutting planes kept by the box-step method.
+_MAX_CUTS = 100
 #: Largest capacity (in weight units) the integer dynamic programme accepts.
 _DP_MAX_CAPACITY = 20_000
 #: Largest (clients x capacities x experts) table of decisions the DP keeps for backtracking.
@@ -178,7 +182,7 @@ class _Subproblems:
         self.kmax_all = int(self.kmax.max()) if n else 0
         self.dp_row = self._dp_row()
         self._weight_order: NDArray[np.int64] | None = None
-        self._exact = True
+        self._prev: NDArray[np.bool_] | None = None  # the last choice, a warm start
 
     def _single_row(self) -> NDArray[np.float64] | None:
         """(n, E) or (E,) weights of the only knapsack row, or None (zero or two rows)."""
@@ -267,19 +271,12 @@ class _Subproblems:
 
     # ------------------------------------------------------------------ solve
 
-    def solve(self, price: NDArray[np.float64], *, exact: bool = True) -> _SubResult:
-        """Every client's subproblem at reduced profits ``d - price``.
-
-        With ``exact=False`` the branch and bound and the dominance filter are skipped:
-        the choice is the best among the top-m candidates (an estimate of the optimum)
-        and ``value`` the cheap certificate bound ``max(V, r_out + P_(k-1))``.
-        """
-        self._exact = exact
+    def solve(self, price: NDArray[np.float64]) -> _SubResult:
+        """Every client's subproblem at reduced profits ``d - price``."""
         n, e = self.problem.shape
         r = self.dm - price[None, :]
         x = np.zeros((n, e), dtype=bool)
         values = np.zeros(n)
-        exact = True
         rows_all = np.arange(n)
 
         # 1. the count relaxation for every client
@@ -320,10 +317,14 @@ class _Subproblems:
                 all_exact = False
         return self._result(x, values, chosen, all_exact)
 
-    @staticmethod
     def _result(
-        x: NDArray[np.bool_], values: NDArray[np.float64], chosen: NDArray[np.float64], exact: bool
+        self,
+        x: NDArray[np.bool_],
+        values: NDArray[np.float64],
+        chosen: NDArray[np.float64],
+        exact: bool,
     ) -> _SubResult:
+        self._prev = x
         return _SubResult(
             x, float(values.sum()), float(chosen.sum()), exact, x.sum(axis=0).astype(np.int64)
         )
@@ -338,11 +339,20 @@ class _Subproblems:
     ) -> bool:
         """Subproblems of small-k clients: top-m enumeration, then branch and bound.
 
-        Returns False when some client was bounded rather than solved (node limit hit, or
-        ``exact=False``).
+        Returns False when some client was bounded rather than solved (node limit hit).
         """
         e = self.problem.n_experts
         cand_r = self._candidates(r, rows)
+        if self._prev is not None:
+            # Warm start: the previous prices' choice still satisfies the client's rows
+            # (prices do not change them) and is usually near-optimal, so it is a strong
+            # incumbent for the branch and bound; the enumeration is skipped.
+            prev = self._prev[rows]
+            x[rows] = prev
+            values[rows] = np.where(prev, r[rows], 0.0).sum(axis=1)
+            ok = self._branch_and_bound(cand_r, rows, x, values)
+            chosen_values[rows] = np.where(x[rows], r[rows], 0.0).sum(axis=1)
+            return ok
         m = min(self.candidates, e)
         kmax = self.kmax[rows]
         k_hi = int(kmax.max())
@@ -385,13 +395,22 @@ class _Subproblems:
         )
         p_k1 = pos_cum[np.arange(rows.size), np.clip(kmax - 1, 0, mm)]
         outside = np.where(kmax > 0, r_out + p_k1, _NEG)
-        certified = best_v >= outside
         has = np.isfinite(best_v)
         chosen = (combos[best_c] > 0) & has[:, None]
         ri, pi = np.nonzero(chosen)
         x[rows[ri], idx[ri, pi]] = True
+        if self._prev is not None:
+            # The previous prices' choice still satisfies the client's rows (prices do not
+            # change them): a warm incumbent, usually near-optimal, which prunes hard.
+            prev = self._prev[rows]
+            prev_v = np.where(prev, r[rows], 0.0).sum(axis=1)
+            warm = prev_v > best_v
+            x[rows[warm]] = prev[warm]
+            best_v = np.where(warm, prev_v, best_v)
+            has |= warm
+        certified = best_v >= outside
         chosen_values[rows] = np.where(has, best_v, 0.0)
-        if certified.all() or not self._exact:
+        if certified.all():
             blocked = ~has & ~np.isfinite(outside)
             if blocked.any():
                 self._raise_blocked(int(rows[blocked][0]))
@@ -427,9 +446,15 @@ class _Subproblems:
         ``max(incumbent, best live node bound)``; returns False in that case.
         """
         exact = True
-        chunk = max(1, _BB_CHUNK_CLIENTS)
-        for s in range(0, rows.size, chunk):
-            exact &= self._bb_chunk(cand_r[s : s + chunk], rows[s : s + chunk], x, values)
+        # Clients with similar numbers of candidates are searched together: the dense
+        # node x candidate arrays are then sized by their own count, not the largest.
+        n_cand = np.isfinite(cand_r).sum(axis=1)
+        bucket = np.searchsorted(_BB_BUCKETS, n_cand)
+        for b in np.unique(bucket):
+            pos = np.flatnonzero(bucket == b)
+            for s in range(0, pos.size, _BB_CHUNK_CLIENTS):
+                sel = pos[s : s + _BB_CHUNK_CLIENTS]
+                exact &= self._bb_chunk(cand_r[sel], rows[sel], x, values)
         return exact
 
     def _bb_chunk(
@@ -457,6 +482,12 @@ class _Subproblems:
         # wmin[:, j] = lightest candidate after position j (inf past the end)
         wmin1 = None if w1 is None else _suffix_min_after(np.where(np.isfinite(val), w1, np.inf))
         wmin2 = None if w2 is None else _suffix_min_after(np.where(np.isfinite(val), w2, np.inf))
+        # LP (weak duality) bounds on what can follow a node, one per knapsack row.
+        lp_rows = []
+        for w, c in ((w1, c1), (w2, c2)):
+            if w is not None and c is not None:
+                beta = _knapsack_price(val0, np.where(np.isfinite(val), w, 0.0), c, kmax)
+                lp_rows.append((w, c, beta, _suffix_top_sums(val0 - beta[:, None] * w, k_hi)))
         best = values[rows].copy()
         best_items = np.full((h, k_hi), -1, dtype=np.int64)  # candidate positions
         improved = np.zeros(h, dtype=bool)
@@ -487,9 +518,18 @@ class _Subproblems:
             if w2 is not None and c2 is not None:
                 room = c2[cl][:, None] - u2[:, None] - w2[cl]
                 slots = np.minimum(slots, _fit_count(room, wmin2[cl]))
-            after = np.minimum(cols[None, :] + 1 + np.maximum(slots, 0), m)
+            slots = np.maximum(slots, 0)
+            after = np.minimum(cols[None, :] + 1 + slots, m)
             cpc = cp[cl]
             completion = np.take_along_axis(cpc, after, 1) - cpc[:, 1 : m + 1]
+            slots_b = np.broadcast_to(np.minimum(slots, k_hi), (cl.size, m))
+            for w, c, beta, table in lp_rows:
+                # for any beta >= 0: completion <= beta * room + top-s of (r - beta w)^+
+                room = c[cl][:, None] - (u1 if w is w1 else u2)[:, None] - w[cl]
+                lp = beta[cl][:, None] * np.maximum(room, 0.0) + table[
+                    cl[:, None], cols[None, :] + 1, slots_b
+                ]
+                completion = np.minimum(completion, lp)
             child_p = prof[:, None] + vv
             bound = child_p + completion
             ok = (cols[None, :] > last[:, None]) & np.isfinite(vv) & (cnt < kmax[cl])[:, None]
@@ -625,6 +665,55 @@ class _Subproblems:
         chosen_values[rows] = np.where(x[rows], rr, 0.0).sum(axis=1)
 
 
+def _knapsack_price(
+    val: NDArray[np.float64], w: NDArray[np.float64], cap: NDArray[np.float64], k: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """Per row, a price ``beta >= 0`` of the knapsack row making its LP bound small.
+
+    Minimises ``f(beta) = beta * cap + (sum of the k largest of (val - beta w)^+)`` (convex)
+    by golden-section search. Any ``beta >= 0`` gives a valid bound; a good one prunes more.
+    """
+    h, m = val.shape
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((w > 0) & (val > 0), val / np.where(w > 0, w, 1.0), 0.0)
+    hi = ratio.max(axis=1) if m else np.zeros(h)
+    lo = np.zeros(h)
+    kk = np.clip(k, 0, m)
+    rows = np.arange(h)
+
+    def f(beta: NDArray[np.float64]) -> NDArray[np.float64]:
+        gain = -np.sort(-np.maximum(val - beta[:, None] * w, 0.0), axis=1)
+        csum = np.concatenate([np.zeros((h, 1)), np.cumsum(gain, axis=1)], axis=1)
+        return beta * cap + csum[rows, kk]
+
+    g = 0.381966
+    a, b = lo + g * (hi - lo), hi - g * (hi - lo)
+    fa_, fb = f(a), f(b)
+    for _ in range(10):
+        left = fa_ <= fb
+        hi = np.where(left, b, hi)
+        lo = np.where(left, lo, a)
+        a_new = lo + g * (hi - lo)
+        b_new = hi - g * (hi - lo)
+        a, b = a_new, b_new
+        fa_, fb = f(a), f(b)
+    return np.where(fa_ <= fb, a, b)
+
+
+def _suffix_top_sums(gain: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+    """``out[i, p, s]`` = sum of the ``s`` largest positive ``gain[i, p:]`` (s = 0..k)."""
+    h, m = gain.shape
+    out = np.zeros((h, m + 1, k + 1))
+    top = np.zeros((h, k))  # the k largest positive values of the suffix, decreasing
+    for p in range(m - 1, -1, -1):
+        v = np.maximum(gain[:, p], 0.0)[:, None]
+        # insert v into the sorted top-k: new[c] = max(top[c], min(top[c-1], v))
+        prev = np.concatenate([np.full((h, 1), np.inf), top[:, :-1]], axis=1)
+        top = np.maximum(top, np.minimum(prev, v))
+        out[:, p, 1:] = np.cumsum(top, axis=1)
+    return out
+
+
 def _suffix_min_after(w: NDArray[np.float64]) -> NDArray[np.float64]:
     """``out[:, j] = min(w[:, j+1:])`` per row (``inf`` for the last column)."""
     rev = np.minimum.accumulate(w[:, ::-1], axis=1)[:, ::-1]
@@ -681,52 +770,91 @@ def _dual_ascent(
     rng: np.random.Generator,
     max_iter: int,
     gap_tol: float,
-    step: float,
-    patience: int,
-    min_step: float,
+    box: float,
     repair_share: float,
     sub_options: dict[str, int],
     primal: bool = True,
+    caps: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
     bounds: list[float] | None = None,
     objectives: list[float] | None = None,
 ) -> None:
-    """Projected subgradient on the expert prices, with Polyak steps; updates ``state``.
+    """Minimise the dual function by the box-step cutting-plane method; updates ``state``.
 
-    Each iteration solves the subproblems cheaply (top-m enumeration: an estimate of
-    the dual function and its subgradient); whenever the estimate reaches a new low the
-    subproblems are solved exactly at those prices, which gives a proven bound. With
-    ``primal`` the subproblem choices are repaired into feasible assignments.
+    Every evaluation of ``L`` at prices ``(lam, mu)`` solves every client's subproblem
+    exactly (or bounds it) and yields a valid bound and a subgradient
+    ``(cap_hi - load, load - cap_lo)``. The next prices minimise the cutting-plane model
+    ``max_k L_k + g_k . (z - z_k)`` inside a box of half-width ``delta`` around the best
+    prices so far (a small LP, HiGHS). A step that achieves at least a tenth of the
+    predicted decrease moves the centre (and widens the box when it achieves half);
+    otherwise the cut is kept and the box narrows. With ``primal``, each subproblem
+    choice is repaired into a feasible assignment (within ``repair_share`` of the time),
+    and each new best one polished by a short local search. ``caps`` overrides the
+    expert rows (fractional ones, for a sample of the clients; then ``primal`` is False).
     """
+    from scipy.optimize import linprog
+
+    n, e = problem.shape
     sub = _Subproblems(problem, **sub_options)
-    cap_hi = problem.expert_max_clients.astype(np.float64)
-    cap_lo = problem.expert_min_clients.astype(np.float64)
+    if caps is None:
+        cap_hi = problem.expert_max_clients.astype(np.float64)
+        cap_lo = problem.expert_min_clients.astype(np.float64)
+    else:
+        cap_hi, cap_lo = caps
+    fit_count = problem.fits.sum(axis=0)
+    # Only rows that can bind get a price: lam_j for caps below the clients that fit j,
+    # mu_j for positive minimums. The others stay at 0, their optimal value.
+    hi_rows = np.flatnonzero(cap_hi < np.minimum(fit_count, problem.max_experts.sum()))
+    lo_rows = np.flatnonzero(cap_lo > 0)
+    n_hi = hi_rows.size
     d = problem.desirability
     integral = bool(np.all(d == np.round(d)))
-    theta = step
-    since_better = 0
-    best_estimate = np.inf
-    lam, mu = state.lam, state.mu
-    for _ in range(max_iter):
-        state.iterations += 1
-        price = lam - mu
-        offset = float(lam @ cap_hi) - float(mu @ cap_lo)
-        res = sub.solve(price, exact=False)
-        estimate = res.estimate + offset
-        valid = res.value + offset
-        if estimate < best_estimate - 1e-12 * max(1.0, abs(estimate)):
-            best_estimate = estimate
-            since_better = 0
-            if not res.exact and valid < state.bound:
-                # A new low: prove the bound at these prices (exact subproblems).
-                res = sub.solve(price, exact=True)
-                valid = res.value + offset
-        else:
-            since_better += 1
+    spread = float(np.ptp(d[problem.fits])) if problem.fits.any() else 1.0
+    spread = max(spread, 1e-9)
+    delta = box * spread
+
+    def prices(z: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        lam = np.zeros(e)
+        mu = np.zeros(e)
+        lam[hi_rows] = z[:n_hi]
+        mu[lo_rows] = z[n_hi:]
+        return lam, mu
+
+    def evaluate(z: NDArray[np.float64]) -> tuple[float, NDArray[np.float64], _SubResult]:
+        lam, mu = prices(z)
+        res = sub.solve(lam - mu)
+        value = res.value + float(lam @ cap_hi) - float(mu @ cap_lo)
         if integral and res.exact:
-            valid = float(np.floor(valid + 1e-9 * max(1.0, abs(valid))))
-        if valid < state.bound:
-            state.bound = float(valid)
+            value = float(np.floor(value + 1e-9 * max(1.0, abs(value))))
+        grad = np.concatenate([(cap_hi - res.load)[hi_rows], (res.load - cap_lo)[lo_rows]])
+        return value, grad, res
+
+    center = np.concatenate([state.lam[hi_rows], state.mu[lo_rows]])
+    cuts_g: list[NDArray[np.float64]] = []
+    cuts_c: list[float] = []  # L_k - g_k . z_k
+    value_c = np.inf
+    predicted = 0.0
+    z = center
+    for it in range(max_iter):
+        state.iterations += 1
+        value, grad, res = evaluate(z)
+        if value < state.bound:
+            state.bound = value
             state.exact = res.exact
+        cuts_g.append(grad)
+        cuts_c.append(value - float(grad @ z))
+        if len(cuts_g) > _MAX_CUTS:
+            cuts_g.pop(0)
+            cuts_c.pop(0)
+        if it == 0:
+            center, value_c = z, value
+        else:
+            actual = value_c - value
+            if actual >= 0.1 * predicted:
+                if actual >= 0.5 * predicted:
+                    delta = min(2.0 * delta, spread)
+                center, value_c = z, value
+            else:
+                delta *= 0.5
 
         load = res.load
         feasible_rows = bool(
@@ -736,8 +864,7 @@ def _dual_ascent(
         if primal and feasible_rows:
             cand = res.x
         elif primal and (
-            state.best_x is None
-            or (since_better == 0 and state.repair_time <= repair_share * budget.elapsed())
+            state.best_x is None or state.repair_time <= repair_share * budget.elapsed()
         ):
             t0 = time.perf_counter()
             try:
@@ -748,49 +875,52 @@ def _dual_ascent(
         if cand is not None:
             obj = problem.objective(cand)
             if obj > state.best_obj:
-                state.best_obj, state.best_x = obj, cand
+                t0 = time.perf_counter()
+                cand = local_search(problem, cand, budget=max(0.0, stop_at - budget.elapsed()))
+                state.repair_time += time.perf_counter() - t0
+                state.best_obj, state.best_x = problem.objective(cand), cand
         if bounds is not None and objectives is not None:
             bounds.append(state.bound)
             objectives.append(state.best_obj)
 
-        gap = state.bound - state.best_obj
-        if primal and state.best_x is not None and gap <= gap_tol * max(1.0, abs(state.bound)):
+        tol = max(1.0, abs(state.bound))
+        if primal and state.best_x is not None and state.bound - state.best_obj <= gap_tol * tol:
             break
-        if budget.elapsed() >= stop_at or theta < min_step:
+        if budget.elapsed() >= stop_at or center.size == 0:
             break
-        if since_better >= patience:
-            theta /= 2.0
-            since_better = 0
-        g_hi = load - cap_hi
-        g_lo = cap_lo - load
-        g_hi = np.where((lam <= 0) & (g_hi < 0), 0.0, g_hi)
-        g_lo = np.where((mu <= 0) & (g_lo < 0), 0.0, g_lo)
-        norm = float(g_hi @ g_hi + g_lo @ g_lo)
-        if norm == 0.0:
-            break  # the subproblem choice is feasible and complementary: optimal
-        if state.best_x is not None:
-            target = state.best_obj
-        else:
-            target = estimate - 0.02 * max(1.0, abs(estimate))
-        s = theta * max(estimate - target, 1e-6 * max(1.0, abs(estimate))) / norm
-        lam = np.maximum(0.0, lam + s * g_hi)
-        mu = np.maximum(0.0, mu + s * g_lo)
-        state.lam, state.mu = lam, mu
+        # next prices: minimise the cutting-plane model inside the box around the centre
+        k = len(cuts_g)
+        a_ub = np.hstack([np.array(cuts_g), -np.ones((k, 1))])
+        b_ub = -np.array(cuts_c)
+        lower = np.append(np.maximum(0.0, center - delta), -np.inf)
+        upper = np.append(center + delta, np.inf)
+        cost = np.zeros(center.size + 1)
+        cost[-1] = 1.0
+        lp = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=np.column_stack([lower, upper]), method="highs")
+        if lp.status != 0 or lp.x is None:
+            break
+        z = np.asarray(lp.x[:-1])
+        predicted = value_c - float(lp.x[-1])
+        if predicted <= 1e-9 * tol or delta <= 1e-9 * spread:
+            break  # the model cannot promise a lower bound: converged
+    state.lam, state.mu = prices(center)
 
 
 def _sample_problem(
     problem: AlignmentProblem, size: int, rng: np.random.Generator
-) -> AlignmentProblem:
-    """The problem restricted to ``size`` random clients, expert rows scaled to match."""
+) -> tuple[AlignmentProblem, NDArray[np.float64], NDArray[np.float64]]:
+    """The problem restricted to ``size`` random clients, and its expert rows scaled.
+
+    Returns the sample (its own expert rows left loose: only its client rows are used)
+    and the fractional expert maximums and minimums that match its share of the clients.
+    """
     n = problem.n_clients
     rows = np.sort(rng.choice(n, size=size, replace=False))
     share = size / n
-    fields = {
+    fields: dict[str, Any] = {
         "max_experts": problem.max_experts[rows],
         "min_experts": problem.min_experts[rows],
         "allowed": problem.allowed[rows],
-        "expert_min_clients": np.floor(problem.expert_min_clients * share).astype(np.int64),
-        "expert_max_clients": np.ceil(problem.expert_max_clients * share).astype(np.int64),
     }
     if problem.expert_memory is not None and problem.client_memory is not None:
         fields["expert_memory"] = problem.expert_memory
@@ -798,7 +928,10 @@ def _sample_problem(
     if problem.train_time is not None and problem.deadline is not None:
         fields["train_time"] = problem.train_time[rows]
         fields["deadline"] = problem.deadline[rows]
-    return AlignmentProblem(problem.desirability[rows], **fields)
+    sample = AlignmentProblem(problem.desirability[rows], **fields)
+    hi = problem.expert_max_clients * share
+    lo = problem.expert_min_clients * share
+    return sample, hi.astype(np.float64), lo.astype(np.float64)
 
 
 @register
@@ -811,24 +944,23 @@ class LagrangianSolver(Solver):
         Price updates at most (on the full problem).
     gap_tol : float, default 1e-4
         Stop when ``(bound - objective) / max(1, |bound|)`` falls to this.
-    step : float, default 1.0
-        Initial Polyak step scale, in (0, 2].
-    patience : int, default 5
-        Iterations without a lower dual estimate before the step scale is halved.
-    min_step : float, default 1e-3
-        Stop when the step scale falls below this.
+    box : float, default 0.1
+        Initial half-width of the box-step trust region, as a share of the spread of the
+        desirability (prices live on that scale).
     repair_share : float, default 0.5
-        Largest share of the elapsed time spent repairing subproblem choices (a repair
-        runs when the dual estimate reaches a new low and the share allows it).
+        Largest share of the elapsed time spent repairing subproblem choices.
     local_search : bool, default True
         Polish the best assignment with :func:`fedalign.solvers.repair.local_search`.
     candidates : int, default 8
         Experts per client enumerated first (``m`` of the module docstring).
     max_enum_experts : int, default 6
         Clients with a larger ``max_experts`` use the DP or the relaxation bound instead.
-    sample_clients : int, default 10000
-        Above this many clients, prices are first found on a random sample of this many
-        clients (expert rows scaled by the sample's share), then refined on all clients.
+    sample_clients : int or None, default None
+        Prices are first found on a random sample of this many clients (expert rows
+        scaled by the sample's share: prices are per-expert and the clients exchangeable
+        enough for a sample to place them), then refined on all clients. ``None``: a
+        quarter of the clients, between 250 and 10,000, from 1,000 clients up; ``0``: no
+        sample phase.
     sample_share : float, default 0.4
         Share of the time limit given to the sample phase.
 
@@ -851,22 +983,18 @@ class LagrangianSolver(Solver):
         rng: np.random.Generator,
         max_iter: int = 200,
         gap_tol: float = 1e-4,
-        step: float = 1.0,
-        patience: int = 5,
-        min_step: float = 1e-3,
+        box: float = 0.1,
         repair_share: float = 0.5,
         local_search: bool = True,
         candidates: int = 8,
         max_enum_experts: int = 6,
-        sample_clients: int = 10_000,
+        sample_clients: int | None = None,
         sample_share: float = 0.4,
     ) -> Result:
         _check_options(
             max_iter=max_iter,
             gap_tol=gap_tol,
-            step=step,
-            patience=patience,
-            min_step=min_step,
+            box=box,
             repair_share=repair_share,
             candidates=candidates,
             max_enum_experts=max_enum_experts,
@@ -881,30 +1009,30 @@ class LagrangianSolver(Solver):
         common = {
             "rng": rng,
             "gap_tol": gap_tol,
-            "patience": patience,
-            "min_step": min_step,
             "repair_share": repair_share,
             "sub_options": sub_options,
         }
         state = _State(lam=np.zeros(e), mu=np.zeros(e))
-        full_step = step
+        full_box = box
         horizon = budget.remaining(default=np.inf)
-        if n > sample_clients:
-            sample = _sample_problem(problem, sample_clients, rng)
+        if sample_clients is None:
+            sample_clients = min(10_000, max(250, n // 4)) if n >= 1000 else 0
+        if 0 < sample_clients < n:
+            sample, hi, lo = _sample_problem(problem, sample_clients, rng)
             pre = _State(lam=np.zeros(e), mu=np.zeros(e))
             stop = budget.elapsed() + sample_share * horizon
             _dual_ascent(
-                sample, pre, budget=budget, stop_at=stop, max_iter=max_iter, step=step,
-                primal=False, **common,  # type: ignore[arg-type]
+                sample, pre, budget=budget, stop_at=stop, max_iter=max_iter, box=box,
+                primal=False, caps=(hi, lo), **common,  # type: ignore[arg-type]
             )
             state.lam, state.mu = pre.lam, pre.mu
-            full_step = min(step, 0.25)
+            full_box = box / 10.0
         bounds: list[float] = []
         objectives: list[float] = []
         # Leave a little time for the local search at the end.
         stop = budget.elapsed() + 0.9 * budget.remaining(default=np.inf)
         _dual_ascent(
-            problem, state, budget=budget, stop_at=stop, max_iter=max_iter, step=full_step,
+            problem, state, budget=budget, stop_at=stop, max_iter=max_iter, box=full_box,
             bounds=bounds, objectives=objectives, **common,  # type: ignore[arg-type]
         )
         if state.best_x is None:
@@ -942,15 +1070,19 @@ def _polish(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> 
 
 
 def _check_options(**opts: Any) -> None:
-    for name in ("max_iter", "patience", "candidates", "max_enum_experts", "sample_clients"):
+    if opts["sample_clients"] is not None:
+        v = opts["sample_clients"]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"sample_clients: expected an int >= 0 or None, got {v!r}")
+    for name in ("max_iter", "candidates", "max_enum_experts"):
         v = opts[name]
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
-    for name in ("gap_tol", "step", "min_step", "repair_share", "sample_share"):
+    for name in ("gap_tol", "box", "repair_share", "sample_share"):
         v = opts[name]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
             raise ValueError(f"{name}: expected a finite float >= 0, got {v!r}")
     if not 0 <= opts["sample_share"] <= 1:
         raise ValueError(f"sample_share: expected a value in [0, 1], got {opts['sample_share']!r}")
-    if not 0 < opts["step"] <= 2:
-        raise ValueError(f"step: expected a value in (0, 2], got {opts['step']!r}")
+    if opts["box"] <= 0:
+        raise ValueError(f"box: expected a value > 0, got {opts['box']!r}")
