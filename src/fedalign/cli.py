@@ -1,0 +1,337 @@
+"""The ``fedalign`` command: thin, it only parses arguments and calls the library.
+
+Each subcommand is a pair of functions, ``_add_<cmd>(subparsers)`` that declares its
+arguments and ``_run_<cmd>(args) -> int`` that runs it and returns the exit status; adding a
+command is one more pair and one line in :data:`_COMMANDS`.
+
+Exit statuses: 0 success; 1 the request was understood but could not be carried out
+(infeasible problem, unsupported or unavailable solver, solver failure, unwritable output);
+2 bad input (command line, JSON, problem fields). Errors are one line on stderr,
+``fedalign <cmd>: error: <message>``, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+#: Exit status when the input is bad.
+EXIT_USAGE = 2
+#: Exit status when a valid request cannot be carried out.
+EXIT_FAILURE = 1
+
+
+class CommandError(Exception):
+    """A command failed in a way it can explain in one line; carries the exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _fail(command: str, message: object) -> None:
+    """Print the one-line error of ``command`` on stderr."""
+    text = " ".join(str(message).split())
+    prog = f"fedalign {command}" if command else "fedalign"
+    print(f"{prog}: error: {text}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- solve
+
+#: JSON fields of ``fedalign solve``: the keyword arguments of AlignmentProblem.
+PROBLEM_FIELDS = (
+    "desirability",
+    "max_experts",
+    "min_experts",
+    "expert_memory",
+    "client_memory",
+    "train_time",
+    "deadline",
+    "expert_min_clients",
+    "expert_max_clients",
+    "allowed",
+    "client_ids",
+    "expert_ids",
+)
+
+
+def _add_solve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "solve",
+        help="solve one alignment problem given as JSON",
+        description=(
+            "Read an alignment problem as a JSON object whose fields are AlignmentProblem's "
+            "arguments (docs/problem.md), solve it, and write the assignment as JSON."
+        ),
+    )
+    p.add_argument("problem", metavar="PROBLEM.json", help="problem file, or - for stdin")
+    p.add_argument("--solver", default="auto", help="solver name (default: auto)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SEC", help="seconds")
+    p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed")
+    p.add_argument(
+        "--output", "-o", default=None, metavar="FILE", help="write the JSON here, not stdout"
+    )
+    p.set_defaults(run=_run_solve, command="solve")
+
+
+def _run_solve(args: argparse.Namespace) -> int:
+    import fedalign as fa
+
+    data = _read_json(args.problem)
+    problem = problem_from_json(data)
+    try:
+        with _stdout_to_stderr():
+            solution = fa.solve(problem, args.solver, time_limit=args.time_limit, seed=args.seed)
+    except fa.InvalidProblemError as exc:
+        raise CommandError(str(exc)) from None
+    except (fa.InfeasibleError, fa.UnsupportedProblemError, fa.SolverUnavailableError) as exc:
+        raise CommandError(f"{type(exc).__name__}: {exc}", EXIT_FAILURE) from None
+    except fa.AlignmentError as exc:
+        raise CommandError(str(exc), EXIT_FAILURE) from None
+    except (ValueError, TypeError) as exc:
+        # solve() names the bad argument (solver, time_limit, seed); map to the flag.
+        raise CommandError(_flag_names(str(exc))) from None
+    _write(args.output, format_json(solution_to_json(solution)))
+    return 0
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send anything written to stdout (by Python or by a native solver library) to stderr.
+
+    stdout carries the JSON result; a back-end's banner there would corrupt it.
+    """
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no file descriptors to swap (embedded interpreter): best effort
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _flag_names(message: str) -> str:
+    for arg, flag in (("time_limit", "--time-limit"), ("seed", "--seed"), ("solver", "--solver")):
+        if message.startswith(f"{arg}:"):
+            return f"{flag}: {message[len(arg) + 1 :].strip()}"
+    return message
+
+
+def _read_json(source: str) -> Any:
+    """Parse the JSON document at ``source`` (``-`` for stdin)."""
+    label = "stdin" if source == "-" else source
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"PROBLEM.json: cannot read {label}: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(
+            f"PROBLEM.json: {label} is not valid JSON ({exc.msg} at line {exc.lineno} "
+            f"column {exc.colno})"
+        ) from None
+
+
+def problem_from_json(data: Any) -> Any:
+    """Build an :class:`~fedalign.AlignmentProblem` from a parsed JSON object.
+
+    Parameters
+    ----------
+    data : dict
+        The problem's fields (:data:`PROBLEM_FIELDS`); ids are strings or integers.
+
+    Returns
+    -------
+    AlignmentProblem
+
+    Raises
+    ------
+    CommandError
+        Not an object, an unknown or missing field, a value of the wrong JSON type, or an
+        invalid problem; the message names the field (and position where there is one).
+    """
+    from .errors import InvalidProblemError
+    from .problem import AlignmentProblem
+
+    if not isinstance(data, dict):
+        raise CommandError(f"PROBLEM.json: expected a JSON object, got {_json_type(data)}")
+    unknown = [k for k in data if k not in PROBLEM_FIELDS]
+    if unknown:
+        raise CommandError(
+            f"{unknown[0]}: unknown field; the fields are {', '.join(PROBLEM_FIELDS)}"
+        )
+    if "desirability" not in data:
+        raise CommandError("desirability: missing (an array of arrays of numbers)")
+    for name, value in data.items():
+        if name in ("client_ids", "expert_ids"):
+            _check_ids(name, value)
+        elif value is not None:
+            _check_numbers(name, value, booleans=name == "allowed")
+    try:
+        return AlignmentProblem(**data)
+    except InvalidProblemError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
+
+
+def _check_numbers(name: str, value: Any, *, booleans: bool, where: tuple[int, ...] = ()) -> None:
+    """Numbers (or booleans for ``allowed``) nested in arrays; names the first bad entry."""
+    if isinstance(value, list):
+        for k, item in enumerate(value):
+            _check_numbers(name, item, booleans=booleans, where=(*where, k))
+        return
+    ok = isinstance(value, (int, float)) and (booleans or not isinstance(value, bool))
+    if not ok:
+        kind = "a boolean or 0/1" if booleans else "a number"
+        position = "[" + ", ".join(map(str, where)) + "]" if where else ""
+        raise CommandError(f"{name}{position}: expected {kind}, got {_json_type(value)}")
+
+
+def _check_ids(name: str, value: Any) -> None:
+    """Ids must be strings or integers whose JSON keys (their string forms) are unique."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise CommandError(f"{name}: expected an array of strings or integers")
+    keys: dict[str, int] = {}
+    for k, ident in enumerate(value):
+        if isinstance(ident, bool) or not isinstance(ident, (str, int)):
+            raise CommandError(f"{name}[{k}]: ids must be strings or integers, got {_json_type(ident)}")
+        first = keys.setdefault(str(ident), k)
+        if first != k:
+            what = "duplicate id" if value[first] == ident else "id"
+            raise CommandError(
+                f"{name}[{k}]: {what} {ident!r} has the same JSON key as position {first}"
+            )
+
+
+def solution_to_json(solution: Any) -> dict[str, Any]:
+    """The JSON object ``fedalign solve`` prints for a :class:`~fedalign.Solution`."""
+    return {
+        "assignment": {str(c): experts for c, experts in solution.to_dict().items()},
+        "objective": _finite(solution.objective),
+        "bound": _finite(solution.bound),
+        "gap": _finite(solution.gap),
+        "status": solution.status,
+        "solver": solution.solver,
+        "runtime": _finite(solution.runtime),
+    }
+
+
+def format_json(result: dict[str, Any]) -> str:
+    """Indented JSON with each client's expert list on its own single line."""
+    lines = ["{"]
+    items = list(result.items())
+    for k, (key, value) in enumerate(items):
+        comma = "," if k < len(items) - 1 else ""
+        if key == "assignment" and isinstance(value, dict) and value:
+            rows = [f"    {json.dumps(c)}: {json.dumps(e)}" for c, e in value.items()]
+            lines.append(f"  {json.dumps(key)}: {{\n" + ",\n".join(rows) + f"\n  }}{comma}")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _write(output: str | None, text: str) -> None:
+    if output is None or output == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    path = Path(output)
+    tmp = path.with_name(f".{path.name}.{time.monotonic_ns()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CommandError(f"--output: cannot write {output}: {exc}", EXIT_FAILURE) from None
+
+
+# --------------------------------------------------------------------------- wiring
+
+AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+#: Every subcommand's ``_add_<cmd>``, in the order ``fedalign --help`` lists them.
+_COMMANDS: list[AddCommand] = [_add_solve]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fedalign`` argument parser with every subcommand."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fedalign",
+        description="Which experts each client trains, every round of federated MoE training.",
+    )
+    parser.add_argument("--version", action="version", version=f"fedalign {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in _COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fedalign`` command line; returns the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse reported
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_usage(sys.stderr)
+        _fail("", "a command is required (try fedalign --help)")
+        return EXIT_USAGE
+    try:
+        return run(args)
+    except CommandError as exc:
+        _fail(args.command, exc)
+        return exc.status
+    except KeyboardInterrupt:
+        _fail(args.command, "interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the promise is one line, never a traceback
+        _fail(args.command, f"unexpected {type(exc).__name__}: {exc} (this is a bug; please report it)")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
