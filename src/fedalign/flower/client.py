@@ -35,7 +35,6 @@ from . import records as rec
 
 __all__ = [
     "MoENode",
-    "SimulatedDropout",
     "TrainTask",
     "evaluate_moe",
     "make_moe_client_app",
@@ -240,10 +239,6 @@ SIMULATED_SECONDS = "simulated-seconds"
 SIMULATE_DROPOUT = "simulate-dropout"
 
 
-class SimulatedDropout(RuntimeError):
-    """Raised by :func:`train_moe` when the server's simulation says this node drops out."""
-
-
 def train_moe(
     message: Message,
     node: MoENode,
@@ -263,8 +258,8 @@ def train_moe(
 
     The instruction's config may set ``local-epochs``, ``lr``, ``batch-size`` and, for
     simulated fleets, ``simulated-seconds`` (reported as the duration instead of the measured
-    one) and ``simulate-dropout`` (raise :class:`SimulatedDropout`: Flower turns it into an
-    error reply, which the strategy counts as a dropout).
+    one) and ``simulate-dropout`` (reply with an error instead of training: the node vanished
+    or missed the deadline in the simulated fleet; the strategy counts it as a dropout).
 
     The local seed is ``seed * 1_000_003 + (server_round - 1) * 1009 + node.client_index``,
     the same as :func:`fedalign.sim.server.run_strategy` uses, so both engines train alike.
@@ -276,9 +271,11 @@ def train_moe(
 
     task = read_train_task(message)
     if task.config.get(SIMULATE_DROPOUT):
-        raise SimulatedDropout(
-            f"client {node.client_index} drops out of round {task.server_round} (simulated)"
-        )
+        from flwr.app import Error
+        from flwr.common.constant import ErrorCode
+
+        reason = f"client {node.client_index} drops out of round {task.server_round} (simulated)"
+        return Message(Error(code=ErrorCode.NODE_UNAVAILABLE, reason=reason), reply_to=message)
     torch.set_num_threads(1)
     load_partial_state(node.model, task.state())
     n_epochs = int(task.config.get("local-epochs", epochs))

@@ -73,6 +73,8 @@ class RoundRecord:
         Samples trained on by the completed nodes.
     clients : dict of int to hashable
         Scheduler client id of each node of the round.
+    solver_seconds : float or None
+        Wall-clock seconds the scheduler's solver took to plan the round.
     """
 
     server_round: int
@@ -83,6 +85,7 @@ class RoundRecord:
     trained_by: dict[int, list[int]] = field(default_factory=dict)
     num_examples: int = 0
     clients: dict[int, Hashable] = field(default_factory=dict)
+    solver_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (string keys)."""
@@ -95,6 +98,7 @@ class RoundRecord:
             "trained_by": {str(k): list(v) for k, v in self.trained_by.items()},
             "num_examples": self.num_examples,
             "clients": {str(k): v for k, v in self.clients.items()},
+            "solver_seconds": self.solver_seconds,
         }
 
 
@@ -109,6 +113,7 @@ class _OpenRound:
     sent: dict[int, list[int]]
     idle: list[int]
     client_of: dict[int, Hashable]
+    solver_seconds: float | None = None
 
 
 class _BadReply(Exception):
@@ -186,6 +191,8 @@ class FedAlign(Strategy):
         What each node answered to the profile query (``partition-id``, capacity ...).
     client_of : dict of int to hashable
         Scheduler client id of every node identified so far.
+    last_plan : fedalign.Plan or None
+        The scheduler's plan of the last configured training round.
 
     Notes
     -----
@@ -259,6 +266,7 @@ class FedAlign(Strategy):
         self.dropout_duration = None if dropout_duration is None else float(dropout_duration)
         self._registered: set[Hashable] = set()
         self._client_of: dict[int, Hashable] = {}
+        self.last_plan: Any = None
         self._rng = np.random.default_rng(seed)
         self._open: _OpenRound | None = None
 
@@ -366,7 +374,9 @@ class FedAlign(Strategy):
             sent=sent,
             idle=idle,
             client_of=client_of,
+            solver_seconds=_runtime(plan),
         )
+        self.last_plan = plan
         log(
             INFO,
             "configure_train: round %d, %d of %d nodes, experts per node %s",
@@ -667,6 +677,7 @@ class FedAlign(Strategy):
                 **{n: [] for n in state.idle},
             },
             clients=dict(state.client_of),
+            solver_seconds=state.solver_seconds,
         )
         accepted: list[_Accepted] = []
         seen: set[int] = set()
@@ -783,6 +794,7 @@ class FedAlign(Strategy):
                 state.plan_round,
                 {n: list(e) for n, e in state.sent.items()},
                 clients=dict(state.client_of),
+                solver_seconds=state.solver_seconds,
             )
             record.dropouts = {n: "round never aggregated" for n in state.sent}
         for node, _reason in record.dropouts.items():
@@ -849,3 +861,8 @@ def _scalar(metrics: MetricRecord, key: str) -> float:
     if not np.isfinite(value) or value < 0:
         raise _BadReply(f"metric '{key}' must be finite and >= 0, got {value}")
     return float(value)
+
+
+def _runtime(plan: Any) -> float | None:
+    runtime = getattr(getattr(plan, "solution", None), "runtime", None)
+    return None if runtime is None else float(runtime)
