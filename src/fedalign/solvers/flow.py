@@ -11,25 +11,36 @@ Lower bounds are removed by the standard supply shift. Every arc cost is an inte
 ``D = rint(d * S)``. Each pair's rounding error is at most ``0.5 / S``, so the assignment
 returned is optimal for the scaled costs and within ``n_assigned * 0.5 / S +
 n_assigned_opt * 0.5 / S <= total_slots / S`` of the true optimum, where ``total_slots``
-bounds how many pairs any feasible assignment holds. ``S`` is chosen as large as int64
-allows for the graph's size (``max|D|`` between about ``1e12`` and ``1e15``), so the
-tolerance is about ``1e-12 * max|d|`` per assigned pair; it is kept in
-``Solution.info["tolerance"]``.
+bounds how many pairs any feasible assignment holds. ``S`` is as large as int64 allows
+for the graph's size (OR-Tools multiplies costs by the node count internally, and the slack
+penalty below must exceed ``2E max|D|``): ``max|D|`` is about ``4e12`` for small cohorts and
+``1e10`` at ``10^5 x 128``, i.e. a relative error per pair of ``1e-12`` to ``1e-10``. The
+bound ``total_slots / S`` is kept in ``Solution.info["tolerance"]``.
 
 Knapsack rows reduce to counts when every expert a client may train needs the same memory
 (the memory row caps the count at ``floor(client_memory / memory)``) and takes it the same
 ``train_time`` (the deadline row caps it at ``floor(deadline / time)``). Other knapsack rows
 are not handled: :meth:`FlowSolver.unsupported_reason` names the solvers that can.
 
+Minimums never make a graph infeasible: penalised slack arcs (client -> sink for
+``min_experts``, source -> expert for ``expert_min_clients``, each at a cost above any
+simple cycle of pair arcs) keep every graph feasible, and an optimum of the full graph that
+uses them proves the problem infeasible.
+
 At scale the graph over every allowed pair is large (``10^5 x 128`` pairs = 11.5 million
-arcs). The solver therefore first solves on a sparse *candidate* set (each client's best few
-experts, plus enough clients per expert to meet the experts' minimums), then certifies the
-result from node potentials: shortest-path distances in the residual graph are a feasible
-dual, and a left-out pair ``(i, j)`` whose reduced cost ``-D_ij + pi_i - pi_j`` is negative
-would close a negative cycle. Such pairs are added and the sparse graph is solved again;
-once no left-out pair has a negative reduced cost, the potentials are dual feasible for the
-full graph, which proves the sparse optimum optimal for the full problem. If the sparse graph
-is infeasible or the loop does not settle, the solver falls back to the dense graph.
+arcs). The solver therefore first solves on a sparse *candidate* set, then certifies the
+result from node potentials: shortest-path distances in the residual graph (an exact,
+vectorised Bellman-Ford in int64) are a feasible dual, and a left-out pair ``(i, j)`` whose
+reduced cost ``-D_ij + pi_i - pi_j`` is negative would close a negative cycle. Such pairs are
+added and the sparse graph is solved again; once no left-out pair has a negative reduced
+cost, the potentials are dual feasible for the full graph, which proves the sparse optimum
+optimal for the full problem. The candidates are each client's best experts by desirability
+(plus the best clients of each expert whose cap can bind); on large cohorts (8,000 clients
+and more) they are ranked by desirability plus *expert prices*, the expert potentials of the
+same method run on every 8th client, which usually certifies at the first solve. If the
+candidate set grows to half the full graph or the loop does not settle, the solver falls
+back to the dense graph. ``Solution.info`` records ``rounds``, ``candidate_pairs`` and
+whether it fell back (``dense``). ``benchmarks/flow_scale.py`` measures sparse against dense.
 """
 
 from __future__ import annotations
@@ -261,10 +272,18 @@ def _solve_pairs(net: _Network, rows: NDArray[np.intp], cols: NDArray[np.intp]) 
     )
 
 
-def _potentials(
-    net: _Network, res: _FlowResult
-) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
-    """Shortest-path distances in the residual graph (client, expert potentials).
+@dataclass
+class _Potentials:
+    """Node potentials: clients, experts, source, sink."""
+
+    client: NDArray[np.int64]
+    expert: NDArray[np.int64]
+    source: np.int64
+    sink: np.int64
+
+
+def _potentials(net: _Network, res: _FlowResult) -> _Potentials | None:
+    """Shortest-path distances in the residual graph (client, expert, source, sink).
 
     Bellman–Ford from a virtual root joined to every node at cost 0, vectorised by arc
     kind, exact in int64. Any simple path visits each expert, the source and the sink at
@@ -321,7 +340,7 @@ def _potentials(
         )
         pc, pe, ps, pt = new_pc, new_pe, new_ps, new_pt
         if not changed:
-            return pc, pe
+            return _Potentials(pc, pe, ps, pt)
     return None
 
 
@@ -406,44 +425,61 @@ def _sample(net: _Network, stride: int) -> _Network:
     )
 
 
-def _sparse(net: _Network, extra: int) -> tuple[_FlowResult | None, int, int]:
-    """Solve on candidate pairs until certified optimal for the full network.
+@dataclass
+class _Certified:
+    """An optimal flow of a whole network, with the potentials that prove it."""
 
-    Returns ``(result, rounds, pairs)``; ``result`` is None when the dense graph should be
-    solved instead (the candidate set grew to half of it, or the loop did not settle).
+    res: _FlowResult
+    pot: _Potentials
+    rounds: int
+    pairs: int
 
-    On large cohorts, expert prices come first from the same method on a systematic sample
-    of the clients (``1/_SAMPLE_STRIDE`` of them, experts' bounds scaled alike): ranking each
-    client's experts by desirability plus price picks nearly the final pairs, so the first
-    solve is usually certified at once or after one small repair.
+
+def _certify(net: _Network, mask: NDArray[np.bool_], extra: int) -> _Certified | None:
+    """Solve on the pairs in ``mask``, adding left-out pairs of negative reduced cost, until
+    the potentials prove the flow optimal for every eligible pair of ``net``.
+
+    None when the candidate set grows to half the eligible pairs or the loop does not settle.
     """
     n_eligible = int(net.eligible.sum())
-    mask: NDArray[np.bool_] | None = None
-    if net.n >= _SAMPLE_MIN:
-        sub, _, _ = _sparse(_sample(net, _SAMPLE_STRIDE), extra)
-        if sub is not None and not sub.uses_slack:
-            pot = _potentials(_sample(net, _SAMPLE_STRIDE), sub)
-            if pot is not None:
-                mask = _top_per_row(net.cost + pot[1][None, :], net.eligible, net.hi + extra)
-    if mask is None:
-        mask = _candidates(net, extra)
     for rounds in range(1, _MAX_ROUNDS + 1):
         n_pairs = int(mask.sum())
-        if 2 * n_pairs >= n_eligible:
-            return None, rounds, n_pairs  # the dense graph is barely larger
+        if 2 * n_pairs >= n_eligible and n_pairs < n_eligible:
+            return None  # the dense graph is barely larger
         rows, cols = np.nonzero(mask)
         res = _solve_pairs(net, rows, cols)
         pot = _potentials(net, res)
         if pot is None:  # pragma: no cover - an optimal flow has no negative cycle
-            return None, rounds, n_pairs
-        pc, pe = pot
+            return None
         # Left-out pair (i, j) has reduced cost -D_ij + pc_i - pe_j; negative violates.
-        reduced = pc[:, None] - pe[None, :] - net.cost
+        reduced = pot.client[:, None] - pot.expert[None, :] - net.cost
         violated = net.eligible & ~mask & (reduced < 0)
         if not violated.any():
-            return res, rounds, n_pairs
+            return _Certified(res, pot, rounds, n_pairs)
         mask |= _most_violated(reduced, violated, 2 * (net.hi + extra))
-    return None, _MAX_ROUNDS, int(mask.sum())
+    return None
+
+
+def _sparse(net: _Network, extra: int) -> _Certified | None:
+    """Certified optimum of ``net`` from sparse candidate graphs; None: solve it densely.
+
+    On large cohorts, expert prices come first from the same method on a systematic sample
+    of the clients (``1/_SAMPLE_STRIDE`` of them, experts' bounds scaled alike): ranking
+    each client's experts by desirability plus price picks nearly the final pairs, so the
+    first solve of :func:`_certify` is usually certified at once or after one small repair.
+    """
+    if net.n >= _SAMPLE_MIN:
+        sample = _sample(net, _SAMPLE_STRIDE)
+        sub = _sparse(sample, extra)
+        if sub is None:
+            rows, cols = np.nonzero(sample.eligible)
+            res = _solve_pairs(sample, rows, cols)
+            pot = _potentials(sample, res)
+            sub = None if pot is None else _Certified(res, pot, 1, rows.size)
+        if sub is not None and not sub.res.uses_slack:
+            mask = _top_per_row(net.cost + sub.pot.expert[None, :], net.eligible, net.hi + extra)
+            return _certify(net, mask, extra)
+    return _certify(net, _candidates(net, extra), extra)
 
 
 # --------------------------------------------------------------------------- the solver
@@ -508,9 +544,12 @@ class FlowSolver(Solver):
 
         res: _FlowResult | None = None
         n_eligible = int(net.eligible.sum())
+        info["rounds"] = 1
         if not dense:
-            res, rounds, pairs = _sparse(net, extra)
-            info.update(rounds=rounds, candidate_pairs=pairs)
+            cert = _sparse(net, extra)
+            if cert is not None:
+                res = cert.res
+                info.update(rounds=cert.rounds, candidate_pairs=cert.pairs)
         info["dense"] = res is None
         if res is None:
             rows, cols = np.nonzero(net.eligible)
