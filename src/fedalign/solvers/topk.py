@@ -35,14 +35,17 @@ def rank_experts(
     Ties are broken at random with ``rng``, else by the lower expert position.
     """
     d = np.where(problem.fits, problem.desirability, -np.inf)
-    order = np.argsort(-d, axis=1, kind="stable")
-    if rng is None or problem.n_experts < 2:
+    # An unstable sort is much faster; rows with ties among experts that fit are re-sorted.
+    order = np.argsort(-d, axis=1)
+    if problem.n_experts < 2:
         return order
     srt = np.take_along_axis(d, order, axis=1)
     tied = (srt[:, 1:] == srt[:, :-1]) & np.isfinite(srt[:, 1:])
     rows = np.flatnonzero(tied.any(axis=1))
-    if rows.size:
-        noise = rng.random((rows.size, problem.n_experts))
+    if rows.size and rng is None:
+        order[rows] = np.argsort(-d[rows], axis=1, kind="stable")
+    elif rows.size:
+        noise = rng.random((rows.size, problem.n_experts))  # type: ignore[union-attr]
         order[rows] = np.lexsort((noise, -d[rows]), axis=1)
     return order
 
@@ -69,6 +72,12 @@ def top_k(problem: AlignmentProblem, rng: np.random.Generator | None = None) -> 
     fits = problem.fits
     count = np.zeros(n, dtype=np.int64)
     active = np.flatnonzero(problem.max_experts > 0)
+    # Smallest memory / time any expert that fits the client needs: below it, a client is full.
+    lightest_mem = lightest_time = None
+    if res.memory is not None:
+        lightest_mem = np.where(fits, problem.expert_memory[None, :], np.inf).min(axis=1, initial=np.inf)  # type: ignore[index]
+    if res.time is not None:
+        lightest_time = np.where(fits, problem.train_time, np.inf).min(axis=1, initial=np.inf)
     for r in range(e):
         if active.size == 0:
             break
@@ -92,6 +101,10 @@ def top_k(problem: AlignmentProblem, rng: np.random.Generator | None = None) -> 
         # (with its minimum met) at a non-positive expert.
         done = (count[active] >= problem.max_experts[active]) | ~fit
         done |= ~wanted & (count[active] >= problem.min_experts[active])
+        if lightest_mem is not None:
+            done |= res.memory[active] < lightest_mem[active]  # type: ignore[index]
+        if lightest_time is not None:
+            done |= res.time[active] < lightest_time[active]  # type: ignore[index]
         active = active[~done]
     return x
 
