@@ -91,7 +91,7 @@ class AutoSolver(Solver):
         info["auto"] = {"chosen": chosen, "pairs": problem.n_clients * problem.n_experts}
         return dataclasses.replace(solution, runtime=time.perf_counter() - start, info=info)
 
-    def _solve(
+    def _solve(  # type: ignore[override]  # no options: base.Solver reads them from this signature
         self,
         problem: AlignmentProblem,
         *,

@@ -33,7 +33,7 @@ class RandomSolver(Solver):
     exact = False
     handles_knapsack = True
 
-    def _solve(
+    def _solve(  # type: ignore[override]  # no options: base.Solver reads them from this signature
         self,
         problem: AlignmentProblem,
         *,

@@ -709,8 +709,8 @@ def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
     # Experts with the fewest possible clients first: they have the least choice.
     short = np.flatnonzero(x.sum(axis=0) < emin)
     short = short[np.argsort(problem.fits[:, short].sum(axis=0), kind="stable")]
-    for j in short:
-        j = int(j)
+    for jj in short.tolist():
+        j = int(jj)
         while True:
             deficit = int(emin[j] - x[:, j].sum())
             if deficit <= 0:

@@ -74,9 +74,9 @@ def top_k(problem: AlignmentProblem, rng: np.random.Generator | None = None) -> 
     active = np.flatnonzero(problem.max_experts > 0)
     # Smallest memory / time any expert that fits the client needs: below it, a client is full.
     lightest_mem = lightest_time = None
-    if res.memory is not None:
-        lightest_mem = np.where(fits, problem.expert_memory[None, :], np.inf).min(axis=1, initial=np.inf)  # type: ignore[index]
-    if res.time is not None:
+    if problem.expert_memory is not None:
+        lightest_mem = np.where(fits, problem.expert_memory[None, :], np.inf).min(axis=1, initial=np.inf)
+    if problem.train_time is not None:
         lightest_time = np.where(fits, problem.train_time, np.inf).min(axis=1, initial=np.inf)
     for r in range(e):
         if active.size == 0:
@@ -120,7 +120,7 @@ class TopKSolver(Solver):
     exact = False
     handles_knapsack = True
 
-    def _solve(
+    def _solve(  # type: ignore[override]  # no options: base.Solver reads them from this signature
         self,
         problem: AlignmentProblem,
         *,
