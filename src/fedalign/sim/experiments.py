@@ -1,0 +1,331 @@
+"""Compare strategies over seeds: the runs behind ``fedalign simulate`` and ``fedalign demo``.
+
+:func:`run_experiment` runs every strategy under every seed (the same data, initial model,
+devices, cohorts and device luck per seed), then writes into ``out_dir``:
+
+* ``results.json`` -- the contract of shared/API.md: under ``strategies``, per strategy name,
+  ``final_accuracy`` (mean over seeds of the accuracy after the last round),
+  ``accuracy`` (per seed, per round), ``rounds_to_target`` (per seed, the first round reaching
+  ``target_accuracy``, null if never), ``bytes_up``, ``bytes_down``, ``simulated_seconds``
+  (totals, mean over seeds), ``expert_load`` (client x expert assignment counts, summed over
+  seeds); plus per-seed detail under ``per_seed``. At top level: ``target_accuracy``,
+  ``config`` (every setting, seeds, strategies, engine) and ``ordering`` (per seed, whether
+  load-balanced > greedy > random held).
+* ``summary.md`` -- the markdown table of :func:`fedalign.sim.report.markdown_table`;
+* the figures of :func:`fedalign.sim.report.write_plots`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import DEFAULT_STRATEGIES, SimConfig, Strategy, parse_strategy
+
+__all__ = [
+    "ENGINES",
+    "build_results",
+    "ordering_by_seed",
+    "run_experiment",
+    "demo",
+    "simulate",
+    "summary_text",
+    "write_outputs",
+]
+
+ENGINES = ("local", "flower")
+"""Runtimes :func:`run_experiment` can use."""
+
+PAPER_ORDER = ("load-balanced", "greedy", "random")
+"""The ordering of the paper's Fig. 3, best first."""
+
+
+def _flower_runner() -> Any:
+    """``fedalign.flower.engine``'s per-run entry point, or a clear error."""
+    try:
+        from fedalign.flower import engine
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(
+            "engine: 'flower' needs fedalign.flower.engine and Flower "
+            f"(pip install 'fedalign[flower,sim]'); import failed: {exc}"
+        ) from exc
+    runner = getattr(engine, "run_strategy", None)
+    if runner is None:
+        raise RuntimeError(
+            "engine: fedalign.flower.engine has no run_strategy(setup, strategy, on_round=...) "
+            "returning a fedalign.sim.server.RunResult"
+        )
+    return runner
+
+
+def run_experiment(
+    config: SimConfig,
+    strategies: Sequence[str] = DEFAULT_STRATEGIES,
+    seeds: Sequence[int] = (0, 1),
+    *,
+    out_dir: str | Path | None = None,
+    engine: str = "local",
+    progress: bool = True,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Run every strategy under every seed and collect ``results.json``'s content.
+
+    Parameters
+    ----------
+    config : SimConfig
+    strategies : sequence of str
+        ``random``, ``greedy``, ``load-balanced``, ``load-balanced/<solver>``.
+    seeds : sequence of int
+        At least one; distinct.
+    out_dir : str or Path, optional
+        Where to write ``results.json``, ``summary.md`` and the figures (None: write nothing).
+    engine : {"local", "flower"}
+        ``local`` runs the harness in this process; ``flower`` runs each (strategy, seed) as
+        a Flower app through ``fedalign.flower.engine.run_strategy`` (same setup, same
+        outputs).
+    progress : bool, default True
+        Show a tqdm progress bar (on stderr).
+    plots : bool, default True
+        Write the figures (needs matplotlib).
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``.
+
+    Raises
+    ------
+    ValueError
+        Unknown strategy or engine, no seeds, or duplicates.
+    RuntimeError
+        ``engine="flower"`` without ``fedalign.flower.engine``.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
+    names = list(strategies)
+    if not names:
+        raise ValueError("strategies: name at least one strategy")
+    if len(set(names)) != len(names):
+        raise ValueError(f"strategies: duplicates in {names}")
+    parsed = [parse_strategy(n, config.usage_weight) for n in names]
+    seed_list = [int(s) for s in seeds]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"seeds: expected distinct seeds, at least one, got {seed_list}")
+
+    import torch
+
+    from .server import make_setup, run_strategy
+
+    runner = _flower_runner() if engine == "flower" else run_strategy
+    torch.set_num_threads(1)
+    from tqdm.auto import tqdm
+
+    total = len(seed_list) * len(parsed) * config.rounds
+    runs: dict[str, list[Any]] = {s.name: [] for s in parsed}
+    groups: list[list[int]] = []
+    with tqdm(total=total, disable=not progress, unit="round", dynamic_ncols=True) as bar:
+        for seed in seed_list:
+            setup = make_setup(config, seed)
+            groups.append(setup.partition.client_group.tolist())
+            for strategy in parsed:
+                bar.set_description(f"seed {seed} {strategy.name}")
+
+                def tick(_round: int, accuracy: float) -> None:
+                    bar.update(1)
+                    bar.set_postfix(acc=f"{accuracy:.3f}")
+
+                runs[strategy.name].append(runner(setup, strategy, on_round=tick))
+    results = build_results(config, parsed, seed_list, runs, groups, engine=engine)
+    if out_dir is not None:
+        write_outputs(results, out_dir, plots=plots)
+    return results
+
+
+def _rounds_to(acc: list[float], target: float) -> int | None:
+    hit = np.flatnonzero(np.asarray(acc) >= target - 1e-12)
+    return int(hit[0]) + 1 if hit.size else None
+
+
+def build_results(
+    config: SimConfig,
+    strategies: Sequence[Strategy],
+    seeds: Sequence[int],
+    runs: dict[str, list[Any]],
+    client_groups: list[list[int]],
+    *,
+    engine: str = "local",
+) -> dict[str, Any]:
+    """``results.json``'s content from the runs (one :class:`RunResult` per strategy and seed)."""
+    finals = {name: [r.accuracy[-1] for r in rs] for name, rs in runs.items()}
+    target = config.target_accuracy
+    if target is None:  # 90 % of the best strategy's mean final accuracy, floored to 0.01
+        best = max(float(np.mean(v)) for v in finals.values())
+        target = math.floor(0.9 * best * 100) / 100
+    out: dict[str, Any] = {}
+    for strategy in strategies:
+        rs = runs[strategy.name]
+        out[strategy.name] = {
+            "solver": strategy.solver,
+            "usage_weight": strategy.usage_weight,
+            "final_accuracy": float(np.mean(finals[strategy.name])),
+            "final_accuracy_std": float(np.std(finals[strategy.name], ddof=1))
+            if len(rs) > 1
+            else 0.0,
+            "accuracy": [list(map(float, r.accuracy)) for r in rs],
+            "rounds_to_target": [_rounds_to(r.accuracy, target) for r in rs],
+            "bytes_up": float(np.mean([r.bytes_up[-1] for r in rs])),
+            "bytes_down": float(np.mean([r.bytes_down[-1] for r in rs])),
+            "simulated_seconds": float(np.mean([r.seconds[-1] for r in rs])),
+            "expert_load": np.sum([r.expert_load for r in rs], axis=0).astype(int).tolist(),
+            "per_seed": {
+                "seed": list(seeds),
+                "final_accuracy": finals[strategy.name],
+                "bytes_up": [list(map(int, r.bytes_up)) for r in rs],
+                "bytes_down": [list(map(int, r.bytes_down)) for r in rs],
+                "seconds": [list(map(float, r.seconds)) for r in rs],
+                "expert_load": [r.expert_load.astype(int).tolist() for r in rs],
+                "trained_load": [r.trained_load.astype(int).tolist() for r in rs],
+                "round_load": [r.round_load for r in rs],
+                "dropouts": [list(map(int, r.dropouts)) for r in rs],
+                "domain_accuracy": [r.domain_accuracy for r in rs],
+                "solver_seconds": [list(map(float, r.solver_seconds)) for r in rs],
+                "client_group": client_groups,
+            },
+        }
+    results = {
+        "target_accuracy": float(target),
+        "config": {
+            **config.to_dict(),
+            "seeds": list(seeds),
+            "strategies": [s.name for s in strategies],
+            "engine": engine,
+        },
+        "strategies": out,
+    }
+    results["ordering"] = ordering_by_seed(results)
+    return results
+
+
+def ordering_by_seed(results: dict[str, Any], order: Sequence[str] = PAPER_ORDER) -> dict[str, Any]:
+    """Per seed, whether final accuracy is strictly ordered as ``order`` (best first).
+
+    Returns ``{"order": [...], "holds": [bool per seed] or None}``; None when a strategy of
+    ``order`` was not run.
+    """
+    strategies = results["strategies"]
+    if not all(name in strategies for name in order):
+        return {"order": list(order), "holds": None}
+    finals = np.array([strategies[n]["per_seed"]["final_accuracy"] for n in order])
+    holds = np.all(finals[:-1] > finals[1:], axis=0)
+    return {"order": list(order), "holds": holds.tolist()}
+
+
+def write_outputs(results: dict[str, Any], out_dir: str | Path, *, plots: bool = True) -> Path:
+    """Write ``results.json``, ``summary.md`` and (optionally) the figures; returns the folder."""
+    from .report import write_plots
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1, allow_nan=False))
+    tmp.replace(out / "results.json")
+    (out / "summary.md").write_text(summary_text(results))
+    if plots:
+        write_plots(results, out)
+    return out
+
+
+def summary_text(results: dict[str, Any]) -> str:
+    """The markdown table plus one line on the paper's ordering."""
+    from .report import markdown_table
+
+    text = markdown_table(results)
+    holds = results.get("ordering", {}).get("holds")
+    if holds is not None:
+        text += (
+            f"\nload-balanced > greedy > random in final accuracy on {sum(holds)}/{len(holds)} "
+            f"seed(s) ({', '.join(str(s) for s, h in zip(results['config']['seeds'], holds, strict=True) if h) or 'none'}).\n"
+        )
+    return text
+
+
+def simulate(
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    seeds: int | None = None,
+    strategies: Sequence[str] | None = None,
+    engine: str = "local",
+    dataset: str | None = None,
+    partition: str | None = None,
+    rounds: int | None = None,
+    data_root: str | None = None,
+    out: str | Path = "fedalign-results",
+    progress: bool = True,
+    echo: Any = print,
+) -> dict[str, Any]:
+    """``fedalign simulate``: run the comparison, write the outputs, print the table.
+
+    Parameters
+    ----------
+    quick : bool
+        The quick scenario (:func:`~fedalign.sim.config.preset` ``"quick"``: 40 rounds,
+        2 seeds by default) instead of the full one (80 rounds, 5 seeds by default).
+    seed : int
+        First seed; the run uses ``seed, seed + 1, ..., seed + seeds - 1``.
+    seeds : int, optional
+        Number of seeds (default 2 quick, 5 full).
+    strategies : sequence of str, optional
+        Default :data:`~fedalign.sim.config.DEFAULT_STRATEGIES`.
+    engine : {"local", "flower"}
+    dataset, partition, rounds, data_root : optional overrides of the preset
+    out : str or Path
+        Output folder.
+    progress : bool
+        Progress bar on stderr.
+    echo : callable
+        Where the table goes (``print``).
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``.
+    """
+    from .config import preset
+
+    changes: dict[str, Any] = {}
+    if dataset is not None:
+        changes["dataset"] = dataset
+    if partition is not None:
+        changes["partition"] = partition
+    if rounds is not None:
+        changes["rounds"] = int(rounds)
+    if data_root is not None:
+        changes["data_root"] = str(data_root)
+    config = preset("quick" if quick else "full", **changes)
+    k = (2 if quick else 5) if seeds is None else int(seeds)
+    if k < 1:
+        raise ValueError(f"seeds: expected a count >= 1, got {seeds!r}")
+    results = run_experiment(
+        config,
+        list(strategies) if strategies else DEFAULT_STRATEGIES,
+        [int(seed) + s for s in range(k)],
+        out_dir=out,
+        engine=engine,
+        progress=progress,
+    )
+    echo(summary_text(results))
+    echo(f"results, summary and plots written to {Path(out).resolve()}")
+    return results
+
+
+def demo(
+    out: str | Path = "fedalign-demo", *, progress: bool = True, echo: Any = print
+) -> dict[str, Any]:
+    """``fedalign demo``: the quick comparison on the default data (digits), into ``out``."""
+    return simulate(quick=True, out=out, progress=progress, echo=echo)

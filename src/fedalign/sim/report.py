@@ -1,0 +1,168 @@
+"""Turn ``results.json`` into a markdown table and the figures of the comparison.
+
+Figures (PNG, matplotlib's Agg backend, nothing shown on screen):
+
+* ``accuracy_vs_round.png`` -- mean test accuracy per round with the min-max band over seeds;
+* ``accuracy_vs_bytes.png`` -- mean accuracy against cumulative bytes moved (up + down);
+* ``expert_load_heatmaps.png`` -- client x expert assignment counts per strategy (the first
+  seed; expert numbering is arbitrary across seeds), clients grouped by domain: the paper's
+  Fig. 3 picture;
+* ``expert_load_cv.png`` -- coefficient of variation of the per-round expert load (trainings
+  per expert), mean over seeds: 0 is perfectly balanced.
+
+Only needs numpy and matplotlib; works on the JSON alone, so figures can be redrawn from a
+saved run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["load_cv", "markdown_table", "write_plots"]
+
+
+def _fmt_pm(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64) * scale
+    if arr.size == 0:
+        return "never"
+    if arr.size == 1:
+        return f"{arr[0]:.{digits}f}"
+    return f"{arr.mean():.{digits}f} ± {arr.std(ddof=1):.{digits}f}"
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The summary table: one row per strategy, mean ± std over seeds.
+
+    Columns: final accuracy (%), rounds to the target accuracy (and how many seeds reached
+    it), MB up and down, simulated minutes, expert-load CV, dropouts.
+    """
+    target = results.get("target_accuracy")
+    head = (
+        "| strategy | final accuracy (%) | rounds to "
+        + (f"{100 * target:.0f}%" if target is not None else "target")
+        + " | MB up | MB down | simulated min | load CV | dropouts |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for name, entry in results["strategies"].items():
+        seeds = entry["per_seed"]
+        finals = seeds["final_accuracy"]
+        reached = [r for r in entry["rounds_to_target"] if r is not None]
+        rtt = _fmt_pm([float(r) for r in reached], digits=1)
+        if len(reached) < len(entry["rounds_to_target"]):
+            rtt += f" ({len(reached)}/{len(entry['rounds_to_target'])} seeds)"
+        cv = [float(np.mean(load_cv(r))) for r in seeds["round_load"]]
+        rows.append(
+            f"| {name} | {_fmt_pm(finals, 100)} | {rtt} | "
+            f"{_fmt_pm([b[-1] for b in seeds['bytes_up']], 1e-6, 2)} | "
+            f"{_fmt_pm([b[-1] for b in seeds['bytes_down']], 1e-6, 2)} | "
+            f"{_fmt_pm([s[-1] for s in seeds['seconds']], 1 / 60, 2)} | "
+            f"{_fmt_pm(cv, 1, 2)} | {_fmt_pm([float(sum(d)) for d in seeds['dropouts']], 1, 0)} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def load_cv(round_load: list[list[int]]) -> np.ndarray:
+    """Per round, the coefficient of variation (std / mean) of trainings per expert."""
+    load = np.asarray(round_load, dtype=np.float64)
+    mean = load.mean(axis=1)
+    return np.where(mean > 0, load.std(axis=1) / np.where(mean > 0, mean, 1.0), 0.0)
+
+
+def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write the four figures into ``out_dir``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    strategies = results["strategies"]
+    names = list(strategies)
+    colours = {n: plt.get_cmap("tab10")(k % 10) for k, n in enumerate(names)}
+    cfg = results["config"]
+    title = f"{cfg['dataset']}, {cfg['partition']} partition, {len(cfg['seeds'])} seed(s)"
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        acc = np.asarray(strategies[name]["accuracy"], dtype=np.float64)
+        rounds = np.arange(1, acc.shape[1] + 1)
+        ax.plot(rounds, acc.mean(0), label=name, color=colours[name])
+        ax.fill_between(rounds, acc.min(0), acc.max(0), alpha=0.2, color=colours[name])
+    if results.get("target_accuracy") is not None:
+        ax.axhline(results["target_accuracy"], ls=":", color="grey", label="target")
+    ax.set(xlabel="round", ylabel="test accuracy", title=f"Accuracy per round ({title})")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    paths.append(_save(fig, out / "accuracy_vs_round.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        seeds = strategies[name]["per_seed"]
+        acc = np.asarray(strategies[name]["accuracy"], dtype=np.float64).mean(0)
+        moved = (
+            np.asarray(seeds["bytes_up"], dtype=np.float64)
+            + np.asarray(seeds["bytes_down"], dtype=np.float64)
+        ).mean(0)
+        ax.plot(moved / 1e6, acc, label=name, color=colours[name])
+    ax.set(
+        xlabel="MB moved (up + down, cumulative)", ylabel="test accuracy", title="Accuracy vs bytes"
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    paths.append(_save(fig, out / "accuracy_vs_bytes.png"))
+
+    cols = min(len(names), 3)
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows), squeeze=False)
+    for k, name in enumerate(names):
+        ax = axes[k // cols][k % cols]
+        seeds = strategies[name]["per_seed"]
+        load = np.asarray(seeds["expert_load"][0], dtype=np.float64)
+        group = np.asarray(seeds["client_group"][0])
+        order = np.argsort(group, kind="stable")
+        im = ax.imshow(load[order], aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set(
+            xlabel="expert",
+            ylabel="client (grouped by domain)" if group.max() >= 0 else "client",
+            title=f"{name} (seed {cfg['seeds'][0]})",
+        )
+        ax.set_xticks(range(load.shape[1]))
+        if group.max() >= 0:
+            edges = np.flatnonzero(np.diff(group[order])) + 0.5
+            for y in edges:
+                ax.axhline(y, color="white", lw=0.8)
+        fig.colorbar(im, ax=ax, fraction=0.046, label="rounds assigned")
+    for k in range(len(names), rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    fig.suptitle("Client x expert assignment counts")
+    paths.append(_save(fig, out / "expert_load_heatmaps.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        cv = np.stack([load_cv(r) for r in strategies[name]["per_seed"]["round_load"]])
+        ax.plot(np.arange(1, cv.shape[1] + 1), cv.mean(0), label=name, color=colours[name])
+    ax.set(
+        xlabel="round",
+        ylabel="CV of trainings per expert",
+        title="Expert-load imbalance (0 = balanced)",
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    paths.append(_save(fig, out / "expert_load_cv.png"))
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,344 @@
+"""The server's round loop: one federated run of one strategy under one seed.
+
+Each round: sample a cohort, ask :meth:`fedalign.Scheduler.plan` which experts each client
+trains, send each client the shared part and its experts, let it train (or drop out: it
+vanished, or its simulated time passed the deadline), report :class:`fedalign.Feedback`,
+average each expert over the clients that returned it (:func:`~.aggregate.aggregate_partial`),
+and evaluate the global model on the held-out test set. Bytes are counted from the tensors
+actually sent; seconds come from the device profiles.
+
+Everything random is seeded: the data split, the model's initial weights, the fleet, the
+cohorts and the device luck (slowdowns, vanishing) are the same for every strategy under a
+seed, so strategies differ only in their assignments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from fedalign import Feedback, Scheduler
+
+from .aggregate import aggregate_partial
+from .client import as_tensors, local_train
+from .config import SimConfig, Strategy
+from .data import Dataset, load_dataset
+from .devices import DEFAULT_TIERS, UNIFORM_TIERS, Fleet, make_fleet
+from .model import MoEModel, load_partial_state, state_nbytes
+from .naming import expert_of_key
+from .partition import Partition, make_partition
+
+__all__ = [
+    "RunResult",
+    "Setup",
+    "evaluate",
+    "make_scheduler",
+    "make_setup",
+    "partial_state_of",
+    "run_strategy",
+]
+
+
+@dataclass
+class Setup:
+    """What every strategy of one seed shares: data, partition, initial model, fleet."""
+
+    config: SimConfig
+    seed: int
+    data: Dataset
+    partition: Partition
+    initial_state: dict[str, torch.Tensor]
+    fleet: Fleet
+    deadline: float
+
+    @property
+    def samples(self) -> NDArray[np.int64]:
+        """Samples each client processes per expert and round (local data x epochs)."""
+        return self.partition.sizes * self.config.local_epochs
+
+
+def _model(config: SimConfig, data: Dataset) -> MoEModel:
+    return MoEModel(
+        data.n_features,
+        data.n_classes,
+        config.n_experts,
+        expert_hidden=config.expert_hidden,
+        trunk_hidden=config.trunk_hidden,
+        top_k=config.top_k,
+    )
+
+
+def make_setup(config: SimConfig, seed: int, data: Dataset | None = None) -> Setup:
+    """Build the seed's shared world.
+
+    Parameters
+    ----------
+    config : SimConfig
+    seed : int
+    data : Dataset, optional
+        Already loaded data (else loaded from ``config``).
+    """
+    if data is None:
+        options: dict[str, Any] = {}
+        if config.dataset == "mnist1d":
+            options["num_samples"] = config.mnist1d_samples
+        data = load_dataset(config.dataset, seed=seed, root=config.data_root, **options)
+    partition = make_partition(
+        data,
+        config.n_clients,
+        config.partition,
+        seed=seed,
+        n_domains=config.n_domains,
+        classes_per_client=config.classes_per_client,
+        alpha=config.alpha,
+    )
+    torch.manual_seed(seed)
+    model = _model(config, data)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    expert_bytes = state_nbytes({k: v for k, v in state.items() if expert_of_key(k) == 0})
+    shared_bytes = state_nbytes({k: v for k, v in state.items() if expert_of_key(k) is None})
+    tiers = DEFAULT_TIERS if config.device_tiers == "default" else UNIFORM_TIERS
+    fleet = make_fleet(
+        config.n_clients,
+        expert_bytes=expert_bytes,
+        shared_bytes=shared_bytes,
+        seed=seed,
+        tiers=tiers,
+        slowdown_sigma=config.slowdown_sigma,
+    )
+    everyone = np.arange(config.n_clients)
+    one = fleet.nominal_seconds(
+        everyone, np.ones(config.n_clients, dtype=np.int64), partition.sizes * config.local_epochs
+    )
+    deadline = float(config.deadline_factor * one.max())
+    return Setup(config, seed, data, partition, state, fleet, deadline)
+
+
+@dataclass
+class RunResult:
+    """Everything measured in one run (one strategy, one seed).
+
+    Attributes
+    ----------
+    strategy : str
+    seed : int
+    accuracy : list of float
+        Global test accuracy after each round.
+    domain_accuracy : list of list of float
+        Per round, accuracy on each domain's test set (empty outside ``domain``).
+    bytes_up, bytes_down : list of int
+        Cumulative bytes after each round.
+    seconds : list of float
+        Cumulative simulated seconds after each round.
+    expert_load : (n_clients, E) int array
+        How often each client was assigned each expert.
+    trained_load : (n_clients, E) int array
+        How often each client returned each expert trained (dropouts excluded).
+    round_load : (rounds, E) int array
+        Completed trainings per expert in each round.
+    dropouts : list of int
+        Clients per round that vanished or missed the deadline.
+    solver_seconds : list of float
+        Wall-clock seconds the solver took each round.
+    """
+
+    strategy: str
+    seed: int
+    accuracy: list[float] = field(default_factory=list)
+    domain_accuracy: list[list[float]] = field(default_factory=list)
+    bytes_up: list[int] = field(default_factory=list)
+    bytes_down: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    expert_load: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    trained_load: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    round_load: list[list[int]] = field(default_factory=list)
+    dropouts: list[int] = field(default_factory=list)
+    solver_seconds: list[float] = field(default_factory=list)
+
+
+def make_scheduler(setup: Setup, strategy: Strategy, *, seed: int) -> Scheduler:
+    """The :class:`fedalign.Scheduler` a strategy runs with, every client registered."""
+    cfg, fleet = setup.config, setup.fleet
+    caps = (
+        fleet.max_experts
+        if cfg.max_experts is None
+        else np.minimum(fleet.max_experts, cfg.max_experts)
+    )
+    expert_max_clients = None
+    if strategy.balanced and cfg.expert_capacity_slack is not None:
+        cohort = cfg.cohort_size or cfg.n_clients
+        slots = cohort * float(caps.mean())
+        expert_max_clients = max(1, math.ceil(cfg.expert_capacity_slack * slots / cfg.n_experts))
+    sched = Scheduler(
+        cfg.n_experts,
+        solver=strategy.solver,
+        expert_memory=float(fleet.expert_bytes),
+        seed=seed,
+        fitness_weight=cfg.fitness_weight,
+        usage_weight=strategy.usage_weight,
+        fitness_ema=cfg.fitness_ema,
+        fitness_decay=cfg.fitness_decay,
+        fitness_prior=cfg.fitness_prior,
+        usage_decay=cfg.usage_decay,
+        time_limit=cfg.time_limit,
+        min_experts=1,
+        max_experts=None,
+        expert_max_clients=expert_max_clients,
+        expert_bytes=float(fleet.expert_bytes),
+        deadline=setup.deadline,
+    )
+    cold = None
+    if cfg.cold_start == "routing":
+        model = _model(cfg, setup.data)
+        model.load_state_dict(setup.initial_state)
+        with torch.no_grad():
+            cold = [
+                torch.bincount(model.routing(as_tensors(c)[0]).argmax(1), minlength=cfg.n_experts)
+                .double()
+                .div(len(c[1]))
+                .numpy()
+                for c in setup.partition.clients
+            ]
+    samples = setup.samples
+    for i in range(cfg.n_clients):
+        profile = fleet.profile(i, samples=int(samples[i]))
+        if cfg.max_experts is not None:
+            profile = replace(profile, max_experts=int(caps[i]))
+        sched.register(i, profile, routing_shares=None if cold is None else cold[i])
+    return sched
+
+
+@torch.no_grad()
+def evaluate(model: MoEModel, partition: Partition) -> tuple[float, list[float]]:
+    """Global test accuracy and, for ``domain`` partitions, accuracy per domain."""
+    x = torch.as_tensor(partition.x_test)
+    y = torch.as_tensor(partition.y_test)
+    correct = (model(x).argmax(1) == y).numpy()
+    groups = partition.test_group
+    per_domain = (
+        [float(correct[groups == d].mean()) for d in range(int(groups.max()) + 1)]
+        if groups.size and groups.max() >= 0
+        else []
+    )
+    return float(correct.mean()), per_domain
+
+
+def run_strategy(
+    setup: Setup,
+    strategy: Strategy,
+    *,
+    on_round: Callable[[int, float], None] | None = None,
+) -> RunResult:
+    """Run one strategy for ``config.rounds`` rounds on a seed's :class:`Setup`.
+
+    Parameters
+    ----------
+    setup : Setup
+        From :func:`make_setup`; not modified.
+    strategy : Strategy
+    on_round : callable(round, accuracy), optional
+        Called after each round (progress bars).
+
+    Returns
+    -------
+    RunResult
+    """
+    cfg, fleet, part = setup.config, setup.fleet, setup.partition
+    torch.set_num_threads(1)
+    seed = setup.seed
+    # cohorts and device luck: one stream per seed, identical for every strategy
+    world = np.random.default_rng([seed, 7919])
+    sched = make_scheduler(setup, strategy, seed=seed)
+    worker = _model(cfg, setup.data)
+    global_state = {k: v.clone() for k, v in setup.initial_state.items()}
+    samples = setup.samples
+    n, e = cfg.n_clients, cfg.n_experts
+    cohort_size = cfg.cohort_size or n
+    result = RunResult(strategy.name, seed)
+    result.expert_load = np.zeros((n, e), dtype=np.int64)
+    result.trained_load = np.zeros((n, e), dtype=np.int64)
+    up = down = 0
+    clock = 0.0
+
+    for rnd in range(cfg.rounds):
+        cohort = np.sort(world.choice(n, size=cohort_size, replace=False))
+        plan = sched.plan(cohort.tolist())
+        result.solver_seconds.append(float(plan.solution.runtime))
+        assigned = [sorted(int(j) for j in plan.assignment[int(c)]) for c in cohort]
+        n_assigned = np.array([len(a) for a in assigned], dtype=np.int64)
+        seconds, vanished = fleet.round_seconds(cohort, n_assigned, samples[cohort], world)
+        late = ~vanished & (seconds > setup.deadline)
+        updates = []
+        load = np.zeros(e, dtype=np.int64)
+        for pos, client in enumerate(cohort.tolist()):
+            experts = assigned[pos]
+            if not experts:  # nothing fits this client this round
+                sched.report(
+                    client, Feedback(samples=0, rewards={}, duration=0.0), round=plan.round
+                )
+                continue
+            result.expert_load[client, experts] += 1
+            sent = partial_state_of(global_state, experts)
+            down += state_nbytes(sent)
+            if vanished[pos] or late[pos]:
+                sched.report(
+                    client,
+                    Feedback(samples=0, rewards={}, duration=setup.deadline, completed=False),
+                    round=plan.round,
+                )
+                continue
+            load_partial_state(worker, global_state)
+            state, metrics = local_train(
+                worker,
+                experts,
+                part.clients[client],
+                epochs=cfg.local_epochs,
+                lr=cfg.lr,
+                batch_size=cfg.batch_size,
+                seed=seed * 1_000_003 + rnd * 1009 + client,
+                reward=cfg.reward,
+            )
+            up += state_nbytes(state)
+            updates.append((state, metrics["samples"]))
+            result.trained_load[client, experts] += 1
+            load[experts] += 1
+            sched.report(
+                client,
+                Feedback(
+                    samples=int(samples[client]),
+                    rewards=metrics["rewards"],
+                    duration=float(seconds[pos]),
+                ),
+                round=plan.round,
+            )
+        sched.end_round()
+        global_state = aggregate_partial(global_state, updates)
+        dropped = int(vanished.sum() + late.sum())
+        clock += setup.deadline if dropped else float(np.max(seconds, initial=0.0))
+        load_partial_state(worker, global_state)
+        acc, per_domain = evaluate(worker, part)
+        result.accuracy.append(acc)
+        result.domain_accuracy.append(per_domain)
+        result.bytes_up.append(int(up))
+        result.bytes_down.append(int(down))
+        result.seconds.append(float(clock))
+        result.round_load.append(load.tolist())
+        result.dropouts.append(dropped)
+        if on_round is not None:
+            on_round(rnd, acc)
+    return result
+
+
+def partial_state_of(state: dict[str, torch.Tensor], experts: list[int]) -> dict[str, torch.Tensor]:
+    """The shared tensors of a full state dict plus those of ``experts`` (no copies).
+
+    The dict-side twin of :func:`fedalign.sim.model.partial_state`: what the server sends.
+    """
+    wanted = set(experts)
+    return {k: v for k, v in state.items() if (j := expert_of_key(k)) is None or j in wanted}

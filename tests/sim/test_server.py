@@ -1,0 +1,113 @@
+"""Two-round smoke simulations of the server loop and the experiment outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fedalign.sim.config import SimConfig, parse_strategy, preset  # noqa: E402
+from fedalign.sim.experiments import ordering_by_seed, run_experiment  # noqa: E402
+from fedalign.sim.server import make_setup, run_strategy  # noqa: E402
+
+TINY = preset("tiny")  # 2 rounds, 8 clients, 1 local epoch
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return make_setup(TINY, seed=0)
+
+
+@pytest.mark.parametrize("name", ["random", "greedy", "load-balanced", "load-balanced/flow"])
+def test_two_round_smoke(setup, name):
+    strategy = parse_strategy(name, TINY.usage_weight)
+    ticks = []
+    r = run_strategy(setup, strategy, on_round=lambda k, a: ticks.append((k, a)))
+    assert [k for k, _ in ticks] == [0, 1]
+    assert len(r.accuracy) == len(r.seconds) == len(r.bytes_up) == TINY.rounds
+    assert all(0.0 <= a <= 1.0 for a in r.accuracy)
+    # one expert per client and round (max_experts=1); each assignment costs shared + expert bytes
+    per_client = setup.fleet.shared_bytes + setup.fleet.expert_bytes
+    assigned = int(r.expert_load.sum())
+    assert r.expert_load.sum(axis=1).max() <= TINY.rounds
+    assert r.bytes_down[-1] == assigned * per_client
+    completed = int(r.trained_load.sum())
+    assert r.bytes_up[-1] == completed * per_client
+    assert np.all(r.trained_load <= r.expert_load)
+    assert completed + sum(r.dropouts) == assigned
+    assert np.sum(r.round_load) == completed
+    assert np.all(np.diff(r.seconds) > 0)
+    # identical setup and strategy: identical run
+    again = run_strategy(setup, strategy)
+    assert again.accuracy == r.accuracy and np.array_equal(again.expert_load, r.expert_load)
+
+
+def test_round_changes_only_trained_experts():
+    cfg = TINY.replace(
+        rounds=1, n_clients=4, n_domains=2, device_tiers="uniform", slowdown_sigma=0.0
+    )
+    s = make_setup(cfg, seed=1)
+    r = run_strategy(s, parse_strategy("greedy", 0.0))
+    # 4 clients, 4 experts, one each: every trained expert got at least one update
+    assert int(r.trained_load.sum()) == 4 and sum(r.dropouts) == 0
+
+
+def test_experiment_outputs(tmp_path):
+    cfg = TINY.replace(n_clients=6, n_domains=2)
+    names = ["random", "greedy", "load-balanced", "load-balanced/flow"]
+    res = run_experiment(cfg, names, seeds=[0, 1], out_dir=tmp_path, progress=False)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data == json.loads(json.dumps(res))
+    assert set(data["strategies"]) == set(names)
+    assert 0.0 < data["target_accuracy"] <= 1.0
+    assert data["config"]["seeds"] == [0, 1] and data["config"]["dataset"] == "digits"
+    for entry in data["strategies"].values():
+        assert len(entry["accuracy"]) == 2 and all(len(a) == cfg.rounds for a in entry["accuracy"])
+        assert entry["final_accuracy"] == pytest.approx(np.mean([a[-1] for a in entry["accuracy"]]))
+        assert len(entry["rounds_to_target"]) == 2
+        assert all(r is None or 1 <= r <= cfg.rounds for r in entry["rounds_to_target"])
+        assert np.array(entry["expert_load"]).shape == (cfg.n_clients, cfg.n_experts)
+        assert entry["bytes_down"] >= entry["bytes_up"] > 0 and entry["simulated_seconds"] > 0
+    assert len(data["ordering"]["holds"]) == 2
+    for f in (
+        "summary.md",
+        "accuracy_vs_round.png",
+        "accuracy_vs_bytes.png",
+        "expert_load_heatmaps.png",
+        "expert_load_cv.png",
+    ):
+        assert (tmp_path / f).stat().st_size > 0
+    assert "| load-balanced/flow |" in (tmp_path / "summary.md").read_text()
+
+
+def test_ordering_by_seed():
+    def entry(finals):
+        return {"per_seed": {"final_accuracy": finals}}
+
+    res = {
+        "strategies": {
+            "load-balanced": entry([0.9, 0.8]),
+            "greedy": entry([0.8, 0.85]),
+            "random": entry([0.7, 0.6]),
+        }
+    }
+    assert ordering_by_seed(res)["holds"] == [True, False]
+    assert ordering_by_seed({"strategies": {"greedy": entry([1.0])}})["holds"] is None
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="strategies"):
+        parse_strategy("best", 0.5)
+    with pytest.raises(ValueError, match="strategies"):
+        parse_strategy("load-balanced/magic", 0.5)
+    with pytest.raises(ValueError, match="engine"):
+        run_experiment(TINY, ["greedy"], engine="ray")
+    with pytest.raises(ValueError, match="seeds"):
+        run_experiment(TINY, ["greedy"], seeds=[1, 1])
+    with pytest.raises(ValueError, match="cohort_size"):
+        SimConfig(cohort_size=100)
+    with pytest.raises(ValueError, match="reward"):
+        SimConfig(reward="vibes")
