@@ -38,7 +38,7 @@ from . import records as rec
 from .client import SIMULATE_DROPOUT, SIMULATED_SECONDS, MoENode, make_moe_client_app
 from .strategy import FedAlign
 
-__all__ = ["default_backend_config", "run_flower_experiment", "run_strategy"]
+__all__ = ["compare_engines", "default_backend_config", "run_flower_experiment", "run_strategy"]
 
 
 def default_backend_config() -> dict[str, Any]:
@@ -353,3 +353,68 @@ def run_flower_experiment(
         progress=progress,
         plots=plots,
     )
+
+
+def compare_engines(config: Any, strategies: Sequence[str], seed: int = 0) -> list[dict[str, Any]]:
+    """Run each strategy under ``seed`` locally and through Flower; one row per strategy.
+
+    Rows: ``strategy``, ``local`` and ``flower`` final accuracy, ``max_round_diff`` (largest
+    per-round accuracy difference), ``same_expert_load``, and the wall-clock seconds of each.
+    """
+    import time
+
+    from ..sim.config import parse_strategy
+    from ..sim.server import make_setup
+    from ..sim.server import run_strategy as run_local
+
+    setup = make_setup(config, seed)
+    rows = []
+    for name in strategies:
+        strategy = parse_strategy(name, config.usage_weight)
+        start = time.perf_counter()
+        local = run_local(setup, strategy)
+        local_s = time.perf_counter() - start
+        start = time.perf_counter()
+        flower = run_strategy(setup, strategy)
+        flower_s = time.perf_counter() - start
+        rows.append(
+            {
+                "strategy": name,
+                "local": local.accuracy[-1],
+                "flower": flower.accuracy[-1],
+                "max_round_diff": float(
+                    np.max(np.abs(np.subtract(local.accuracy, flower.accuracy)))
+                ),
+                "same_expert_load": bool(np.array_equal(local.expert_load, flower.expert_load)),
+                "local_seconds": local_s,
+                "flower_seconds": flower_s,
+            }
+        )
+    return rows
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    """``python -m fedalign.flower.engine``: compare the local and the Flower engine."""
+    import argparse
+
+    from ..sim.config import preset
+
+    parser = argparse.ArgumentParser(description=_main.__doc__)
+    parser.add_argument("--preset", default="quick", choices=["quick", "full", "tiny"])
+    parser.add_argument("--strategies", default="load-balanced,greedy")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rows = compare_engines(preset(args.preset), args.strategies.split(","), args.seed)
+    print(
+        "| strategy | local | flower | max per-round diff | same expert load | local s | flower s |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['strategy']} | {r['local']:.3f} | {r['flower']:.3f} | {r['max_round_diff']:.3f} "
+            f"| {r['same_expert_load']} | {r['local_seconds']:.0f} | {r['flower_seconds']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    _main()
