@@ -279,12 +279,120 @@ def _write(output: str | None, text: str) -> None:
         raise CommandError(f"--output: cannot write {output}: {exc}", EXIT_FAILURE) from None
 
 
+# --------------------------------------------------------------------------- simulate, demo
+
+
+def _add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "simulate",
+        help="federated MoE runs comparing assignment strategies (the paper's Fig. 3)",
+        description=(
+            "Train a small Mixture-of-Experts federatedly under each strategy and seed "
+            "(random, greedy, load-balanced, load-balanced/<solver>) and write "
+            "DIR/results.json, DIR/summary.md and plots (docs/experiments.md)."
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="the quick scenario (minutes)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="first seed (default 0)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="number of seeds (default 2 quick, 5 full)",
+    )
+    p.add_argument(
+        "--strategies",
+        default=None,
+        metavar="S1,S2,...",
+        help="comma-separated (default random,greedy,load-balanced,load-balanced/flow)",
+    )
+    p.add_argument("--engine", choices=("local", "flower"), default="local", help="runtime")
+    p.add_argument("--dataset", choices=("digits", "mnist1d", "cifar10"), default=None)
+    p.add_argument("--partition", choices=("domain", "label-skew", "dirichlet"), default=None)
+    p.add_argument("--rounds", type=int, default=None, metavar="R", help="federated rounds")
+    p.add_argument(
+        "--data-root", default=None, metavar="DIR", help="CIFAR-10 python batches folder"
+    )
+    p.add_argument("--out", default="fedalign-results", metavar="DIR", help="output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_simulate, command="simulate")
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    strategies = None
+    if args.strategies:
+        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    return _call_sim(
+        "simulate",
+        quick=args.quick,
+        seed=args.seed,
+        seeds=args.seeds,
+        strategies=strategies,
+        engine=args.engine,
+        dataset=args.dataset,
+        partition=args.partition,
+        rounds=args.rounds,
+        data_root=args.data_root,
+        out=args.out,
+        progress=not args.no_progress,
+    )
+
+
+def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="the quick strategy comparison on the bundled digits data",
+        description=(
+            "Run the quick comparison (fedalign simulate --quick) on scikit-learn's digits, "
+            "print the table, and write results.json, summary.md and plots."
+        ),
+    )
+    p.add_argument("--out", default="fedalign-demo", metavar="DIR", help="output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_demo, command="demo")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    return _call_sim("demo", out=args.out, progress=not args.no_progress)
+
+
+def _call_sim(command: str, **kwargs: Any) -> int:
+    """Call :mod:`fedalign.sim.experiments`; map its errors to exit statuses."""
+    try:
+        from .sim import experiments
+    except ModuleNotFoundError as exc:
+        raise CommandError(
+            f"needs the sim extra (pip install 'fedalign[sim]'): {exc}", EXIT_FAILURE
+        ) from None
+    try:
+        if command == "demo":
+            experiments.demo(**kwargs)
+        else:
+            experiments.simulate(**kwargs)
+    except ValueError as exc:
+        raise CommandError(_sim_flag(str(exc))) from None
+    except FileNotFoundError as exc:
+        raise CommandError(f"--data-root: {exc}") from None
+    except (RuntimeError, OSError) as exc:
+        raise CommandError(str(exc), EXIT_FAILURE) from None
+    return 0
+
+
+def _sim_flag(message: str) -> str:
+    flags = ("strategies", "seeds", "rounds", "engine", "dataset", "partition")
+    for arg, flag in ((a, f"--{a}") for a in flags):
+        if message.startswith(f"{arg}:"):
+            return f"{flag}: {message[len(arg) + 1 :].strip()}"
+    return message
+
+
 # --------------------------------------------------------------------------- wiring
 
 AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 #: Every subcommand's ``_add_<cmd>``, in the order ``fedalign --help`` lists them.
-_COMMANDS: list[AddCommand] = [_add_solve]
+_COMMANDS: list[AddCommand] = [_add_solve, _add_simulate, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

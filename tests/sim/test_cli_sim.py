@@ -1,0 +1,57 @@
+"""``fedalign simulate`` and ``fedalign demo`` write well-formed outputs (tiny runs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from fedalign.cli import main  # noqa: E402
+
+
+def test_simulate_tiny_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    status = main(
+        [
+            "simulate", "--quick", "--rounds", "2", "--seeds", "1", "--seed", "3",
+            "--strategies", "greedy,load-balanced/lagrangian", "--out", str(out), "--no-progress",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "| greedy |" in printed and "| load-balanced/lagrangian |" in printed
+    data = json.loads((out / "results.json").read_text())
+    assert list(data["strategies"]) == ["greedy", "load-balanced/lagrangian"]
+    assert data["config"]["rounds"] == 2 and data["config"]["seeds"] == [3]
+    assert data["config"]["engine"] == "local"
+    for entry in data["strategies"].values():
+        assert len(entry["accuracy"]) == 1 and len(entry["accuracy"][0]) == 2
+        for key in ("final_accuracy", "rounds_to_target", "bytes_up", "bytes_down",
+                    "simulated_seconds", "expert_load"):  # fmt: skip
+            assert key in entry
+    assert data["ordering"]["holds"] is None  # random was not run
+    assert (out / "summary.md").read_text().startswith("| strategy |")
+    assert (out / "accuracy_vs_round.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--strategies", "greedy,best"], "--strategies"),
+        (["--strategies", "load-balanced/nope"], "--strategies"),
+        (["--seeds", "0"], "--seeds"),
+    ],
+)
+def test_simulate_bad_flags(tmp_path, capsys, argv, flag):
+    status = main(["simulate", "--rounds", "1", "--out", str(tmp_path), "--no-progress", *argv])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fedalign simulate: error: ") and flag in err
+    assert "Traceback" not in err
+
+
+def test_demo_is_registered(capsys):
+    assert main(["demo", "--help"]) == 0
+    assert "digits" in capsys.readouterr().out
