@@ -150,7 +150,7 @@ def test_integer_dynamic_programme_is_exact() -> None:
         expert_min_clients=1,
         expert_max_clients=1,
     )
-    sub = _Subproblems(problem, candidates=8, max_enum_experts=6)
+    sub = _Subproblems(problem, candidates=8, max_enum_experts=1)
     assert sub.dp_row is not None
     price = rng.uniform(-3, 8, size=e)
     res = sub.solve(price)

@@ -73,7 +73,7 @@ _CHUNK_CELLS = 2_000_000
 #: Largest number of subsets enumerated per client.
 _MAX_COMBOS = 20_000
 #: Clients searched together by the branch and bound, and its live-node limit (nodes x m).
-_BB_CHUNK_CLIENTS = 4096
+_BB_CHUNK_CLIENTS = 16384
 _BB_MAX_CELLS = 8_000_000
 _BB_BUCKETS = np.array([6, 8, 10, 12, 14, 16, 20, 24, 32, 48, 64, 96])
 #: Cutting planes kept by the box-step method.
@@ -177,6 +177,10 @@ class _Subproblems:
         if problem.train_time is not None and problem.deadline is not None:
             self.time = problem.train_time
             self.time_cap = problem.deadline + capacity_tolerance(problem.deadline)
+        # Implied count limit: no more experts than the lightest ones that fit together.
+        for w, cap in ((self.mem, self.mem_cap), (self.time, self.time_cap)):
+            if w is not None and cap is not None:
+                self.kmax = np.minimum(self.kmax, _count_fitting(w, cap, fits, self.kmax))
         self.candidates = max(1, candidates)
         self.max_enum_experts = max_enum_experts
         self.kmax_all = int(self.kmax.max()) if n else 0
@@ -215,28 +219,39 @@ class _Subproblems:
             else:
                 self._weight_order = np.argsort(w, axis=1, kind="stable")
         order = self._weight_order
-        order = np.broadcast_to(order, rr.shape) if order.shape[0] == 1 else order[rows]
-        rp = np.take_along_axis(rr, order, axis=1)
-        h, e = rp.shape
         kmax = self.kmax[rows]
         kmin = self.kmin[rows]
-        k = int(kmax.max())
+        k = int(kmax.max()) if rows.size else 0
         if k == 0:
             return rr
-        top = np.full((h, k), _NEG)  # the k largest r of the prefix, decreasing
-        keep = np.zeros((h, e), dtype=bool)
-        for p in range(e):
-            v = rp[:, p]
-            dominators = (top >= v[:, None]).sum(axis=1)
-            need = np.where(v > 0, kmax, kmin)
-            keep[:, p] = np.isfinite(v) & (dominators < need)
-            # insert v into the running top-k (k is small)
-            pos = (top >= v[:, None]).sum(axis=1)
-            shifted = np.concatenate([top[:, :1], top[:, :-1]], axis=1)
-            col = np.arange(k)[None, :]
-            top = np.where(col < pos[:, None], top, np.where(col == pos[:, None], v[:, None], shifted))
-        out = np.full_like(rr, _NEG)
-        np.put_along_axis(out, order, np.where(keep, rp, _NEG), axis=1)
+        # Work position by position on contiguous (E, h) arrays.
+        if order.shape[0] == 1:
+            rp_t = np.ascontiguousarray(rr[:, order[0]].T)
+        else:
+            rp_t = np.ascontiguousarray(np.take_along_axis(rr, order[rows], axis=1).T)
+        h = rows.size
+        top = [np.full(h, _NEG) for _ in range(k)]  # the k largest r of the prefix, decreasing
+        keep_t = np.empty(rp_t.shape, dtype=bool)
+        need_pos = kmax
+        for p in range(rp_t.shape[0]):
+            v = rp_t[p]
+            dominators = np.zeros(h, dtype=np.int64)
+            for t in top:
+                dominators += t >= v
+            need = np.where(v > 0, need_pos, kmin)
+            keep_t[p] = (dominators < need) & (v > _NEG)
+            # insert v into the sorted top-k: new[c] = max(top[c], min(top[c-1], v))
+            prev = v
+            for c in range(k):
+                old_c = top[c]
+                top[c] = np.maximum(old_c, prev)
+                prev = np.minimum(old_c, prev)
+        kept = np.where(keep_t, rp_t, _NEG).T
+        out = np.empty_like(rr)
+        if order.shape[0] == 1:
+            out[:, order[0]] = kept
+        else:
+            np.put_along_axis(out, order[rows], kept, axis=1)
         return out
 
     # ------------------------------------------------------------------ helpers
@@ -257,7 +272,7 @@ class _Subproblems:
         if cap.max() > _DP_MAX_CAPACITY:
             return None
         # Only when the count row cannot bind.
-        if (self.kmax < self.problem.fits.sum(axis=1)).any():
+        if (self.problem.max_experts < self.problem.fits.sum(axis=1)).any():
             return None
         return np.asarray(w, dtype=np.int64), np.asarray(cap, dtype=np.int64)
 
@@ -665,6 +680,26 @@ class _Subproblems:
         chosen_values[rows] = np.where(x[rows], rr, 0.0).sum(axis=1)
 
 
+def _count_fitting(
+    w: NDArray[np.float64],
+    cap: NDArray[np.float64],
+    fits: NDArray[np.bool_],
+    kmax: NDArray[np.int64],
+) -> NDArray[np.int64]:
+    """Per client, how many of its lightest fitting experts fit together (at most kmax)."""
+    n = fits.shape[0]
+    k = int(kmax.max()) if n else 0
+    if k == 0:
+        return np.zeros(n, dtype=np.int64)
+    ww = np.where(fits, np.broadcast_to(w, fits.shape), np.inf)
+    if k < ww.shape[1]:
+        ww = np.partition(ww, k - 1, axis=1)[:, :k]
+    ww = np.sort(ww, axis=1)[:, :k]
+    with np.errstate(invalid="ignore"):
+        csum = np.cumsum(ww, axis=1)
+    return (csum <= cap[:, None]).sum(axis=1).astype(np.int64)
+
+
 def _knapsack_price(
     val: NDArray[np.float64], w: NDArray[np.float64], cap: NDArray[np.float64], k: NDArray[np.int64]
 ) -> NDArray[np.float64]:
@@ -823,8 +858,6 @@ def _dual_ascent(
         lam, mu = prices(z)
         res = sub.solve(lam - mu)
         value = res.value + float(lam @ cap_hi) - float(mu @ cap_lo)
-        if integral and res.exact:
-            value = float(np.floor(value + 1e-9 * max(1.0, abs(value))))
         grad = np.concatenate([(cap_hi - res.load)[hi_rows], (res.load - cap_lo)[lo_rows]])
         return value, grad, res
 
@@ -837,8 +870,12 @@ def _dual_ascent(
     for it in range(max_iter):
         state.iterations += 1
         value, grad, res = evaluate(z)
-        if value < state.bound:
-            state.bound = value
+        proven = value
+        if integral and res.exact:
+            # integer desirability: the optimum is an integer too
+            proven = float(np.floor(value + 1e-9 * max(1.0, abs(value))))
+        if proven < state.bound:
+            state.bound = proven
             state.exact = res.exact
         cuts_g.append(grad)
         cuts_c.append(value - float(grad @ z))
