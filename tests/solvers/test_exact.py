@@ -183,3 +183,24 @@ def test_milp_reports_backend_and_bound() -> None:
     assert sol.info["backend"] in {"HiGHS", "HiGHS_CMD", "PULP_CBC_CMD"}
     assert sol.status == "optimal"
     assert sol.bound >= sol.objective
+
+
+def test_cpsat_returns_its_hint_when_out_of_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CP-SAT stopped before its first solution (status UNKNOWN): the greedy hint, which
+    # is feasible, is returned without a bound (CP-SAT reports none without a solution).
+    from ortools.sat.python import cp_model
+
+    real_solve = cp_model.CpSolver.solve
+
+    def presolve_only(self: cp_model.CpSolver, model: cp_model.CpModel, *args: object) -> object:
+        self.parameters.stop_after_presolve = True
+        return real_solve(self, model, *args)
+
+    monkeypatch.setattr(cp_model.CpSolver, "solve", presolve_only)
+    problem = _knapsack_problem(6, n=20, e=5)
+    sol = fa.solve(problem, solver="cpsat", time_limit=1.0)
+    assert sol.info["returned_hint"] and sol.bound is None and sol.status == "feasible"
+    greedy = fa.solve(problem, solver="greedy", seed=0)
+    assert sol.objective == pytest.approx(greedy.objective)
+    with pytest.raises(fa.InfeasibleError, match="time limit"):
+        fa.solve(problem, solver="cpsat", hint=False, time_limit=1.0)

@@ -156,6 +156,7 @@ class CPSATSolver(Solver):
         model.maximize(cp_model.LinearExpr.weighted_sum(xs, cost.tolist()))
 
         hinted = False
+        start: NDArray[np.bool_] | None = None
         if hint and m:
             start = _hint(problem, budget)
             if start is not None:
@@ -182,14 +183,17 @@ class CPSATSolver(Solver):
         if status == cp_model.INFEASIBLE:
             raise InfeasibleError("CP-SAT proved that no assignment meets every constraint")
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            raise InfeasibleError(
-                f"CP-SAT found no assignment in the time limit (status {name})"
-            )
+            # No bound either: CP-SAT reports best_objective_bound only with a solution.
+            if start is None:
+                raise InfeasibleError(
+                    f"CP-SAT found no assignment in the time limit (status {name})"
+                )
+            # Out of time before CP-SAT's first solution: the (feasible) hint is the answer.
+            info["returned_hint"] = True
+            return Result(assignment=start, bound=None, optimal=False, info=info)
         values = np.asarray(solver.response_proto.solution, dtype=np.int64)[:m]
         x = np.zeros(problem.shape, dtype=bool)
         x[rows[values > 0], cols[values > 0]] = True
-
         slack = 0.0 if exact_objective else 0.5 * slots
         bound = (float(solver.best_objective_bound) + slack) / scale
-        optimal = status == cp_model.OPTIMAL
-        return Result(assignment=x, bound=bound, optimal=optimal, info=info)
+        return Result(assignment=x, bound=bound, optimal=status == cp_model.OPTIMAL, info=info)
