@@ -57,7 +57,7 @@ def test_flow_equals_brute_force(problem: fa.AlignmentProblem) -> None:
             FLOW.solve(problem)
         return
     tol = objective_tolerance(problem)
-    for options in ({}, {"dense": True}, {"candidates": 0}):
+    for options in ({}, {"dense": True}, {"dense": False, "candidates": 0}):
         sol = FLOW.solve(problem, **options)
         assert not fa.check(problem, sol.assignment)
         assert sol.objective == pytest.approx(best.optimum, abs=tol), options
@@ -111,7 +111,7 @@ def test_sparse_graph_equals_dense_graph(seed: int) -> None:
     dense = FLOW.solve(problem, dense=True)
     tol = 2 * dense.info["tolerance"] + 1e-9 * abs(dense.objective)
     for candidates in (0, 1, None):
-        sparse = FLOW.solve(problem, candidates=candidates)
+        sparse = FLOW.solve(problem, candidates=candidates, dense=False)
         assert not sparse.info["dense"], "the sparse path should certify on these problems"
         assert sparse.info["candidate_pairs"] < int(problem.fits.sum())
         assert sparse.objective == pytest.approx(dense.objective, abs=tol)
@@ -125,7 +125,7 @@ def test_sampled_prices_path_equals_dense(seed: int, monkeypatch: pytest.MonkeyP
     rng = np.random.default_rng(100 + seed)
     problem = _random_problem(rng, 400, 40)
     dense = FLOW.solve(problem, dense=True)
-    sparse = FLOW.solve(problem)
+    sparse = FLOW.solve(problem, dense=False)
     tol = 2 * dense.info["tolerance"] + 1e-9 * abs(dense.objective)
     assert sparse.objective == pytest.approx(dense.objective, abs=tol)
     assert not sparse.info["dense"]
@@ -139,7 +139,7 @@ def test_certification_adds_left_out_pairs() -> None:
     d = rng.random((n, e)) * 0.1
     d[:, 0] += 1.0  # everyone's favourite
     problem = fa.AlignmentProblem(d, max_experts=1, min_experts=1, expert_max_clients=n // e + 1)
-    sparse = FLOW.solve(problem, candidates=0)
+    sparse = FLOW.solve(problem, candidates=0, dense=False)
     dense = FLOW.solve(problem, dense=True)
     assert sparse.info["rounds"] > 1
     assert sparse.objective == pytest.approx(dense.objective, abs=2 * dense.info["tolerance"])
@@ -183,7 +183,7 @@ def test_hall_violation_is_infeasible() -> None:
         expert_max_clients=[1, 5],
     )
     assert problem.infeasibility_reason() is None
-    for options in ({}, {"dense": True}):
+    for options in ({}, {"dense": True}, {"dense": False}):
         with pytest.raises(fa.InfeasibleError, match="min_experts"):
             FLOW.solve(problem, **options)
 
@@ -204,3 +204,9 @@ def test_bad_options() -> None:
         fa.solve(problem, solver="flow", candidates=-1)
     with pytest.raises(ValueError, match="dense"):
         fa.solve(problem, solver="flow", dense="yes")
+
+
+def test_small_graphs_are_solved_densely_by_default() -> None:
+    problem = _random_problem(np.random.default_rng(11), 60, 20)
+    assert FLOW.solve(problem).info["dense"]
+    assert not FLOW.solve(problem, dense=False, candidates=0).info["dense"]

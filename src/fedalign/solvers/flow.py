@@ -39,8 +39,9 @@ optimal for the full problem. The candidates are each client's best experts by d
 and more) they are ranked by desirability plus *expert prices*, the expert potentials of the
 same method run on every 8th client, which usually certifies at the first solve. If the
 candidate set grows to half the full graph or the loop does not settle, the solver falls
-back to the dense graph. ``Solution.info`` records ``rounds``, ``candidate_pairs`` and
-whether it fell back (``dense``). ``benchmarks/flow_scale.py`` measures sparse against dense.
+back to the dense graph. Graphs under a million allowed pairs are solved densely by default
+(one solve is faster there). ``Solution.info`` records ``rounds``, ``candidate_pairs`` and
+whether the dense graph was solved (``dense``). ``benchmarks/flow_scale.py`` measures sparse against dense.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ _INF = np.int64(2**62)
 _MAX_ROUNDS = 12
 #: Cohorts at least this large get expert prices from a sample first (see :func:`_sparse`).
 _SAMPLE_MIN = 8000
+#: Below this many allowed pairs one dense solve beats the candidate rounds (``dense=None``).
+_DENSE_BELOW = 1_000_000
 _SAMPLE_STRIDE = 8
 
 
@@ -494,8 +497,10 @@ class FlowSolver(Solver):
     candidates : int, optional
         Extra experts per client, beyond the most it may take, in the first sparse graph
         (None picks 4). More candidates mean fewer re-solves but a larger graph.
-    dense : bool, default False
-        Solve the graph over every allowed pair at once (no candidate set).
+    dense : bool, optional
+        True solves the graph over every allowed pair at once; False always starts from the
+        sparse candidate graph; None (default) picks dense below 1,000,000 allowed pairs,
+        where one solve of the whole graph is faster than the candidate rounds.
     """
 
     name = "flow"
@@ -515,7 +520,7 @@ class FlowSolver(Solver):
         budget: Budget,
         rng: np.random.Generator,
         candidates: int | None = None,
-        dense: bool = False,
+        dense: bool | None = None,
     ) -> Result:
         if candidates is not None and (
             isinstance(candidates, bool)
@@ -523,8 +528,8 @@ class FlowSolver(Solver):
             or candidates < 0
         ):
             raise ValueError(f"candidates: expected an int >= 0 or None, got {candidates!r}")
-        if not isinstance(dense, (bool, np.bool_)):
-            raise ValueError(f"dense: expected a bool, got {dense!r}")
+        if dense is not None and not isinstance(dense, (bool, np.bool_)):
+            raise ValueError(f"dense: expected a bool or None, got {dense!r}")
         caps, reason = count_caps(problem)
         if caps is None:  # pragma: no cover - Solver.solve checks unsupported_reason first
             raise AlignmentError(f"solver 'flow': {reason}")
@@ -545,6 +550,8 @@ class FlowSolver(Solver):
         res: _FlowResult | None = None
         n_eligible = int(net.eligible.sum())
         info["rounds"] = 1
+        if dense is None:
+            dense = n_eligible < _DENSE_BELOW
         if not dense:
             cert = _sparse(net, extra)
             if cert is not None:
