@@ -200,6 +200,16 @@ def _network(problem: AlignmentProblem, hi: NDArray[np.int64]) -> _Network:
     return _Network(n, e, lo, hi, elo, ehi, eligible, cost, scale, slots, np.int64(penalty))
 
 
+def _return_capacity(net: _Network) -> int:
+    """Capacity of the sink -> source arc: more than any circulation can carry.
+
+    Its flow is the number of pairs plus the slack units, at most
+    ``sum(hi) + sum(min_experts) + sum(expert_min_clients)``; it must never bind, or the
+    potentials' assumption that the arc is always residual would not hold.
+    """
+    return int(net.hi.sum() + net.lo.sum() + net.elo.sum()) + 1
+
+
 def _solve_pairs(net: _Network, rows: NDArray[np.intp], cols: NDArray[np.intp]) -> _FlowResult:
     """Min-cost circulation over the given pairs, plus penalised slack arcs.
 
@@ -235,7 +245,7 @@ def _solve_pairs(net: _Network, rows: NDArray[np.intp], cols: NDArray[np.intp]) 
         ]
     ).astype(np.int32)
     caps = np.concatenate(
-        [net.hi - net.lo, np.ones(m, np.int64), net.ehi - net.elo, [net.slots + 1],
+        [net.hi - net.lo, np.ones(m, np.int64), net.ehi - net.elo, [_return_capacity(net)],
          net.lo[short_c], net.elo[short_e]]
     ).astype(np.int64)
     costs = np.concatenate(
@@ -305,7 +315,7 @@ def _potentials(net: _Network, res: _FlowResult) -> _Potentials | None:
     client_to_source = res.count > net.lo
     expert_to_sink = res.load < net.ehi
     sink_to_expert = res.load > net.elo
-    source_to_sink = res.through > 0  # sink -> source is never saturated (capacity slots + 1)
+    source_to_sink = res.through > 0  # sink -> source is never saturated (_return_capacity)
     client_to_sink = res.client_slack < net.lo  # slack arcs, cost +penalty forward
     sink_to_client = res.client_slack > 0
     source_to_expert = res.expert_slack < net.elo
