@@ -387,12 +387,76 @@ def _sim_flag(message: str) -> str:
     return message
 
 
+# --------------------------------------------------------------------------- bench
+
+
+def _add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="solver optimality vs latency on instance families and OR-Library GAP",
+        description=(
+            "Run every solver under a time limit on the instance families (and the "
+            "OR-Library GAP files of --orlib DIR), and write DIR/results.csv, "
+            "DIR/results.json, a Pareto plot per family and a scaling plot "
+            "(docs/benchmarks.md)."
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes, 2 seeds, 2 s: minutes")
+    p.add_argument("--solvers", default=None, metavar="S1,S2,...", help="default: all")
+    p.add_argument("--orlib", default=None, metavar="DIR", help="folder of gap*.txt files")
+    p.add_argument("--out", default="fedalign-bench", metavar="DIR", help="output folder")
+    p.add_argument(
+        "--time-limit", type=float, default=None, metavar="SEC",
+        help="seconds per solver run (default 10, quick 2)",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=None, metavar="K", help="seeds per size (default 3, quick 2)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_bench, command="bench")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    solvers = None
+    if args.solvers:
+        solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+    if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise CommandError(f"--time-limit: expected seconds > 0, got {args.time_limit}")
+    if args.seeds is not None and args.seeds < 1:
+        raise CommandError(f"--seeds: expected an int >= 1, got {args.seeds}")
+    if args.orlib is not None and not Path(args.orlib).is_dir():
+        raise CommandError(f"--orlib: {args.orlib} is not a directory")
+    try:
+        _, table = bench.bench(
+            args.out,
+            quick=args.quick,
+            solvers=solvers,
+            orlib=args.orlib,
+            time_limit=args.time_limit,
+            seeds=args.seeds,
+            progress=not args.no_progress,
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith("solvers"):
+            message = "--solvers" + message[message.index(":"):]
+        raise CommandError(message) from None
+    except OSError as exc:
+        raise CommandError(f"--out: {exc}", EXIT_FAILURE) from None
+    print(table)
+    print(f"wrote {Path(args.out) / 'results.csv'}, results.json and plots")
+    return 0
+
+
 # --------------------------------------------------------------------------- wiring
 
 AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 #: Every subcommand's ``_add_<cmd>``, in the order ``fedalign --help`` lists them.
-_COMMANDS: list[AddCommand] = [_add_solve, _add_simulate, _add_demo]
+_COMMANDS: list[AddCommand] = [_add_solve, _add_simulate, _add_demo, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
