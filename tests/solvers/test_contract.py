@@ -48,9 +48,17 @@ MODERATE = {
     "max_pairs": None,
 }
 
+
+
+def examples(n: int) -> settings:
+    """``n`` examples under the default ``ci`` profile, scaled with the loaded profile's
+    ``max_examples`` (``HYPOTHESIS_PROFILE=thorough`` runs ten times as many)."""
+    return settings(max_examples=max(1, n * settings.default.max_examples // 100))
+
+
 # Example counts keep this module near a minute on two cores for the full solver set.
-FEW = settings(max_examples=12)
-SOME = settings(max_examples=30)
+FEW = examples(12)
+SOME = examples(30)
 
 
 @dataclass
@@ -271,8 +279,18 @@ def test_short_time_limit_returns(
 # --------------------------------------------------------------------------- fixed edge cases
 
 
-def test_zero_clients(name: str) -> None:
-    problem = fa.AlignmentProblem(np.zeros((0, 3)), max_experts=2)
+@pytest.mark.parametrize(
+    "rows",
+    [
+        {},
+        {"expert_memory": [1.0, 0.0, 2.0], "client_memory": []},
+        {"train_time": np.zeros((0, 3)), "deadline": 1.0},
+        {"expert_max_clients": [0, 1, 2], "allowed": np.zeros((0, 3), bool)},
+    ],
+    ids=["plain", "memory", "deadline", "caps"],
+)
+def test_zero_clients(name: str, rows: dict[str, object]) -> None:
+    problem = fa.AlignmentProblem(np.zeros((0, 3)), max_experts=2, **rows)
     out = run(name, problem)
     if out.unsupported:
         return
