@@ -227,9 +227,12 @@ def test_fraction_train_zero_sends_nothing(fake_grid, arrays):
 
 
 def test_model_without_an_assigned_experts_arrays_is_rejected(fake_grid, make_state):
-    strategy, sched, grid = make_strategy(fake_grid, n_experts=4)
+    # 4 nodes, 4 experts, at most one node per expert: every expert is assigned, expert 3 too.
+    sched = fa.Scheduler(4, seed=0, solver="flow", expert_max_clients=1)
+    grid = fake_grid({n: {"partition-id": k} for k, n in enumerate(NODES)})
+    strategy = FedAlign(sched, seed=0)
     arrays = numpy_to_arrays(make_state(n_experts=3))  # expert 3 has no arrays
-    with pytest.raises(ValueError, match="arrays: the scheduler assigned expert"):
+    with pytest.raises(ValueError, match="arrays: the scheduler assigned expert 3"):
         list(strategy.configure_train(1, arrays, ConfigRecord(), grid))
 
 

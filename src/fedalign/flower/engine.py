@@ -216,7 +216,7 @@ def run_strategy(
     round_timeout : float
         Seconds the server waits for a round's replies.
     verbose : bool
-        Keep Flower's INFO logs (default: warnings and errors only).
+        Keep Flower's INFO logs (default: errors only).
 
     Returns
     -------
@@ -288,7 +288,10 @@ def run_strategy(
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     if not verbose:
-        flwr_logger.setLevel(logging.WARNING)
+        # run_simulation is deprecated (warned on every call); keep errors only
+        flwr_logger.setLevel(logging.ERROR)
+        # opt in to Ray's future behaviour now instead of printing its tip on every start
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     threads = torch.get_num_threads()
     try:
         run_simulation(
