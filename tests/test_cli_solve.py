@@ -76,6 +76,15 @@ class CrashingSolver(EmptySolver):
         raise RuntimeError("solver exploded")
 
 
+class ValueErrorSolver(EmptySolver):
+    """A solver bug that happens to be a ValueError: not the user's bad input."""
+
+    name = "test-valueerror"
+
+    def _solve(self, problem: fa.AlignmentProblem, *, budget: Any, rng: Any) -> Result:
+        raise ValueError("zero-size array to reduction operation maximum")
+
+
 class InfeasibleResultSolver(EmptySolver):
     name = "test-liar"
 
@@ -89,6 +98,7 @@ DOUBLES = [
     NoKnapsackSolver,
     MissingDependencySolver,
     CrashingSolver,
+    ValueErrorSolver,
     InfeasibleResultSolver,
 ]
 
@@ -120,14 +130,13 @@ def write(tmp_path: Path, data: Any, name: str = "problem.json") -> str:
 def run(
     capsys: pytest.CaptureFixture[str], argv: list[str], stdin: str | None = None
 ) -> tuple[int, str, str]:
+    saved = sys.stdin
     if stdin is not None:
         sys.stdin = io.StringIO(stdin)
-        try:
-            code = main(argv)
-        finally:
-            sys.stdin = sys.__stdin__
-    else:
+    try:
         code = main(argv)
+    finally:
+        sys.stdin = saved
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -290,6 +299,12 @@ def test_unknown_solver_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert_one_line_error(err, "--solver", "nonesuch", "test-bruteforce")
 
 
+def test_option_errors_come_before_reading_input(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, ["solve", "/no/such/file.json", "--solver", "nonesuch"])
+    assert code == 2
+    assert_one_line_error(err, "--solver", "nonesuch")
+
+
 @pytest.mark.parametrize("limit", ["0", "-1", "nan", "inf"])
 def test_bad_time_limit_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], limit: str) -> None:
     code, _, err = run(
@@ -337,6 +352,14 @@ def test_solver_crash_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     code, _, err = run(capsys, ["solve", write(tmp_path, TINY), "--solver", "test-crash"])
     assert code == 1
     assert_one_line_error(err, "RuntimeError", "solver exploded")
+
+
+def test_solver_value_error_is_not_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, ["solve", write(tmp_path, TINY), "--solver", "test-valueerror"])
+    assert code == 1
+    assert_one_line_error(err, "ValueError", "bug")
 
 
 def test_infeasible_result_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

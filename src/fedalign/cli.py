@@ -86,21 +86,27 @@ def _add_solve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _run_solve(args: argparse.Namespace) -> int:
     import fedalign as fa
+    from fedalign.solvers import get_solver
 
-    data = _read_json(args.problem)
-    problem = problem_from_json(data)
+    # Check the options before reading anything, so their errors name the flag.
+    try:
+        get_solver(args.solver)
+    except fa.SolverUnavailableError as exc:
+        raise CommandError(f"SolverUnavailableError: {exc}", EXIT_FAILURE) from None
+    except ValueError as exc:
+        raise CommandError(f"--solver: {str(exc).removeprefix('solver: ')}") from None
+    limit = args.time_limit
+    if limit is not None and not (math.isfinite(limit) and limit > 0):
+        raise CommandError(f"--time-limit: expected seconds > 0, got {limit!r}")
+
+    problem = problem_from_json(_read_json(args.problem))
     try:
         with _stdout_to_stderr():
-            solution = fa.solve(problem, args.solver, time_limit=args.time_limit, seed=args.seed)
-    except fa.InvalidProblemError as exc:
-        raise CommandError(str(exc)) from None
+            solution = fa.solve(problem, args.solver, time_limit=limit, seed=args.seed)
     except (fa.InfeasibleError, fa.UnsupportedProblemError, fa.SolverUnavailableError) as exc:
         raise CommandError(f"{type(exc).__name__}: {exc}", EXIT_FAILURE) from None
-    except fa.AlignmentError as exc:
+    except fa.AlignmentError as exc:  # a solver returned an infeasible plan (a bug it reports)
         raise CommandError(str(exc), EXIT_FAILURE) from None
-    except (ValueError, TypeError) as exc:
-        # solve() names the bad argument (solver, time_limit, seed); map to the flag.
-        raise CommandError(_flag_names(str(exc))) from None
     _write(args.output, format_json(solution_to_json(solution)))
     return 0
 
@@ -126,13 +132,6 @@ def _stdout_to_stderr() -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def _flag_names(message: str) -> str:
-    for arg, flag in (("time_limit", "--time-limit"), ("seed", "--seed"), ("solver", "--solver")):
-        if message.startswith(f"{arg}:"):
-            return f"{flag}: {message[len(arg) + 1 :].strip()}"
-    return message
 
 
 def _read_json(source: str) -> Any:
