@@ -389,11 +389,11 @@ def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
             add_in_order(problem, x, prop_rows[order], prop_cols[order])
             if int(x.sum()) > before:
                 continue
-        # Every short client is blocked: augment along an alternating path, or repack its row.
+        # Every short client is blocked: augment along alternating paths, else repack a row.
+        if _augment_clients(problem, x, key, rows):
+            continue
         if not any(
-            _augment_client(problem, x, key, int(i))
-            or _repack(problem, x, key, int(i))
-            or _repack(problem, x, key, int(i), strict=False)
+            _repack(problem, x, key, int(i)) or _repack(problem, x, key, int(i), strict=False)
             for i in rows
         ):
             return
@@ -415,80 +415,163 @@ def _pick_for_min(
     safe expert; a client with none takes its lightest (normalised) addable expert.
     """
     best = np.argmax(np.where(ok, key[rows], -np.inf), axis=1)
-    if res.memory is None and res.time is None:
-        return best
     need = problem.min_experts[rows] - x[rows].sum(axis=1) - 1  # still needed after this one
-    safe = ok.copy()
-    light = np.zeros(ok.shape)
+    # Clients that need just this one more: every addable expert is safe.
+    deep = np.flatnonzero(need > 0)
+    if (res.memory is None and res.time is None) or deep.size == 0:
+        return best
+    sub_rows, sub_ok, need = rows[deep], ok[deep], need[deep]
+    safe = sub_ok.copy()
+    light = np.zeros(sub_ok.shape)
     weights: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
     if res.memory is not None:
-        weights.append((np.broadcast_to(problem.expert_memory, ok.shape), res.memory[rows]))  # type: ignore[arg-type]
+        weights.append((np.broadcast_to(problem.expert_memory, sub_ok.shape), res.memory[sub_rows]))  # type: ignore[arg-type]
     if res.time is not None:
-        weights.append((problem.train_time[rows], res.time[rows]))  # type: ignore[index]
-    m = ok.shape[1]
-    ar = np.arange(rows.size)
+        weights.append((problem.train_time[sub_rows], res.time[sub_rows]))  # type: ignore[index]
+    m = sub_ok.shape[1]
+    ar = np.arange(deep.size)
+    kk = np.clip(need, 0, m - 1)
+    width = int(min(m, kk.max() + 1))  # only the smallest ``kk + 1`` values of a row matter
     for w, cap in weights:
-        vals = np.where(ok, w, np.inf)
-        srt = np.sort(vals, axis=1)
-        csum = np.concatenate([np.zeros((rows.size, 1)), np.cumsum(srt, axis=1)], axis=1)
-        kk = np.clip(need, 0, m - 1)
+        vals = np.where(sub_ok, w, np.inf)
+        srt = np.sort(np.partition(vals, width - 1, axis=1)[:, :width], axis=1)
+        csum = np.concatenate([np.zeros((deep.size, 1)), np.cumsum(srt, axis=1)], axis=1)
         sum_k = csum[ar, kk]
-        sum_k1 = csum[ar, np.minimum(kk + 1, m)]
+        sum_k1 = csum[ar, np.minimum(kk + 1, width)]
         kth = np.where(kk > 0, srt[ar, np.maximum(kk - 1, 0)], -np.inf)
         among = vals <= kth[:, None]
-        reserve = np.where(among, sum_k1[:, None] - np.where(ok, w, 0.0), sum_k[:, None])
+        reserve = np.where(among, sum_k1[:, None] - np.where(sub_ok, w, 0.0), sum_k[:, None])
         reserve = np.where(need[:, None] > m - 1, np.inf, reserve)
-        total = w + reserve
-        safe &= total <= cap[:, None]
-        light += np.where(ok, w / np.maximum(cap, 1e-300)[:, None], np.inf)
-    safe_best = np.argmax(np.where(safe, key[rows], -np.inf), axis=1)
+        safe &= w + reserve <= cap[:, None]
+        light += np.where(sub_ok, w / np.maximum(cap, 1e-300)[:, None], np.inf)
+    safe_best = np.argmax(np.where(safe, key[sub_rows], -np.inf), axis=1)
     lightest = np.argmin(light, axis=1)
-    return np.where(safe.any(axis=1), safe_best, lightest)
+    best[deep] = np.where(safe.any(axis=1), safe_best, lightest)
+    return best
 
 
-def _augment_client(
+class _Paths:
+    """Disjoint application of alternating paths traced through a breadth-first forest.
+
+    ``client_parent[c]`` is the expert a reached client ``c`` came from and
+    ``expert_parent[j]`` the client a reached expert ``j`` came from; a path is traced from a
+    terminal node back to a root. Paths that share a node with a path already applied in
+    this batch are skipped, so the applied ones never interfere (each node's residual was
+    checked once, against the assignment the search started from).
+    """
+
+    def __init__(self, n: int, e: int) -> None:
+        self.client_parent = np.full(n, -1)
+        self.expert_parent = np.full(e, -1)
+        self.used_client = np.zeros(n, dtype=bool)
+        self.used_expert = np.zeros(e, dtype=bool)
+
+    def trace(self, start: int, start_is_client: bool, is_root: NDArray[np.bool_]) -> tuple[list[int], list[int]] | None:
+        """Clients and experts on the path from ``start`` back to its root (None if used)."""
+        clients: list[int] = []
+        experts: list[int] = []
+        node, on_client = start, start_is_client
+        while True:
+            if on_client:
+                if self.used_client[node]:
+                    return None
+                clients.append(node)
+                if is_root[node]:
+                    return clients, experts
+                node, on_client = int(self.client_parent[node]), False
+            else:
+                if self.used_expert[node]:
+                    return None
+                experts.append(node)
+                node, on_client = int(self.expert_parent[node]), True
+
+
+def _augment_clients(
     problem: AlignmentProblem,
     x: NDArray[np.bool_],
     key: NDArray[np.float64],
-    i: int,
+    roots: NDArray[np.intp],
     *,
     fixed: int | None = None,
-) -> bool:
-    """Give short client ``i`` one more expert along an alternating path (breadth first).
+) -> int:
+    """Give short clients one more expert each along alternating paths; returns how many.
 
-    The path is: ``i`` adds ``j1``; ``j1`` is full, so a holder ``h1`` drops it and adds
+    A path is: root client adds ``j1``; ``j1`` is full, so a holder ``h1`` drops it and adds
     ``j2`` instead; ... until the last expert has a free seat, or the last holder has
-    experts to spare (it only drops). Every client and expert inside the path keeps its
-    count, and every swap is checked against that client's knapsacks, so the result stays
-    within every upper bound and every other minimum. This is the augmenting path of
-    degree-constrained bipartite matching; without knapsack rows it always finds a path when
-    one exists. The row of client ``fixed`` is left alone. Returns False, changing nothing,
-    when no path exists.
+    experts to spare (it only drops). Every client and expert inside a path keeps its count,
+    and every swap is checked against that client's knapsacks, so the result stays within
+    every upper bound and every other minimum. This is the augmenting path of
+    degree-constrained bipartite matching: without knapsack rows a path is found whenever
+    one exists. The search is breadth first from all roots at once (as in Hopcroft-Karp),
+    and every node-disjoint shortest path found is applied. The row of client ``fixed`` is
+    left alone. Returns 0, changing nothing, when no path exists.
     """
     n, e = problem.shape
     res = residual(problem, x)
-    if res.count[i] <= 0:
-        return False
+    roots = roots[res.count[roots] > 0]
+    if roots.size == 0:
+        return 0
     count = x.sum(axis=1)
     mem, t = problem.expert_memory, problem.train_time
-    client_seen = np.zeros(n, dtype=bool)
+    paths = _Paths(n, e)
+    is_root = np.zeros(n, dtype=bool)
+    is_root[roots] = True
+    client_seen = is_root.copy()
     expert_seen = np.zeros(e, dtype=bool)
-    client_parent = np.full(n, -1)  # the expert a reached client drops
-    expert_parent = np.full(e, -1)  # the client that adds a reached expert
-    client_seen[i] = True
     if fixed is not None:
         client_seen[fixed] = True
-    frontier = np.array([i])
-    dropped = np.array([-1])
+    frontier = roots
+    dropped = np.full(roots.size, -1)
 
-    def apply(j: int) -> None:
-        while True:
-            c = int(expert_parent[j])
-            x[c, j] = True
-            if c == i:
-                return
-            j = int(client_parent[c])
-            x[c, j] = False
+    def apply(terminals: list[tuple[int, bool]]) -> int:
+        done = 0
+        for node, is_client in terminals:
+            path = paths.trace(node, is_client, is_root)
+            if path is None:
+                continue
+            clients, experts = path
+            paths.used_client[clients] = True
+            paths.used_expert[experts] = True
+            if is_client:  # the terminal holder only drops its expert
+                x[clients[0], experts[0]] = False
+                clients = clients[1:]
+            # experts[k] is added by clients[k] (and dropped by the client before it)
+            for k, j in enumerate(experts):
+                x[clients[k], j] = True
+                if k + 1 < len(experts):
+                    x[clients[k], experts[k + 1]] = False
+            done += 1
+        return done
+
+    def apply_seats(
+        frontier: NDArray[np.intp], reach: NDArray[np.bool_], term: NDArray[np.intp]
+    ) -> int:
+        # An expert with s free seats can end up to s paths, each from a different client
+        # of the frontier: candidates best first, at most a few per seat.
+        rows, cols = np.nonzero(reach)
+        cs, js = frontier[rows], term[cols]
+        order = np.argsort(-key[cs, js], kind="stable")
+        cs, js = cs[order], js[order]
+        keep = _group_cumsum(js, np.ones(js.size, np.int64)) <= 2 * res.seats[js] + 2
+        seats = res.seats.copy()
+        done = 0
+        for c, j in zip(cs[keep].tolist(), js[keep].tolist(), strict=True):
+            if seats[j] <= 0:
+                continue
+            path = paths.trace(c, True, is_root)
+            if path is None:
+                continue
+            clients, experts = path
+            paths.used_client[clients] = True
+            paths.used_expert[experts] = True
+            experts = [j, *experts]
+            for k, jj in enumerate(experts):
+                x[clients[k], jj] = True
+                if k + 1 < len(experts):
+                    x[clients[k], experts[k + 1]] = False
+            seats[j] -= 1
+            done += 1
+        return done
 
     while frontier.size:
         ok = problem.fits[frontier] & ~x[frontier] & ~expert_seen[None, :]
@@ -501,72 +584,109 @@ def _augment_client(
             ok &= t[frontier] - freed[:, None] <= res.time[frontier, None]  # type: ignore[index]
         reach = ok.any(axis=0)
         if not reach.any():
-            return False
+            return 0
         js = np.flatnonzero(reach)
         parent_row = np.argmax(np.where(ok[:, js], key[frontier][:, js], -np.inf), axis=0)
         expert_seen[js] = True
-        expert_parent[js] = frontier[parent_row]
+        paths.expert_parent[js] = frontier[parent_row]
         term = js[res.seats[js] > 0]
         if term.size:
-            apply(int(term[np.argmax(key[expert_parent[term], term])]))
-            return True
+            return apply_seats(frontier, ok[:, term], term)
         holds = x[:, js] & ~client_seen[:, None]
         hs = np.flatnonzero(holds.any(axis=1))
         if hs.size == 0:
-            return False
-        drop_key = np.where(holds[hs], key[hs][:, js], np.inf)
-        drop_col = np.argmin(drop_key, axis=1)
+            return 0
+        drop_col = np.argmin(np.where(holds[hs], key[hs][:, js], np.inf), axis=1)
         client_seen[hs] = True
-        client_parent[hs] = js[drop_col]
+        paths.client_parent[hs] = js[drop_col]
         spare = hs[count[hs] > problem.min_experts[hs]]
         if spare.size:
-            h = int(spare[np.argmin(key[spare, client_parent[spare]])])
-            j = int(client_parent[h])
-            x[h, j] = False
-            apply(j)
-            return True
+            spare = spare[np.argsort(key[spare, paths.client_parent[spare]], kind="stable")]
+            return apply([(int(h), True) for h in spare])
         frontier = hs
-        dropped = client_parent[hs]
-    return False
+        dropped = paths.client_parent[hs]
+    return 0
 
 
-def _augment_expert(
+def _augment_experts(
     problem: AlignmentProblem,
     x: NDArray[np.bool_],
     key: NDArray[np.float64],
-    j0: int,
+    roots: NDArray[np.intp],
     *,
     fixed: int | None = None,
-) -> bool:
-    """Give short expert ``j0`` one more client along an alternating path (breadth first).
+) -> int:
+    """Give short experts one more client each along alternating paths; returns how many.
 
-    The path is: client ``c1`` adds ``j0``; ``c1`` has no room, so it drops ``k1``; ``k1`` is
-    at its own minimum, so client ``c2`` adds ``k1`` and drops ``k2``; ... until a client has
-    room (it only adds) or a dropped expert has clients to spare. Inner clients keep their
-    count (their knapsacks are checked for the swap) and inner experts their load. The row of
-    client ``fixed`` is left alone. Returns False, changing nothing, when no path exists.
+    A path is: client ``c1`` adds the root expert; ``c1`` has no room, so it drops ``k1``;
+    ``k1`` is at its own minimum, so client ``c2`` adds ``k1`` and drops ``k2``; ... until a
+    client has room (it only adds) or a dropped expert has clients to spare. Inner clients
+    keep their count (their knapsacks are checked for the swap) and inner experts their
+    load. Breadth first from all roots at once; node-disjoint shortest paths are applied.
+    The row of client ``fixed`` is left alone. Returns 0, changing nothing, when no path
+    exists.
     """
     n, e = problem.shape
     res = residual(problem, x)
     load = x.sum(axis=0)
     mem, t = problem.expert_memory, problem.train_time
+    paths = _Paths(n, e)
+    is_root = np.zeros(e, dtype=bool)
+    is_root[roots] = True
     client_seen = np.zeros(n, dtype=bool)
-    expert_seen = np.zeros(e, dtype=bool)
-    client_parent = np.full(n, -1)  # the expert a reached client adds
-    expert_parent = np.full(e, -1)  # the client that drops a reached expert
-    expert_seen[j0] = True
+    expert_seen = is_root.copy()
     if fixed is not None:
         client_seen[fixed] = True
-    frontier = np.array([j0])
+    frontier = np.asarray(roots)
 
-    def apply(c: int) -> None:
-        while True:
-            j = int(client_parent[c])
-            x[c, j] = True
-            if j == j0:
-                return
-            c = int(expert_parent[j])
-            x[c, j] = False
+    def apply(terminals: list[tuple[int, bool]]) -> int:
+        done = 0
+        for node, is_client in terminals:
+            # Trace with the roles swapped: experts are the roots here.
+            path = _trace_expert_path(paths, node, is_client, is_root)
+            if path is None:
+                continue
+            clients, experts = path
+            paths.used_client[clients] = True
+            paths.used_expert[experts] = True
+            if not is_client:  # the terminal expert only loses its client
+                x[clients[0], experts[0]] = False
+                experts = experts[1:]
+            # clients[k] adds experts[k] (and drops experts[k - 1]'s successor)
+            for k, c in enumerate(clients):
+                x[c, experts[k]] = True
+                if k + 1 < len(clients):
+                    x[clients[k + 1], experts[k]] = False
+            done += 1
+        return done
+
+    def apply_spare(cs: NDArray[np.intp], reach: NDArray[np.bool_], term: NDArray[np.intp]) -> int:
+        # An expert with s clients to spare can end up to s paths, each through a different
+        # client that drops it: candidates losing least first, at most a few per spare client.
+        rows, cols = np.nonzero(reach)
+        cc, ks = cs[rows], term[cols]
+        order = np.argsort(key[cc, ks], kind="stable")
+        cc, ks = cc[order], ks[order]
+        spare_left = load - problem.expert_min_clients
+        keep = _group_cumsum(ks, np.ones(ks.size, np.int64)) <= 2 * spare_left[ks] + 2
+        done = 0
+        for c, k in zip(cc[keep].tolist(), ks[keep].tolist(), strict=True):
+            if spare_left[k] <= 0:
+                continue
+            path = _trace_expert_path(paths, c, True, is_root)
+            if path is None:
+                continue
+            clients, experts = path
+            paths.used_client[clients] = True
+            paths.used_expert[experts] = True
+            x[c, k] = False
+            for i, cl in enumerate(clients):
+                x[cl, experts[i]] = True
+                if i + 1 < len(clients):
+                    x[clients[i + 1], experts[i]] = False
+            spare_left[k] -= 1
+            done += 1
+        return done
 
     while frontier.size:
         can = problem.fits[:, frontier] & ~x[:, frontier] & ~client_seen[:, None]
@@ -575,20 +695,20 @@ def _augment_expert(
             room &= mem[frontier][None, :] <= res.memory[:, None]  # type: ignore[index]
         if res.time is not None:
             room &= t[:, frontier] <= res.time[:, None]  # type: ignore[index]
-        if room.any():
-            rows, cols = np.nonzero(room)
-            best = int(np.argmax(key[rows, frontier[cols]]))
-            c = int(rows[best])
-            client_parent[c] = frontier[cols[best]]
-            apply(c)
-            return True
         cs = np.flatnonzero(can.any(axis=1))
         if cs.size == 0:
-            return False
-        add_col = np.argmax(np.where(can[cs], key[cs][:, frontier], -np.inf), axis=1)
+            return 0
+        has_room: NDArray[np.bool_] = room[cs].any(axis=1)
+        # A client with room takes its best frontier expert that fits; others their best.
+        pick = np.where(has_room[:, None], room[cs], can[cs])
+        add_col = np.argmax(np.where(pick, key[cs][:, frontier], -np.inf), axis=1)
         client_seen[cs] = True
-        client_parent[cs] = frontier[add_col]
-        jc = client_parent[cs]
+        paths.client_parent[cs] = frontier[add_col]
+        term = cs[has_room]
+        if term.size:
+            term = term[np.argsort(-key[term, paths.client_parent[term]], kind="stable")]
+            return apply([(int(c), True) for c in term])
+        jc = paths.client_parent[cs]
         swap = x[cs] & ~expert_seen[None, :]
         if res.memory is not None:
             swap &= mem[jc][:, None] - mem[None, :] <= res.memory[cs, None]  # type: ignore[index]
@@ -596,20 +716,38 @@ def _augment_expert(
             swap &= t[cs, jc][:, None] - t[cs] <= res.time[cs, None]  # type: ignore[index]
         reach = swap.any(axis=0)
         if not reach.any():
-            return False
+            return 0
         ks = np.flatnonzero(reach)
         parent_row = np.argmin(np.where(swap[:, ks], key[cs][:, ks], np.inf), axis=0)
         expert_seen[ks] = True
-        expert_parent[ks] = cs[parent_row]
+        paths.expert_parent[ks] = cs[parent_row]
         spare = ks[load[ks] > problem.expert_min_clients[ks]]
         if spare.size:
-            k = int(spare[np.argmin(key[expert_parent[spare], spare])])
-            c = int(expert_parent[k])
-            x[c, k] = False
-            apply(c)
-            return True
+            return apply_spare(cs, swap[:, spare], spare)
         frontier = ks
-    return False
+    return 0
+
+
+def _trace_expert_path(
+    paths: _Paths, start: int, start_is_client: bool, is_root: NDArray[np.bool_]
+) -> tuple[list[int], list[int]] | None:
+    """Like :meth:`_Paths.trace` for a forest rooted at experts."""
+    clients: list[int] = []
+    experts: list[int] = []
+    node, on_client = start, start_is_client
+    while True:
+        if on_client:
+            if paths.used_client[node]:
+                return None
+            clients.append(node)
+            node, on_client = int(paths.client_parent[node]), False
+        else:
+            if paths.used_expert[node]:
+                return None
+            experts.append(node)
+            if is_root[node]:
+                return clients, experts
+            node, on_client = int(paths.expert_parent[node]), True
 
 
 def _repack(
@@ -673,8 +811,8 @@ def _repack(
     snapshot = x.copy()
     x[i] = new
     for k in np.flatnonzero(row & ~new):
-        if x[:, k].sum() < problem.expert_min_clients[k] and not _augment_expert(
-            problem, x, key, int(k), fixed=i
+        if x[:, k].sum() < problem.expert_min_clients[k] and not _augment_experts(
+            problem, x, key, np.array([k]), fixed=i
         ):
             x[:] = snapshot
             return False
@@ -690,8 +828,8 @@ def _repack(
         at_min = count_h <= problem.min_experts[holders]
         h = int(holders[np.lexsort((key[holders, j], at_min))[0]])
         x[h, j] = False
-        if x[h].sum() < problem.min_experts[h] and not _augment_client(
-            problem, x, key, h, fixed=i
+        if x[h].sum() < problem.min_experts[h] and not _augment_clients(
+            problem, x, key, np.array([h]), fixed=i
         ):
             x[:] = snapshot
             return False
@@ -699,11 +837,11 @@ def _repack(
 
 
 def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
-    """Give experts below ``expert_min_clients`` more clients: direct adds, then swaps.
+    """Give experts below ``expert_min_clients`` more clients: adds, swaps, alternating paths.
 
     A swap makes client ``i`` drop an expert ``k`` that has clients to spare (load above its
     own minimum) to make room for the short expert; the client's count is unchanged, so
-    ``min_experts`` keeps holding.
+    ``min_experts`` keeps holding. Longer chains of such swaps are alternating paths.
     """
     emin = problem.expert_min_clients
     # Experts with the fewest possible clients first: they have the least choice.
@@ -726,10 +864,12 @@ def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
                 take = cand[np.argsort(-key[cand, j], kind="stable")[:deficit]]
                 x[take, j] = True
                 continue
-            if not (
-                _swap_in(problem, x, key, j, deficit, res) or _augment_expert(problem, x, key, j)
-            ):
+            if not _swap_in(problem, x, key, j, deficit, res):
                 break
+    while True:
+        short = np.flatnonzero(x.sum(axis=0) < emin)
+        if short.size == 0 or not _augment_experts(problem, x, key, short):
+            return
 
 
 def _swap_in(
