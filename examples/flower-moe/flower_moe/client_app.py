@@ -16,12 +16,12 @@ from flwr.clientapp import ClientApp
 
 from fedalign.flower.client import MoENode, evaluate_moe, profile_reply, read_train_task, train_moe
 
-from . import task
-
 app = ClientApp()
 
 
 def _node(context: Context) -> MoENode:
+    from . import task  # imports torch: only for the messages that need the model
+
     part = int(context.node_config["partition-id"])
     world = task.setup(context.run_config, int(context.node_config["num-partitions"]))
     return MoENode(
