@@ -84,15 +84,20 @@ def residual(problem: AlignmentProblem, x: NDArray[np.bool_]) -> Residual:
     -------
     Residual
     """
-    count = problem.max_experts - x.sum(axis=1)
-    seats = problem.expert_max_clients - x.sum(axis=0)
+    n, e = problem.shape
+    # Assignments are sparse: sums over the assigned pairs beat dense (n, E) float passes.
+    rows, cols = np.nonzero(x)
+    count = problem.max_experts - np.bincount(rows, minlength=n)
+    seats = problem.expert_max_clients - np.bincount(cols, minlength=e)
     mem = tim = None
     if problem.expert_memory is not None and problem.client_memory is not None:
         cap = problem.client_memory
-        mem = cap + capacity_tolerance(cap) - x.astype(np.float64) @ problem.expert_memory
+        used = np.bincount(rows, weights=problem.expert_memory[cols], minlength=n)
+        mem = cap + capacity_tolerance(cap) - used
     if problem.train_time is not None and problem.deadline is not None:
         cap = problem.deadline
-        tim = cap + capacity_tolerance(cap) - np.where(x, problem.train_time, 0.0).sum(axis=1)
+        used = np.bincount(rows, weights=problem.train_time[rows, cols], minlength=n)
+        tim = cap + capacity_tolerance(cap) - used
     return Residual(count=count.astype(np.int64), memory=mem, time=tim, seats=seats.astype(np.int64))
 
 
@@ -690,7 +695,7 @@ def _augment_experts(
 
     while frontier.size:
         can = problem.fits[:, frontier] & ~x[:, frontier] & ~client_seen[:, None]
-        room = can & (res.count > 0)[:, None]
+        room: NDArray[np.bool_] = can & (res.count > 0)[:, None]
         if res.memory is not None:
             room &= mem[frontier][None, :] <= res.memory[:, None]  # type: ignore[index]
         if res.time is not None:
@@ -698,7 +703,7 @@ def _augment_experts(
         cs = np.flatnonzero(can.any(axis=1))
         if cs.size == 0:
             return 0
-        has_room: NDArray[np.bool_] = room[cs].any(axis=1)
+        has_room = np.asarray(room[cs].any(axis=1), dtype=bool)
         # A client with room takes its best frontier expert that fits; others their best.
         pick = np.where(has_room[:, None], room[cs], can[cs])
         add_col = np.argmax(np.where(pick, key[cs][:, frontier], -np.inf), axis=1)
