@@ -300,6 +300,28 @@ def test_zero_clients(name: str, rows: dict[str, object]) -> None:
     assert out.solution.to_dict() == {}
 
 
+@pytest.mark.parametrize(
+    "d",
+    [
+        [[5e-324, 0.0], [0.0, -5e-324]],
+        [[1e-300, 3e-300], [2e-300, -1e-300]],
+        [[2.5e12, 1e12], [3e12, -4e12]],
+        [[1e9, 1e-9], [-1e-9, 2.0]],
+    ],
+    ids=["subnormal", "tiny", "huge", "mixed"],
+)
+def test_extreme_magnitudes(name: str, d: list[list[float]]) -> None:
+    """Any finite desirability is valid: scaling to integers must not overflow or vanish."""
+    problem = fa.AlignmentProblem(np.array(d), max_experts=1, expert_max_clients=1)
+    out = run(name, problem, seed=0)
+    if out.unsupported:
+        return
+    assert out.solution is not None, f"{name} gave up: {out.infeasible}"
+    if get_solver(name).exact:
+        bf = brute_force(problem)
+        assert out.solution.objective == pytest.approx(bf.optimum, abs=objective_tolerance(problem))
+
+
 def test_nothing_allowed(name: str) -> None:
     problem = fa.AlignmentProblem(np.ones((3, 2)), max_experts=2, allowed=np.zeros((3, 2), bool))
     out = run(name, problem)
