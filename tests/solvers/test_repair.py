@@ -321,11 +321,6 @@ def test_local_search_keeps_feasibility_and_never_loses(seed: int) -> None:
 
 def test_local_search_replaces_a_poor_expert() -> None:
     d = np.array([[0.1, 0.9], [0.8, 0.2]])
-    problem = fa.AlignmentProblem(d, max_experts=1, min_experts=1, expert_max_clients=1)
-    y = local_search(problem, np.array([[1, 0], [0, 1]], bool))
-    # Each client's better expert is held by the other: a single replace cannot reach it,
-    # so the assignment is a local optimum for replace moves; check nothing broke.
-    assert fa.check(problem, y) == []
     problem = fa.AlignmentProblem(d, max_experts=1, min_experts=1, expert_max_clients=2)
     y = local_search(problem, np.array([[1, 0], [0, 1]], bool))
     assert y.tolist() == [[False, True], [True, False]]
@@ -347,3 +342,53 @@ def test_local_search_respects_knapsacks_in_replacements() -> None:
     assert y.tolist() == [[True, False]]
     cap = problem.client_memory + capacity_tolerance(problem.client_memory)
     assert (y.astype(float) @ problem.expert_memory <= cap).all()
+
+
+def test_local_search_shifts_a_seat_to_the_client_that_values_it_more() -> None:
+    """Expert 0 has one seat; client 0 holds it but has a spare expert, client 1 wants it."""
+    d = np.array([[0.2, 0.5], [0.9, 0.0]])
+    problem = fa.AlignmentProblem(
+        d, max_experts=2, min_experts=[1, 0], expert_max_clients=[1, 2], allowed=[[1, 1], [1, 0]]
+    )
+    y = local_search(problem, np.array([[1, 1], [0, 0]], bool))
+    assert y.tolist() == [[False, True], [True, False]]
+
+
+def test_local_search_lets_two_clients_trade_experts() -> None:
+    """Each expert has one seat and each client wants the other's: only a trade helps."""
+    d = np.array([[0.1, 0.9], [0.8, 0.2]])
+    problem = fa.AlignmentProblem(d, max_experts=1, min_experts=1, expert_max_clients=1)
+    y = local_search(problem, np.array([[1, 0], [0, 1]], bool))
+    assert y.tolist() == [[False, True], [True, False]]
+
+
+def test_local_search_trades_only_within_knapsacks() -> None:
+    d = np.array([[0.1, 0.9], [0.8, 0.2]])
+    problem = fa.AlignmentProblem(
+        d,
+        max_experts=1,
+        min_experts=1,
+        expert_max_clients=1,
+        expert_memory=[1.0, 2.0],
+        client_memory=[1.0, 2.0],
+    )
+    start = np.array([[1, 0], [0, 1]], bool)
+    np.testing.assert_array_equal(local_search(problem, start), start)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_local_search_improves_a_random_assignment(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, e = 40, 6
+    problem = fa.AlignmentProblem(
+        rng.random((n, e)),
+        max_experts=2,
+        min_experts=1,
+        expert_memory=rng.uniform(1, 3, e),
+        client_memory=rng.uniform(2, 5, n),
+        expert_max_clients=n // 3,
+    )
+    x = fa.solve(problem, "random", seed=seed).assignment
+    y = local_search(problem, x)
+    assert fa.check(problem, y) == []
+    assert problem.objective(y) > problem.objective(x)

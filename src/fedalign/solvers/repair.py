@@ -1002,6 +1002,7 @@ def local_search(
     *,
     budget: Budget | float | None = None,
     max_rounds: int = 50,
+    tol: float = 1e-6,
 ) -> NDArray[np.bool_]:
     """Improve a feasible assignment with moves that keep it feasible.
 
@@ -1013,10 +1014,18 @@ def local_search(
       desirability, where ``j`` has a free seat, ``k`` keeps its minimum and the client's
       knapsacks still hold (best move per client; moves on the same expert are limited by
       its free seats / spare clients, so every accepted set stays feasible);
+    * **shift**: an expert's seat moves from a client that values it less (and has experts
+      to spare) to one that values it more and has room for it -- the move that matters
+      when expert caps bind;
+    * **exchange**: two clients trade experts (``a`` gives ``k`` and takes ``j``, ``b`` the
+      reverse), loads and counts unchanged; for each expert pair the gain splits into a term
+      per client, so the best trades pair the sorted terms;
     * **add**: :func:`fill` with the freed capacity.
 
-    It stops when a round improves nothing, after ``max_rounds`` rounds, or when the budget
-    runs out. The objective never decreases.
+    It stops when a round improves the objective by at most ``tol * max(1, |objective|)``,
+    after ``max_rounds`` rounds, or when the budget runs out. The objective never decreases.
+    A round costs about ``n_experts`` times the number of assigned pairs (the exchange
+    move looks at every pair of experts), so give large problems a budget.
 
     Parameters
     ----------
@@ -1027,6 +1036,8 @@ def local_search(
         Wall-clock budget.
     max_rounds : int
         Upper limit on rounds.
+    tol : float
+        Relative improvement below which a round counts as no progress.
 
     Returns
     -------
@@ -1055,8 +1066,10 @@ def local_search(
             )
             x[rows[keep], cols[keep]] = False
         _replace_round(problem, x, budget)
+        _shift_round(problem, x, budget)
+        _exchange_round(problem, x, budget)
         fill(problem, x)
-        if problem.objective(x) <= before + 1e-12 * max(1.0, abs(before)):
+        if problem.objective(x) <= before + tol * max(1.0, abs(before)):
             break
     return x
 
@@ -1106,3 +1119,114 @@ def _replace_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budg
     )
     x[rows[keep], ks[keep]] = False
     x[rows[keep], js[keep]] = True
+
+
+def _shift_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> None:
+    """One round of improving seat shifts, expert by expert (each client moves once a round).
+
+    For expert ``j``, its holders that can spare it (count above ``min_experts``) are paired,
+    lowest desirability first, with non-holders that have room for it, highest first; a pair
+    is shifted while the receiver values ``j`` more than the holder. Loads are unchanged.
+    """
+    d = problem.desirability
+    res = residual(problem, x)
+    count = x.sum(axis=1)
+    moved = np.zeros(problem.n_clients, dtype=bool)
+    mem, t = problem.expert_memory, problem.train_time
+    for j in range(problem.n_experts):
+        if budget.expired():
+            return
+        holders = np.flatnonzero(x[:, j] & (count > problem.min_experts) & ~moved)
+        if holders.size == 0:
+            continue
+        ok = problem.fits[:, j] & ~x[:, j] & (res.count > 0) & ~moved
+        if res.memory is not None:
+            ok &= mem[j] <= res.memory  # type: ignore[index]
+        if res.time is not None:
+            ok &= t[:, j] <= res.time  # type: ignore[index]
+        takers = np.flatnonzero(ok)
+        if takers.size == 0:
+            continue
+        holders = holders[np.argsort(d[holders, j], kind="stable")]
+        takers = takers[np.argsort(-d[takers, j], kind="stable")]
+        m = min(holders.size, takers.size)
+        gain = d[takers[:m], j] - d[holders[:m], j]
+        k = int(np.count_nonzero(gain > 1e-12 * np.maximum(1.0, np.abs(d[holders[:m], j]))))
+        if k == 0:
+            continue
+        h, r = holders[:k], takers[:k]
+        x[h, j] = False
+        x[r, j] = True
+        moved[h] = moved[r] = True
+        count[h] -= 1
+        count[r] += 1
+        res.count[h] += 1
+        res.count[r] -= 1
+        if res.memory is not None:
+            res.memory[h] += mem[j]  # type: ignore[index]
+            res.memory[r] -= mem[j]  # type: ignore[index]
+        if res.time is not None:
+            res.time[h] += t[h, j]  # type: ignore[index]
+            res.time[r] -= t[r, j]  # type: ignore[index]
+
+
+def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> None:
+    """One round of improving two-client trades over every expert pair (each client once).
+
+    For experts ``k < j``: ``A`` holds ``k`` but not ``j``, ``B`` holds ``j`` but not ``k``.
+    Trading gives ``u_a = d[a, j] - d[a, k]`` plus ``v_b = d[b, k] - d[b, j]``; each client's
+    knapsacks are checked on its own side of the trade. Sorting ``u`` and ``v`` in
+    descending order and pairing them while ``u + v > 0`` gives the best set of trades for
+    the pair of experts.
+    """
+    d = problem.desirability
+    fits = problem.fits
+    res = residual(problem, x)
+    mem, t = problem.expert_memory, problem.train_time
+    moved = np.zeros(problem.n_clients, dtype=bool)
+    e = problem.n_experts
+
+    def side(holders: NDArray[np.intp], give: int, take: int) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        ok = ~x[holders, take] & fits[holders, take] & ~moved[holders]
+        if res.memory is not None:
+            ok &= mem[take] - mem[give] <= res.memory[holders]  # type: ignore[index]
+        if res.time is not None:
+            ok &= t[holders, take] - t[holders, give] <= res.time[holders]  # type: ignore[index]
+        h = holders[ok]
+        u = d[h, take] - d[h, give]
+        order = np.argsort(-u, kind="stable")
+        return h[order], u[order]
+
+    # Holders per expert, listed once: a client that trades is marked moved and skipped for
+    # the rest of the round, so the lists never need updating.
+    rows, cols = np.nonzero(x)
+    by_expert = np.argsort(cols, kind="stable")
+    holders = np.split(rows[by_expert], np.searchsorted(cols[by_expert], np.arange(1, e)))
+    for k in range(e):
+        for j in range(k + 1, e):
+            if budget.expired():
+                return
+            hold_k, hold_j = holders[k], holders[j]
+            if hold_k.size == 0 or hold_j.size == 0:
+                continue
+            a, u = side(hold_k, k, j)
+            b, v = side(hold_j, j, k)
+            m = min(a.size, b.size)
+            if m == 0:
+                continue
+            gain = u[:m] + v[:m]
+            n_trade = int(np.count_nonzero(gain > 1e-12 * np.maximum(1.0, np.abs(u[:m]) + np.abs(v[:m]))))
+            if n_trade == 0:
+                continue
+            a, b = a[:n_trade], b[:n_trade]
+            x[a, k] = False
+            x[a, j] = True
+            x[b, j] = False
+            x[b, k] = True
+            moved[a] = moved[b] = True
+            if res.memory is not None:
+                res.memory[a] -= mem[j] - mem[k]  # type: ignore[index]
+                res.memory[b] -= mem[k] - mem[j]  # type: ignore[index]
+            if res.time is not None:
+                res.time[a] -= t[a, j] - t[a, k]  # type: ignore[index]
+                res.time[b] -= t[b, k] - t[b, j]  # type: ignore[index]
