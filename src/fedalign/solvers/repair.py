@@ -1170,63 +1170,119 @@ def _shift_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget
             res.time[r] -= t[r, j]  # type: ignore[index]
 
 
+def _ranked(groups: NDArray[np.intp], values: NDArray[np.float64]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Order by group, then value descending; and each entry's rank within its group."""
+    order = np.lexsort((-values, groups))
+    g = groups[order]
+    start = np.ones(g.size, dtype=bool)
+    start[1:] = g[1:] != g[:-1]
+    first = np.flatnonzero(start)
+    rank = np.arange(g.size) - first[np.cumsum(start) - 1]
+    return order, rank
+
+
+def _group_max(groups: NDArray[np.intp], values: NDArray[np.float64], size: int) -> NDArray[np.float64]:
+    """Per group id (``0..size-1``), the largest value; ``-inf`` for an empty group.
+
+    ``groups`` must be sorted (equal ids contiguous).
+    """
+    out = np.full(size, -np.inf)
+    if groups.size:
+        start = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        out[groups[start]] = np.maximum.reduceat(values, start)
+    return out
+
+
 def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> None:
     """One round of improving two-client trades over every expert pair (each client once).
 
     For experts ``k < j``: ``A`` holds ``k`` but not ``j``, ``B`` holds ``j`` but not ``k``.
     Trading gives ``u_a = d[a, j] - d[a, k]`` plus ``v_b = d[b, k] - d[b, j]``; each client's
     knapsacks are checked on its own side of the trade. Sorting ``u`` and ``v`` in
-    descending order and pairing them while ``u + v > 0`` gives the best set of trades for
-    the pair of experts.
+    descending order and pairing equal ranks while ``u + v > 0`` gives the best trades for
+    the pair of experts. For one ``k`` every ``j`` is handled at once (ranks within groups);
+    trades that share a client keep the best one, the rest wait for the next round.
     """
     d = problem.desirability
     fits = problem.fits
+    n, e = problem.shape
     res = residual(problem, x)
     mem, t = problem.expert_memory, problem.train_time
-    moved = np.zeros(problem.n_clients, dtype=bool)
-    e = problem.n_experts
-
-    def side(holders: NDArray[np.intp], give: int, take: int) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-        ok = ~x[holders, take] & fits[holders, take] & ~moved[holders]
-        if res.memory is not None:
-            ok &= mem[take] - mem[give] <= res.memory[holders]  # type: ignore[index]
-        if res.time is not None:
-            ok &= t[holders, take] - t[holders, give] <= res.time[holders]  # type: ignore[index]
-        h = holders[ok]
-        u = d[h, take] - d[h, give]
-        order = np.argsort(-u, kind="stable")
-        return h[order], u[order]
-
-    # Holders per expert, listed once: a client that trades is marked moved and skipped for
-    # the rest of the round, so the lists never need updating.
+    moved = np.zeros(n, dtype=bool)
+    # Assigned pairs listed once: a client that trades is marked moved and skipped for the
+    # rest of the round, so the lists never need updating.
     rows, cols = np.nonzero(x)
     by_expert = np.argsort(cols, kind="stable")
-    holders = np.split(rows[by_expert], np.searchsorted(cols[by_expert], np.arange(1, e)))
-    for k in range(e):
-        for j in range(k + 1, e):
-            if budget.expired():
-                return
-            hold_k, hold_j = holders[k], holders[j]
-            if hold_k.size == 0 or hold_j.size == 0:
-                continue
-            a, u = side(hold_k, k, j)
-            b, v = side(hold_j, j, k)
-            m = min(a.size, b.size)
-            if m == 0:
-                continue
-            gain = u[:m] + v[:m]
-            n_trade = int(np.count_nonzero(gain > 1e-12 * np.maximum(1.0, np.abs(u[:m]) + np.abs(v[:m]))))
-            if n_trade == 0:
-                continue
-            a, b = a[:n_trade], b[:n_trade]
-            x[a, k] = False
-            x[a, j] = True
-            x[b, j] = False
-            x[b, k] = True
-            moved[a] = moved[b] = True
-            if res.memory is not None:
-                res.memory[a] -= mem[j] - mem[k]  # type: ignore[index]
-                res.memory[b] -= mem[k] - mem[j]  # type: ignore[index]
-            if res.time is not None:
-                res.time[a] -= t[a, j] - t[a, k]  # type: ignore[index]
-                res.time[b] -= t[b, k] - t[b, j]  # type: ignore[index]
+    rows, cols = rows[by_expert], cols[by_expert]
+    offsets = np.searchsorted(cols, np.arange(e + 1))
+    holders = [rows[offsets[j] : offsets[j + 1]] for j in range(e)]
+    for k in range(e - 1):
+        if budget.expired():
+            return
+        a_all = holders[k][~moved[holders[k]]]
+        if a_all.size == 0:
+            continue
+        # Side A: (a, j) for a holding k, j > k free for a.
+        ok = ~x[a_all] & fits[a_all]
+        ok[:, : k + 1] = False
+        if res.memory is not None:
+            ok &= mem[None, :] - mem[k] <= res.memory[a_all, None]  # type: ignore[index]
+        if res.time is not None:
+            ok &= t[a_all] - t[a_all, k][:, None] <= res.time[a_all, None]  # type: ignore[index]
+        aj, ai = np.nonzero(ok.T)  # grouped by j
+        if ai.size == 0:
+            continue
+        a_cl = a_all[ai]
+        u = d[a_cl, aj] - d[a_cl, k]
+        # Side B: (b, j) for b holding j > k but not k (grouped by j).
+        b_cl, bj = rows[offsets[k + 1] :], cols[offsets[k + 1] :]
+        keep = ~moved[b_cl] & ~x[b_cl, k] & fits[b_cl, k]
+        if res.memory is not None:
+            keep &= mem[k] - mem[bj] <= res.memory[b_cl]  # type: ignore[index]
+        if res.time is not None:
+            keep &= t[b_cl, k] - t[b_cl, bj] <= res.time[b_cl]  # type: ignore[index]
+        b_cl, bj = b_cl[keep], bj[keep]
+        if b_cl.size == 0:
+            continue
+        v = d[b_cl, k] - d[b_cl, bj]
+        # Only entries that could be part of an improving trade matter: u + max(v) > 0.
+        keep_u = u + _group_max(bj, v, e)[aj] > 0
+        keep_v = v + _group_max(aj, u, e)[bj] > 0
+        a_cl, aj, u = a_cl[keep_u], aj[keep_u], u[keep_u]
+        b_cl, bj, v = b_cl[keep_v], bj[keep_v], v[keep_v]
+        if a_cl.size == 0 or b_cl.size == 0:
+            continue
+        # Pair equal ranks within each j.
+        ou, ru = _ranked(aj, u)
+        ov, rv = _ranked(bj, v)
+        width = int(max(ru.max(initial=0), rv.max(initial=0))) + 1
+        key_u = aj[ou].astype(np.int64) * width + ru
+        key_v = bj[ov].astype(np.int64) * width + rv
+        _, iu, iv = np.intersect1d(key_u, key_v, assume_unique=True, return_indices=True)
+        tu, tv = ou[iu], ov[iv]
+        gain = u[tu] + v[tv]
+        good = gain > 1e-12 * np.maximum(1.0, np.abs(u[tu]) + np.abs(v[tv]))
+        if not good.any():
+            continue
+        tu, tv, gain = tu[good], tv[good], gain[good]
+        order = np.argsort(-gain, kind="stable")
+        tu, tv = tu[order], tv[order]
+        ta, tb, tj = a_cl[tu], b_cl[tv], aj[tu]
+        # Keep a trade only where it is the first (best) one of both its clients.
+        pos = np.arange(ta.size)
+        first = np.full(n, ta.size)
+        np.minimum.at(first, ta, pos)
+        np.minimum.at(first, tb, pos)
+        take = (first[ta] == pos) & (first[tb] == pos)
+        ta, tb, tj = ta[take], tb[take], tj[take]
+        x[ta, k] = False
+        x[ta, tj] = True
+        x[tb, tj] = False
+        x[tb, k] = True
+        moved[ta] = moved[tb] = True
+        if res.memory is not None:
+            res.memory[ta] -= mem[tj] - mem[k]  # type: ignore[index]
+            res.memory[tb] -= mem[k] - mem[tj]  # type: ignore[index]
+        if res.time is not None:
+            res.time[ta] -= t[ta, tj] - t[ta, k]  # type: ignore[index]
+            res.time[tb] -= t[tb, k] - t[tb, tj]  # type: ignore[index]
