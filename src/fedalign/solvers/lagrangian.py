@@ -73,9 +73,15 @@ _CHUNK_CELLS = 2_000_000
 #: Largest number of subsets enumerated per client.
 _MAX_COMBOS = 20_000
 #: Clients searched together by the branch and bound, and its live-node limit (nodes x m).
-_BB_CHUNK_CLIENTS = 16384
+_BB_CHUNK_CLIENTS = 4096
 _BB_MAX_CELLS = 8_000_000
 _BB_BUCKETS = np.array([6, 8, 10, 12, 14, 16, 20, 24, 32, 48, 64, 96])
+#: Largest sample of clients the price phases use by default.
+_SAMPLE_MAX = 4000
+#: Up to this many pairs, the problem's cheap infeasibility test runs first.
+_CHECK_PAIRS = 2_000_000
+#: Golden-section steps for a client's knapsack price (any price gives a valid bound).
+_PRICE_STEPS = 7
 #: Cutting planes kept by the box-step method.
 _MAX_CUTS = 100
 #: Largest capacity (in weight units) the integer dynamic programme accepts.
@@ -153,8 +159,13 @@ class _Subproblems:
         *,
         candidates: int,
         max_enum_experts: int,
+        bb_tol: float = 1e-6,
+        node_budget: int = 1 << 40,
     ) -> None:
         self.problem = problem
+        #: Live (node x candidate) cells per client the search may hold before it stops
+        #: and bounds what is left (see ``_bb_chunk``).
+        self.node_budget = node_budget
         n, e = problem.shape
         fits = problem.fits
         self.dm = np.where(fits, problem.desirability, _NEG)
@@ -184,8 +195,12 @@ class _Subproblems:
         self.candidates = max(1, candidates)
         self.max_enum_experts = max_enum_experts
         self.kmax_all = int(self.kmax.max()) if n else 0
+        spread = float(np.ptp(problem.desirability[fits])) if fits.any() else 0.0
+        #: Per-client pruning tolerance of the branch and bound (added to its bound).
+        self.eps = bb_tol * max(spread, 1e-12)
         self.dp_row = self._dp_row()
         self._weight_order: NDArray[np.int64] | None = None
+        self._cap_need: NDArray[np.int64] | None = None
         self._prev: NDArray[np.bool_] | None = None  # the last choice, a warm start
 
     def _single_row(self) -> NDArray[np.float64] | None:
@@ -195,6 +210,41 @@ class _Subproblems:
         if self.time is not None and self.mem is None:
             return self.time
         return None
+
+    def _capacity_need(self) -> NDArray[np.int64]:
+        """(E, n) in weight order: 1 + how many lightest experts fit beside each expert.
+
+        Counted over all the client's fitting experts (the expert itself included), which
+        can only overcount: a valid, slightly weaker limit. Computed once per problem.
+        """
+        if self._cap_need is not None:
+            return self._cap_need
+        w = self._single_row()
+        cap = self.mem_cap if w is self.mem else self.time_cap
+        assert w is not None and cap is not None and self._weight_order is not None
+        fits = self.problem.fits
+        n, e = fits.shape
+        k = self.kmax_all
+        order = self._weight_order
+        if w.ndim == 1:
+            w_sorted = np.broadcast_to(w[order[0]], (n, e))
+            fit_sorted = fits[:, order[0]]
+        else:
+            w_sorted = np.take_along_axis(w, order, axis=1)
+            fit_sorted = np.take_along_axis(fits, order, axis=1)
+        # the k lightest fitting experts of each client, and their running sums
+        light = np.where(fit_sorted, w_sorted, np.inf)
+        if k < e:
+            light = np.partition(light, k - 1, axis=1)[:, :k]
+        light = np.sort(light, axis=1)
+        with np.errstate(invalid="ignore"):
+            csum = np.cumsum(light[:, :k], axis=1)
+        need = np.empty((e, n), dtype=np.int64)
+        for p in range(e):
+            room = cap - w_sorted[:, p]
+            need[p] = 1 + (csum <= room[:, None]).sum(axis=1)
+        self._cap_need = need
+        return need
 
     def _candidates(self, r: NDArray[np.float64], rows: NDArray[np.int64]) -> NDArray[np.float64]:
         """``r[rows]`` with every expert that a k-dominance argument rules out set to -inf.
@@ -208,6 +258,10 @@ class _Subproblems:
         subset avoids it: an optimal subset containing ``p`` misses one of its dominators, and
         swapping moves the subset strictly earlier in the order, so repeated swaps end in an
         optimal subset of undominated experts. Without a single row nothing is ruled out.
+
+        Capacity sharpens this: a subset holding ``p`` has at most ``c_p`` experts, where
+        ``c_p - 1`` is how many of the client's lightest experts fit beside ``p``, so ``p``
+        needs only ``min(max_experts, c_p)`` dominators (same swap argument).
         """
         rr = r[rows]
         w = self._single_row()
@@ -232,13 +286,14 @@ class _Subproblems:
         h = rows.size
         top = [np.full(h, _NEG) for _ in range(k)]  # the k largest r of the prefix, decreasing
         keep_t = np.empty(rp_t.shape, dtype=bool)
-        need_pos = kmax
+        cap_need = self._capacity_need()[:, rows]  # (E, h) in weight order
         for p in range(rp_t.shape[0]):
             v = rp_t[p]
             dominators = np.zeros(h, dtype=np.int64)
             for t in top:
                 dominators += t >= v
-            need = np.where(v > 0, need_pos, kmin)
+            need_pos = np.minimum(kmax, cap_need[p])
+            need = np.where(v > 0, need_pos, np.minimum(kmin, need_pos))
             keep_t[p] = (dominators < need) & (v > _NEG)
             # insert v into the sorted top-k: new[c] = max(top[c], min(top[c-1], v))
             prev = v
@@ -524,6 +579,7 @@ class _Subproblems:
         values: NDArray[np.float64],
     ) -> bool:
         h = rows.size
+        eps = self.eps
         n_cand = np.isfinite(cand_r).sum(axis=1)
         m = int(n_cand.max())
         idx, val = _top_sorted(cand_r, m)
@@ -567,12 +623,12 @@ class _Subproblems:
         u2 = np.zeros(h)
         items = np.full((h, k_hi), -1, dtype=np.int64)
         upper = np.full(h, _NEG)  # valid bound of what the search left open
+        node_ub = np.full(h, np.inf)  # bound of each live node's descendants
         exact = True
         while cl.size:
-            if cl.size * m > _BB_MAX_CELLS:
+            if cl.size * m > min(_BB_MAX_CELLS, self.node_budget * h):
                 # Too many live nodes: stop, keep a valid bound for what is left open.
-                node_bound = prof + (cp[cl, np.minimum(last + 1 + kmax[cl] - cnt, m)] - cp[cl, last + 1])
-                np.maximum.at(upper, cl, node_bound)
+                np.maximum.at(upper, cl, node_ub)
                 exact = False
                 break
             vv = val[cl]
@@ -601,7 +657,7 @@ class _Subproblems:
             bound = child_p + completion
             ok = (cols[None, :] > last[:, None]) & np.isfinite(vv) & (cnt < kmax[cl])[:, None]
             ok &= (vv > 0) | (cnt < kmin[cl])[:, None]
-            ok &= bound > best[cl][:, None] + 1e-12 * np.maximum(1.0, np.abs(best[cl]))[:, None]
+            ok &= bound > best[cl][:, None] + eps
             if w1 is not None and c1 is not None:
                 ok &= u1[:, None] + w1[cl] <= c1[cl][:, None]
             if w2 is not None and c2 is not None:
@@ -631,10 +687,11 @@ class _Subproblems:
                     best[better] = top[better]
                     improved |= better
             live = (c_cnt < kmax[c_cl]) & (
-                c_bound > best[c_cl] + 1e-12 * np.maximum(1.0, np.abs(best[c_cl]))
+                c_bound > best[c_cl] + eps
             )
             cl, last, cnt, prof = c_cl[live], j[live], c_cnt[live], c_prof[live]
             u1, u2, items = c_u1[live], c_u2[live], c_items[live]
+            node_ub = c_bound[live]
         if improved.any():
             ri = np.flatnonzero(improved)
             x[rows[ri]] = False
@@ -643,7 +700,8 @@ class _Subproblems:
             x[rows[ri[rr]], idx[ri[rr], sel[rr, cc]]] = True
         if not np.isfinite(np.maximum(best, upper)).all():
             self._raise_blocked(int(rows[~np.isfinite(np.maximum(best, upper))][0]))
-        values[rows] = np.maximum(best, upper)
+        # Nodes within eps of the incumbent were pruned: the optimum is at most best + eps.
+        values[rows] = np.maximum(best + eps, upper)
         return exact
 
     def _dynamic_programme(
@@ -766,17 +824,24 @@ def _knapsack_price(
     hi = ratio.max(axis=1) if m else np.zeros(h)
     lo = np.zeros(h)
     kk = np.clip(k, 0, m)
-    rows = np.arange(h)
+    k_hi = int(kk.max()) if h else 0
+    take = np.arange(k_hi)[None, :] < kk[:, None]
 
     def f(beta: NDArray[np.float64]) -> NDArray[np.float64]:
-        gain = -np.sort(-np.maximum(val - beta[:, None] * w, 0.0), axis=1)
-        csum = np.concatenate([np.zeros((h, 1)), np.cumsum(gain, axis=1)], axis=1)
-        return beta * cap + csum[rows, kk]
+        # sum of the kk largest positive gains, by k_hi passes of max (k is small)
+        gain = np.maximum(val - beta[:, None] * w, 0.0)
+        total = beta * cap
+        rows = np.arange(h)
+        for p in range(k_hi):
+            j = gain.argmax(axis=1)
+            total = total + np.where(take[:, p], gain[rows, j], 0.0)
+            gain[rows, j] = 0.0
+        return total
 
     g = 0.381966
     a, b = lo + g * (hi - lo), hi - g * (hi - lo)
     fa_, fb = f(a), f(b)
-    for _ in range(10):
+    for _ in range(_PRICE_STEPS):
         left = fa_ <= fb
         hi = np.where(left, b, hi)
         lo = np.where(left, lo, a)
@@ -859,7 +924,7 @@ def _dual_ascent(
     gap_tol: float,
     box: float,
     repair_share: float,
-    sub_options: dict[str, int],
+    sub_options: dict[str, Any],
     primal: bool = True,
     caps: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
     bounds: list[float] | None = None,
@@ -921,7 +986,11 @@ def _dual_ascent(
     z = center
     for it in range(max_iter):
         state.iterations += 1
+        t_eval = time.perf_counter()
         value, grad, res = evaluate(z)
+        eval_seconds = time.perf_counter() - t_eval
+        lam_z, mu_z = prices(z)
+        res_price = lam_z - mu_z
         proven = value
         if integral and res.exact:
             # integer desirability: the optimum is an integer too
@@ -957,7 +1026,9 @@ def _dual_ascent(
         ):
             t0 = time.perf_counter()
             try:
-                cand = repair(problem, res.x, rng=rng, fill=True)
+                # Reduced profits as priority: congested experts are dropped and filled
+                # last, and the fill only adds pairs worth their expert's price.
+                cand = repair(problem, res.x, fill=True, priority=d - res_price)
             except InfeasibleError as exc:
                 state.last_error = exc
             state.repair_time += time.perf_counter() - t0
@@ -965,7 +1036,9 @@ def _dual_ascent(
             obj = problem.objective(cand)
             if obj > state.best_obj:
                 t0 = time.perf_counter()
-                cand = local_search(problem, cand, budget=max(0.0, stop_at - budget.elapsed()))
+                # a short polish: a quarter of what is left before stop_at
+                share = 0.25 * max(0.0, stop_at - budget.elapsed())
+                cand = local_search(problem, cand, budget=share)
                 state.repair_time += time.perf_counter() - t0
                 state.best_obj, state.best_x = problem.objective(cand), cand
         if bounds is not None and objectives is not None:
@@ -975,7 +1048,8 @@ def _dual_ascent(
         tol = max(1.0, abs(state.bound))
         if primal and state.best_x is not None and state.bound - state.best_obj <= gap_tol * tol:
             break
-        if budget.elapsed() >= stop_at or center.size == 0:
+        # Stop when the next evaluation would not finish in time.
+        if budget.elapsed() + eval_seconds >= stop_at or center.size == 0:
             break
         # next prices: minimise the cutting-plane model inside the box around the centre
         k = len(cuts_g)
@@ -993,6 +1067,20 @@ def _dual_ascent(
         if predicted <= 1e-9 * tol or delta <= 1e-9 * spread:
             break  # the model cannot promise a lower bound: converged
     state.lam, state.mu = prices(center)
+
+
+def _sample_stages(n: int, largest: int | None) -> list[int]:
+    """Sample sizes of the price phases: 250-1,000 clients, then x4 up to ``largest``."""
+    if largest is None:
+        largest = _SAMPLE_MAX
+    if largest <= 0 or n < 1000:
+        return []
+    size = min(max(250, n // 4), 1000, largest)
+    stages = []
+    while size <= largest and size <= n // 4:
+        stages.append(size)
+        size *= 4
+    return stages or [min(largest, n // 4)]
 
 
 def _sample_problem(
@@ -1045,13 +1133,22 @@ class LagrangianSolver(Solver):
     max_enum_experts : int, default 6
         Clients with a larger ``max_experts`` use the DP or the relaxation bound instead.
     sample_clients : int or None, default None
-        Prices are first found on a random sample of this many clients (expert rows
-        scaled by the sample's share: prices are per-expert and the clients exchangeable
-        enough for a sample to place them), then refined on all clients. ``None``: a
-        quarter of the clients, between 250 and 10,000, from 1,000 clients up; ``0``: no
-        sample phase.
-    sample_share : float, default 0.4
-        Share of the time limit given to the sample phase.
+        Largest random sample of clients the price phases use. From 1,000 clients up,
+        prices are first found on a sample of a quarter of the clients (250 to 1,000),
+        then on samples four times larger up to this size (expert rows scaled by each
+        sample's share; each phase warm-starts the next), then refined on all clients.
+        ``None``: 4,000; ``0``: no sample phases.
+    sample_share : float, default 0.5
+        Share of the time limit given to the sample phases together.
+    bb_tol : float, default 1e-4
+        The branch and bound prunes subsets within ``bb_tol`` times the spread of the
+        desirability of a client's incumbent, and adds that much to the client's bound:
+        the bound stays valid (at most ``n_clients * bb_tol * spread`` looser) and flat
+        subproblems stay cheap. 0 makes every subproblem exact.
+    node_budget : int, default 400
+        Live search cells (nodes x candidates) per client the branch and bound may hold;
+        past it the search stops and each open client is bounded by its best open node's
+        LP bound (valid, looser; ``info["exact_subproblems"]`` turns False).
 
     Notes
     -----
@@ -1078,7 +1175,9 @@ class LagrangianSolver(Solver):
         candidates: int = 8,
         max_enum_experts: int = 6,
         sample_clients: int | None = None,
-        sample_share: float = 0.4,
+        sample_share: float = 0.5,
+        bb_tol: float = 1e-4,
+        node_budget: int = 400,
     ) -> Result:
         _check_options(
             max_iter=max_iter,
@@ -1089,12 +1188,22 @@ class LagrangianSolver(Solver):
             max_enum_experts=max_enum_experts,
             sample_clients=sample_clients,
             sample_share=sample_share,
+            bb_tol=bb_tol,
+            node_budget=node_budget,
         )
-        reason = problem.infeasibility_reason()
-        if reason is not None:
-            raise InfeasibleError(reason)
         n, e = problem.shape
-        sub_options = {"candidates": candidates, "max_enum_experts": max_enum_experts}
+        if n * e <= _CHECK_PAIRS:
+            # Cheap necessary conditions first (at scale they cost a sort of every row, so
+            # there they only explain a failure).
+            reason = problem.infeasibility_reason()
+            if reason is not None:
+                raise InfeasibleError(reason)
+        sub_options: dict[str, Any] = {
+            "candidates": candidates,
+            "max_enum_experts": max_enum_experts,
+            "bb_tol": bb_tol,
+            "node_budget": node_budget,
+        }
         common = {
             "rng": rng,
             "gap_tol": gap_tol,
@@ -1104,27 +1213,30 @@ class LagrangianSolver(Solver):
         state = _State(lam=np.zeros(e), mu=np.zeros(e))
         full_box = box
         horizon = budget.remaining(default=np.inf)
-        if sample_clients is None:
-            sample_clients = min(10_000, max(250, n // 4)) if n >= 1000 else 0
-        if 0 < sample_clients < n:
-            sample, hi, lo = _sample_problem(problem, sample_clients, rng)
-            pre = _State(lam=np.zeros(e), mu=np.zeros(e))
-            stop = budget.elapsed() + sample_share * horizon
+        stages = _sample_stages(n, sample_clients)
+        for size in stages:
+            # Prices on growing samples, each stage warm-started from the last.
+            sample, hi, lo = _sample_problem(problem, size, rng)
+            pre = _State(lam=state.lam, mu=state.mu)
+            stop = budget.elapsed() + sample_share * horizon / len(stages)
             _dual_ascent(
-                sample, pre, budget=budget, stop_at=stop, max_iter=max_iter, box=box,
+                sample, pre, budget=budget, stop_at=stop, max_iter=max_iter, box=full_box,
                 primal=False, caps=(hi, lo), **common,  # type: ignore[arg-type]
             )
             state.lam, state.mu = pre.lam, pre.mu
-            full_box = box / 10.0
+            full_box = box / 4.0
         bounds: list[float] = []
         objectives: list[float] = []
-        # Leave a little time for the local search at the end.
-        stop = budget.elapsed() + 0.9 * budget.remaining(default=np.inf)
+        # Leave time for the local search at the end.
+        stop = budget.elapsed() + 0.85 * budget.remaining(default=np.inf)
         _dual_ascent(
             problem, state, budget=budget, stop_at=stop, max_iter=max_iter, box=full_box,
             bounds=bounds, objectives=objectives, **common,  # type: ignore[arg-type]
         )
         if state.best_x is None:
+            reason = problem.infeasibility_reason()
+            if reason is not None:
+                raise InfeasibleError(reason)
             if state.last_error is not None:
                 raise InfeasibleError(
                     f"lagrangian: repair found no feasible assignment ({state.last_error})"
@@ -1163,11 +1275,11 @@ def _check_options(**opts: Any) -> None:
         v = opts["sample_clients"]
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValueError(f"sample_clients: expected an int >= 0 or None, got {v!r}")
-    for name in ("max_iter", "candidates", "max_enum_experts"):
+    for name in ("max_iter", "candidates", "max_enum_experts", "node_budget"):
         v = opts[name]
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
-    for name in ("gap_tol", "box", "repair_share", "sample_share"):
+    for name in ("gap_tol", "box", "repair_share", "sample_share", "bb_tol"):
         v = opts[name]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
             raise ValueError(f"{name}: expected a finite float >= 0, got {v!r}")
