@@ -284,3 +284,24 @@ def test_auto_passes_errors_through() -> None:
     problem = fa.AlignmentProblem(np.ones((3, 2)), max_experts=1, min_experts=1, expert_max_clients=1)
     with pytest.raises(fa.InfeasibleError):
         fa.solve(problem, "auto")
+
+
+def test_auto_falls_back_to_greedy_when_the_chosen_solver_gives_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    problem = knapsack_problem(6, 4)
+    milp = type(get_solver("milp"))
+
+    def give_up(self: Solver, problem: fa.AlignmentProblem, **kwargs: object) -> fa.Solution:
+        raise fa.InfeasibleError("no feasible point found within the time limit")
+
+    monkeypatch.setattr(milp, "solve", give_up)
+    sol = fa.solve(problem, "auto", seed=0)
+    assert sol.solver == "greedy"
+    assert "milp raised InfeasibleError" in sol.info["auto"]["fallback"]
+    infeasible = fa.AlignmentProblem(
+        np.ones((2, 2)), max_experts=2, min_experts=2, expert_memory=[2.0, 2.5], client_memory=[3.0, 5.0]
+    )
+    assert choose(infeasible) == "milp"
+    with pytest.raises(fa.InfeasibleError, match="time limit"):
+        fa.solve(infeasible, "auto")

@@ -11,7 +11,10 @@ The choice (:func:`choose`) follows DESIGN.md §2:
 Solvers are looked up in the registry by name; a name that is not registered or not
 installed is skipped, and ``greedy`` is the last resort. The returned
 :class:`~fedalign.solvers.base.Solution` is the chosen solver's, with ``solver`` naming it,
-``runtime`` covering the whole call, and ``info["auto"]`` saying why it was chosen.
+``runtime`` covering the whole call, and ``info["auto"]`` saying what was chosen. When the
+chosen solver raises :class:`~fedalign.InfeasibleError` (an exact solver can give up when its
+time limit ends), ``greedy`` gets one try; its Solution is returned if it finds a plan
+(``info["auto"]["fallback"]`` says so), else the first error is raised.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SolverUnavailableError
+from ..errors import InfeasibleError, SolverUnavailableError
 from ..problem import AlignmentProblem
 from .base import Budget, Result, Solution, Solver, get_solver, register, registered_solvers
 
@@ -86,9 +89,22 @@ class AutoSolver(Solver):
         """Choose a solver, run it with the same time limit and seed, return its Solution."""
         start = time.perf_counter()
         chosen = choose(problem)
-        solution = get_solver(chosen).solve(problem, time_limit=time_limit, seed=seed)
+        note: dict[str, Any] = {"chosen": chosen, "pairs": problem.n_clients * problem.n_experts}
+        try:
+            solution = get_solver(chosen).solve(problem, time_limit=time_limit, seed=seed)
+        except InfeasibleError as exc:
+            # An exact solver may give up when its time limit ends before it finds a point;
+            # the greedy heuristic is fast and may still find one. If it fails too, the
+            # chosen solver's explanation is the one to report.
+            if chosen == "greedy":
+                raise
+            try:
+                solution = get_solver("greedy").solve(problem, time_limit=time_limit, seed=seed)
+            except InfeasibleError:
+                raise exc from None
+            note["fallback"] = f"{chosen} raised InfeasibleError ({exc}); greedy found a plan"
         info = dict(solution.info)
-        info["auto"] = {"chosen": chosen, "pairs": problem.n_clients * problem.n_experts}
+        info["auto"] = note
         return dataclasses.replace(solution, runtime=time.perf_counter() - start, info=info)
 
     def _solve(  # type: ignore[override]  # no options: base.Solver reads them from this signature
