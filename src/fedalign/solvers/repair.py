@@ -3,22 +3,29 @@ repair of any 0/1 matrix into a feasible assignment, and a feasibility-keeping l
 
 Every function here works on a plain ``(n_clients, n_experts)`` bool matrix and an
 :class:`~fedalign.AlignmentProblem`; nothing is solver-specific. The code is vectorised over
-clients; where a loop is needed it runs over experts (the small dimension), over rounds of
-proposals (at most ``n_experts`` of them), or over the few clients that are still violating
-a constraint -- never over all client-expert pairs.
+clients. Where a loop is needed it runs over experts or pairs of experts (the small
+dimension), over rounds in which many clients move at once, over breadth-first layers, or
+over the few clients still violating a constraint -- never over all client-expert pairs.
 
 Main entry points
 -----------------
 :func:`repair`
     Any ``x`` (a rounded LP, a per-client top-k that ignored expert caps, random bits) to a
-    feasible assignment close to it, preferring high desirability.
-:func:`add_in_order`
-    Add candidate pairs in a given priority order, each one only if it still fits: the exact
-    result of the sequential greedy, computed in vectorised chunks (see its docstring).
+    feasible assignment close to it, preferring high desirability. Minimums are met by
+    direct additions, then by alternating paths (the augmenting paths of bipartite
+    b-matching, searched from all short clients or experts at once), then by repacking a
+    client's row around its knapsacks. Without knapsack rows this finds a feasible
+    assignment whenever one exists; with them it is a heuristic and may raise
+    :class:`~fedalign.InfeasibleError` on a feasible but tight problem (the message says so).
+:func:`add_in_order`, :func:`add_best_first`
+    Add candidate pairs in a given order, each one only if it still fits: the exact result
+    of the sequential greedy, computed in vectorised chunks (see their docstrings).
 :func:`fill`
     Greedy addition of every positive pair that still fits, best first.
 :func:`local_search`
-    Improving replace / drop moves that keep feasibility.
+    Improving drop / replace / seat-shift / two-client-trade moves that keep feasibility.
+:func:`residual`, :func:`addable`
+    What each client and expert can still take.
 """
 
 from __future__ import annotations
@@ -940,11 +947,12 @@ def repair(
     Steps: drop pairs that are not allowed or never fit; per client, drop the lowest-priority
     experts until ``max_experts``, memory and deadline hold; per expert, drop the
     lowest-priority clients above ``expert_max_clients`` (clients that keep their minimum
-    first); add experts to clients below ``min_experts`` (best addable first; when blocked,
-    take a seat on a full expert from a client with spare experts, or repack the client's
-    row lightest first); add clients to experts below ``expert_min_clients`` (best clients
-    with room first; when blocked, a client swaps a spare expert for the short one); finally,
-    with ``fill``, add positive pairs best first while they fit.
+    first); add experts to clients below ``min_experts`` (each short client's best addable
+    expert that still leaves room in its knapsacks for the rest; when blocked, alternating
+    paths that move seats between clients; else repack the client's row lightest first);
+    add clients to experts below ``expert_min_clients`` (best clients with room first; when
+    blocked, clients swap a spare expert for the short one, or longer alternating paths);
+    finally, with ``fill``, add positive pairs best first while they fit.
 
     Parameters
     ----------
