@@ -923,6 +923,20 @@ def _swap_in(
     return True
 
 
+def _make_feasible(
+    problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]
+) -> tuple[NDArray[np.bool_], bool]:
+    """Trim, then meet the minimums, in place; returns ``x`` and whether it is feasible."""
+    _trim_clients(problem, x, key)
+    _trim_experts(problem, x, key)
+    for _ in range(3):
+        _meet_client_min(problem, x, key)
+        _meet_expert_min(problem, x, key)
+        if not check(problem, x):
+            return x, True
+    return x, False
+
+
 def _infeasible(problem: AlignmentProblem, x: NDArray[np.bool_]) -> InfeasibleError:
     reason = problem.infeasibility_reason()
     if reason is not None:
@@ -986,15 +1000,15 @@ def repair(
     if d.shape != problem.shape:
         raise ValueError(f"priority: expected shape {problem.shape}, got {d.shape}")
     key = order_key(d, rng)
-    x &= problem.fits
-    _trim_clients(problem, x, key)
-    _trim_experts(problem, x, key)
-    for _ in range(3):
-        _meet_client_min(problem, x, key)
-        _meet_expert_min(problem, x, key)
-        if not check(problem, x):
-            break
-    else:
+    start = x & problem.fits
+    x, ok = _make_feasible(problem, start.copy(), key)
+    if not ok and problem.has_knapsack and start.any():
+        # The start itself can be the trap (heavy experts the minimums cannot pack around):
+        # rebuild from nothing, once, with the same preferences.
+        y, ok = _make_feasible(problem, np.zeros_like(start), key)
+        if ok:
+            x = y
+    if not ok:
         raise _infeasible(problem, x)
     if fill:
         _fill(problem, x, priority=d, rng=rng)
