@@ -392,3 +392,17 @@ def test_local_search_improves_a_random_assignment(seed: int) -> None:
     y = local_search(problem, x)
     assert fa.check(problem, y) == []
     assert problem.objective(y) > problem.objective(x)
+
+
+def test_fill_breaks_ties_at_random_only_with_an_rng() -> None:
+    problem = fa.AlignmentProblem(np.ones((4, 4)), max_experts=1, expert_max_clients=1)
+    plain = fill(problem, np.zeros((4, 4), bool))
+    assert plain.tolist() == np.eye(4, dtype=bool).tolist()  # lowest position first
+    seen = set()
+    for seed in range(10):
+        a = fill(problem, np.zeros((4, 4), bool), rng=np.random.default_rng(seed))
+        b = fill(problem, np.zeros((4, 4), bool), rng=np.random.default_rng(seed))
+        np.testing.assert_array_equal(a, b)
+        assert fa.check(problem, a) == [] and a.sum() == 4
+        seen.add(a.tobytes())
+    assert len(seen) > 1

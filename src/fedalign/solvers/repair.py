@@ -248,6 +248,7 @@ def add_best_first(
     *,
     segment: int = 1 << 19,
     limit: NDArray[np.int64] | None = None,
+    rng: np.random.Generator | None = None,
 ) -> NDArray[np.bool_]:
     """Add the candidate pairs in descending ``key`` order, each one only if it still fits.
 
@@ -270,6 +271,8 @@ def add_best_first(
         Higher first.
     limit : (n,) int array, optional
         A per-client count to stop at, below ``max_experts`` (the random solver's targets).
+    rng : numpy Generator, optional
+        Breaks ties in ``key`` at random (within each segment, so it costs no global pass).
 
     Returns
     -------
@@ -300,7 +303,11 @@ def add_best_first(
             cut = -np.partition(-sample, rank)[rank]
             sel = cand & (key >= cut)
         rows, cols = np.nonzero(sel)
-        order = np.argsort(-key[rows, cols], kind="stable")
+        vals = key[rows, cols]
+        if rng is None:
+            order = np.argsort(-vals, kind="stable")
+        else:
+            order = np.lexsort((rng.random(vals.size), -vals))
         add_in_order(problem, x, rows[order], cols[order], res=res)
         if last:
             return x
@@ -335,7 +342,7 @@ def fill(
     d = problem.desirability if priority is None else priority
     cand = problem.fits & (d > 0)
     cand &= (residual(problem, x).count > 0)[:, None]
-    return add_best_first(problem, x, cand, order_key(d, rng))
+    return add_best_first(problem, x, cand, d, rng=rng)
 
 
 _fill = fill  # ``repair`` has a keyword argument named ``fill``
@@ -974,7 +981,8 @@ def repair(
     x : (n_clients, n_experts) array of bool or 0/1
         The starting point; not modified.
     rng : numpy Generator, optional
-        Breaks ties in priority at random; without it ties go to the lowest position.
+        Breaks ties in priority at random in the final fill. Elsewhere, and without it,
+        ties go to the lowest position (deterministic).
     fill : bool
         Whether to finish with :func:`fill`.
     priority : (n, E) float array, optional
@@ -999,7 +1007,7 @@ def repair(
     d = problem.desirability if priority is None else np.asarray(priority, dtype=np.float64)
     if d.shape != problem.shape:
         raise ValueError(f"priority: expected shape {problem.shape}, got {d.shape}")
-    key = order_key(d, rng)
+    key = d
     start = x & problem.fits
     x, ok = _make_feasible(problem, start.copy(), key)
     if not ok and problem.has_knapsack and start.any():
