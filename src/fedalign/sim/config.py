@@ -4,18 +4,33 @@ Strategies are named after the paper's Fig. 3:
 
 * ``random`` -- a uniformly random feasible assignment (solver ``random``);
 * ``greedy`` -- desirability is fitness alone, solved by ``topk``;
-* ``load-balanced`` -- fitness minus usage, solved by ``topk``: the paper's system;
-* ``load-balanced/<solver>`` -- the same objective solved by another solver
-  (``flow``, ``lagrangian``, ``cpsat``, ...).
+* ``load-balanced`` -- fitness minus usage, solved by ``topk``: the paper's system, where
+  balance comes only from the soft usage penalty;
+* ``load-balanced/<solver>`` -- the same desirability plus the hard per-expert rows of
+  DESIGN.md §1 (at most ``ceil(expert_capacity_slack * slots / E)`` clients per expert and
+  round), solved by ``<solver>`` (``flow``, ``lagrangian``, ``cpsat``, ... and ``topk``
+  itself, whose per-client choice is then repaired to meet the rows).
+
+Why the hard rows: with the usage penalty alone, every client of a round sees the same
+penalty, so when fitness cannot yet tell experts apart the whole cohort moves to the same
+least-used expert (it flocks); a per-round cap is coordination only a global solver provides.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["DEFAULT_STRATEGIES", "REWARDS", "SimConfig", "Strategy", "parse_strategy", "preset"]
+__all__ = [
+    "DATASET_DEFAULTS",
+    "DEFAULT_STRATEGIES",
+    "REWARDS",
+    "SimConfig",
+    "Strategy",
+    "parse_strategy",
+    "preset",
+]
 
 REWARDS = ("accuracy", "routing", "loss-reduction")
 """Reward kinds a client can report (see :func:`fedalign.sim.client.local_train`)."""
@@ -37,7 +52,8 @@ class Strategy:
     usage_weight : float
         ``w_use`` (0 for ``random`` and ``greedy``).
     balanced : bool
-        Whether the hard per-expert cap of :attr:`SimConfig.expert_capacity_slack` applies.
+        Whether the hard per-expert cap of :attr:`SimConfig.expert_capacity_slack` applies
+        (the ``load-balanced/<solver>`` strategies).
     """
 
     name: str
@@ -66,7 +82,7 @@ def parse_strategy(name: str, usage_weight: float) -> Strategy:
     if name == "greedy":
         return Strategy(name, "topk", 0.0, False)
     if name == "load-balanced":
-        return Strategy(name, "topk", usage_weight, True)
+        return Strategy(name, "topk", usage_weight, False)
     if name.startswith("load-balanced/"):
         from fedalign.solvers import registered_solvers
 
@@ -112,8 +128,9 @@ class SimConfig:
     max_experts : int or None
         Cap on experts per client and round on top of the device's memory (None: memory only).
     expert_capacity_slack : float or None
-        For load-balanced strategies, at most ``ceil(slack * slots / E)`` clients per expert
-        and round, ``slots`` being the cohort's total expert slots (None: no hard cap).
+        For the ``load-balanced/<solver>`` strategies, at most ``ceil(slack * slots / E)``
+        clients per expert and round, ``slots`` being the cohort's expected expert slots
+        (None: no hard cap).
     deadline_factor : float
         Round deadline = this times the nominal seconds of the slowest tier for one expert.
     slowdown_sigma : float
@@ -136,7 +153,7 @@ class SimConfig:
     classes_per_client: int = 2
     alpha: float = 0.5
     n_experts: int = 4
-    expert_hidden: int = 16
+    expert_hidden: int = 8
     trunk_hidden: int | None = None
     top_k: int = 1
     rounds: int = 40
@@ -147,19 +164,18 @@ class SimConfig:
     reward: str = "accuracy"
     cold_start: str = "prior"
     fitness_weight: float = 1.0
-    usage_weight: float = 0.5
+    usage_weight: float = 0.2
     fitness_ema: float = 0.3
     fitness_decay: float = 0.02
     fitness_prior: float = 0.5
     usage_decay: float = 0.8
     max_experts: int | None = 1
-    expert_capacity_slack: float | None = None
+    expert_capacity_slack: float | None = 1.25
     deadline_factor: float = 1.5
     slowdown_sigma: float = 0.3
     device_tiers: str = "default"
     target_accuracy: float | None = None
     time_limit: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = (
@@ -213,6 +229,16 @@ class SimConfig:
         return replace(self, **changes)
 
 
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {},
+    # MNIST-1D's per-position means are nearly equal, so a feature permutation is invisible
+    # to a linear gate on raw inputs: a shared ReLU trunk lets the gate see the domain.
+    "mnist1d": {"expert_hidden": 16, "trunk_hidden": 32},
+    "cifar10": {"expert_hidden": 32, "trunk_hidden": 128},
+}
+"""Model sizes :func:`preset` uses per dataset unless told otherwise."""
+
+
 def preset(name: str, **changes: Any) -> SimConfig:
     """A named scenario, optionally changed.
 
@@ -222,7 +248,8 @@ def preset(name: str, **changes: Any) -> SimConfig:
         ``quick``: the default digits scenario (minutes on 2 cores); ``full``: more rounds,
         for docs/experiments.md; ``tiny``: a few rounds for tests.
     **changes
-        Settings to override.
+        Settings to override. The dataset's model sizes (:data:`DATASET_DEFAULTS`) apply
+        first, so ``preset("quick", dataset="mnist1d")`` gets MNIST-1D's trunk.
     """
     base = SimConfig()
     if name == "quick":
@@ -233,4 +260,9 @@ def preset(name: str, **changes: Any) -> SimConfig:
         cfg = base.replace(rounds=2, n_clients=8, local_epochs=1)
     else:
         raise ValueError(f"name: unknown preset {name!r}; choose quick, full or tiny")
-    return cfg.replace(**changes) if changes else cfg
+    dataset = changes.get("dataset", cfg.dataset)
+    if dataset not in DATASET_DEFAULTS:
+        raise ValueError(
+            f"dataset: unknown dataset {dataset!r}; choose one of {tuple(DATASET_DEFAULTS)}"
+        )
+    return cfg.replace(**{**DATASET_DEFAULTS[dataset], **changes})

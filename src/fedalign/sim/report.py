@@ -134,6 +134,9 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
             title=f"{name} (seed {cfg['seeds'][0]})",
         )
         ax.set_xticks(range(load.shape[1]))
+        step = max(1, len(order) // 20)
+        ax.set_yticks(range(0, len(order), step))
+        ax.set_yticklabels([str(c) for c in order[::step]], fontsize=7)
         if group.max() >= 0:
             edges = np.flatnonzero(np.diff(group[order])) + 0.5
             for y in edges:
