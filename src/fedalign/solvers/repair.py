@@ -1032,7 +1032,7 @@ def local_search(
     *,
     budget: Budget | float | None = None,
     max_rounds: int = 50,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
 ) -> NDArray[np.bool_]:
     """Improve a feasible assignment with moves that keep it feasible.
 
