@@ -406,3 +406,9 @@ def test_fill_breaks_ties_at_random_only_with_an_rng() -> None:
         assert fa.check(problem, a) == [] and a.sum() == 4
         seen.add(a.tobytes())
     assert len(seen) > 1
+
+
+def test_addable_rows_match_the_full_matrix() -> None:
+    problem, x = planted(3)
+    rows = np.array([0, problem.n_clients - 1])
+    np.testing.assert_array_equal(addable(problem, x, rows=rows), addable(problem, x)[rows])

@@ -109,22 +109,27 @@ def residual(problem: AlignmentProblem, x: NDArray[np.bool_]) -> Residual:
 
 
 def addable(
-    problem: AlignmentProblem, x: NDArray[np.bool_], res: Residual | None = None
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    res: Residual | None = None,
+    rows: NDArray[np.intp] | None = None,
 ) -> NDArray[np.bool_]:
     """(n, E) bool: pairs that can be added to ``x`` now without breaking any upper bound.
 
     A pair is addable when it is allowed, not yet assigned, its client has a free expert
-    slot, memory and time left for it, and its expert has a free seat.
+    slot, memory and time left for it, and its expert has a free seat. With ``rows``, only
+    those clients' rows are computed and returned, shape ``(len(rows), E)``.
     """
     if res is None:
         res = residual(problem, x)
-    ok = problem.fits & ~x
-    ok &= (res.count > 0)[:, None]
+    r = slice(None) if rows is None else rows
+    ok = problem.fits[r] & ~x[r]
+    ok &= (res.count[r] > 0)[:, None]
     ok &= (res.seats > 0)[None, :]
     if res.memory is not None:
-        ok &= problem.expert_memory[None, :] <= res.memory[:, None]  # type: ignore[index]
+        ok &= problem.expert_memory[None, :] <= res.memory[r, None]  # type: ignore[index]
     if res.time is not None:
-        ok &= problem.train_time <= res.time[:, None]  # type: ignore[operator]
+        ok &= problem.train_time[r] <= res.time[r, None]  # type: ignore[index]
     return ok
 
 
@@ -389,14 +394,14 @@ def _trim_experts(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[
 
 
 def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
-    """Add experts to clients below ``min_experts``: proposals, then seat moves, then repacking."""
+    """Add experts to clients below ``min_experts``: proposals, alternating paths, repacking."""
     while True:
         need = x.sum(axis=1) < problem.min_experts
         rows = np.flatnonzero(need)
         if rows.size == 0:
             return
         res = residual(problem, x)
-        ok = addable(problem, x, res)[rows]
+        ok = addable(problem, x, res, rows)
         has = ok.any(axis=1)
         if has.any():
             # Every short client proposes its best addable expert; an expert accepts as many
