@@ -300,3 +300,25 @@ def test_properties_are_consistent(p: AlignmentProblem) -> None:
     assert (p.expert_max_clients <= n).all()
     assert p.has_knapsack == (p.has_memory or p.has_deadline)
     assert len(p.client_ids) == n and len(set(map(repr, p.client_ids))) == n
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"max_experts": ["1", "2", "1"]},
+        {"expert_min_clients": np.array(["0"] * E)},
+        {"deadline": "5", "train_time": np.ones((N, E))},
+        {"desirability": [[0.5, "1", 0.0, 0.0]] * N},
+    ],
+)
+def test_numbers_given_as_text_are_refused(overrides: dict[str, Any]) -> None:
+    with pytest.raises(InvalidProblemError, match=r"got text"):
+        AlignmentProblem(**base(**overrides))
+
+
+def test_to_dict_round_trips_with_no_clients() -> None:
+    p = AlignmentProblem(np.zeros((0, 3)), expert_ids=["a", "b", "c"], expert_memory=np.ones(3),
+                         client_memory=np.zeros(0))
+    q = AlignmentProblem(**p.to_dict())
+    assert q.shape == (0, 3)
+    assert q.to_dict() == p.to_dict()

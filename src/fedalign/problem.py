@@ -42,10 +42,7 @@ def _position(flat_index: int, shape: tuple[int, ...]) -> str:
 
 def _as_float_array(name: str, value: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.float64]:
     """Broadcast-free conversion to a float64 array of exactly ``shape``; finite values only."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidProblemError(f"{name}: cannot be read as numbers ({exc})") from None
+    arr = _as_numbers(name, value)
     if arr.shape != shape:
         raise InvalidProblemError(f"{name}: expected shape {shape}, got {arr.shape}")
     bad = ~np.isfinite(arr)
@@ -55,6 +52,21 @@ def _as_float_array(name: str, value: ArrayLike, shape: tuple[int, ...]) -> NDAr
             f"{name}{_position(k, shape)}: must be finite, got {arr.ravel()[k].item()!r}"
         )
     return arr
+
+
+def _as_numbers(name: str, value: ArrayLike, what: str = "numbers") -> NDArray[np.float64]:
+    """``value`` as float64; numbers given as text (``"2"``) are refused, not parsed."""
+    try:
+        raw = np.asarray(value)
+        if raw.dtype.kind in "US":
+            raise InvalidProblemError(f"{name}: expected {what}, got text")
+        if raw.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in raw.flat):
+            raise InvalidProblemError(f"{name}: expected {what}, got text")
+        return raw.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InvalidProblemError):
+            raise
+        raise InvalidProblemError(f"{name}: cannot be read as {what} ({exc})") from None
 
 
 def _float_vector(
@@ -80,10 +92,7 @@ def _int_vector(
         raise InvalidProblemError(f"{name}: expected integers, got booleans")
     if scalar_ok and raw.ndim == 0:
         raw = np.full(n, raw)
-    try:
-        arr = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidProblemError(f"{name}: cannot be read as integers ({exc})") from None
+    arr = _as_numbers(name, raw, "integers")
     if arr.shape != (n,):
         raise InvalidProblemError(f"{name}: expected an integer or shape ({n},), got {arr.shape}")
     bad = ~np.isfinite(arr) | (arr != np.round(arr))
@@ -220,10 +229,10 @@ class AlignmentProblem:
         client_ids: Sequence[Hashable] | None = None,
         expert_ids: Sequence[Hashable] | None = None,
     ) -> None:
-        try:
-            d = np.asarray(desirability, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InvalidProblemError(f"desirability: cannot be read as numbers ({exc})") from None
+        d = _as_numbers("desirability", desirability)
+        if d.ndim == 1 and d.size == 0 and expert_ids is not None:
+            # No clients this round, experts known by id: the only way JSON can say (0, E).
+            d = d.reshape(0, len(expert_ids))
         if d.ndim != 2:
             raise InvalidProblemError(
                 f"desirability: expected a 2-D (n_clients, n_experts) array, got {d.ndim}-D"
