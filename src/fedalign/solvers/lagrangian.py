@@ -1029,8 +1029,11 @@ def _dual_ascent(
                 # Reduced profits as priority: congested experts are dropped and filled
                 # last, and the fill only adds pairs worth their expert's price.
                 cand = repair(problem, res.x, fill=True, priority=d - res_price)
-            except InfeasibleError as exc:
-                state.last_error = exc
+            except InfeasibleError:
+                try:  # tight equality rows (e.g. GAP): the plain desirability order may pass
+                    cand = repair(problem, res.x, fill=True)
+                except InfeasibleError as exc:
+                    state.last_error = exc
             state.repair_time += time.perf_counter() - t0
         if cand is not None:
             obj = problem.objective(cand)
