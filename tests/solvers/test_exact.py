@@ -204,3 +204,69 @@ def test_cpsat_returns_its_hint_when_out_of_time(monkeypatch: pytest.MonkeyPatch
     assert sol.objective == pytest.approx(greedy.objective)
     with pytest.raises(fa.InfeasibleError, match="time limit"):
         fa.solve(problem, solver="cpsat", hint=False, time_limit=1.0)
+
+
+@pytest.mark.parametrize(
+    "d",
+    [
+        [[5e-324, 0.0], [0.0, -5e-324]],
+        [[1e-300, 3e-300], [2e-300, -1e-300]],
+        [[1e308, -1e308], [-5e307, 6e307]],
+        [[0.3, 1e-300], [2.5e-7, 0.1]],
+    ],
+    ids=["subnormal", "tiny", "huge", "mixed"],
+)
+def test_cpsat_extreme_desirability_scales_soundly(d: list[list[float]]) -> None:
+    # Regression: 2**30 / max|d| overflowed to inf for tiny |d|, and the inf/NaN coefficients
+    # made CP-SAT's weighted_sum raise TypeError. The scale must stay finite (a power of two,
+    # so d * S is exact) and the bound and tolerance must stay valid.
+    problem = fa.AlignmentProblem(np.array(d), max_experts=1, expert_max_clients=1)
+    sol = fa.solve(problem, solver="cpsat", seed=0)
+    best = brute_force(problem)
+    scale, tol = sol.info["scale"], sol.info["tolerance"]
+    assert np.isfinite(scale) and scale > 0 and np.isfinite(tol)
+    assert sol.status == "optimal"
+    assert abs(sol.objective - best.optimum) <= tol
+    assert sol.bound is not None and sol.bound >= best.optimum
+    assert np.frexp(scale)[0] == 0.5  # a power of two
+    top = float(np.abs(problem.desirability).max())
+    assert tol <= max(1e-6 * top, 2 * 2.0**-1020)
+
+
+_MILP_SCRIPT = """
+import numpy as np
+import fedalign as fa
+sol = fa.solve(fa.AlignmentProblem(np.eye(3), max_experts=1), solver="milp")
+assert sol.status == "optimal", sol.status
+"""
+
+
+def test_milp_prints_nothing_in_a_fresh_process() -> None:
+    # Regression: HiGHS prints its banner ("Running HiGHS ... Copyright ...") from C++ in
+    # the highspy.Highs() constructor, once per process and whatever msg says. A fresh
+    # process is the only place the first construction is certain to happen.
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _MILP_SCRIPT], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout == "" and out.stderr == ""
+
+
+def test_milp_leaves_file_descriptors_working(capfd: pytest.CaptureFixture[str]) -> None:
+    # The banner is silenced by swapping fds 1 and 2 around the HiGHS construction; output
+    # written before and after, at the fd level, must still arrive where it belongs.
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    os.write(1, b"before-out\n")
+    problem = _knapsack_problem(8, n=12, e=4)
+    with ThreadPoolExecutor(2) as pool:
+        sols = list(pool.map(lambda s: fa.solve(problem, solver="milp", seed=s), [0, 1]))
+    assert all(s.status == "optimal" for s in sols)
+    os.write(1, b"after-out\n")
+    os.write(2, b"after-err\n")
+    out, err = capfd.readouterr()
+    assert "HiGHS" not in out + err
+    assert out == "before-out\nafter-out\n" and err == "after-err\n"

@@ -210,3 +210,31 @@ def test_small_graphs_are_solved_densely_by_default() -> None:
     problem = _random_problem(np.random.default_rng(11), 60, 20)
     assert FLOW.solve(problem).info["dense"]
     assert not FLOW.solve(problem, dense=False, candidates=0).info["dense"]
+
+
+@pytest.mark.parametrize(
+    "d",
+    [
+        [[5e-324, 0.0], [0.0, -5e-324]],
+        [[1e-300, 3e-300], [2e-300, -1e-300]],
+        [[4e-310, 1e-309], [-2e-309, 3e-309]],
+        [[1e308, -1e308], [-5e307, 6e307]],
+    ],
+    ids=["subnormal", "tiny", "tiny-subnormal", "huge"],
+)
+@pytest.mark.parametrize("options", [{"dense": True}, {"dense": False, "candidates": 0}])
+def test_extreme_desirability_keeps_a_finite_scale(d: list[list[float]], options: dict) -> None:
+    # Regression: max_cost / max|d| overflowed to inf for |d| below ~1e-297, and inf * 0 gave
+    # NaN costs (OR-Tools: BAD_COST_RANGE). The scale must stay finite and the documented
+    # tolerance must bound the distance to the true optimum.
+    problem = fa.AlignmentProblem(np.array(d), max_experts=1, expert_max_clients=1)
+    sol = FLOW.solve(problem, **options)
+    best = brute_force(problem)
+    scale, tol = sol.info["scale"], sol.info["tolerance"]
+    assert np.isfinite(scale) and scale > 0 and np.isfinite(tol) and tol > 0
+    assert abs(sol.objective - best.optimum) <= tol
+    # The tolerance is meaningful: a millionth of max|d|, or the capped scale's 2**-1020 a pair.
+    top = float(np.abs(problem.desirability).max())
+    assert tol <= max(1e-6 * top, 2 * 2.0**-1020)
+    if top > 1e-305:  # resolvable magnitudes: the unique optimum itself is found
+        assert sol.objective == best.optimum

@@ -2,9 +2,13 @@
 
 CP-SAT needs integer coefficients (DESIGN.md §2), so the model is scaled:
 
-* **Objective.** ``D = rint(d * S)`` with ``max|D| = 2**30``. For any assignment ``x`` with
-  ``|x|`` pairs, ``|D.x / S - d.x| <= 0.5 |x| / S``. When ``d`` is integral and small
-  (OR-Library data) ``S = 1`` and the objective is exact.
+* **Objective.** ``D = rint(d * S)`` with ``S`` the largest power of two that keeps
+  ``max|D| <= 2**30`` (so ``2**29 < max|D|``; a power of two makes ``d * S`` exact). ``S``
+  is capped at ``2**1020`` to stay finite for any finite desirability: when every ``|d|`` is
+  below about ``1e-298`` the pairs are resolved to an absolute ``2**-1021`` instead (down to
+  all-zero costs for subnormal values). For any assignment ``x`` with ``|x|`` pairs,
+  ``|D.x / S - d.x| <= 0.5 |x| / S``. When ``d`` is integral and small (OR-Library data)
+  ``S = 1`` and the objective is exact.
 * **Knapsack rows.** Integral data (OR-Library) are used as they are: exact. Otherwise each
   client's row is scaled by ``K_i = 2 (k_i + 1) / tol_i`` (``k_i`` its pairs, ``tol_i`` the
   checker's float tolerance :func:`~fedalign.problem.capacity_tolerance`), weights rounded
@@ -22,6 +26,7 @@ The greedy hint is complete (every variable), which CP-SAT prunes with best.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -35,6 +40,9 @@ __all__ = ["CPSATSolver"]
 
 #: Largest scaled |desirability| in the objective.
 _OBJECTIVE_UNITS = 2**30
+#: Largest exponent of the objective scale ``S = 2**k``: finite for any finite desirability,
+#: and ``M / S`` stays a normal float.
+_MAX_SCALE_EXP = 1020
 #: Largest integer kept exact by the objective and row scaling.
 _EXACT_LIMIT = 2**40
 
@@ -48,7 +56,14 @@ def _scale_objective(d: NDArray[np.float64]) -> tuple[NDArray[np.int64], float, 
     if _integral(d) and np.abs(d).max(initial=0.0) <= _OBJECTIVE_UNITS:
         return d.astype(np.int64), 1.0, True
     top = float(np.abs(d).max(initial=0.0))
-    scale = _OBJECTIVE_UNITS / top if top > 0 else 1.0
+    scale = 1.0
+    if top > 0:
+        # Largest power of two with top * S <= units (top < 2**frexp), capped so it is finite:
+        # d * S is then exact, and so is the 0.5-per-pair slack of the bound.
+        k = min(_OBJECTIVE_UNITS.bit_length() - 1 - math.frexp(top)[1], _MAX_SCALE_EXP)
+        if k < _MAX_SCALE_EXP and math.ldexp(top, k + 1) <= _OBJECTIVE_UNITS:
+            k += 1
+        scale = math.ldexp(1.0, k)
     scaled = np.rint(d * scale)
     return scaled.astype(np.int64), scale, bool(np.all(scaled == d * scale))
 

@@ -11,11 +11,15 @@ Lower bounds are removed by the standard supply shift. Every arc cost is an inte
 ``D = rint(d * S)``. Each pair's rounding error is at most ``0.5 / S``, so the assignment
 returned is optimal for the scaled costs and within ``n_assigned * 0.5 / S +
 n_assigned_opt * 0.5 / S <= total_slots / S`` of the true optimum, where ``total_slots``
-bounds how many pairs any feasible assignment holds. ``S`` is as large as int64 allows
-for the graph's size (OR-Tools multiplies costs by the node count internally, and the slack
-penalty below must exceed ``2E max|D|``): ``max|D|`` is about ``4e12`` for small cohorts and
-``1e10`` at ``10^5 x 128``, i.e. a relative error per pair of ``1e-12`` to ``1e-10``. The
-bound ``total_slots / S`` is kept in ``Solution.info["tolerance"]``.
+bounds how many pairs any feasible assignment holds. ``S`` is the largest power of two
+that int64 allows for the graph's size (OR-Tools multiplies costs by the node count
+internally, and the slack penalty below must exceed ``2E max|D|``): ``max|D|`` is about
+``2e12`` to ``4e12`` for small cohorts and ``1e10`` at ``10^5 x 128``, i.e. a relative error
+per pair of ``1e-12`` to ``1e-10``. A power of two makes ``d * S`` exact, so the bound is
+exact too; ``S`` is capped at ``2**1020`` so that it stays finite for any finite
+desirability (when every ``|d|`` is below about ``1e-295`` the pairs are resolved to an
+absolute ``2**-1021`` instead, down to all-zero costs for subnormal values). The bound
+``total_slots / S`` is kept in ``Solution.info["tolerance"]``.
 
 Knapsack rows reduce to counts when every expert a client may train needs the same memory
 (the memory row caps the count at ``floor(client_memory / memory)``) and takes it the same
@@ -46,6 +50,7 @@ whether the dense graph was solved (``dense``). ``benchmarks/flow_scale.py`` mea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +68,9 @@ KNAPSACK_SOLVERS = "'lp', 'lagrangian', 'cpsat', 'milp', 'greedy' or 'topk'"
 
 #: Largest scaled |cost| ever used (rint of floats is exact well below 2**53).
 _MAX_COST = 2**50
+#: Largest exponent of the desirability scale ``S = 2**k``: finite, and ``slots / S`` stays a
+#: normal float (all-tiny desirabilities are then rounded with an absolute error of ``2**-1021``).
+_MAX_SCALE_EXP = 1020
 #: Sentinel distance for "no path yet" in the potential computation.
 _INF = np.int64(2**62)
 #: Sparse re-solves before falling back to the dense graph.
@@ -176,6 +184,21 @@ class _FlowResult:
         return bool(self.client_slack.any() or self.expert_slack.any())
 
 
+def _power_of_two_scale(top: float, units: int) -> float:
+    """Largest ``S = 2**k`` with ``top * S <= units`` and ``k <= _MAX_SCALE_EXP`` (1 if ``top`` is 0).
+
+    A power of two makes ``d * S`` exact for every finite ``d`` (no overflow: ``|d| <= top``),
+    so each pair's rounding error is exactly at most ``0.5 / S``; the cap keeps ``S`` finite
+    and ``slots / S`` a normal float for any finite, even subnormal, ``top``.
+    """
+    if not top > 0:
+        return 1.0
+    k = min(units.bit_length() - 1 - math.frexp(top)[1], _MAX_SCALE_EXP)  # top < 2**frexp
+    if k < _MAX_SCALE_EXP and math.ldexp(top, k + 1) <= units:
+        k += 1
+    return math.ldexp(1.0, k)
+
+
 def _network(problem: AlignmentProblem, hi: NDArray[np.int64]) -> _Network:
     n, e = problem.shape
     lo = problem.min_experts.astype(np.int64)
@@ -194,7 +217,7 @@ def _network(problem: AlignmentProblem, hi: NDArray[np.int64]) -> _Network:
     max_cost = (penalty - 1) // (2 * e + 2)
     d = problem.desirability
     dmax = float(np.abs(d[eligible]).max()) if eligible.any() else 0.0
-    scale = max_cost / dmax if dmax > 0 else 1.0
+    scale = _power_of_two_scale(dmax, int(max_cost))
     # Pairs that can never be chosen get cost 0 (their desirability may be out of scale).
     cost = np.rint(np.where(eligible, d, 0.0) * scale).astype(np.int64)
     return _Network(n, e, lo, hi, elo, ehi, eligible, cost, scale, slots, np.int64(penalty))
