@@ -911,6 +911,7 @@ class _State:
     iterations: int = 0
     repair_time: float = 0.0
     last_error: InfeasibleError | None = None
+    eval_seconds: float = 0.0  # the slowest evaluation of the dual function so far
 
 
 def _dual_ascent(
@@ -989,6 +990,7 @@ def _dual_ascent(
         t_eval = time.perf_counter()
         value, grad, res = evaluate(z)
         eval_seconds = time.perf_counter() - t_eval
+        state.eval_seconds = max(state.eval_seconds, eval_seconds)
         lam_z, mu_z = prices(z)
         res_price = lam_z - mu_z
         proven = value
@@ -1217,17 +1219,29 @@ class LagrangianSolver(Solver):
         full_box = box
         horizon = budget.remaining(default=np.inf)
         stages = _sample_stages(n, sample_clients)
-        for size in stages:
+        pre = state
+        last_size = 0
+        for k, size in enumerate(stages):
             # Prices on growing samples, each stage warm-started from the last.
+            share = sample_share * horizon / len(stages)
+            if k > 0 and np.isfinite(horizon):
+                # Keep room for the work on every client: one evaluation of the dual
+                # function (predicted from this sample's cost per client), its repair and
+                # a polish take about three evaluations.
+                full = 3.0 * pre.eval_seconds * n / last_size
+                share = min(share, budget.remaining() - full)
+                if share <= 0:
+                    break
             sample, hi, lo = _sample_problem(problem, size, rng)
             pre = _State(lam=state.lam, mu=state.mu)
-            stop = budget.elapsed() + sample_share * horizon / len(stages)
             _dual_ascent(
-                sample, pre, budget=budget, stop_at=stop, max_iter=max_iter, box=full_box,
-                primal=False, caps=(hi, lo), **common,  # type: ignore[arg-type]
+                sample, pre, budget=budget, stop_at=budget.elapsed() + share,
+                max_iter=max_iter, box=full_box, primal=False, caps=(hi, lo),
+                **common,  # type: ignore[arg-type]
             )
             state.lam, state.mu = pre.lam, pre.mu
             full_box = box / 4.0
+            last_size = size
         bounds: list[float] = []
         objectives: list[float] = []
         # Leave time for the local search at the end.
