@@ -314,7 +314,7 @@ def target_orlib(
         "target": "ORLIB",
         "time_limit": time_limit,
         "per_file": per_file,
-        "met": all(
+        "met": None if "auto" not in solvers else all(
             per_file[f]["auto"]["at_best_known"] == per_file[f]["auto"]["instances"]
             for f in per_file if f != "gapd"
         ) and ("gapd" not in per_file or (per_file["gapd"]["auto"]["mean_gap"] or 1) <= 0.002),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import platform
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def _solver_styles(solvers: Sequence[str]) -> dict[str, tuple[str, str]]:
+def _solver_styles(solvers: Collection[str]) -> dict[str, tuple[str, str]]:
     markers = "osD^v<>pPX*h"
     cmap = [f"C{k}" for k in range(10)]
     return {s: (cmap[k % 10], markers[k % len(markers)]) for k, s in enumerate(sorted(solvers))}

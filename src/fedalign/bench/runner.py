@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ def instances(config: BenchConfig) -> Iterator[Instance]:
                     n_clients=n,
                     n_experts=e,
                     seed=seed,
-                    build=lambda f=family, n=n, e=e, s=seed: make_instance(f, n, e, s),
+                    build=partial(make_instance, family, n, e, seed),
                 )
     if config.orlib is not None:
         wanted = None if config.orlib_files is None else set(config.orlib_files)
@@ -165,7 +166,7 @@ def instances(config: BenchConfig) -> Iterator[Instance]:
                     n_clients=gap.problem.n_clients,
                     n_experts=gap.problem.n_experts,
                     seed=gap.index,
-                    build=lambda g=gap: g.problem,
+                    build=partial(getattr, gap, "problem"),
                     gap=gap,
                 )
 
@@ -187,46 +188,49 @@ def run_instance(inst: Instance, solvers: Sequence[str], config: BenchConfig) ->
     sign = -1.0 if inst.gap is not None and inst.gap.minimise else 1.0
     rows: list[Row] = []
     for solver in solvers:
-        base = {
-            "family": inst.family,
-            "instance": inst.name,
-            "n_clients": inst.n_clients,
-            "n_experts": inst.n_experts,
-            "seed": inst.seed,
-            "solver": solver,
-        }
+
+        def row(status: str, note: str = "", runtime: float | None = None, **values: Any) -> Row:
+            return Row(
+                family=inst.family,
+                instance=inst.name,
+                n_clients=inst.n_clients,
+                n_experts=inst.n_experts,
+                seed=inst.seed,
+                solver=solver,  # noqa: B023 - used at once, inside this iteration
+                objective=values.get("objective"),
+                bound=values.get("bound"),
+                gap=values.get("gap"),
+                best_known=None,
+                runtime=runtime,
+                status=status,
+                note=note,
+            )
+
         reason = _skip_reason(solver, problem, config)
         if reason is not None:
             status = "unsupported" if reason.startswith("unsupported") else "skipped"
-            rows.append(Row(**base, objective=None, bound=None, gap=None, best_known=None,
-                            runtime=None, status=status, note=reason))
+            rows.append(row(status, reason))
             continue
         t0 = time.perf_counter()
         try:
             sol = get_solver(solver).solve(problem, time_limit=config.time_limit, seed=inst.seed)
         except UnsupportedProblemError as exc:
-            rows.append(Row(**base, objective=None, bound=None, gap=None, best_known=None,
-                            runtime=None, status="unsupported", note=str(exc)))
+            rows.append(row("unsupported", str(exc)))
             continue
         except InfeasibleError as exc:
-            rows.append(Row(**base, objective=None, bound=None, gap=None, best_known=None,
-                            runtime=time.perf_counter() - t0, status="failed", note=str(exc)))
+            rows.append(row("failed", str(exc), time.perf_counter() - t0))
             continue
         except AlignmentError as exc:  # a solver bug: record it, keep benchmarking
-            rows.append(Row(**base, objective=None, bound=None, gap=None, best_known=None,
-                            runtime=time.perf_counter() - t0, status="error", note=str(exc)))
+            rows.append(row("error", str(exc), time.perf_counter() - t0))
             continue
-        note = f"chose {sol.solver}" if sol.solver != solver else ""
         rows.append(
-            Row(
-                **base,
+            row(
+                sol.status,
+                f"chose {sol.solver}" if sol.solver != solver else "",
+                sol.runtime,
                 objective=sign * sol.objective,
                 bound=None if sol.bound is None else sign * sol.bound,
                 gap=sol.gap,
-                best_known=None,
-                runtime=sol.runtime,
-                status=sol.status,
-                note=note,
             )
         )
     _fill_best(rows, inst, sign)

@@ -635,10 +635,10 @@ class _Subproblems:
             slots = (kmax[cl] - cnt - 1)[:, None]
             # Items that could follow child j: no more than the slots left, nor than the
             # remaining capacity holds of the lightest later candidate.
-            if w1 is not None and c1 is not None:
+            if w1 is not None and c1 is not None and wmin1 is not None:
                 room = c1[cl][:, None] - u1[:, None] - w1[cl]
                 slots = np.minimum(slots, _fit_count(room, wmin1[cl]))
-            if w2 is not None and c2 is not None:
+            if w2 is not None and c2 is not None and wmin2 is not None:
                 room = c2[cl][:, None] - u2[:, None] - w2[cl]
                 slots = np.minimum(slots, _fit_count(room, wmin2[cl]))
             slots = np.maximum(slots, 0)
@@ -1166,7 +1166,7 @@ class LagrangianSolver(Solver):
     exact = False
     handles_knapsack = True
 
-    def _solve(
+    def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,
         problem: AlignmentProblem,
         *,
