@@ -200,7 +200,7 @@ class _Subproblems:
         self.eps = bb_tol * max(spread, 1e-12)
         self.dp_row = self._dp_row()
         self._weight_order: NDArray[np.int64] | None = None
-        self._cap_need: NDArray[np.int64] | None = None
+        self._cap_need: NDArray[np.int8] | None = None
         self._prev: NDArray[np.bool_] | None = None  # the last choice, a warm start
 
     def _single_row(self) -> NDArray[np.float64] | None:
@@ -211,7 +211,7 @@ class _Subproblems:
             return self.time
         return None
 
-    def _capacity_need(self) -> NDArray[np.int64]:
+    def _capacity_need(self) -> NDArray[np.int8]:
         """(E, n) in weight order: 1 + how many lightest experts fit beside each expert.
 
         Counted over all the client's fitting experts (the expert itself included), which
@@ -239,10 +239,10 @@ class _Subproblems:
         light = np.sort(light, axis=1)
         with np.errstate(invalid="ignore"):
             csum = np.cumsum(light[:, :k], axis=1)
-        need = np.empty((e, n), dtype=np.int64)
+        need = np.empty((e, n), dtype=np.int8)  # small counts (at most max_experts + 1)
         for p in range(e):
             room = cap - w_sorted[:, p]
-            need[p] = 1 + (csum <= room[:, None]).sum(axis=1)
+            need[p] = np.minimum(1 + (csum <= room[:, None]).sum(axis=1), 127)
         self._cap_need = need
         return need
 
@@ -279,34 +279,38 @@ class _Subproblems:
         if k == 0:
             return rr
         # Work position by position on contiguous (E, h) arrays.
-        if order.shape[0] == 1:
-            rp_t = np.ascontiguousarray(rr[:, order[0]].T)
-        else:
-            rp_t = np.ascontiguousarray(np.take_along_axis(rr, order[rows], axis=1).T)
         h = rows.size
+        global_order = order.shape[0] == 1
+        if global_order:
+            r_t = np.ascontiguousarray(rr.T)  # expert-major; visited in weight order below
+        else:
+            r_t = np.ascontiguousarray(np.take_along_axis(rr, order[rows], axis=1).T)
         top = [np.full(h, _NEG) for _ in range(k)]  # the k largest r of the prefix, decreasing
-        keep_t = np.empty(rp_t.shape, dtype=bool)
-        cap_need = self._capacity_need()[:, rows]  # (E, h) in weight order
-        for p in range(rp_t.shape[0]):
-            v = rp_t[p]
-            dominators = np.zeros(h, dtype=np.int64)
+        keep_t = np.empty(r_t.shape, dtype=bool)
+        cap_need = self._capacity_need()
+        cap_need = cap_need if h == self.problem.n_clients else cap_need[:, rows]
+        kmax8 = kmax.astype(np.int8)
+        kmin8 = np.minimum(kmin, 127).astype(np.int8)
+        for p in range(r_t.shape[0]):
+            col = int(order[0, p]) if global_order else p
+            v = r_t[col]
+            dominators = np.zeros(h, dtype=np.int8)
             for t in top:
                 dominators += t >= v
-            need_pos = np.minimum(kmax, cap_need[p])
-            need = np.where(v > 0, need_pos, np.minimum(kmin, need_pos))
-            keep_t[p] = (dominators < need) & (v > _NEG)
+            need_pos = np.minimum(kmax8, cap_need[p])
+            need = np.where(v > 0, need_pos, np.minimum(kmin8, need_pos))
+            keep_t[col] = (dominators < need) & (v > _NEG)
             # insert v into the sorted top-k: new[c] = max(top[c], min(top[c-1], v))
             prev = v
             for c in range(k):
                 old_c = top[c]
                 top[c] = np.maximum(old_c, prev)
                 prev = np.minimum(old_c, prev)
-        kept = np.where(keep_t, rp_t, _NEG).T
-        out = np.empty_like(rr)
-        if order.shape[0] == 1:
-            out[:, order[0]] = kept
+        if global_order:
+            out = np.where(keep_t.T, rr, _NEG)
         else:
-            np.put_along_axis(out, order[rows], kept, axis=1)
+            out = np.empty_like(rr)
+            np.put_along_axis(out, order[rows], np.where(keep_t, r_t, _NEG).T, axis=1)
         return out
 
     # ------------------------------------------------------------------ helpers
