@@ -915,7 +915,7 @@ class _State:
     iterations: int = 0
     repair_time: float = 0.0
     last_error: InfeasibleError | None = None
-    eval_seconds: float = 0.0  # the slowest evaluation of the dual function so far
+    eval_seconds: float = 0.0  # the latest evaluation of the dual function
 
 
 def _dual_ascent(
@@ -994,7 +994,7 @@ def _dual_ascent(
         t_eval = time.perf_counter()
         value, grad, res = evaluate(z)
         eval_seconds = time.perf_counter() - t_eval
-        state.eval_seconds = max(state.eval_seconds, eval_seconds)
+        state.eval_seconds = eval_seconds
         lam_z, mu_z = prices(z)
         res_price = lam_z - mu_z
         proven = value
@@ -1231,8 +1231,8 @@ class LagrangianSolver(Solver):
             if k > 0 and np.isfinite(horizon):
                 # Keep room for the work on every client: one evaluation of the dual
                 # function (predicted from this sample's cost per client), its repair and
-                # a polish take about three evaluations.
-                full = 3.0 * pre.eval_seconds * n / last_size
+                # a polish take about two and a half evaluations.
+                full = 2.5 * pre.eval_seconds * n / last_size
                 share = min(share, budget.remaining() - full)
                 if share <= 0:
                     break
