@@ -127,7 +127,7 @@ def expert_update_counts(updates: Sequence[Mapping[str, Any]], n_experts: int) -
     """
     counts = np.zeros(n_experts, dtype=np.int64)
     for state in updates:
-        present = {expert_of_key(k) for k in state} - {None}
+        present = {j for j in map(expert_of_key, state) if j is not None}
         for j in present:
-            counts[int(j)] += 1
+            counts[j] += 1
     return counts

@@ -270,7 +270,8 @@ def run_strategy(
         cohort = np.sort(world.choice(n, size=cohort_size, replace=False))
         plan = sched.plan(cohort.tolist())
         result.solver_seconds.append(float(plan.solution.runtime))
-        assigned = [sorted(int(j) for j in plan.assignment[int(c)]) for c in cohort]
+        # expert ids are the default 0..E-1, so ids are positions
+        assigned = [sorted(int(j) for j in plan.assignment[int(c)]) for c in cohort]  # type: ignore[call-overload]
         n_assigned = np.array([len(a) for a in assigned], dtype=np.int64)
         seconds, vanished = fleet.round_seconds(cohort, n_assigned, samples[cohort], world)
         late = ~vanished & (seconds > setup.deadline)
