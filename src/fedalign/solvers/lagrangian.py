@@ -391,6 +391,28 @@ class _Subproblems:
                 all_exact = False
         return self._result(x, values, chosen, all_exact)
 
+    def best_sets(self, r: NDArray[np.float64], rows: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Each listed client's best subset at reduced profits ``r`` (rows of an (n, E) array).
+
+        Used by the primal heuristic to re-solve a few clients with some experts closed
+        (``r = -inf`` there); the warm start of :meth:`solve` is left untouched.
+        """
+        n, e = self.problem.shape
+        saved, self._prev = self._prev, None
+        try:
+            x = np.zeros((n, e), dtype=bool)
+            values = np.zeros(n)
+            chosen = np.zeros(n)
+            small = self.kmax[rows] <= self.max_enum_experts
+            if small.any():
+                self._enumerate(r, rows[small], x, values, chosen)
+            rest = rows[~small]
+            if rest.size:
+                self._relaxation(r, rest, x, values, chosen)
+        finally:
+            self._prev = saved
+        return x[rows]
+
     def _result(
         self,
         x: NDArray[np.bool_],
@@ -1034,7 +1056,8 @@ def _dual_ascent(
             try:
                 # Reduced profits as priority: congested experts are dropped and filled
                 # last, and the fill only adds pairs worth their expert's price.
-                cand = repair(problem, res.x, fill=True, priority=d - res_price)
+                guided = _price_repair(problem, sub, res.x, res_price)
+                cand = repair(problem, guided, fill=True, priority=d - res_price)
             except InfeasibleError:
                 try:  # tight equality rows (e.g. GAP): the plain desirability order may pass
                     cand = repair(problem, res.x, fill=True)
@@ -1076,6 +1099,46 @@ def _dual_ascent(
         if predicted <= 1e-9 * tol or delta <= 1e-9 * spread:
             break  # the model cannot promise a lower bound: converged
     state.lam, state.mu = prices(center)
+
+
+def _price_repair(
+    problem: AlignmentProblem,
+    sub: _Subproblems,
+    x: NDArray[np.bool_],
+    price: NDArray[np.float64],
+    rounds: int = 4,
+) -> NDArray[np.bool_]:
+    """Make the subproblem choice respect the expert maximums by re-solving, not trimming.
+
+    Each round, every over-full expert keeps the holders that value it most (reduced
+    profit) and drops the rest; each client that lost an expert re-solves its own knapsack
+    with the experts that are now full closed to it, so it moves to its best remaining
+    subset instead of merely losing a member. A few rounds settle most conflicts; what is
+    left (and every minimum) is for :func:`repair`.
+    """
+    x = x.copy()
+    cap = problem.expert_max_clients
+    r = problem.desirability - price[None, :]
+    for _ in range(rounds):
+        load = x.sum(axis=0)
+        over = np.flatnonzero(load > cap)
+        if over.size == 0:
+            break
+        moved = np.zeros(problem.n_clients, dtype=bool)
+        for j in over:
+            holders = np.flatnonzero(x[:, j])
+            excess = int(load[j] - cap[j])
+            drop = holders[np.argsort(r[holders, j], kind="stable")[:excess]]
+            x[drop, j] = False
+            moved[drop] = True
+        rows = np.flatnonzero(moved)
+        load = x.sum(axis=0)
+        full = load >= cap
+        r_rows = np.where(full[None, :] & ~x[rows], _NEG, sub.dm[rows] - price[None, :])
+        r_mod = np.empty_like(sub.dm)  # only the moved rows are read
+        r_mod[rows] = r_rows
+        x[rows] = sub.best_sets(r_mod, rows)
+    return x
 
 
 def _sample_stages(n: int, largest: int | None) -> list[int]:
