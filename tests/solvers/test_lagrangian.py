@@ -210,3 +210,20 @@ def test_infeasible_problem_raises() -> None:
     )
     with pytest.raises(fa.InfeasibleError):
         fa.solve(problem, "lagrangian")
+
+
+def test_price_repair_keeps_client_rows_and_relieves_full_experts() -> None:
+    from fedalign.bench.families import make_instance
+    from fedalign.solvers.lagrangian import _price_repair
+
+    problem = make_instance("uniform", 400, 12, 3)
+    sub = _Subproblems(problem, candidates=8, max_enum_experts=6)
+    price = np.zeros(problem.n_experts)
+    x = sub.solve(price).x  # every client's favourite subset: experts over-full
+    over_before = np.maximum(x.sum(axis=0) - problem.expert_max_clients, 0).sum()
+    assert over_before > 0
+    y = _price_repair(problem, sub, x, price)
+    over_after = np.maximum(y.sum(axis=0) - problem.expert_max_clients, 0).sum()
+    assert over_after < over_before
+    client_rows = {"max_experts", "min_experts", "memory", "deadline", "allowed"}
+    assert not [v for v in fa.check(problem, y) if v.constraint in client_rows]
