@@ -328,7 +328,7 @@ class _Subproblems:
         w, cap = rows[0]
         if not (np.all(w == np.round(w)) and np.all(cap == np.round(cap))):
             return None
-        if cap.max() > _DP_MAX_CAPACITY:
+        if cap.size == 0 or cap.max() > _DP_MAX_CAPACITY:
             return None
         # Only when the count row cannot bind.
         if (self.problem.max_experts < self.problem.fits.sum(axis=1)).any():
@@ -797,7 +797,8 @@ class _Subproblems:
         values[rows] = bound
         # Primal choice: best profit per unit of (normalised) weight, forced items first.
         prof = np.where(np.isfinite(rr), rr, _NEG)
-        ratio = np.where(norm_w > 0, prof / np.maximum(norm_w, 1e-300), np.inf * np.sign(prof))
+        unweighted = np.where(prof > 0, np.inf, np.where(prof < 0, _NEG, 0.0))
+        ratio = np.where(norm_w > 0, prof / np.maximum(norm_w, 1e-300), unweighted)
         ratio = np.where(np.isfinite(rr), ratio, _NEG)
         order = np.argsort(-ratio, axis=1, kind="stable")
         count = np.zeros(h, dtype=np.int64)
