@@ -10,6 +10,7 @@ import pytest
 import fedalign as fa
 from fedalign.solvers.lagrangian import _Subproblems
 
+
 def _all_assignments(n: int, e: int) -> np.ndarray:
     """Every (n, E) 0/1 matrix, as a (2**(n*E), n, E) bool array."""
     k = n * e
