@@ -55,3 +55,51 @@ def test_simulate_bad_flags(tmp_path, capsys, argv, flag):
 def test_demo_is_registered(capsys):
     assert main(["demo", "--help"]) == 0
     assert "digits" in capsys.readouterr().out
+
+
+def test_simulate_on_fake_cifar10_folder(tmp_path, capsys):
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [*((f"data_batch_{i}", 8) for i in range(1, 6)), ("test_batch", 10)]:
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, n).tolist(),
+        }
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh)
+    out = tmp_path / "out"
+    argv = ["simulate", "--dataset", "cifar10", "--data-root", str(tmp_path), "--rounds", "1", "--seeds", "1",
+            "--strategies", "greedy", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["config"]["dataset"] == "cifar10" and data["config"]["trunk_hidden"] == 128
+    # the domain partition's test set is CIFAR-10's test batch seen through 4 domains
+    assert len(data["strategies"]["greedy"]["per_seed"]["domain_accuracy"][0][0]) == 4
+    missing = main(
+        [
+            "simulate",
+            "--dataset",
+            "cifar10",
+            "--data-root",
+            str(tmp_path / "nope"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert missing == 2 and "--data-root" in capsys.readouterr().err
+
+
+def test_flower_engine_missing_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fedalign.flower", None)  # as if not installed
+    status = main(["simulate", "--engine", "flower", "--rounds", "1", "--seeds", "1",
+                   "--strategies", "greedy", "--out", str(tmp_path), "--no-progress"])  # fmt: skip
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "fedalign.flower" in err and "pip install" in err
