@@ -6,9 +6,12 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 import fedalign as fa
 from fedalign.solvers.lagrangian import _Subproblems
+from strategies import brute_force as shared_brute_force
+from strategies import problems
 
 
 def _all_assignments(n: int, e: int) -> np.ndarray:
@@ -225,3 +228,17 @@ def test_price_repair_keeps_client_rows_and_relieves_full_experts() -> None:
     assert over_after < over_before
     client_rows = {"max_experts", "min_experts", "memory", "deadline", "allowed"}
     assert not [v for v in fa.check(problem, y) if v.constraint in client_rows]
+
+
+@given(problems(max_pairs=12))
+@settings(max_examples=60, deadline=None)
+def test_bound_never_below_optimum_on_any_tiny_problem(problem: fa.AlignmentProblem) -> None:
+    # The shared strategies: every constraint kind, ties, zeros, infeasible ones.
+    truth = shared_brute_force(problem)
+    try:
+        sol = fa.solve(problem, "lagrangian", seed=0, max_iter=40)
+    except fa.InfeasibleError:
+        return  # a heuristic may fail to find a point; the bound is what is tested here
+    assert truth.optimum is not None  # it returned a feasible assignment
+    assert sol.bound is not None
+    assert sol.bound >= truth.optimum - 1e-9 * max(1.0, abs(truth.optimum))
