@@ -3,12 +3,15 @@
 Needs the ``sim`` extra (torch, scikit-learn, mnist1d, matplotlib, tqdm). Nothing in the core
 package imports this module; import the submodules you need:
 
+* :mod:`~fedalign.sim.naming` -- shared versus ``experts.<j>.*`` parameter names (torch-free);
 * :mod:`~fedalign.sim.model` -- the MoE model and partial state transfer;
 * :mod:`~fedalign.sim.aggregate` -- per-expert averaging (torch-free);
 * :mod:`~fedalign.sim.client` -- one client's local training and rewards;
 * :mod:`~fedalign.sim.data`, :mod:`~fedalign.sim.partition`, :mod:`~fedalign.sim.devices`;
 * :mod:`~fedalign.sim.server` -- the round loop;
-* :mod:`~fedalign.sim.experiments` -- strategies, seeds, ``results.json``, plots.
+* :mod:`~fedalign.sim.config` -- :class:`~fedalign.sim.config.SimConfig`, presets, strategies;
+* :mod:`~fedalign.sim.experiments` -- runs over strategies and seeds, ``results.json``;
+* :mod:`~fedalign.sim.report` -- the summary table and the figures.
 """
 
 from __future__ import annotations
