@@ -653,10 +653,20 @@ class _Subproblems:
         exact = True
         while cl.size:
             if cl.size * m > min(_BB_MAX_CELLS, self.node_budget * h):
-                # Too many live nodes: stop, keep a valid bound for what is left open.
-                np.maximum.at(upper, cl, node_ub)
+                # Too many live nodes: the clients holding the most stop here, each keeping
+                # the largest bound of its open nodes (valid); the others go on.
+                live = np.bincount(cl, minlength=h)
+                heavy = live * m > self.node_budget
+                if not heavy.any() or cl.size * m > _BB_MAX_CELLS:
+                    heavy = live > 0
+                stop = heavy[cl]
+                np.maximum.at(upper, cl[stop], node_ub[stop])
                 exact = False
-                break
+                keep = ~stop
+                cl, last, cnt, prof = cl[keep], last[keep], cnt[keep], prof[keep]
+                u1, u2, items, node_ub = u1[keep], u2[keep], items[keep], node_ub[keep]
+                if not cl.size:
+                    break
             vv = val[cl]
             slots = (kmax[cl] - cnt - 1)[:, None]
             # Items that could follow child j: no more than the slots left, nor than the
