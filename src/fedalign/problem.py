@@ -318,8 +318,9 @@ class AlignmentProblem:
         self.train_time = None if t is None else _readonly(t)
         self.deadline = None if dl is None else _readonly(dl)
         self.expert_min_clients = _readonly(e_min)
-        # An expert can never take more than n clients; storing min(cap, n) keeps sums finite.
-        self.expert_max_clients = _readonly(np.minimum(e_max, n))
+        # An expert can never take more than n clients; storing min(cap, n) keeps sums finite
+        # (never below the minimum, so min <= max holds even when n is too small for it).
+        self.expert_max_clients = _readonly(np.maximum(np.minimum(e_max, n), e_min))
         self.allowed = _readonly(allow)
         self.client_ids = _ids("client_ids", client_ids, n)
         self.expert_ids = _ids("expert_ids", expert_ids, e)
