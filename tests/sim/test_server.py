@@ -111,3 +111,9 @@ def test_bad_arguments():
         SimConfig(cohort_size=100)
     with pytest.raises(ValueError, match="reward"):
         SimConfig(reward="vibes")
+    with pytest.raises(ValueError, match="dataset"):
+        SimConfig(dataset="imagenet")
+    with pytest.raises(ValueError, match="partition"):
+        SimConfig(partition="iid")
+    with pytest.raises(ValueError, match="max_experts"):
+        SimConfig(max_experts=0)

@@ -204,6 +204,18 @@ class SimConfig:
             raise ValueError(
                 f"expert_capacity_slack: expected None or >= 1, got {self.expert_capacity_slack!r}"
             )
+        if self.dataset not in ("digits", "mnist1d", "cifar10"):
+            raise ValueError(
+                f"dataset: expected 'digits', 'mnist1d' or 'cifar10', got {self.dataset!r}"
+            )
+        if self.partition not in ("domain", "label-skew", "dirichlet"):
+            raise ValueError(
+                f"partition: expected 'domain', 'label-skew' or 'dirichlet', got {self.partition!r}"
+            )
+        if self.max_experts is not None and not (
+            isinstance(self.max_experts, int) and self.max_experts >= 1
+        ):
+            raise ValueError(f"max_experts: expected None or an int >= 1, got {self.max_experts!r}")
         if self.reward not in REWARDS:
             raise ValueError(f"reward: expected one of {REWARDS}, got {self.reward!r}")
         if self.cold_start not in ("prior", "routing"):
