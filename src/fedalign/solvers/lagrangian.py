@@ -14,39 +14,61 @@ provided each ``v_i`` is solved exactly or replaced by a valid upper bound of it
 solver reports the smallest ``L`` it saw as :attr:`Solution.bound`.
 
 How each client's subproblem is solved (vectorised over clients; loops run over the small
-dimensions only: candidate positions, experts, or combination chunks):
+dimensions only: candidate positions, experts, search levels, or chunks of clients):
 
 1. **Count relaxation.** Drop the knapsack rows: the optimum takes the ``min_experts[i]``
    best experts plus every further positive one up to ``max_experts[i]``. When that choice
    also satisfies the client's knapsack rows it is optimal for the full subproblem (it is
    optimal for a relaxation and feasible). Without knapsack rows this is all there is.
-2. **Enumeration over the top-m candidates** (clients whose count choice breaks a knapsack
-   row and ``max_experts[i] <= max_enum_experts``). Sort the client's allowed experts by
-   reduced profit ``r`` and enumerate every subset of size ``min_experts..max_experts`` of
-   the best ``m``: ``V`` is the best feasible one. *Exactness certificate*: any subset
-   using an expert outside the top ``m`` is worth at most ``r_(m+1) + P_(k-1)``, where
-   ``r_(m+1)`` is the best reduced profit outside the candidates and ``P_(k-1)`` is the sum
-   of the ``k - 1`` largest positive reduced profits (``k = max_experts[i]``). If
-   ``V >= r_(m+1) + P_(k-1)`` the enumeration is exact. Otherwise ``m`` is doubled (up to
-   ``max_candidates``) for those clients only; a client still uncertified then contributes
-   ``max(V, r_(m+1) + P_(k-1))``, a valid upper bound of its subproblem (either the
-   optimum lies among the candidates, worth ``V``, or it uses an outside expert), and the
-   result is flagged ``exact_subproblems = False`` in ``Solution.info``.
-3. **Integer dynamic programme** (one knapsack row with integer weights and capacities,
+   ``max_experts`` is first tightened to how many of the client's lightest experts fit
+   together (an implied limit, so nothing is lost).
+2. **Dominance filter** (one knapsack row). Order the client's experts by weight; an
+   expert with ``c`` earlier experts of at least its reduced profit can be dropped, where
+   ``c`` is ``max_experts`` (``min_experts`` for a non-positive profit), lowered to how many
+   experts can sit beside it in the capacity: some optimal subset avoids it, by a swap
+   argument (see :meth:`_Subproblems._candidates`). What is left are the *candidates*.
+3. **Enumeration over the top-m candidates** (clients whose count choice breaks a knapsack
+   row and ``max_experts[i] <= max_enum_experts``; first call only). Every subset of size
+   ``min_experts..max_experts`` of the best ``m`` candidates by reduced profit ``r`` is
+   checked: ``V`` is the best feasible one. *Exactness certificate*: any subset using a
+   candidate outside the top ``m`` is worth at most ``r_(m+1) + P_(k-1)`` (the best outside
+   profit plus the ``k - 1`` largest positive ones, ``k = max_experts[i]``); if ``V`` reaches
+   it, ``V`` is the optimum.
+4. **Branch and bound** for the other clients, breadth first over subsets built in
+   decreasing ``r`` order, all clients of a chunk at once. A child's bound is its profit plus
+   the smallest of (a) the best positive profits that may still follow (no more than the
+   remaining slots, nor than the lightest later candidates fitting the remaining capacity)
+   and (b) for each knapsack row, the weak-duality (LP) bound ``beta * room + top-s of
+   (r - beta w)^+`` with a per-client ``beta`` chosen once by golden-section search. The
+   incumbent starts from the previous prices' choice (still feasible: prices do not change
+   client rows) or an LP-greedy choice. Nodes within ``bb_tol`` (times the spread of the
+   desirability) of the incumbent are pruned and that tolerance is added to the client's
+   bound; when a client's open nodes exceed ``node_budget`` its search stops and it
+   contributes the largest bound among them. Either way the client adds a *valid upper
+   bound* of its subproblem (equal to its optimum when the search completes), so ``L``
+   stays a proven bound; ``info["exact_subproblems"]`` says whether every search completed.
+5. **Integer dynamic programme** (one knapsack row with integer weights and capacities,
    e.g. OR-Library GAP, where a client may take many experts): the classic 0-1 knapsack DP
    over capacities, exact; used when the count row cannot bind and ``min_experts`` is 0.
-4. **Otherwise** (many experts per client with real weights): a ratio-greedy choice for the
-   subgradient, and as bound the smallest of the count relaxation and the LP (Dantzig)
-   relaxation of each knapsack row on its own — each a relaxation, so a valid bound.
+6. **Otherwise** (many experts per client with real weights): a ratio-greedy choice, and as
+   bound the smallest of the count relaxation and the LP (Dantzig) relaxation of each
+   knapsack row on its own — each a relaxation, so a valid bound.
 
 Prices follow the box-step cutting-plane method (a trust-region bundle method): the next
 prices minimise the piecewise-linear model built from every evaluated ``L`` and its
-subgradient, inside a box around the best prices so far (a small LP).
-Each subproblem solution satisfies every client row but may break expert rows; it is made
-feasible by :func:`fedalign.solvers.repair.repair` (drop and fill), and the best repaired
-assignment is kept; :func:`~fedalign.solvers.repair.local_search` polishes it at the end.
-The method is anytime: it stops at ``time_limit``, after ``max_iter`` iterations, or when
-the gap falls to ``gap_tol``.
+subgradient, inside a box around the best prices so far (a small HiGHS LP). From 1,000
+clients up, prices are first found on random samples of the clients (250-1,000, then 4,000,
+with the expert rows scaled to the sample's share), each phase warm-starting the next; only
+the last phase works on every client.
+
+Primal side: each subproblem choice satisfies every client row but may overfill experts.
+A price-guided repair first lets every over-full expert keep the holders that value it
+most while the others re-solve their own knapsack with the full experts closed; then
+:func:`fedalign.solvers.repair.repair` (reduced profit as priority) settles what is left,
+including minimums, and :func:`~fedalign.solvers.repair.local_search` polishes each new
+best assignment and the final one. The method is anytime: it stops at ``time_limit``
+(before an evaluation that would not finish in time), after ``max_iter`` evaluations, or
+when the gap falls to ``gap_tol``.
 """
 
 from __future__ import annotations
