@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from fedalign import ClientProfile
+
 __all__ = ["DEFAULT_TIERS", "UNIFORM_TIERS", "DeviceTier", "Fleet", "make_fleet"]
 
 
@@ -98,14 +100,12 @@ class Fleet:
         """Experts each client can hold, ``(n_clients,)``."""
         return self._col("max_experts").astype(np.int64)
 
-    def profile(self, client: int, samples: int | None = None):  # -> fedalign.ClientProfile
+    def profile(self, client: int, samples: int | None = None) -> ClientProfile:
         """The :class:`fedalign.ClientProfile` client ``client`` reports (nominal figures).
 
         Memory is in bytes: the shared part plus ``max_experts`` experts, with half an expert
         of slack, so exactly ``max_experts`` experts fit.
         """
-        from fedalign import ClientProfile
-
         tier = self.tiers[int(self.tier_of[client])]
         return ClientProfile(
             memory=float(self.shared_bytes + (tier.max_experts + 0.5) * self.expert_bytes),
