@@ -1,8 +1,10 @@
 """Exceptions raised by fedalign.
 
-Every error the library raises on purpose is an :class:`AlignmentError`, so a caller can
-catch the whole family with one ``except``. Errors caused by bad arguments are also
-``ValueError`` (scikit-learn's convention), so generic validation code keeps working.
+Every error about a problem, a solve, a scheduler's feedback or its saved state is an
+:class:`AlignmentError`, so a caller can catch the whole family with one ``except``. Those
+caused by bad input are also ``ValueError`` (scikit-learn's convention), so generic
+validation code keeps working. Plain mistakes in a call's own arguments (an unknown solver
+name, a negative time limit, an unknown solver option) are ``ValueError`` / ``TypeError``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Solvers for the alignment problem, behind one contract (see :mod:`fedalign.solvers.base`).
 
 Importing this package registers every solver; the registry's order is the order of
-preference. A new solver is one module plus one import line here.
+preference. A new solver is one module plus one name in the import list below.
 """
 
 from __future__ import annotations
-
-# Registration happens on import; the order below is the registry's order.
-# TEMPORARY during the initial build-out: modules are imported as they land.
-import importlib as _importlib
 
 from .base import (
     Budget,
@@ -22,12 +18,10 @@ from .base import (
     solve,
 )
 
-for _mod in ("random_", "topk", "greedy", "flow", "lp", "lagrangian", "cpsat", "milp", "auto"):
-    try:
-        _importlib.import_module(f"{__name__}.{_mod}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"{__name__}.{_mod}":
-            raise
+# Registration happens on import; this list's order is the registry's order of preference.
+# isort: off
+from . import random_, topk, greedy, flow, lp, lagrangian, cpsat, milp, auto  # noqa: F401
+# isort: on
 
 __all__ = [
     "Budget",
