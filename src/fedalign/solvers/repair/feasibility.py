@@ -1,0 +1,307 @@
+"""``repair``: any 0/1 matrix to a feasible assignment close to it, and its phases.
+
+The phases run in place on a bool matrix: trim over-full clients and experts, meet
+``min_experts`` (proposals, then alternating paths, then repacking a row), meet
+``expert_min_clients`` (additions, swaps, alternating paths), and finally fill. The
+alternating paths and repacking live in :mod:`.augment`; the insertion in :mod:`.insertion`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ...errors import InfeasibleError
+from ...problem import AlignmentProblem, check
+from .augment import _augment_clients, _augment_experts, _repack
+from .capacity import Residual, _group_cumsum, addable, residual
+from .insertion import add_in_order
+from .insertion import fill as _fill  # ``repair`` has a keyword argument named ``fill``
+
+__all__ = ["repair"]
+
+
+def _trim_clients(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+    """Drop each over-full client's lowest-priority experts until its upper bounds hold."""
+    res = residual(problem, x)
+
+    def over(rows: NDArray[np.intp]) -> NDArray[np.bool_]:
+        bad = res.count[rows] < 0
+        if res.memory is not None:
+            bad |= res.memory[rows] < 0
+        if res.time is not None:
+            bad |= res.time[rows] < 0
+        return bad
+
+    rows = np.flatnonzero(over(np.arange(problem.n_clients)))
+    while rows.size:
+        worst = np.argmin(np.where(x[rows], key[rows], np.inf), axis=1)
+        x[rows, worst] = False
+        res.count[rows] += 1
+        if res.memory is not None:
+            res.memory[rows] += problem.expert_memory[worst]  # type: ignore[index]
+        if res.time is not None:
+            res.time[rows] += problem.train_time[rows, worst]  # type: ignore[index]
+        rows = rows[over(rows)]
+
+
+def _trim_experts(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+    """Drop each over-full expert's lowest-priority clients, preferring clients with spare experts."""
+    load = x.sum(axis=0)
+    count = x.sum(axis=1)
+    for j in np.flatnonzero(load > problem.expert_max_clients):
+        holders = np.flatnonzero(x[:, j])
+        excess = int(load[j] - problem.expert_max_clients[j])
+        at_min = count[holders] <= problem.min_experts[holders]
+        drop = holders[np.lexsort((key[holders, j], at_min))[:excess]]
+        x[drop, j] = False
+        count[drop] -= 1
+
+
+def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+    """Add experts to clients below ``min_experts``: proposals, alternating paths, repacking."""
+    while True:
+        need = x.sum(axis=1) < problem.min_experts
+        rows = np.flatnonzero(need)
+        if rows.size == 0:
+            return
+        res = residual(problem, x)
+        ok = addable(problem, x, res, rows)
+        has = ok.any(axis=1)
+        if has.any():
+            # Every short client proposes its best addable expert; an expert accepts as many
+            # proposals as it has seats, best first. At least one pair is added per round.
+            prop_rows = rows[has]
+            prop_cols = _pick_for_min(problem, x, res, prop_rows, ok[has], key)
+            order = np.argsort(-key[prop_rows, prop_cols], kind="stable")
+            before = int(x.sum())
+            add_in_order(problem, x, prop_rows[order], prop_cols[order])
+            if int(x.sum()) > before:
+                continue
+        # Every short client is blocked: augment along alternating paths, else repack a row.
+        if _augment_clients(problem, x, key, rows):
+            continue
+        if not any(
+            _repack(problem, x, key, int(i)) or _repack(problem, x, key, int(i), strict=False)
+            for i in rows
+        ):
+            return
+
+
+def _pick_for_min(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    res: Residual,
+    rows: NDArray[np.intp],
+    ok: NDArray[np.bool_],
+    key: NDArray[np.float64],
+) -> NDArray[np.intp]:
+    """Per short client, the expert to add next: the best one that leaves room for the rest.
+
+    With knapsack rows, adding a heavy expert can leave too little memory or time for the
+    experts the client still needs. An expert is *safe* when, after adding it, each knapsack
+    still holds the lightest ``need - 1`` other addable experts. Each client takes its best
+    safe expert; a client with none takes its lightest (normalised) addable expert.
+    """
+    best = np.argmax(np.where(ok, key[rows], -np.inf), axis=1)
+    need = problem.min_experts[rows] - x[rows].sum(axis=1) - 1  # still needed after this one
+    # Clients that need just this one more: every addable expert is safe.
+    deep = np.flatnonzero(need > 0)
+    if (res.memory is None and res.time is None) or deep.size == 0:
+        return best
+    sub_rows, sub_ok, need = rows[deep], ok[deep], need[deep]
+    safe = sub_ok.copy()
+    light = np.zeros(sub_ok.shape)
+    weights: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
+    if res.memory is not None:
+        weights.append((np.broadcast_to(problem.expert_memory, sub_ok.shape), res.memory[sub_rows]))  # type: ignore[arg-type]
+    if res.time is not None:
+        weights.append((problem.train_time[sub_rows], res.time[sub_rows]))  # type: ignore[index]
+    m = sub_ok.shape[1]
+    ar = np.arange(deep.size)
+    kk = np.clip(need, 0, m - 1)
+    width = int(min(m, kk.max() + 1))  # only the smallest ``kk + 1`` values of a row matter
+    for w, cap in weights:
+        vals = np.where(sub_ok, w, np.inf)
+        srt = np.sort(np.partition(vals, width - 1, axis=1)[:, :width], axis=1)
+        csum = np.concatenate([np.zeros((deep.size, 1)), np.cumsum(srt, axis=1)], axis=1)
+        sum_k = csum[ar, kk]
+        sum_k1 = csum[ar, np.minimum(kk + 1, width)]
+        kth = np.where(kk > 0, srt[ar, np.maximum(kk - 1, 0)], -np.inf)
+        among = vals <= kth[:, None]
+        reserve = np.where(among, sum_k1[:, None] - np.where(sub_ok, w, 0.0), sum_k[:, None])
+        reserve = np.where(need[:, None] > m - 1, np.inf, reserve)
+        safe &= w + reserve <= cap[:, None]
+        light += np.where(sub_ok, w / np.maximum(cap, 1e-300)[:, None], np.inf)
+    safe_best = np.argmax(np.where(safe, key[sub_rows], -np.inf), axis=1)
+    lightest = np.argmin(light, axis=1)
+    best[deep] = np.where(safe.any(axis=1), safe_best, lightest)
+    return best
+
+
+def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+    """Give experts below ``expert_min_clients`` more clients: adds, swaps, alternating paths.
+
+    A swap makes client ``i`` drop an expert ``k`` that has clients to spare (load above its
+    own minimum) to make room for the short expert; the client's count is unchanged, so
+    ``min_experts`` keeps holding. Longer chains of such swaps are alternating paths.
+    """
+    emin = problem.expert_min_clients
+    # Experts with the fewest possible clients first: they have the least choice.
+    short = np.flatnonzero(x.sum(axis=0) < emin)
+    short = short[np.argsort(problem.fits[:, short].sum(axis=0), kind="stable")]
+    for jj in short.tolist():
+        j = int(jj)
+        while True:
+            deficit = int(emin[j] - x[:, j].sum())
+            if deficit <= 0:
+                break
+            res = residual(problem, x)
+            col_ok = problem.fits[:, j] & ~x[:, j] & (res.count > 0)
+            if res.memory is not None:
+                col_ok &= problem.expert_memory[j] <= res.memory  # type: ignore[index]
+            if res.time is not None:
+                col_ok &= problem.train_time[:, j] <= res.time  # type: ignore[index]
+            cand = np.flatnonzero(col_ok)
+            if cand.size:
+                take = cand[np.argsort(-key[cand, j], kind="stable")[:deficit]]
+                x[take, j] = True
+                continue
+            if not _swap_in(problem, x, key, j, deficit, res):
+                break
+    while True:
+        short = np.flatnonzero(x.sum(axis=0) < emin)
+        if short.size == 0 or not _augment_experts(problem, x, key, short):
+            return
+
+
+def _swap_in(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    j: int,
+    deficit: int,
+    res: Residual,
+) -> bool:
+    """Up to ``deficit`` clients each swap one spare expert for expert ``j``; False if none can."""
+    rows = np.flatnonzero(problem.fits[:, j] & ~x[:, j])
+    if rows.size == 0:
+        return False
+    load = x.sum(axis=0)
+    spare = load > problem.expert_min_clients
+    spare[j] = False
+    ok = x[rows] & spare[None, :]
+    if res.memory is not None:
+        m = problem.expert_memory
+        ok &= (m[j] - m[None, :]) <= res.memory[rows, None]  # type: ignore[index]
+    if res.time is not None:
+        t = problem.train_time
+        ok &= (t[rows, j][:, None] - t[rows]) <= res.time[rows, None]  # type: ignore[index]
+    loss = np.where(ok, key[rows] - key[rows, j][:, None], np.inf)
+    k = np.argmin(loss, axis=1)
+    best = loss[np.arange(rows.size), k]
+    valid = np.isfinite(best)
+    if not valid.any():
+        return False
+    rows, k, best = rows[valid], k[valid], best[valid]
+    order = np.argsort(best, kind="stable")
+    rows, k = rows[order], k[order]
+    # Each dropped expert must stay at or above its own minimum.
+    keep = _group_cumsum(k, np.ones(k.size, dtype=np.int64)) <= (load - problem.expert_min_clients)[k]
+    rows, k = rows[keep][:deficit], k[keep][:deficit]
+    x[rows, k] = False
+    x[rows, j] = True
+    return True
+
+
+def _make_feasible(
+    problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]
+) -> tuple[NDArray[np.bool_], bool]:
+    """Trim, then meet the minimums, in place; returns ``x`` and whether it is feasible."""
+    _trim_clients(problem, x, key)
+    _trim_experts(problem, x, key)
+    for _ in range(3):
+        _meet_client_min(problem, x, key)
+        _meet_expert_min(problem, x, key)
+        if not check(problem, x):
+            return x, True
+    return x, False
+
+
+def _infeasible(problem: AlignmentProblem, x: NDArray[np.bool_]) -> InfeasibleError:
+    reason = problem.infeasibility_reason()
+    if reason is not None:
+        return InfeasibleError(f"no feasible assignment exists: {reason}")
+    v = check(problem, x)[0]
+    return InfeasibleError(
+        f"repair could not meet {v.constraint} ({v.message}); the problem may still be "
+        "feasible: an exact solver ('milp' or 'cpsat') can decide"
+    )
+
+
+def repair(
+    problem: AlignmentProblem,
+    x: ArrayLike,
+    *,
+    rng: np.random.Generator | None = None,
+    fill: bool = True,
+    priority: NDArray[np.float64] | None = None,
+) -> NDArray[np.bool_]:
+    """Turn any 0/1 matrix into a feasible assignment close to it, preferring high priority.
+
+    Steps: drop pairs that are not allowed or never fit; per client, drop the lowest-priority
+    experts until ``max_experts``, memory and deadline hold; per expert, drop the
+    lowest-priority clients above ``expert_max_clients`` (clients that keep their minimum
+    first); add experts to clients below ``min_experts`` (each short client's best addable
+    expert that still leaves room in its knapsacks for the rest; when blocked, alternating
+    paths that move seats between clients; else repack the client's row lightest first);
+    add clients to experts below ``expert_min_clients`` (best clients with room first; when
+    blocked, clients swap a spare expert for the short one, or longer alternating paths);
+    finally, with ``fill``, add positive pairs best first while they fit.
+
+    Parameters
+    ----------
+    problem : AlignmentProblem
+    x : (n_clients, n_experts) array of bool or 0/1
+        The starting point; not modified.
+    rng : numpy Generator, optional
+        Breaks ties in priority at random in the final fill. Elsewhere, and without it,
+        ties go to the lowest position (deterministic).
+    fill : bool
+        Whether to finish with :func:`fill`.
+    priority : (n, E) float array, optional
+        Preference used for every choice (and "positive" in the fill); defaults to the
+        problem's desirability. The random solver passes random priorities.
+
+    Returns
+    -------
+    (n, E) bool ndarray
+        A new, feasible assignment (``check(problem, result) == []``).
+
+    Raises
+    ------
+    ValueError
+        ``x`` or ``priority`` has the wrong shape.
+    InfeasibleError
+        No feasible assignment was reached; the message names the blocking constraint.
+    """
+    x = np.array(x, dtype=bool, copy=True)
+    if x.shape != problem.shape:
+        raise ValueError(f"x: expected shape {problem.shape}, got {x.shape}")
+    d = problem.desirability if priority is None else np.asarray(priority, dtype=np.float64)
+    if d.shape != problem.shape:
+        raise ValueError(f"priority: expected shape {problem.shape}, got {d.shape}")
+    key = d
+    start = x & problem.fits
+    x, ok = _make_feasible(problem, start.copy(), key)
+    if not ok and problem.has_knapsack and start.any():
+        # The start itself can be the trap (heavy experts the minimums cannot pack around):
+        # rebuild from nothing, once, with the same preferences.
+        y, ok = _make_feasible(problem, np.zeros_like(start), key)
+        if ok:
+            x = y
+    if not ok:
+        raise _infeasible(problem, x)
+    if fill:
+        _fill(problem, x, priority=d, rng=rng)
+    return x

@@ -1,0 +1,310 @@
+"""``local_search``: improving moves that keep an assignment feasible.
+
+Each round applies drop, replace, seat-shift and two-client-trade moves for many clients at
+once, then fills the freed capacity. The per-round moves and their small grouped-ranking
+helpers are private to this module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ...problem import AlignmentProblem
+from ..base import Budget
+from .capacity import _group_cumsum, residual
+from .insertion import fill
+
+__all__ = ["local_search"]
+
+
+def local_search(
+    problem: AlignmentProblem,
+    x: ArrayLike,
+    *,
+    budget: Budget | float | None = None,
+    max_rounds: int = 50,
+    tol: float = 1e-4,
+) -> NDArray[np.bool_]:
+    """Improve a feasible assignment with moves that keep it feasible.
+
+    Each round applies, for many clients at once:
+
+    * **drop**: remove assigned pairs of negative desirability where the client stays at or
+      above ``min_experts`` and the expert at or above ``expert_min_clients``;
+    * **replace**: a client swaps one assigned expert ``k`` for an unassigned ``j`` of higher
+      desirability, where ``j`` has a free seat, ``k`` keeps its minimum and the client's
+      knapsacks still hold (best move per client; moves on the same expert are limited by
+      its free seats / spare clients, so every accepted set stays feasible);
+    * **shift**: an expert's seat moves from a client that values it less (and has experts
+      to spare) to one that values it more and has room for it -- the move that matters
+      when expert caps bind;
+    * **exchange**: two clients trade experts (``a`` gives ``k`` and takes ``j``, ``b`` the
+      reverse), loads and counts unchanged; for each expert pair the gain splits into a term
+      per client, so the best trades pair the sorted terms;
+    * **add**: :func:`fill` with the freed capacity.
+
+    It stops when a round improves the objective by at most ``tol * max(1, |objective|)``,
+    after ``max_rounds`` rounds, or when the budget runs out. The objective never decreases.
+    A round costs about ``n_experts`` times the number of assigned pairs (the exchange
+    move looks at every pair of experts), so give large problems a budget.
+
+    Parameters
+    ----------
+    problem : AlignmentProblem
+    x : (n, E) bool array
+        A feasible assignment; not modified.
+    budget : Budget or float seconds, optional
+        Wall-clock budget.
+    max_rounds : int
+        Upper limit on rounds.
+    tol : float
+        Relative improvement below which a round counts as no progress.
+
+    Returns
+    -------
+    (n, E) bool ndarray
+        A feasible assignment with objective at least that of ``x``.
+    """
+    if not isinstance(budget, Budget):
+        budget = Budget(budget)
+    x = np.array(x, dtype=bool, copy=True)
+    d = problem.desirability
+    emin = problem.expert_min_clients
+    for _ in range(max_rounds):
+        if budget.expired():
+            break
+        before = problem.objective(x)
+        # drop negative pairs that no minimum needs
+        neg = x & (d < 0)
+        if neg.any():
+            rows, cols = np.nonzero(neg)
+            order = np.argsort(d[rows, cols], kind="stable")
+            rows, cols = rows[order], cols[order]
+            spare_c = (x.sum(axis=1) - problem.min_experts)[rows]
+            spare_e = (x.sum(axis=0) - emin)[cols]
+            keep = (_group_cumsum(rows, np.ones(rows.size, np.int64)) <= spare_c) & (
+                _group_cumsum(cols, np.ones(cols.size, np.int64)) <= spare_e
+            )
+            x[rows[keep], cols[keep]] = False
+        _replace_round(problem, x, budget)
+        _shift_round(problem, x, budget)
+        _exchange_round(problem, x, budget)
+        fill(problem, x)
+        if problem.objective(x) <= before + tol * max(1.0, abs(before)):
+            break
+    return x
+
+
+def _replace_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> None:
+    """One vectorised round of improving replace moves (at most one per client)."""
+    d = problem.desirability
+    n, e = problem.shape
+    res = residual(problem, x)
+    load = x.sum(axis=0)
+    spare_e = load - problem.expert_min_clients
+    open_j = problem.fits & ~x & (res.seats > 0)[None, :]
+    best_gain = np.zeros(n)
+    best_k = np.full(n, -1)
+    best_j = np.full(n, -1)
+    for k in range(e):
+        if budget.expired():
+            break
+        if spare_e[k] <= 0:
+            continue
+        rows = np.flatnonzero(x[:, k])
+        if rows.size == 0:
+            continue
+        ok = open_j[rows]
+        if res.memory is not None:
+            m = problem.expert_memory
+            ok &= (m[None, :] - m[k]) <= res.memory[rows, None]  # type: ignore[index]
+        if res.time is not None:
+            t = problem.train_time
+            ok &= (t[rows] - t[rows, k][:, None]) <= res.time[rows, None]  # type: ignore[index]
+        gain = np.where(ok, d[rows] - d[rows, k][:, None], -np.inf)
+        jj = np.argmax(gain, axis=1)
+        g = gain[np.arange(rows.size), jj]
+        better = g > best_gain[rows]
+        r = rows[better]
+        best_gain[r] = g[better]
+        best_k[r] = k
+        best_j[r] = jj[better]
+    rows = np.flatnonzero(best_k >= 0)
+    if rows.size == 0:
+        return
+    order = np.argsort(-best_gain[rows], kind="stable")
+    rows = rows[order]
+    ks, js = best_k[rows], best_j[rows]
+    keep = (_group_cumsum(js, np.ones(js.size, np.int64)) <= res.seats[js]) & (
+        _group_cumsum(ks, np.ones(ks.size, np.int64)) <= spare_e[ks]
+    )
+    x[rows[keep], ks[keep]] = False
+    x[rows[keep], js[keep]] = True
+
+
+def _shift_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> None:
+    """One round of improving seat shifts, expert by expert (each client moves once a round).
+
+    For expert ``j``, its holders that can spare it (count above ``min_experts``) are paired,
+    lowest desirability first, with non-holders that have room for it, highest first; a pair
+    is shifted while the receiver values ``j`` more than the holder. Loads are unchanged.
+    """
+    d = problem.desirability
+    res = residual(problem, x)
+    count = x.sum(axis=1)
+    moved = np.zeros(problem.n_clients, dtype=bool)
+    mem, t = problem.expert_memory, problem.train_time
+    for j in range(problem.n_experts):
+        if budget.expired():
+            return
+        holders = np.flatnonzero(x[:, j] & (count > problem.min_experts) & ~moved)
+        if holders.size == 0:
+            continue
+        ok = problem.fits[:, j] & ~x[:, j] & (res.count > 0) & ~moved
+        if res.memory is not None:
+            ok &= mem[j] <= res.memory  # type: ignore[index]
+        if res.time is not None:
+            ok &= t[:, j] <= res.time  # type: ignore[index]
+        takers = np.flatnonzero(ok)
+        if takers.size == 0:
+            continue
+        holders = holders[np.argsort(d[holders, j], kind="stable")]
+        takers = takers[np.argsort(-d[takers, j], kind="stable")]
+        m = min(holders.size, takers.size)
+        gain = d[takers[:m], j] - d[holders[:m], j]
+        k = int(np.count_nonzero(gain > 1e-12 * np.maximum(1.0, np.abs(d[holders[:m], j]))))
+        if k == 0:
+            continue
+        h, r = holders[:k], takers[:k]
+        x[h, j] = False
+        x[r, j] = True
+        moved[h] = moved[r] = True
+        count[h] -= 1
+        count[r] += 1
+        res.count[h] += 1
+        res.count[r] -= 1
+        if res.memory is not None:
+            res.memory[h] += mem[j]  # type: ignore[index]
+            res.memory[r] -= mem[j]  # type: ignore[index]
+        if res.time is not None:
+            res.time[h] += t[h, j]  # type: ignore[index]
+            res.time[r] -= t[r, j]  # type: ignore[index]
+
+
+def _ranked(groups: NDArray[np.intp], values: NDArray[np.float64]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Order by group, then value descending; and each entry's rank within its group."""
+    order = np.lexsort((-values, groups))
+    g = groups[order]
+    start = np.ones(g.size, dtype=bool)
+    start[1:] = g[1:] != g[:-1]
+    first = np.flatnonzero(start)
+    rank = np.arange(g.size) - first[np.cumsum(start) - 1]
+    return order, rank
+
+
+def _group_max(groups: NDArray[np.intp], values: NDArray[np.float64], size: int) -> NDArray[np.float64]:
+    """Per group id (``0..size-1``), the largest value; ``-inf`` for an empty group.
+
+    ``groups`` must be sorted (equal ids contiguous).
+    """
+    out = np.full(size, -np.inf)
+    if groups.size:
+        start = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        out[groups[start]] = np.maximum.reduceat(values, start)
+    return out
+
+
+def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> None:
+    """One round of improving two-client trades over every expert pair (each client once).
+
+    For experts ``k < j``: ``A`` holds ``k`` but not ``j``, ``B`` holds ``j`` but not ``k``.
+    Trading gives ``u_a = d[a, j] - d[a, k]`` plus ``v_b = d[b, k] - d[b, j]``; each client's
+    knapsacks are checked on its own side of the trade. Sorting ``u`` and ``v`` in
+    descending order and pairing equal ranks while ``u + v > 0`` gives the best trades for
+    the pair of experts. For one ``k`` every ``j`` is handled at once (ranks within groups);
+    trades that share a client keep the best one, the rest wait for the next round.
+    """
+    d = problem.desirability
+    fits = problem.fits
+    n, e = problem.shape
+    res = residual(problem, x)
+    mem, t = problem.expert_memory, problem.train_time
+    moved = np.zeros(n, dtype=bool)
+    # Assigned pairs listed once: a client that trades is marked moved and skipped for the
+    # rest of the round, so the lists never need updating.
+    rows, cols = np.nonzero(x)
+    by_expert = np.argsort(cols, kind="stable")
+    rows, cols = rows[by_expert], cols[by_expert]
+    offsets = np.searchsorted(cols, np.arange(e + 1))
+    holders = [rows[offsets[j] : offsets[j + 1]] for j in range(e)]
+    for k in range(e - 1):
+        if budget.expired():
+            return
+        a_all = holders[k][~moved[holders[k]]]
+        if a_all.size == 0:
+            continue
+        # Side A: (a, j) for a holding k, j > k free for a.
+        ok = ~x[a_all] & fits[a_all]
+        ok[:, : k + 1] = False
+        if res.memory is not None:
+            ok &= mem[None, :] - mem[k] <= res.memory[a_all, None]  # type: ignore[index]
+        if res.time is not None:
+            ok &= t[a_all] - t[a_all, k][:, None] <= res.time[a_all, None]  # type: ignore[index]
+        aj, ai = np.nonzero(ok.T)  # grouped by j
+        if ai.size == 0:
+            continue
+        a_cl = a_all[ai]
+        u = d[a_cl, aj] - d[a_cl, k]
+        # Side B: (b, j) for b holding j > k but not k (grouped by j).
+        b_cl, bj = rows[offsets[k + 1] :], cols[offsets[k + 1] :]
+        keep = ~moved[b_cl] & ~x[b_cl, k] & fits[b_cl, k]
+        if res.memory is not None:
+            keep &= mem[k] - mem[bj] <= res.memory[b_cl]  # type: ignore[index]
+        if res.time is not None:
+            keep &= t[b_cl, k] - t[b_cl, bj] <= res.time[b_cl]  # type: ignore[index]
+        b_cl, bj = b_cl[keep], bj[keep]
+        if b_cl.size == 0:
+            continue
+        v = d[b_cl, k] - d[b_cl, bj]
+        # Only entries that could be part of an improving trade matter: u + max(v) > 0.
+        keep_u = u + _group_max(bj, v, e)[aj] > 0
+        keep_v = v + _group_max(aj, u, e)[bj] > 0
+        a_cl, aj, u = a_cl[keep_u], aj[keep_u], u[keep_u]
+        b_cl, bj, v = b_cl[keep_v], bj[keep_v], v[keep_v]
+        if a_cl.size == 0 or b_cl.size == 0:
+            continue
+        # Pair equal ranks within each j.
+        ou, ru = _ranked(aj, u)
+        ov, rv = _ranked(bj, v)
+        width = int(max(ru.max(initial=0), rv.max(initial=0))) + 1
+        key_u = aj[ou].astype(np.int64) * width + ru
+        key_v = bj[ov].astype(np.int64) * width + rv
+        _, iu, iv = np.intersect1d(key_u, key_v, assume_unique=True, return_indices=True)
+        tu, tv = ou[iu], ov[iv]
+        gain = u[tu] + v[tv]
+        good = gain > 1e-12 * np.maximum(1.0, np.abs(u[tu]) + np.abs(v[tv]))
+        if not good.any():
+            continue
+        tu, tv, gain = tu[good], tv[good], gain[good]
+        order = np.argsort(-gain, kind="stable")
+        tu, tv = tu[order], tv[order]
+        ta, tb, tj = a_cl[tu], b_cl[tv], aj[tu]
+        # Keep a trade only where it is the first (best) one of both its clients.
+        pos = np.arange(ta.size)
+        first = np.full(n, ta.size)
+        np.minimum.at(first, ta, pos)
+        np.minimum.at(first, tb, pos)
+        take = (first[ta] == pos) & (first[tb] == pos)
+        ta, tb, tj = ta[take], tb[take], tj[take]
+        x[ta, k] = False
+        x[ta, tj] = True
+        x[tb, tj] = False
+        x[tb, k] = True
+        moved[ta] = moved[tb] = True
+        if res.memory is not None:
+            res.memory[ta] -= mem[tj] - mem[k]  # type: ignore[index]
+            res.memory[tb] -= mem[k] - mem[tj]  # type: ignore[index]
+        if res.time is not None:
+            res.time[ta] -= t[ta, tj] - t[ta, k]  # type: ignore[index]
+            res.time[tb] -= t[tb, k] - t[tb, tj]  # type: ignore[index]
