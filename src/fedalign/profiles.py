@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._arrays import grow_rows
+
 __all__ = ["CapacityProfiler", "ClientProfile", "ProfileBounds", "PROFILE_FIELDS"]
 
 #: The float columns a profile is stored as (None becomes NaN).
@@ -228,8 +230,6 @@ class CapacityProfiler:
 
     def add(self, k: int) -> NDArray[np.int64]:
         """Append ``k`` rows with empty profiles; return their indices."""
-        from .scores import grow_rows
-
         s = self._n
         self._prof = grow_rows(self._prof, s, s + k)
         self._max_experts = grow_rows(self._max_experts, s, s + k)
@@ -474,6 +474,34 @@ class CapacityProfiler:
         self._reliability[r] = ((1 - a) * self._reliability[r] + a * done).astype(np.float32)
         fresh = done & np.isfinite(smp)
         self._seen_samples[r[fresh]] = smp[fresh]
+
+    # ------------------------------------------------------------------ undo
+
+    def snapshot(self, rows: ArrayLike) -> dict[str, Any]:
+        """What :meth:`restore` needs to undo a later :meth:`observe` of ``rows``.
+
+        Costs O(len(rows) · window). Valid while only ``rows`` are observed (profiles
+        unchanged) and no rows are added in between.
+        """
+        r = np.array(rows, dtype=np.int64)
+        return {
+            "rows": r,
+            "ratios": self._ratios[r],
+            "ratio_next": self._next[r],
+            "reliability": self._reliability[r],
+            "seen_samples": self._seen_samples[r],
+            "n": self._n,
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Undo every :meth:`observe` since :meth:`snapshot` (see its conditions)."""
+        if snap["n"] != self._n:
+            raise ValueError("snapshot: rows were added since it was taken")
+        r = snap["rows"]
+        self._ratios[r] = snap["ratios"]
+        self._next[r] = snap["ratio_next"]
+        self._reliability[r] = snap["reliability"]
+        self._seen_samples[r] = snap["seen_samples"]
 
     # ------------------------------------------------------------------ persistence
 

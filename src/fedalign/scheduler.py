@@ -21,33 +21,28 @@ pair trained. The constraints are the client's memory and deadline knapsacks, it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import struct
-import tempfile
-import zipfile
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._arrays import check_unit_interval, float_array
+from ._state_file import read_state, write_state
 from .errors import InfeasibleError, InvalidFeedbackError, InvalidStateError
 from .problem import AlignmentProblem, capacity_tolerance
 from .profiles import CapacityProfiler, ClientProfile, ProfileBounds
 from .scores import USAGE_NORMS, FitnessTracker, UsageTracker
-from .solvers import Solution, solve
+from .solvers import Solution, get_solver, solve
 
 __all__ = ["Feedback", "Plan", "Scheduler", "STATE_FORMAT_VERSION"]
 
 #: Version of the layout written by :meth:`Scheduler.save` / :meth:`Scheduler.state_dict`.
 STATE_FORMAT_VERSION = 1
-_MAGIC = b"FEDALIGN-SCHEDULER\n"
-_HEADER = struct.Struct("<IQ32s")  # version, payload length, sha256 of payload
 
 
 # --------------------------------------------------------------------------- feedback
@@ -243,7 +238,7 @@ def _per_expert(name: str, value: Any, e: int, *, integer: bool, allow_none: boo
         if allow_none:
             return None
         raise ValueError(f"{name}: must not be None")
-    arr = np.asarray(value, dtype=np.float64)
+    arr = float_array(name, value)
     if arr.ndim == 0:
         arr = np.full(e, float(arr))
     if arr.shape != (e,):
@@ -254,7 +249,7 @@ def _per_expert(name: str, value: Any, e: int, *, integer: bool, allow_none: boo
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         kind = "an int >= 0" if integer else "a finite number >= 0"
-        raise ValueError(f"{name}[{k}]: expected {kind}, got {arr[k]!r}")
+        raise ValueError(f"{name}[{k}]: expected {kind}, got {arr[k].item()!r}")
     return [int(v) for v in arr] if integer else [float(v) for v in arr]
 
 
@@ -265,6 +260,59 @@ def _weight(name: str, value: Any) -> float:
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
     return v
+
+
+def _fraction(name: str, value: Any) -> float:
+    """A setting that must be a number in [0, 1]."""
+    v = _weight(name, value)
+    if v > 1:
+        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
+    return v
+
+
+def _expert_ids(ids: Any, e: int) -> tuple[Hashable, ...]:
+    """``expert_ids`` validated: ``e`` distinct hashable ids (default ``0..e-1``)."""
+    if ids is None:
+        return tuple(range(e))
+    if isinstance(ids, (str, bytes)):
+        raise ValueError("expert_ids: expected a sequence of ids, got a string")
+    try:
+        out = tuple(ids.tolist() if isinstance(ids, np.ndarray) else ids)
+    except TypeError:
+        raise ValueError(f"expert_ids: expected a sequence of {e} ids, got {ids!r}") from None
+    if len(out) != e:
+        raise ValueError(f"expert_ids: expected {e} unique ids, got {len(out)}: {list(out)!r}")
+    seen: dict[Hashable, int] = {}
+    for k, x in enumerate(out):
+        try:
+            first = seen.setdefault(x, k)
+        except TypeError:
+            raise ValueError(f"expert_ids[{k}]: id {x!r} is not hashable") from None
+        if first != k:
+            raise ValueError(f"expert_ids[{k}]: duplicate id {x!r} (first at position {first})")
+    return out
+
+
+def _solver_options(solver: str, options: Any) -> dict[str, Any]:
+    """``solver_options`` checked against the named solver's options (the solver must exist)."""
+    names = get_solver(solver).option_names()  # ValueError / SolverUnavailableError
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(
+            f"solver_options: expected a mapping of option names to values, got {options!r}"
+        )
+    out: dict[str, Any] = {}
+    for k, v in options.items():
+        if not isinstance(k, str):
+            raise ValueError(f"solver_options: option names must be strings, got {k!r}")
+        if names is not None and k not in names:
+            raise ValueError(
+                f"solver_options[{k!r}]: solver {solver!r} has no option {k!r}; "
+                f"its options are {sorted(names)}"
+            )
+        out[k] = v
+    return out
 
 
 def _id_json(ids: Sequence[Hashable], what: str) -> list[Any]:
@@ -367,7 +415,16 @@ class Scheduler:
     dropout_inflation : float >= 1
         How much slower than known a dropout is assumed to be (default 1.25).
     solver_options : dict, optional
-        Extra options passed to the solver.
+        Extra options passed to the solver; names are checked against the solver's options.
+
+    Raises
+    ------
+    ValueError
+        A setting of the wrong type or out of range (the message names it, and the
+        position for per-expert values), an unknown solver name, or a solver option the
+        solver does not have.
+    SolverUnavailableError
+        The solver's optional dependency is missing.
     """
 
     def __init__(
@@ -408,6 +465,7 @@ class Scheduler:
         e = int(n_experts)
         if not isinstance(solver, str):
             raise ValueError(f"solver: expected a solver name, got {solver!r}")
+        options = _solver_options(solver, solver_options)  # unknown or unavailable solver raises
         if usage_norm not in USAGE_NORMS:
             raise ValueError(f"usage_norm: expected one of {USAGE_NORMS}, got {usage_norm!r}")
         if usage_measure not in ("samples", "compute"):
@@ -441,13 +499,12 @@ class Scheduler:
             samples_per_round = _weight("samples_per_round", samples_per_round)
         if profile_bounds is not None and not isinstance(profile_bounds, ProfileBounds):
             raise ValueError(f"profile_bounds: expected a ProfileBounds, got {profile_bounds!r}")
+        inflation = _weight("dropout_inflation", dropout_inflation)
+        if inflation < 1:
+            raise ValueError(f"dropout_inflation: expected a number >= 1, got {dropout_inflation!r}")
 
         self.n_experts = e
-        self.expert_ids: tuple[Hashable, ...] = (
-            tuple(range(e)) if expert_ids is None else tuple(expert_ids)
-        )
-        if len(self.expert_ids) != e or len(set(self.expert_ids)) != e:
-            raise ValueError(f"expert_ids: expected {e} unique ids, got {list(self.expert_ids)!r}")
+        self.expert_ids: tuple[Hashable, ...] = _expert_ids(expert_ids, e)
         self._expert_pos = {x: k for k, x in enumerate(self.expert_ids)}
         self._settings: dict[str, Any] = {
             "n_experts": e,
@@ -456,10 +513,10 @@ class Scheduler:
             "seed": None if seed is None else int(seed),
             "fitness_weight": _weight("fitness_weight", fitness_weight),
             "usage_weight": _weight("usage_weight", usage_weight),
-            "fitness_ema": float(fitness_ema),
-            "fitness_decay": float(fitness_decay),
-            "fitness_prior": float(fitness_prior),
-            "usage_decay": float(usage_decay),
+            "fitness_ema": _fraction("fitness_ema", fitness_ema),
+            "fitness_decay": _fraction("fitness_decay", fitness_decay),
+            "fitness_prior": _fraction("fitness_prior", fitness_prior),
+            "usage_decay": _fraction("usage_decay", usage_decay),
             "time_limit": time_limit,
             "usage_norm": usage_norm,
             "usage_measure": usage_measure,
@@ -479,8 +536,8 @@ class Scheduler:
             "deadline_percentile": deadline_percentile,
             "profile_bounds": (profile_bounds or ProfileBounds()).to_dict(),
             "profile_window": profile_window,
-            "dropout_inflation": dropout_inflation,
-            "solver_options": dict(solver_options or {}),
+            "dropout_inflation": inflation,
+            "solver_options": options,
         }
         s = self._settings
         if s["expert_max_clients"] is not None:
@@ -501,7 +558,7 @@ class Scheduler:
             samples_per_round=samples_per_round,
             bounds=profile_bounds,
             window=profile_window,
-            dropout_inflation=dropout_inflation,
+            dropout_inflation=inflation,
         )
         self._ids: list[Hashable] = []
         self._index: dict[Hashable, int] = {}
@@ -566,11 +623,12 @@ class Scheduler:
             raise TypeError(f"client_id: {client_id!r} is not hashable") from None
         if row is None:
             if routing_shares is not None:
-                shares = np.asarray(routing_shares, dtype=np.float64)
+                shares = float_array("routing_shares", routing_shares)
                 if shares.shape != (self.n_experts,):
                     raise ValueError(
                         f"routing_shares: expected {self.n_experts} values, got shape {shares.shape}"
                     )
+                check_unit_interval("routing_shares", shares)
             else:
                 shares = None
             self._fit.add(1, shares)
@@ -608,6 +666,8 @@ class Scheduler:
         ValueError
             An id is already registered or repeated, or the profile count does not match.
         """
+        if isinstance(client_ids, (str, bytes)):
+            raise ValueError("client_ids: expected an iterable of client ids, got a string")
         ids = list(client_ids)
         for k, c in enumerate(ids):
             try:
@@ -628,11 +688,12 @@ class Scheduler:
                     raise TypeError(f"profile[{k}]: expected a ClientProfile, got {type(p).__name__}")
         shares = None
         if routing_shares is not None:
-            shares = np.asarray(routing_shares, dtype=np.float64)
+            shares = float_array("routing_shares", routing_shares)
             if shares.shape != (len(ids), self.n_experts):
                 raise ValueError(
                     f"routing_shares: expected shape {(len(ids), self.n_experts)}, got {shares.shape}"
                 )
+            check_unit_interval("routing_shares", shares)
         self._fit.add(len(ids), shares)
         rows = self._prof.add(len(ids))
         start = len(self._ids)
@@ -685,7 +746,7 @@ class Scheduler:
 
     def build_problem(
         self,
-        clients: Sequence[Hashable],
+        clients: Iterable[Hashable],
         *,
         allowed: ArrayLike | None = None,
     ) -> tuple[AlignmentProblem, dict[str, NDArray[np.float64]]]:
@@ -693,11 +754,24 @@ class Scheduler:
 
         Parameters
         ----------
-        clients : sequence of registered client ids
+        clients : iterable of registered client ids
         allowed : (n, E) bool, optional
             False forbids a pair this round.
+
+        Raises
+        ------
+        KeyError
+            A client is not registered.
+        ValueError
+            ``clients`` is a string or not iterable, empty, or repeats a client; or
+            ``allowed`` has the wrong shape.
         """
-        rows = self._cohort_rows(clients)
+        return self._build_problem(self._cohort_rows(clients), allowed)
+
+    def _build_problem(
+        self, rows: NDArray[np.int64], allowed: ArrayLike | None
+    ) -> tuple[AlignmentProblem, dict[str, NDArray[np.float64]]]:
+        """:meth:`build_problem` for registry rows already validated by :meth:`_cohort_rows`."""
         s = self._settings
         n, e = rows.size, self.n_experts
 
@@ -824,11 +898,17 @@ class Scheduler:
         KeyError
             A client is not registered.
         ValueError
-            Duplicate or empty cohort, or a round number that does not increase.
+            ``clients`` is a string or not iterable, the cohort is empty or repeats a
+            client, ``allowed`` has the wrong shape, or the round number does not increase.
         InfeasibleError
             The round's constraints cannot all be met (the message names the constraint).
+        UnsupportedProblemError
+            The scheduler's solver cannot handle this round's constraints.
+
+        Any error leaves the scheduler as it was: an open round stays open with its
+        reports, and the random stream is not advanced.
         """
-        cohort = list(clients)
+        rows = self._cohort_rows(clients)  # bad cohorts raise before anything changes
         if round is not None:
             if isinstance(round, bool) or not isinstance(round, (int, np.integer)):
                 raise ValueError(f"round: expected an int or None, got {round!r}")
@@ -837,21 +917,24 @@ class Scheduler:
                     f"round: {round} is not after the last planned round {self._last_round}"
                 )
         number = self._last_round + 1 if round is None else int(round)
-        self._cohort_rows(cohort)  # bad cohorts raise before the open round is closed
-        self.end_round()
-        problem, terms = self.build_problem(cohort, allowed=allowed)
-        reason = problem.infeasibility_reason()
-        if reason is not None:
-            raise InfeasibleError(f"round {number}: {reason}")
-        s = self._settings
-        seed = int(self._rng.integers(0, 2**63 - 1))
+        undo = self._checkpoint()
         try:
-            solution = solve(
-                problem, s["solver"], time_limit=s["time_limit"], seed=seed, **s["solver_options"]
-            )
-        except InfeasibleError as exc:
-            raise InfeasibleError(f"round {number}: {exc}") from exc
-        rows = np.array([self._index[c] for c in problem.client_ids], dtype=np.int64)
+            self.end_round()
+            problem, terms = self._build_problem(rows, allowed)
+            reason = problem.infeasibility_reason()
+            if reason is not None:
+                raise InfeasibleError(f"round {number}: {reason}")
+            s = self._settings
+            seed = int(self._rng.integers(0, 2**63 - 1))
+            try:
+                solution = solve(
+                    problem, s["solver"], time_limit=s["time_limit"], seed=seed, **s["solver_options"]
+                )
+            except InfeasibleError as exc:
+                raise InfeasibleError(f"round {number}: {exc}") from exc
+        except BaseException:
+            self._rollback(undo)  # a failed plan changes nothing: the open round stays open
+            raise
         self._last_round = number
         self._open = {
             "round": number,
@@ -869,9 +952,43 @@ class Scheduler:
             terms=terms,
         )
 
-    def _cohort_rows(self, clients: Sequence[Hashable]) -> NDArray[np.int64]:
-        if isinstance(clients, (str, bytes)):
-            raise ValueError("clients: expected a sequence of client ids, got a string")
+    def _checkpoint(self) -> dict[str, Any]:
+        """What :meth:`_rollback` needs to undo :meth:`end_round` and one plan's draws.
+
+        Only the open round's cohort rows change when a round closes, so this copies
+        O(cohort · E) values, not the registry.
+        """
+        rows = np.empty(0, dtype=np.int64) if self._open is None else self._open["rows"]
+        return {
+            "fit": self._fit.snapshot(rows),
+            "use": self._use.snapshot(),
+            "prof": self._prof.snapshot(rows),
+            "rng": self._rng.bit_generator.state,
+            "open": self._open,
+            "open_pos": self._open_pos,
+            "last_round": self._last_round,
+        }
+
+    def _rollback(self, undo: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`_checkpoint`."""
+        self._fit.restore(undo["fit"])
+        self._use.restore(undo["use"])
+        self._prof.restore(undo["prof"])
+        self._rng.bit_generator.state = undo["rng"]
+        self._open = undo["open"]
+        self._open_pos = undo["open_pos"]
+        self._last_round = undo["last_round"]
+
+    def _cohort_rows(self, clients: Iterable[Hashable]) -> NDArray[np.int64]:
+        """Registry rows of a cohort: distinct registered ids, at least one."""
+        if isinstance(clients, (str, bytes)):  # before list(): "ab" is not the cohort a, b
+            raise ValueError("clients: expected an iterable of client ids, got a string")
+        try:
+            clients = list(clients)
+        except TypeError:
+            raise ValueError(
+                f"clients: expected an iterable of client ids, got {type(clients).__name__}"
+            ) from None
         rows = np.empty(len(clients), dtype=np.int64)
         for k, c in enumerate(clients):
             try:
@@ -1105,38 +1222,7 @@ class Scheduler:
         """
         state = self._state(copy=False)  # fails on unsavable ids before any file exists
         meta = {k: v for k, v in state.items() if k != "arrays"}
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w+b") as fh:
-                fh.write(_MAGIC + _HEADER.pack(0, 0, bytes(32)))
-                start = fh.tell()
-                np.savez(
-                    fh,
-                    __meta__=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-                    **state["arrays"],
-                )
-                end = fh.seek(0, os.SEEK_END)
-                digest = _sha256_range(fh, start, end)
-                fh.seek(len(_MAGIC))
-                fh.write(_HEADER.pack(STATE_FORMAT_VERSION, end - start, digest))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        try:  # make the rename itself durable where the platform allows it
-            dfd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        write_state(path, meta, state["arrays"], version=STATE_FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Scheduler:
@@ -1150,51 +1236,5 @@ class Scheduler:
         FileNotFoundError
             No file at ``path``.
         """
-        with open(path, "rb") as fh:
-            magic = fh.read(len(_MAGIC))
-            if magic != _MAGIC:
-                raise InvalidStateError(f"{path}: not a fedalign scheduler state file")
-            head = fh.read(_HEADER.size)
-            if len(head) < _HEADER.size:
-                raise InvalidStateError(f"{path}: truncated header")
-            version, length, digest = _HEADER.unpack(head)
-            if version > STATE_FORMAT_VERSION:
-                raise InvalidStateError(
-                    f"{path}: format version {version} is newer than this fedalign reads "
-                    f"({STATE_FORMAT_VERSION}); upgrade fedalign"
-                )
-            if version < 1:
-                raise InvalidStateError(f"{path}: invalid format version {version}")
-            start = fh.tell()
-            end = fh.seek(0, os.SEEK_END)
-            if end - start != length:
-                raise InvalidStateError(
-                    f"{path}: truncated or padded ({end - start} payload bytes, expected {length})"
-                )
-            if _sha256_range(fh, start, end) != digest:
-                raise InvalidStateError(f"{path}: checksum mismatch (the file is corrupt)")
-            fh.seek(start)
-            try:
-                with np.load(fh, allow_pickle=False) as z:
-                    arrays = {k: z[k] for k in z.files}
-                meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
-            except (ValueError, OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
-                raise InvalidStateError(f"{path}: unreadable payload ({exc})") from None
-        if not isinstance(meta, dict):
-            raise InvalidStateError(f"{path}: unreadable payload (header is not an object)")
-        meta["arrays"] = arrays
+        meta = read_state(path, newest=STATE_FORMAT_VERSION)
         return cls._from_state(meta, copy=False)  # the arrays were just read: adopt them
-
-
-def _sha256_range(fh: Any, start: int, end: int, chunk: int = 1 << 22) -> bytes:
-    """SHA-256 of bytes ``[start, end)`` of an open binary file, read in chunks."""
-    h = hashlib.sha256()
-    fh.seek(start)
-    left = end - start
-    while left > 0:
-        block = fh.read(min(chunk, left))
-        if not block:
-            break
-        h.update(block)
-        left -= len(block)
-    return h.digest()

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._arrays import check_unit_interval, float_array, grow_rows
+
 __all__ = ["FitnessTracker", "UsageTracker", "USAGE_NORMS"]
 
 #: Ways to normalise usage across experts before it enters the desirability.
@@ -38,21 +40,6 @@ def _rate(name: str, value: float) -> float:
     if not (0.0 <= value <= 1.0):
         raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
     return value
-
-
-def grow_rows(arr: NDArray[Any], used: int, needed: int) -> NDArray[Any]:
-    """``arr`` with room for at least ``needed`` rows, its first ``used`` rows kept.
-
-    Capacity doubles, so appends are amortised O(1). Spare rows are left uninitialised
-    (callers set rows as they take them), so the operating system maps their pages only
-    when they are first written: spare capacity costs address space, not memory.
-    """
-    if needed <= arr.shape[0]:
-        return arr
-    cap = max(needed, 2 * arr.shape[0], 16)
-    out = np.empty((cap, *arr.shape[1:]), dtype=arr.dtype)
-    out[:used] = arr[:used]
-    return out
 
 
 class FitnessTracker:
@@ -117,21 +104,24 @@ class FitnessTracker:
             Number of new rows.
         initial : (k, n_experts) or (n_experts,) floats in [0, 1], optional
             Starting fitness, e.g. the share of a client's samples its gate routes to each
-            expert from one cheap forward pass.
+            expert from one cheap forward pass. A single row is used for all ``k``.
+
+        Raises
+        ------
+        ValueError
+            ``initial`` has the wrong shape, or a value that is not a number in [0, 1]
+            (positions are given in the ``(k, n_experts)`` shape).
         """
         start = self._n
         if initial is not None:
-            init = np.asarray(initial, dtype=np.float64)
-            if init.ndim == 1:
+            init = float_array("initial", initial)
+            if init.shape == (self.n_experts,):
                 init = np.broadcast_to(init, (k, self.n_experts))
             if init.shape != (k, self.n_experts):
                 raise ValueError(
                     f"initial: expected shape ({k}, {self.n_experts}), got {init.shape}"
                 )
-            bad = ~np.isfinite(init) | (init < 0) | (init > 1)
-            if bad.any():
-                i, j = np.argwhere(bad)[0]
-                raise ValueError(f"initial[{i}, {j}]: expected a value in [0, 1], got {init[i, j]!r}")
+            check_unit_interval("initial", init)
         self._f = grow_rows(self._f, start, start + k)
         self._synced = grow_rows(self._synced, start, start + k)
         self._count = grow_rows(self._count, start, start + k)
@@ -194,6 +184,34 @@ class FitnessTracker:
     def close_round(self) -> None:
         """Close the round: every row not recorded in it drifts one step (lazily)."""
         self.rounds_closed += 1
+
+    # ------------------------------------------------------------------ undo
+
+    def snapshot(self, rows: ArrayLike) -> dict[str, Any]:
+        """What :meth:`restore` needs to undo later updates to ``rows`` and closed rounds.
+
+        Costs O(len(rows) · n_experts), not a copy of the registry. Valid while only
+        ``rows`` are recorded and no rows are added in between.
+        """
+        r = np.array(rows, dtype=np.int64)
+        return {
+            "rows": r,
+            "fitness": self._f[r],
+            "synced": self._synced[r],
+            "count": self._count[r],
+            "rounds_closed": self.rounds_closed,
+            "n": self._n,
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Undo everything since :meth:`snapshot` (see its conditions)."""
+        if snap["n"] != self._n:
+            raise ValueError("snapshot: rows were added since it was taken")
+        r = snap["rows"]
+        self._f[r] = snap["fitness"]
+        self._synced[r] = snap["synced"]
+        self._count[r] = snap["count"]
+        self.rounds_closed = snap["rounds_closed"]
 
     # ------------------------------------------------------------------ persistence
 
@@ -269,6 +287,14 @@ class UsageTracker:
         """Fold the round's load into the average and start a new round."""
         self.usage = self.decay * self.usage + (1.0 - self.decay) * self.pending
         self.pending = np.zeros(self.n_experts, dtype=np.float64)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What :meth:`restore` needs to undo later loads and closed rounds."""
+        return {"usage": self.usage.copy(), "pending": self.pending.copy()}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Undo everything since :meth:`snapshot`."""
+        self.usage, self.pending = snap["usage"].copy(), snap["pending"].copy()
 
     def normalised(self) -> NDArray[np.float64]:
         """``Ũ``: usage scaled across experts as ``norm`` says (zeros while nothing trained)."""
