@@ -322,6 +322,17 @@ def _run_simulate(args: argparse.Namespace) -> int:
     strategies = None
     if args.strategies:
         strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    runner = None
+    if args.engine == "flower":  # fedalign.sim never imports fedalign.flower: hand it the runner
+        try:
+            from .flower import engine
+        except ModuleNotFoundError as exc:
+            raise CommandError(
+                "--engine: 'flower' needs fedalign.flower.engine and Flower "
+                f"(pip install 'fedalign[flower,sim]'); import failed: {exc}",
+                EXIT_FAILURE,
+            ) from None
+        runner = engine.run_strategy
     return _call_sim(
         "simulate",
         quick=args.quick,
@@ -329,6 +340,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         strategies=strategies,
         engine=args.engine,
+        runner=runner,
         dataset=args.dataset,
         partition=args.partition,
         rounds=args.rounds,

@@ -103,3 +103,27 @@ def test_flower_engine_missing_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert status == 1
     err = capsys.readouterr().err
     assert "fedalign.flower" in err and "pip install" in err
+
+
+def test_flower_engine_hands_its_runner_to_the_experiment(tmp_path, capsys, monkeypatch):
+    import sys
+    import types
+
+    from fedalign.sim.server import run_strategy
+
+    calls = []
+
+    def flower_run_strategy(setup, strategy, *, on_round=None):
+        calls.append(strategy.name)
+        return run_strategy(setup, strategy, on_round=on_round)
+
+    # stands in for fedalign.flower.engine (Ray start-up is tests/flower/test_engine.py's job)
+    package = types.ModuleType("fedalign.flower")
+    package.engine = types.SimpleNamespace(run_strategy=flower_run_strategy)
+    monkeypatch.setitem(sys.modules, "fedalign.flower", package)
+    out = tmp_path / "run"
+    status = main(["simulate", "--engine", "flower", "--rounds", "1", "--seeds", "1",
+                   "--strategies", "greedy", "--out", str(out), "--no-progress"])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    assert calls == ["greedy"]
+    assert json.loads((out / "results.json").read_text())["config"]["engine"] == "flower"

@@ -83,6 +83,24 @@ def test_experiment_outputs(tmp_path):
     assert "| load-balanced/flow |" in (tmp_path / "summary.md").read_text()
 
 
+def test_runner_is_injected_and_engine_recorded():
+    cfg = TINY.replace(rounds=1, n_clients=4, n_domains=2)
+    calls = []
+
+    def runner(setup, strategy, *, on_round=None):
+        calls.append((setup.seed, strategy.name))
+        return run_strategy(setup, strategy, on_round=on_round)
+
+    names = ["greedy", "load-balanced"]
+    res = run_experiment(cfg, names, [0, 1], engine="flower", runner=runner, progress=False)
+    assert calls == [(0, "greedy"), (0, "load-balanced"), (1, "greedy"), (1, "load-balanced")]
+    assert res["config"]["engine"] == "flower"
+    local = run_experiment(cfg, names, [0, 1], progress=False)
+    assert local["config"]["engine"] == "local"
+    for name in names:  # the injected runner's results are the ones reported
+        assert res["strategies"][name]["accuracy"] == local["strategies"][name]["accuracy"]
+
+
 def test_ordering_by_seed():
     def entry(finals):
         return {"per_seed": {"final_accuracy": finals}}
@@ -107,6 +125,10 @@ def test_bad_arguments():
         run_experiment(TINY, ["greedy"], engine="ray")
     with pytest.raises(ValueError, match="seeds"):
         run_experiment(TINY, ["greedy"], seeds=[1, 1])
+    with pytest.raises(ValueError, match="engine: 'flower' needs runner"):
+        run_experiment(TINY, ["greedy"], engine="flower")
+    with pytest.raises(TypeError, match="runner"):
+        run_experiment(TINY, ["greedy"], runner="flower")
     with pytest.raises(ValueError, match="cohort_size"):
         SimConfig(cohort_size=100)
     with pytest.raises(ValueError, match="reward"):

@@ -326,7 +326,7 @@ def run_flower_experiment(
     plots: bool = True,
 ) -> dict[str, Any]:
     """Run a comparison through Flower: :func:`fedalign.sim.experiments.run_experiment` with
-    ``engine="flower"``.
+    ``engine="flower"`` and :func:`run_strategy` as its ``runner``.
 
     Parameters
     ----------
@@ -353,6 +353,7 @@ def run_flower_experiment(
         seeds,
         out_dir=out_dir,
         engine="flower",
+        runner=run_strategy,
         progress=progress,
         plots=plots,
     )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from .config import DEFAULT_STRATEGIES, SimConfig, Strategy, parse_strategy
 
 __all__ = [
     "ENGINES",
+    "Runner",
     "build_results",
     "ordering_by_seed",
     "run_experiment",
@@ -45,22 +46,14 @@ PAPER_ORDER = ("load-balanced", "greedy", "random")
 """The ordering of the paper's Fig. 3, best first."""
 
 
-def _flower_runner() -> Any:
-    """``fedalign.flower.engine``'s per-run entry point, or a clear error."""
-    try:
-        from fedalign.flower import engine
-    except ModuleNotFoundError as exc:
-        raise RuntimeError(
-            "engine: 'flower' needs fedalign.flower.engine and Flower "
-            f"(pip install 'fedalign[flower,sim]'); import failed: {exc}"
-        ) from exc
-    runner = getattr(engine, "run_strategy", None)
-    if runner is None:
-        raise RuntimeError(
-            "engine: fedalign.flower.engine has no run_strategy(setup, strategy, on_round=...) "
-            "returning a fedalign.sim.server.RunResult"
-        )
-    return runner
+Runner = Callable[..., Any]
+"""One (strategy, seed) run: ``runner(setup, strategy, *, on_round=None) -> RunResult``.
+
+The local one is :func:`fedalign.sim.server.run_strategy`; the Flower one,
+``fedalign.flower.engine.run_strategy``, is passed in from above (the CLI, or
+``fedalign.flower.engine.run_flower_experiment``): this package never imports
+``fedalign.flower``.
+"""
 
 
 def run_experiment(
@@ -70,6 +63,7 @@ def run_experiment(
     *,
     out_dir: str | Path | None = None,
     engine: str = "local",
+    runner: Runner | None = None,
     progress: bool = True,
     plots: bool = True,
 ) -> dict[str, Any]:
@@ -85,9 +79,14 @@ def run_experiment(
     out_dir : str or Path, optional
         Where to write ``results.json``, ``summary.md`` and the figures (None: write nothing).
     engine : {"local", "flower"}
-        ``local`` runs the harness in this process; ``flower`` runs each (strategy, seed) as
-        a Flower app through ``fedalign.flower.engine.run_strategy`` (same setup, same
-        outputs).
+        The runtime, recorded as ``config.engine`` in ``results.json``. ``flower`` needs
+        ``runner``.
+    runner : callable, optional
+        Runs one (strategy, seed): ``runner(setup, strategy, *, on_round=None)`` returning a
+        :class:`~fedalign.sim.server.RunResult` (:data:`Runner`). Default
+        :func:`fedalign.sim.server.run_strategy`, the harness in this process. For
+        ``engine="flower"`` pass ``fedalign.flower.engine.run_strategy`` (same setup, same
+        outputs; ``fedalign.flower.engine.run_flower_experiment`` does this).
     progress : bool, default True
         Show a tqdm progress bar (on stderr).
     plots : bool, default True
@@ -101,12 +100,20 @@ def run_experiment(
     Raises
     ------
     ValueError
-        Unknown strategy or engine, no seeds, or duplicates.
-    RuntimeError
-        ``engine="flower"`` without ``fedalign.flower.engine``.
+        Unknown strategy or engine, ``engine="flower"`` without ``runner``, no seeds, or
+        duplicates.
+    TypeError
+        ``runner`` is not callable.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
+    if runner is not None and not callable(runner):
+        raise TypeError(f"runner: expected a callable, got {type(runner).__name__}")
+    if engine != "local" and runner is None:
+        raise ValueError(
+            f"engine: {engine!r} needs runner (fedalign.flower.engine.run_strategy; "
+            "fedalign.flower.engine.run_flower_experiment passes it)"
+        )
     names = list(strategies)
     if not names:
         raise ValueError("strategies: name at least one strategy")
@@ -121,7 +128,7 @@ def run_experiment(
 
     from .server import make_setup, run_strategy
 
-    runner = _flower_runner() if engine == "flower" else run_strategy
+    run_one: Runner = run_strategy if runner is None else runner
     torch.set_num_threads(1)
     from tqdm.auto import tqdm
 
@@ -139,7 +146,7 @@ def run_experiment(
                     bar.update(1)
                     bar.set_postfix(acc=f"{accuracy:.3f}")
 
-                runs[strategy.name].append(runner(setup, strategy, on_round=tick))
+                runs[strategy.name].append(run_one(setup, strategy, on_round=tick))
     results = build_results(config, parsed, seed_list, runs, groups, engine=engine)
     if out_dir is not None:
         write_outputs(results, out_dir, plots=plots)
@@ -261,6 +268,7 @@ def simulate(
     seeds: int | None = None,
     strategies: Sequence[str] | None = None,
     engine: str = "local",
+    runner: Runner | None = None,
     dataset: str | None = None,
     partition: str | None = None,
     rounds: int | None = None,
@@ -283,6 +291,8 @@ def simulate(
     strategies : sequence of str, optional
         Default :data:`~fedalign.sim.config.DEFAULT_STRATEGIES`.
     engine : {"local", "flower"}
+    runner : callable, optional
+        As in :func:`run_experiment` (needed for ``engine="flower"``).
     dataset, partition, rounds, data_root : optional overrides of the preset
     out : str or Path
         Output folder.
@@ -317,6 +327,7 @@ def simulate(
         [int(seed) + s for s in range(k)],
         out_dir=out,
         engine=engine,
+        runner=runner,
         progress=progress,
     )
     echo(summary_text(results))
