@@ -147,3 +147,18 @@ def test_deadline_policies_by_hand() -> None:
     prof.add(2)
     prof.set_profile(0, ClientProfile(memory=3.0))
     np.testing.assert_array_equal(prof.client_memory([0, 1], [1.0, 2.0]), [3.0, 4.0])
+
+
+def test_profiler_snapshot_restore_undoes_observe() -> None:
+    prof = _profiler()
+    prof.add(3)
+    prof.set_profile(0, ClientProfile(compute=10.0, samples=10))
+    prof.observe([0, 1, 2], [[True, False]] * 3, [10, 10, 10], [2.0, 3.0, 1.0],
+                 [True, True, False], [np.nan] * 3)
+    before = prof.state_dict()
+    snap = prof.snapshot([0, 2])
+    prof.observe([0, 2], [[True, True]] * 2, [20, 5], [9.0, 4.0], [True, False], [np.nan] * 2)
+    assert not np.array_equal(prof.state_dict()["reliability"], before["reliability"])
+    prof.restore(snap)
+    for k, v in prof.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)

@@ -694,3 +694,126 @@ def test_any_report_sequence_accepts_exactly_the_valid_ones(ops) -> None:
             _assert_same_state(before, _state_arrays(s))
     s.end_round()
     assert s.rounds_closed == 2
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+@pytest.mark.parametrize("cohort", ["ab", b"ab", 5])
+def test_string_or_scalar_cohort_is_refused_not_split(cohort: object) -> None:
+    s = fa.Scheduler(2, solver=plain_solver(), seed=0)
+    s.register_many(["a", "b"])
+    p = s.plan(["a"])
+    with pytest.raises(ValueError, match="clients"):
+        s.plan(cohort)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="clients"):
+        s.build_problem(cohort)  # type: ignore[arg-type]
+    assert s.round == p.round
+    with pytest.raises(ValueError, match="client_ids"):
+        s.register_many("cd")
+    assert s.client_ids == ["a", "b"]
+
+
+def test_unknown_solver_or_option_fails_at_construction() -> None:
+    with pytest.raises(ValueError, match="nosuch"):
+        fa.Scheduler(2, solver="nosuch")
+    with pytest.raises(ValueError, match=r"solver_options\['bogus'\]"):
+        fa.Scheduler(2, solver=plain_solver(), solver_options={"bogus": 1})
+    with pytest.raises(ValueError, match="solver_options"):
+        fa.Scheduler(2, solver=plain_solver(), solver_options=5)  # type: ignore[arg-type]
+    name = _first("lagrangian")
+    s = fa.Scheduler(2, solver=name, solver_options={"max_iter": 5}, seed=0)
+    s.register_many(range(3))
+    assert set(s.plan(range(3)).assignment) == {0, 1, 2}
+    assert s.settings["solver_options"] == {"max_iter": 5}
+
+
+def test_unavailable_solver_fails_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fedalign.solvers.base import _REGISTRY
+
+    cls = _REGISTRY[_first("cpsat", "milp", "lp")]
+    monkeypatch.setattr(cls, "requires", ("surely_not_an_installed_module_xyz",))
+    with pytest.raises(fa.SolverUnavailableError):
+        fa.Scheduler(2, solver=cls.name)
+
+
+def _open_round_with_reports() -> tuple[fa.Scheduler, fa.Plan]:
+    s = fa.Scheduler(2, solver=plain_solver(), expert_min_clients=[0, 1], usage_decay=0.5, seed=3)
+    s.register_many(["a", "b", "c"])
+    s.plan(["a", "b"])
+    s.end_round()
+    p = s.plan(["a", "b", "c"])
+    a_experts = p.assignment["a"]
+    s.report("a", fa.Feedback(samples=7, rewards={e: 0.9 for e in a_experts}, duration=1.0))
+    return s, p
+
+
+@pytest.mark.parametrize("failure", ["infeasible", "allowed", "solver"])
+def test_failed_plan_changes_nothing(monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    s, p = _open_round_with_reports()
+    ref, _ = _open_round_with_reports()
+    before = _state_arrays(s)
+    if failure == "infeasible":  # expert 1 needs a client, and c may not take it
+        with pytest.raises(fa.InfeasibleError, match="round 2"):
+            s.plan(["c"], allowed=[[True, False]])
+    elif failure == "allowed":
+        with pytest.raises(ValueError, match="allowed"):
+            s.plan(["a"], allowed=[[True, True], [True, True]])
+    else:
+        import fedalign.scheduler as sched_mod
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("solver crashed")
+
+        monkeypatch.setattr(sched_mod, "solve", broken)
+        with pytest.raises(RuntimeError, match="crashed"):
+            s.plan(["a", "b"])
+        monkeypatch.undo()
+    _assert_same_state(before, _state_arrays(s))
+    assert s.round == p.round and s.rounds_closed == 1
+    # the open round's report still counts, and planning continues as if nothing happened
+    with pytest.raises(fa.InvalidFeedbackError, match="already"):
+        s.report("a", fa.Feedback(samples=1))
+    nxt, ref_next = s.plan(["a", "b"]), ref.plan(["a", "b"])
+    assert nxt.round == ref_next.round == p.round + 1
+    assert nxt.assignment == ref_next.assignment
+    _assert_same_state(_state_arrays(ref), _state_arrays(s))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fitness_ema": "x"}, "fitness_ema"),
+        ({"fitness_decay": "x"}, "fitness_decay"),
+        ({"fitness_prior": None}, "fitness_prior"),
+        ({"usage_decay": [0.5]}, "usage_decay"),
+        ({"dropout_inflation": float("inf")}, "dropout_inflation"),
+        ({"expert_memory": [1.0, "x", 1.0]}, r"expert_memory\[1\]"),
+        ({"expert_cost": "cheap"}, "expert_cost"),
+        ({"expert_ids": [[1], [2], [3]]}, r"expert_ids\[0\]"),
+        ({"expert_ids": ["a", "b", "a"]}, r"expert_ids\[2\]"),
+        ({"expert_ids": "abc"}, "expert_ids"),
+        ({"expert_ids": 3}, "expert_ids"),
+    ],
+)
+def test_bad_settings_name_the_argument(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fa.Scheduler(3, solver=plain_solver(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("shares", "match"),
+    [
+        ([2.0, -1, 0.5], r"routing_shares\[0\]: expected a value in \[0, 1\], got 2\.0"),
+        ([0.5, np.nan, 0.5], r"routing_shares\[1\]"),
+        ([0.5, "x", 0.5], r"routing_shares\[1\]: expected numbers, got 'x'"),
+        ([0.5, 0.5], "routing_shares: expected 3"),
+    ],
+)
+def test_register_bad_routing_shares_names_them(shares: list, match: str) -> None:
+    s = fa.Scheduler(3, solver=plain_solver())
+    with pytest.raises(ValueError, match=match):
+        s.register("b", routing_shares=shares)
+    with pytest.raises(ValueError, match=r"routing_shares\[1, 1\]"):
+        s.register_many(["p", "q"], routing_shares=[[0.1, 0.2, 0.3], [0.1, 1.5, 0.3]])
+    assert s.n_clients == 0 and s.fitness.shape == (0, 3)

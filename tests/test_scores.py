@@ -115,3 +115,37 @@ def test_usage_ema_and_norms_by_hand() -> None:
 def test_usage_norm_validated() -> None:
     with pytest.raises(ValueError, match="usage_norm"):
         UsageTracker(2, norm="median")
+
+
+def test_fitness_and_usage_snapshot_restore_undo_a_round() -> None:
+    ft = FitnessTracker(3, ema=0.3, decay=0.1, prior=0.5)
+    ft.add(4, initial=[0.9, 0.1, 0.5])
+    ft.record([0, 2], [[True, False, True], [False, True, False]], [[1.0, 0, 0.2], [0, 0.7, 0]])
+    ft.close_round()
+    ut = UsageTracker(3, decay=0.5)
+    ut.add_load([4.0, 0.0, 2.0])
+    before_f, before_u = ft.state_dict(), ut.state_dict()
+    snap_f, snap_u = ft.snapshot([2, 3]), ut.snapshot()
+    ft.record([2, 3], [[True, True, False], [False, False, True]], [[0.1, 0.2, 0], [0, 0, 0.9]])
+    ft.close_round()
+    ut.add_load([1.0, 1.0, 1.0])
+    ut.close_round()
+    assert ft.rounds_closed == 2 and not np.array_equal(ft.get([2, 3]), before_f["fitness"][2:])
+    ft.restore(snap_f)
+    ut.restore(snap_u)
+    for k, v in ft.state_dict().items():
+        np.testing.assert_array_equal(v, before_f[k], err_msg=k)
+    for k, v in ut.state_dict().items():
+        np.testing.assert_array_equal(v, before_u[k], err_msg=k)
+    ft.add(1)
+    with pytest.raises(ValueError, match="rows were added"):
+        ft.restore(snap_f)
+
+
+def test_fitness_cold_start_refuses_text_and_names_position() -> None:
+    ft = FitnessTracker(2)
+    with pytest.raises(ValueError, match=r"initial\[1\]: expected numbers, got 'x'"):
+        ft.add(1, initial=[0.5, "x"])
+    with pytest.raises(ValueError, match=r"initial\[0\]"):
+        ft.add(1, initial=[True, False])
+    assert ft.n_clients == 0
