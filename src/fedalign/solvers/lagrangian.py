@@ -224,6 +224,7 @@ class _Subproblems:
         self._weight_order: NDArray[np.int64] | None = None
         self._cap_need: NDArray[np.int8] | None = None
         self._prev: NDArray[np.bool_] | None = None  # the last choice, a warm start
+        self._strict = True  # a client without any feasible subset proves infeasibility
 
     def _single_row(self) -> NDArray[np.float64] | None:
         """(n, E) or (E,) weights of the only knapsack row, or None (zero or two rows)."""
@@ -421,6 +422,7 @@ class _Subproblems:
         """
         n, e = self.problem.shape
         saved, self._prev = self._prev, None
+        self._strict = False
         try:
             x = np.zeros((n, e), dtype=bool)
             values = np.zeros(n)
@@ -433,6 +435,7 @@ class _Subproblems:
                 self._relaxation(r, rest, x, values, chosen)
         finally:
             self._prev = saved
+            self._strict = True
         return x[rows]
 
     def _result(
@@ -542,6 +545,8 @@ class _Subproblems:
         return ok
 
     def _raise_blocked(self, i: int) -> None:
+        if not self._strict:
+            return  # best_sets: a client with no feasible subset keeps an empty row
         raise InfeasibleError(
             f"client {self.problem.client_ids[i]!r} (position {i}): no set of "
             f"{self.kmin[i]}..{self.kmax[i]} allowed experts fits its memory and deadline"
@@ -1157,6 +1162,7 @@ def _price_repair(
         over = np.flatnonzero(load > cap)
         if over.size == 0:
             break
+        before = x.copy()
         moved = np.zeros(problem.n_clients, dtype=bool)
         for j in over:
             holders = np.flatnonzero(x[:, j])
@@ -1170,7 +1176,11 @@ def _price_repair(
         r_rows = np.where(full[None, :] & ~x[rows], _NEG, sub.dm[rows] - price[None, :])
         r_mod = np.empty_like(sub.dm)  # only the moved rows are read
         r_mod[rows] = r_rows
-        x[rows] = sub.best_sets(r_mod, rows)
+        new = sub.best_sets(r_mod, rows)
+        # A client left below its minimum keeps what it had (the final repair settles it).
+        short = new.sum(axis=1) < problem.min_experts[rows]
+        new[short] = before[rows[short]]
+        x[rows] = new
     return x
 
 
@@ -1327,8 +1337,8 @@ class LagrangianSolver(Solver):
             if k > 0 and np.isfinite(horizon):
                 # Keep room for the work on every client: one evaluation of the dual
                 # function (predicted from this sample's cost per client), its repair and
-                # a polish take about two and a half evaluations.
-                full = 2.5 * pre.eval_seconds * n / last_size
+                # a polish take about three and a half evaluations.
+                full = 3.5 * pre.eval_seconds * n / last_size
                 share = min(share, budget.remaining() - full)
                 if share <= 0:
                     break
