@@ -322,3 +322,74 @@ def test_to_dict_round_trips_with_no_clients() -> None:
     q = AlignmentProblem(**p.to_dict())
     assert q.shape == (0, 3)
     assert q.to_dict() == p.to_dict()
+
+
+# --------------------------------------------------------------------------- from_dict
+
+
+@settings(max_examples=60)
+@given(problems(json_ids=True))
+def test_from_dict_round_trips_through_json(p: AlignmentProblem) -> None:
+    import json
+
+    data = json.loads(json.dumps(p.to_dict()))
+    q = AlignmentProblem.from_dict(data)
+    assert q.to_dict() == p.to_dict()
+    assert q.client_ids == p.client_ids and q.expert_ids == p.expert_ids  # ids as given
+
+
+def test_from_dict_keeps_ids_as_given_and_none_means_default() -> None:
+    q = AlignmentProblem.from_dict(
+        {
+            "desirability": [[1, 2], [3, 4]],
+            "client_ids": [7, "b"],
+            "expert_ids": ["x", 3],
+            "max_experts": None,
+            "expert_max_clients": None,
+            "allowed": [[True, 0], [1, False]],
+        }
+    )
+    assert q.client_ids == (7, "b") and q.expert_ids == ("x", 3)
+    assert q.max_experts.tolist() == [1, 1] and q.expert_max_clients.tolist() == [2, 2]
+    assert q.allowed.tolist() == [[True, False], [True, False]]
+
+
+def test_from_dict_accepts_numpy_values() -> None:
+    q = AlignmentProblem.from_dict({"desirability": np.ones((2, 3)), "max_experts": np.int64(2)})
+    assert q.shape == (2, 3) and q.max_experts.tolist() == [2, 2]
+
+
+# (data, fragments the message must contain)
+BAD_DICTS: list[tuple[Any, list[str]]] = [
+    ([[1.0]], ["data", "mapping", "an array"]),
+    ({}, ["desirability", "missing"]),
+    ({"desirability": None}, ["desirability", "missing"]),
+    ({"desirability": [[1]], "max_expert": 2}, ["max_expert", "unknown field", "max_experts"]),
+    ({"desirability": [[1, "x"]]}, ["desirability[0, 1]", "number", "a string"]),
+    ({"desirability": [[1, True]]}, ["desirability[0, 1]", "number", "a boolean"]),
+    ({"desirability": [[1, None]]}, ["desirability[0, 1]", "null"]),
+    ({"desirability": [[1, {}]]}, ["desirability[0, 1]", "an object"]),
+    ({"desirability": [[1], [1, 2]]}, ["desirability"]),
+    ({"desirability": [[1, 2]], "max_experts": "2"}, ["max_experts", "a string"]),
+    ({"desirability": [[1, 2]], "max_experts": True}, ["max_experts", "a boolean"]),
+    ({"desirability": [[1, 2]], "deadline": [False], "train_time": [[1, 1]]}, ["deadline[0]"]),
+    ({"desirability": [[1, 2]], "allowed": [["y", "n"]]}, ["allowed[0, 0]", "boolean or 0/1"]),
+    ({"desirability": [[1, 2]], "allowed": [[1, 2]]}, ["allowed[0, 1]"]),
+    ({"desirability": [[1, 2]], "max_experts": -1}, ["max_experts[0]", ">= 0"]),
+    ({"desirability": [[1], [2]], "client_ids": ["a", "a"]}, ["client_ids[1]", "duplicate id"]),
+    ({"desirability": [[1], [2]], "client_ids": [1, "1"]}, ["client_ids[1]", "same JSON key", "0"]),
+    ({"desirability": [[1], [2]], "client_ids": ["a", 1.5]}, ["client_ids[1]", "strings or integers"]),
+    ({"desirability": [[1], [2]], "client_ids": ["a", True]}, ["client_ids[1]", "a boolean"]),
+    ({"desirability": [[1, 2]], "expert_ids": [[1], [2]]}, ["expert_ids[0]", "an array"]),
+    ({"desirability": [[1, 2]], "expert_ids": "ab"}, ["expert_ids", "array of strings"]),
+    ({"desirability": [[1, 2]], "client_ids": ["a", "b"]}, ["client_ids", "expected 1 ids"]),
+]
+
+
+@pytest.mark.parametrize(("data", "fragments"), BAD_DICTS, ids=[str(k) for k in range(len(BAD_DICTS))])
+def test_from_dict_refuses_with_the_field_named(data: Any, fragments: list[str]) -> None:
+    with pytest.raises(InvalidProblemError) as info:
+        AlignmentProblem.from_dict(data)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"

@@ -13,13 +13,11 @@ Exit statuses: 0 success; 1 the request was understood but could not be carried 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,22 +46,6 @@ def _fail(command: str, message: object) -> None:
 
 # --------------------------------------------------------------------------- solve
 
-#: JSON fields of ``fedalign solve``: the keyword arguments of AlignmentProblem.
-PROBLEM_FIELDS = (
-    "desirability",
-    "max_experts",
-    "min_experts",
-    "expert_memory",
-    "client_memory",
-    "train_time",
-    "deadline",
-    "expert_min_clients",
-    "expert_max_clients",
-    "allowed",
-    "client_ids",
-    "expert_ids",
-)
-
 
 def _add_solve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
@@ -88,6 +70,8 @@ def _run_solve(args: argparse.Namespace) -> int:
     import fedalign as fa
     from fedalign.solvers import get_solver
 
+    from ._fd import stdout_to_stderr
+
     # Check the options before reading anything, so their errors name the flag.
     try:
         get_solver(args.solver)
@@ -101,37 +85,15 @@ def _run_solve(args: argparse.Namespace) -> int:
 
     problem = problem_from_json(_read_json(args.problem))
     try:
-        with _stdout_to_stderr():
+        # stdout carries the JSON result; a back-end's banner there would corrupt it.
+        with stdout_to_stderr():
             solution = fa.solve(problem, args.solver, time_limit=limit, seed=args.seed)
     except (fa.InfeasibleError, fa.UnsupportedProblemError, fa.SolverUnavailableError) as exc:
         raise CommandError(f"{type(exc).__name__}: {exc}", EXIT_FAILURE) from None
     except fa.AlignmentError as exc:  # a solver returned an infeasible plan (a bug it reports)
         raise CommandError(str(exc), EXIT_FAILURE) from None
-    _write(args.output, format_json(solution_to_json(solution)))
+    _write(args.output, format_json(solution.to_json_dict()))
     return 0
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Send anything written to stdout (by Python or by a native solver library) to stderr.
-
-    stdout carries the JSON result; a back-end's banner there would corrupt it.
-    """
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-        os.dup2(2, 1)
-    except OSError:  # no file descriptors to swap (embedded interpreter): best effort
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-        return
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _read_json(source: str) -> Any:
@@ -151,12 +113,12 @@ def _read_json(source: str) -> Any:
 
 
 def problem_from_json(data: Any) -> Any:
-    """Build an :class:`~fedalign.AlignmentProblem` from a parsed JSON object.
+    """Build an :class:`~fedalign.AlignmentProblem` from a parsed JSON document.
 
     Parameters
     ----------
-    data : dict
-        The problem's fields (:data:`PROBLEM_FIELDS`); ids are strings or integers.
+    data : object
+        The parsed ``PROBLEM.json``; it must be a JSON object (a dict).
 
     Returns
     -------
@@ -165,81 +127,20 @@ def problem_from_json(data: Any) -> Any:
     Raises
     ------
     CommandError
-        Not an object, an unknown or missing field, a value of the wrong JSON type, or an
-        invalid problem; the message names the field (and position where there is one).
+        Not an object, or anything :meth:`AlignmentProblem.from_dict` refuses; the message
+        names the field (and position where there is one).
     """
     from .errors import InvalidProblemError
     from .problem import AlignmentProblem
 
     if not isinstance(data, dict):
-        raise CommandError(f"PROBLEM.json: expected a JSON object, got {_json_type(data)}")
-    unknown = [k for k in data if k not in PROBLEM_FIELDS]
-    if unknown:
-        raise CommandError(
-            f"{unknown[0]}: unknown field; the fields are {', '.join(PROBLEM_FIELDS)}"
-        )
-    if "desirability" not in data:
-        raise CommandError("desirability: missing (an array of arrays of numbers)")
-    for name, value in data.items():
-        if name in ("client_ids", "expert_ids"):
-            _check_ids(name, value)
-        elif value is not None:
-            _check_numbers(name, value, booleans=name == "allowed")
+        kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+        got = kinds.get(type(data), "a number")
+        raise CommandError(f"PROBLEM.json: expected a JSON object, got {got}")
     try:
-        return AlignmentProblem(**data)
+        return AlignmentProblem.from_dict(data)
     except InvalidProblemError as exc:
         raise CommandError(str(exc)) from None
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    return names.get(type(value), "a number")
-
-
-def _check_numbers(name: str, value: Any, *, booleans: bool, where: tuple[int, ...] = ()) -> None:
-    """Numbers (or booleans for ``allowed``) nested in arrays; names the first bad entry."""
-    if isinstance(value, list):
-        for k, item in enumerate(value):
-            _check_numbers(name, item, booleans=booleans, where=(*where, k))
-        return
-    ok = isinstance(value, (int, float)) and (booleans or not isinstance(value, bool))
-    if not ok:
-        kind = "a boolean or 0/1" if booleans else "a number"
-        position = "[" + ", ".join(map(str, where)) + "]" if where else ""
-        raise CommandError(f"{name}{position}: expected {kind}, got {_json_type(value)}")
-
-
-def _check_ids(name: str, value: Any) -> None:
-    """Ids must be strings or integers whose JSON keys (their string forms) are unique."""
-    if value is None:
-        return
-    if not isinstance(value, list):
-        raise CommandError(f"{name}: expected an array of strings or integers")
-    keys: dict[str, int] = {}
-    for k, ident in enumerate(value):
-        if isinstance(ident, bool) or not isinstance(ident, (str, int)):
-            raise CommandError(f"{name}[{k}]: ids must be strings or integers, got {_json_type(ident)}")
-        first = keys.setdefault(str(ident), k)
-        if first != k:
-            what = "duplicate id" if value[first] == ident else "id"
-            raise CommandError(
-                f"{name}[{k}]: {what} {ident!r} has the same JSON key as position {first}"
-            )
-
-
-def solution_to_json(solution: Any) -> dict[str, Any]:
-    """The JSON object ``fedalign solve`` prints for a :class:`~fedalign.Solution`."""
-    return {
-        "assignment": {str(c): experts for c, experts in solution.to_dict().items()},
-        "objective": _finite(solution.objective),
-        "bound": _finite(solution.bound),
-        "gap": _finite(solution.gap),
-        "status": solution.status,
-        "solver": solution.solver,
-        "runtime": _finite(solution.runtime),
-    }
 
 
 def format_json(result: dict[str, Any]) -> str:
@@ -255,12 +156,6 @@ def format_json(result: dict[str, Any]) -> str:
             lines.append(f"  {json.dumps(key)}: {json.dumps(value)}{comma}")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def _finite(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def _write(output: str | None, text: str) -> None:

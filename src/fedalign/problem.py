@@ -12,7 +12,7 @@ every result, so a solver bug surfaces as an error and never as an infeasible pl
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +140,100 @@ def _readonly(arr: NDArray[Any]) -> NDArray[Any]:
     arr = np.array(arr, order="C", copy=True)
     arr.flags.writeable = False
     return arr
+
+
+# --------------------------------------------------------------------------- reading dicts
+
+#: The keys :meth:`AlignmentProblem.from_dict` reads: the keyword arguments of the constructor.
+_FIELDS = (
+    "desirability",
+    "max_experts",
+    "min_experts",
+    "expert_memory",
+    "client_memory",
+    "train_time",
+    "deadline",
+    "expert_min_clients",
+    "expert_max_clients",
+    "allowed",
+    "client_ids",
+    "expert_ids",
+)
+
+
+def _json_type(value: Any) -> str:
+    """How JSON (or, for other objects, Python) names the type of ``value``."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return "a boolean"
+    if isinstance(value, (int, float, np.number)):
+        return "a number"
+    names = {dict: "an object", list: "an array", tuple: "an array", str: "a string"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _is_number_type(kind: type, *, booleans: bool) -> bool:
+    """Whether values of type ``kind`` are numbers (booleans too when ``booleans``)."""
+    if issubclass(kind, (bool, np.bool_)):
+        return booleans
+    return issubclass(kind, (int, float, np.integer, np.floating))
+
+
+def _is_nested(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def _check_json_numbers(name: str, value: Any, *, booleans: bool) -> None:
+    """Numbers (booleans too when ``booleans``), alone or nested in arrays; names the first bad one.
+
+    The leaves' types are read with one numpy element-wise call and judged once per distinct
+    type, never in a Python loop over entries. Ragged arrays are left to the constructor,
+    which refuses them with the argument's name.
+    """
+    if isinstance(value, np.ndarray) and value.dtype.kind in ("iufb" if booleans else "iuf"):
+        return
+    if _is_nested(value) or isinstance(value, np.ndarray):
+        try:
+            leaves = np.array(value, dtype=object)
+        except ValueError:  # pragma: no cover - ragged in a way numpy refuses outright
+            return
+    else:
+        leaves = np.empty((), dtype=object)
+        leaves[()] = value
+    types = np.frompyfunc(type, 1, 1)(leaves)
+    ok = np.zeros(leaves.shape, dtype=bool)
+    for kind in set(np.ravel(types).tolist()):  # a handful of distinct types
+        if kind in (list, tuple) or _is_number_type(kind, booleans=booleans):
+            ok |= types == kind
+    if ok.all():
+        return
+    k = int(np.flatnonzero(~ok.ravel())[0])
+    position = _position(k, leaves.shape) if leaves.ndim else ""
+    expected = "a boolean or 0/1" if booleans else "a number"
+    raise InvalidProblemError(
+        f"{name}{position}: expected {expected}, got {_json_type(leaves.ravel()[k])}"
+    )
+
+
+def _check_json_ids(name: str, value: Any) -> None:
+    """Ids are strings or integers whose JSON object keys (their string forms) are unique."""
+    if not isinstance(value, (list, tuple)):
+        raise InvalidProblemError(
+            f"{name}: expected an array of strings or integers, got {_json_type(value)}"
+        )
+    keys: dict[str, int] = {}
+    for k, ident in enumerate(value):  # one per client or expert, never per pair
+        if isinstance(ident, (bool, np.bool_)) or not isinstance(ident, (str, int, np.integer)):
+            raise InvalidProblemError(
+                f"{name}[{k}]: ids must be strings or integers, got {_json_type(ident)}"
+            )
+        first = keys.setdefault(str(ident), k)
+        if first != k:
+            what = "duplicate id" if value[first] == ident else "id"
+            raise InvalidProblemError(
+                f"{name}[{k}]: {what} {ident!r} has the same JSON key as position {first}"
+            )
 
 
 # --------------------------------------------------------------------------- the problem
@@ -450,6 +544,60 @@ class AlignmentProblem:
                 f"but experts accept at most {int(seats)}"
             )
         return None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlignmentProblem:
+        """Build a problem from plain values, such as parsed JSON or :meth:`to_dict`'s output.
+
+        The reader of ``fedalign solve``'s JSON format (docs/problem.md). Keys are the
+        constructor's keyword arguments; only ``desirability`` is required and ``None``
+        means the default. Values must be of the types JSON produces: numbers (booleans
+        too for ``allowed``) alone or nested in arrays, and ids that are strings or
+        integers. Ids are kept as given (``1`` stays an integer), but their string forms
+        must be unique, since :meth:`Solution.to_json_dict` writes them as object keys.
+
+        Parameters
+        ----------
+        data : mapping of str to value
+            The problem's fields.
+
+        Returns
+        -------
+        AlignmentProblem
+
+        Raises
+        ------
+        InvalidProblemError
+            Not a mapping, an unknown or missing field, a value of the wrong type, or
+            anything the constructor refuses; the message names the field and the first
+            bad position.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidProblemError(
+                f"data: expected a mapping of {cls.__name__}'s arguments, got {_json_type(data)}"
+            )
+        unknown = [k for k in data if k not in _FIELDS]
+        if unknown:
+            raise InvalidProblemError(
+                f"{unknown[0]}: unknown field; the fields are {', '.join(_FIELDS)}"
+            )
+        if data.get("desirability") is None:
+            raise InvalidProblemError("desirability: missing (an array of arrays of numbers)")
+        kwargs = {name: value for name, value in data.items() if value is not None}
+        for name, value in kwargs.items():
+            if name in ("client_ids", "expert_ids"):
+                _check_json_ids(name, value)
+            else:
+                _check_json_numbers(name, value, booleans=name == "allowed")
+        if "expert_ids" in kwargs:
+            # No clients: JSON writes an (0, E) matrix as [], so its width comes from the ids
+            # (the constructor does the same for desirability).
+            width = len(kwargs["expert_ids"])
+            for name, dtype in (("train_time", np.float64), ("allowed", np.bool_)):
+                if _is_nested(kwargs.get(name)) and len(kwargs[name]) == 0:
+                    kwargs[name] = np.zeros((0, width), dtype=dtype)
+        desirability = kwargs.pop("desirability")
+        return cls(desirability, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """The problem's fields as plain Python values (JSON-ready; ids kept as given)."""

@@ -108,13 +108,55 @@ class Solution:
 
     def to_dict(self) -> dict[Hashable, list[Hashable]]:
         """``{client_id: [expert_id, ...]}`` for every client (empty list if none)."""
-        eids = self.problem.expert_ids
-        rows, cols = np.nonzero(self.assignment)
-        out: dict[Hashable, list[Hashable]] = {c: [] for c in self.problem.client_ids}
-        cids = self.problem.client_ids
-        for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-            out[cids[i]].append(eids[j])
-        return out
+        n, n_experts = self.assignment.shape
+        rows, cols = np.nonzero(self.assignment)  # row-major: grouped by client, cols ascending
+        eids = np.fromiter(self.problem.expert_ids, dtype=object, count=n_experts)
+        ends = np.cumsum(np.bincount(rows, minlength=n))
+        per_client = np.split(eids[cols], ends[:-1]) if n else []
+        return dict(zip(self.problem.client_ids, (p.tolist() for p in per_client), strict=True))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON object ``fedalign solve`` prints: the assignment and what is known about it.
+
+        Returns
+        -------
+        dict
+            ``assignment`` (``{str(client_id): [expert_id, ...]}`` for every client, in
+            order; expert ids kept as given), ``objective``, ``bound``, ``gap``, ``status``,
+            ``solver`` and ``runtime``. Numbers are floats, or None where unknown or not
+            finite (JSON has no infinity).
+
+        Raises
+        ------
+        ValueError
+            Two client ids have the same string form (``1`` and ``"1"``), so they cannot
+            both be JSON object keys; :meth:`AlignmentProblem.from_dict` refuses such ids.
+        """
+        assignment = {str(c): experts for c, experts in self.to_dict().items()}
+        if len(assignment) != self.problem.n_clients:
+            keys: dict[str, int] = {}
+            for k, c in enumerate(self.problem.client_ids):
+                first = keys.setdefault(str(c), k)
+                if first != k:
+                    raise ValueError(
+                        f"client_ids[{k}]: id {c!r} has the same JSON key as position {first}"
+                    )
+        return {
+            "assignment": assignment,
+            "objective": _finite(self.objective),
+            "bound": _finite(self.bound),
+            "gap": _finite(self.gap),
+            "status": self.status,
+            "solver": self.solver,
+            "runtime": _finite(self.runtime),
+        }
+
+
+def _finite(value: float | None) -> float | None:
+    """``value`` as a float, or None when it is None or not finite."""
+    if value is None or not np.isfinite(value):
+        return None
+    return float(value)
 
 
 class Budget:

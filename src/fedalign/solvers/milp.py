@@ -10,7 +10,7 @@ no array API; DESIGN.md §2 notes it builds about a million variables in 10 s).
 Solver: ``pulp.HiGHS`` (the highspy library) when available, else ``HiGHS_CMD``, else
 ``PULP_CBC_CMD``; quiet, with the time limit and a relative gap of 0. HiGHS prints a banner
 from native code when its model object is built, before ``msg=False`` can take effect, so
-file descriptors 1 and 2 point to the null device for that instant (:func:`_native_silence`).
+file descriptors 1 and 2 point to the null device for that instant (:func:`fedalign._fd.native_silence`).
 The status is ``optimal`` only when the solver proved it; the bound is HiGHS' MIP dual bound
 (None with CBC unless optimal). A solution that HiGHS' integrality or feasibility tolerances leave
 slightly outside a row is rounded and repaired, and then reported as merely feasible.
@@ -18,18 +18,13 @@ slightly outside a row is rounded and repaired, and then reported as merely feas
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import functools
-import os
-import sys
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .._fd import native_silence
 from ..errors import InfeasibleError
 from ..problem import AlignmentProblem, capacity_tolerance, check
 from .base import Budget, Result, Solver, register
@@ -38,66 +33,13 @@ from .repair import repair
 __all__ = ["MILPSolver"]
 
 
-#: Serialises the swaps of the process's file descriptors 1 and 2 (:func:`_native_silence`).
-_FD_LOCK = threading.Lock()
-
-
-def _flush_c_stdio() -> None:
-    """Flush the C library's stdio buffers (a native banner may still sit in them)."""
-    try:
-        ctypes.CDLL(None).fflush(None)
-    except (OSError, AttributeError, TypeError):  # pragma: no cover - no libc to load (Windows)
-        pass
-
-
-@contextlib.contextmanager
-def _native_silence() -> Iterator[None]:
-    """Send what native code writes to file descriptors 1 and 2 to the null device.
-
-    HiGHS prints its banner ("Running HiGHS ... Copyright ...") from C++ inside the
-    ``highspy.Highs()`` constructor, before any option (``output_flag``) can be set, so
-    ``msg=False`` cannot stop it. Only the short construction and configuration run inside
-    this block, never the solve. Python-level buffers are flushed first, C stdio after, so
-    nothing written before is lost and nothing written inside leaks out later. A lock keeps
-    threads from interleaving swaps; output of other threads in that instant is dropped too.
-    Where descriptors cannot be duplicated (an embedded interpreter) it does nothing.
-    """
-    with _FD_LOCK:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(AttributeError, OSError, ValueError):
-                stream.flush()
-        _flush_c_stdio()
-        saved: list[int] = []
-        try:
-            saved.append(os.dup(1))
-            saved.append(os.dup(2))
-            sink = os.open(os.devnull, os.O_WRONLY)
-        except OSError:
-            for fd in saved:
-                os.close(fd)
-            saved = []
-        if not saved:
-            yield
-            return
-        try:
-            os.dup2(sink, 1)
-            os.dup2(sink, 2)
-            yield
-        finally:
-            _flush_c_stdio()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in (*saved, sink):
-                os.close(fd)
-
-
 @functools.cache
 def _quiet_highs(pulp: Any) -> Any:
     """``pulp.HiGHS`` whose ``highspy.Highs`` is built with the native banner silenced."""
 
     class QuietHiGHS(pulp.HiGHS):  # type: ignore[misc, name-defined]
         def createAndConfigureSolver(self, lp: Any) -> None:  # noqa: N802 - pulp's name
-            with _native_silence():
+            with native_silence():
                 super().createAndConfigureSolver(lp)
 
     QuietHiGHS.__name__ = QuietHiGHS.__qualname__ = "HiGHS"  # info["backend"] stays "HiGHS"
