@@ -169,7 +169,7 @@ def _json_type(value: Any) -> str:
         return "a boolean"
     if isinstance(value, (int, float, np.number)):
         return "a number"
-    names = {dict: "an object", list: "an array", tuple: "an array", str: "a string"}
+    names: dict[type, str] = {dict: "an object", list: "an array", tuple: "an array", str: "a string"}
     return names.get(type(value), type(value).__name__)
 
 
