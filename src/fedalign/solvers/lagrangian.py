@@ -74,6 +74,7 @@ when the gap falls to ``gap_tol``.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -98,6 +99,9 @@ _MAX_COMBOS = 20_000
 _BB_CHUNK_CLIENTS = 4096
 _BB_MAX_CELLS = 8_000_000
 _BB_BUCKETS = np.array([6, 8, 10, 12, 14, 16, 20, 24, 32, 48, 64, 96])
+#: From this many clients on, branch-and-bound chunks run on a few threads.
+_PARALLEL_CLIENTS = 20_000
+_WORKERS = min(2, os.cpu_count() or 1)
 #: Largest sample of clients the price phases use by default.
 _SAMPLE_MAX = 4000
 #: Up to this many pairs, the problem's cheap infeasibility test runs first.
@@ -568,17 +572,27 @@ class _Subproblems:
         limit, the search stops there and the client gets the valid bound
         ``max(incumbent, best live node bound)``; returns False in that case.
         """
-        exact = True
         # Clients with similar numbers of candidates are searched together: the dense
         # node x candidate arrays are then sized by their own count, not the largest.
         n_cand = np.isfinite(cand_r).sum(axis=1)
         bucket = np.searchsorted(_BB_BUCKETS, n_cand)
+        chunks = []
         for b in np.unique(bucket):
             pos = np.flatnonzero(bucket == b)
             for s in range(0, pos.size, _BB_CHUNK_CLIENTS):
-                sel = pos[s : s + _BB_CHUNK_CLIENTS]
-                exact &= self._bb_chunk(cand_r[sel], rows[sel], x, values)
-        return exact
+                chunks.append(pos[s : s + _BB_CHUNK_CLIENTS])
+
+        def run(sel: NDArray[np.int64]) -> bool:
+            return self._bb_chunk(cand_r[sel], rows[sel], x, values)
+
+        if len(chunks) > 1 and rows.size >= _PARALLEL_CLIENTS and _WORKERS > 1:
+            # Chunks write disjoint rows, and numpy releases the GIL inside array
+            # operations, so threads use the second core on large cohorts.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+                return all(list(pool.map(run, chunks)))
+        return all([run(sel) for sel in chunks])
 
     @staticmethod
     def _greedy(
