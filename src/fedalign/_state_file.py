@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from .errors import InvalidStateError
 
@@ -36,11 +35,11 @@ _HEADER = struct.Struct("<IQ32s")  # version, payload length, sha256 of payload
 def write_state(
     path: str | os.PathLike[str],
     meta: Mapping[str, Any],
-    arrays: Mapping[str, NDArray[Any]],
+    arrays: Mapping[str, Any],
     *,
     version: int,
 ) -> None:
-    """Write ``meta`` (JSON-ready) and ``arrays`` to ``path`` atomically.
+    """Write ``meta`` (JSON-ready) and ``arrays`` (name -> numpy array) to ``path`` atomically.
 
     Temp file in the same directory, flush, fsync, rename, then fsync the directory where
     the platform allows it. On any error the temp file is removed and ``path`` is untouched.
