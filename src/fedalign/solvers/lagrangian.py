@@ -1195,7 +1195,49 @@ def _price_repair(
         short = new.sum(axis=1) < problem.min_experts[rows]
         new[short] = before[rows[short]]
         x[rows] = new
+        _cover_minimums(problem, sub, x, price, r)
     return x
+
+
+def _cover_minimums(
+    problem: AlignmentProblem,
+    sub: _Subproblems,
+    x: NDArray[np.bool_],
+    price: NDArray[np.float64],
+    r: NDArray[np.float64],
+) -> None:
+    """Experts below their minimum each pull in the clients that value them most (in place).
+
+    Each such client re-solves its knapsack with the expert forced in (a large profit) and
+    the full experts closed; experts it then gives up may fall short in turn, which the
+    next round of :func:`_price_repair` handles (an ejection chain, one link per round).
+    """
+    emin = problem.expert_min_clients
+    load = x.sum(axis=0)
+    under = np.flatnonzero(load < emin)
+    if under.size == 0:
+        return
+    cap = problem.expert_max_clients
+    force = np.zeros(problem.shape, dtype=bool)
+    for j in under:
+        cand = np.flatnonzero(problem.fits[:, j] & ~x[:, j] & ~force.any(axis=1))
+        if cand.size == 0:
+            continue
+        need = int(emin[j] - load[j])
+        force[cand[np.argsort(-r[cand, j], kind="stable")[:need]], j] = True
+    rows = np.flatnonzero(force.any(axis=1))
+    if rows.size == 0:
+        return
+    full = load >= cap
+    big = 1e6 * max(1.0, float(np.abs(sub.dm[np.isfinite(sub.dm)]).max(initial=1.0)))
+    r_rows = np.where(full[None, :] & ~x[rows], _NEG, sub.dm[rows] - price[None, :])
+    r_rows = np.where(force[rows], big, r_rows)
+    r_mod = np.empty_like(sub.dm)
+    r_mod[rows] = r_rows
+    new = sub.best_sets(r_mod, rows)
+    ok = (new & force[rows]).sum(axis=1) == force[rows].sum(axis=1)
+    ok &= new.sum(axis=1) >= problem.min_experts[rows]
+    x[rows[ok]] = new[ok]
 
 
 def _sample_stages(n: int, largest: int | None) -> list[int]:
