@@ -297,7 +297,8 @@ def test_properties_are_consistent(p: AlignmentProblem) -> None:
     assert p.fits.shape == (n, e) and not (p.fits & ~p.allowed).any()
     assert (p.min_experts <= p.max_experts).all()
     assert (p.expert_min_clients <= p.expert_max_clients).all()
-    assert (p.expert_max_clients <= n).all()
+    # Capped at n, but never below the minimum (an over-demanding minimum stays infeasible).
+    assert (p.expert_max_clients <= np.maximum(n, p.expert_min_clients)).all()
     assert p.has_knapsack == (p.has_memory or p.has_deadline)
     assert len(p.client_ids) == n and len(set(map(repr, p.client_ids))) == n
 
