@@ -1316,7 +1316,7 @@ class LagrangianSolver(Solver):
         desirability of a client's incumbent, and adds that much to the client's bound:
         the bound stays valid (at most ``n_clients * bb_tol * spread`` looser) and flat
         subproblems stay cheap. 0 makes every subproblem exact.
-    node_budget : int, default 400
+    node_budget : int, default 800
         Live search cells (nodes x candidates) per client the branch and bound may hold;
         past it the search stops and each open client is bounded by its best open node's
         LP bound (valid, looser; ``info["exact_subproblems"]`` turns False).
@@ -1348,7 +1348,7 @@ class LagrangianSolver(Solver):
         sample_clients: int | None = None,
         sample_share: float = 0.5,
         bb_tol: float = 1e-4,
-        node_budget: int = 400,
+        node_budget: int = 800,
     ) -> Result:
         _check_options(
             max_iter=max_iter,
