@@ -248,6 +248,21 @@ def test_auto_picks_an_exact_milp_for_small_knapsack_problems() -> None:
     assert choose(knapsack_problem(SMALL_PAIRS // e, e)) == "milp"
 
 
+def test_auto_under_a_time_limit_prefers_lagrangian_when_clients_take_few_experts() -> None:
+    few = knapsack_problem(10, 5)  # max_experts=2
+    assert choose(few, time_limit=2.0) == "lagrangian"
+    assert choose(few) == "milp"  # no limit: run the MILP to a proof
+    many = fa.AlignmentProblem(  # GAP-like: a client may take every expert
+        np.random.default_rng(1).random((5, 12)),
+        max_experts=12,
+        train_time=np.random.default_rng(2).uniform(1.0, 2.0, (5, 12)),
+        deadline=6.0,
+    )
+    assert choose(many, time_limit=2.0) == "milp"
+    sol = fa.solve(few, "auto", time_limit=2.0, seed=0)
+    assert sol.solver == "lagrangian" and sol.info["auto"]["chosen"] == "lagrangian"
+
+
 def test_auto_picks_lagrangian_for_large_knapsack_problems() -> None:
     e = 100
     assert choose(knapsack_problem(SMALL_PAIRS // e + 1, e)) == "lagrangian"
@@ -272,10 +287,10 @@ def test_auto_falls_back_when_solvers_are_missing(monkeypatch: pytest.MonkeyPatc
 
 def test_auto_returns_the_chosen_solvers_solution() -> None:
     problem = knapsack_problem(6, 4)
-    sol = fa.solve(problem, "auto", seed=0, time_limit=30.0)
+    sol = fa.solve(problem, "auto", seed=0)
     assert sol.solver == choose(problem) == "milp"
     assert sol.info["auto"]["chosen"] == "milp"
-    direct = fa.solve(problem, "milp", seed=0, time_limit=30.0)
+    direct = fa.solve(problem, "milp", seed=0)
     assert sol.objective == pytest.approx(direct.objective)
     assert get_solver("auto").option_names() == set()
 
