@@ -276,23 +276,7 @@ class AlignmentProblem:
         Any malformed argument; the message names the argument and first bad position.
     """
 
-    __slots__ = (
-        "desirability",
-        "max_experts",
-        "min_experts",
-        "expert_memory",
-        "client_memory",
-        "train_time",
-        "deadline",
-        "expert_min_clients",
-        "expert_max_clients",
-        "allowed",
-        "client_ids",
-        "expert_ids",
-        "_fits",
-        "_client_index",
-        "_expert_index",
-    )
+    __slots__ = (*_FIELDS, "_fits", "_client_index", "_expert_index")
 
     desirability: NDArray[np.float64]
     max_experts: NDArray[np.int64]
