@@ -1,6 +1,7 @@
 """fedalign: which experts each client trains, every round of federated Mixture-of-Experts training.
 
-The public API is what this module exports; shared/API.md is its contract.
+The public API is what this module exports; docs/index.md lists it and docs/architecture.md
+says how the pieces fit.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from .errors import (
 )
 from .problem import AlignmentProblem, Violation, check
 from .profiles import CapacityProfiler, ClientProfile, ProfileBounds
+from .rows import Row
 from .scheduler import Feedback, Plan, Scheduler
 from .scores import FitnessTracker, UsageTracker
-from .solvers import Solution, available_solvers, solve
+from .solvers import Solution, available_solvers, solve, solvers_for
 
 __version__ = "0.1.0"
 
@@ -35,6 +37,7 @@ __all__ = [
     "InvalidStateError",
     "Plan",
     "ProfileBounds",
+    "Row",
     "Scheduler",
     "Solution",
     "SolverUnavailableError",
@@ -45,4 +48,5 @@ __all__ = [
     "available_solvers",
     "check",
     "solve",
+    "solvers_for",
 ]

@@ -17,10 +17,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import InvalidFeedbackError
-from .problem import AlignmentProblem, capacity_tolerance
+from .problem import COUNT_ROW, DEADLINE_ROW, SEAT_ROW, AlignmentProblem
+from .rows import Row
 from .solvers import Solution
 
-__all__ = ["Feedback", "Plan"]
+__all__ = ["Feedback", "Plan", "why_not"]
 
 
 # --------------------------------------------------------------------------- feedback
@@ -138,54 +139,11 @@ class Plan:
             i = p.client_position(client_id)
         except KeyError:
             raise KeyError(f"client_id: {client_id!r} is not in round {self.round}'s cohort") from None
-        x = self.solution.assignment
-        chosen = x[i]
-        n_chosen = int(chosen.sum())
+        reasons = why_not(p, self.solution.assignment, i)
+        chosen = self.solution.assignment[i]
         d = p.desirability[i]
-        e = p.n_experts
-        # per expert: does it fit the client alone, and on top of what it already got?
-        mem_alone = mem_left = np.ones(e, dtype=bool)
-        if p.expert_memory is not None and p.client_memory is not None:
-            cap = float(p.client_memory[i] + capacity_tolerance(p.client_memory[i]))
-            mem_alone = p.expert_memory <= cap
-            mem_left = float(p.expert_memory @ chosen) + p.expert_memory <= cap
-        time_alone = time_left = np.ones(e, dtype=bool)
-        t_i = dl_i = None
-        if p.train_time is not None and p.deadline is not None:
-            t_i, dl_i = p.train_time[i], float(p.deadline[i])
-            cap = dl_i + float(capacity_tolerance(p.deadline[i]))
-            time_alone = t_i <= cap
-            time_left = float(t_i @ chosen) + t_i <= cap
-        full = x.sum(axis=0) >= p.expert_max_clients
-        worst_chosen = float(d[chosen].min()) if n_chosen else math.inf
-        k = int(p.max_experts[i])
-
-        def reason(j: int) -> str:
-            if chosen[j]:
-                return "chosen"
-            if not p.allowed[i, j]:
-                return "pair not allowed"
-            if not mem_alone[j]:
-                return (
-                    f"needs {p.expert_memory[j]:g} memory, "  # type: ignore[index]
-                    f"client has {p.client_memory[i]:g}"  # type: ignore[index]
-                )
-            if not time_alone[j]:
-                return f"needs {t_i[j]:.3g} s, deadline is {dl_i:.3g} s"  # type: ignore[index]
-            if full[j]:
-                return f"expert full: expert_max_clients is {p.expert_max_clients[j]}"
-            if n_chosen >= k:
-                if d[j] <= worst_chosen:
-                    return f"client at max_experts ({k}); not ranked above its chosen experts"
-                return f"client at max_experts ({k}); its slot served the round better elsewhere"
-            if not mem_left[j]:
-                return "would exceed the client's remaining memory"
-            if not time_left[j]:
-                return "would exceed the client's remaining time before the deadline"
-            if d[j] <= 0:
-                return "desirability not positive"
-            return "the solver's assignment left it out (global trade-off)"
-
+        t_i = None if p.train_time is None else p.train_time[i]
+        dl_i = None if p.deadline is None else float(p.deadline[i])
         terms = self.terms
         out = []
         for j, eid in enumerate(p.expert_ids):
@@ -201,7 +159,96 @@ class Plan:
                     "exploration": float(terms["exploration"][i, j]) if "exploration" in terms else None,
                     "desirability": float(d[j]),
                     "chosen": bool(chosen[j]),
-                    "reason": reason(j),
+                    "reason": reasons[j],
                 }
             )
         return out
+
+
+# --------------------------------------------------------------------------- explanations
+
+
+def why_not(problem: AlignmentProblem, x: NDArray[np.bool_], i: int) -> list[str]:
+    """Per expert, why client ``i`` got it (``"chosen"``) or a sentence saying why not.
+
+    The reasons are checked from the plainest to the most global: the pair is forbidden; it
+    breaks a row on its own; an expert row is full; the client's count is full; it would
+    break a client or total row on top of what the client has; its desirability is not
+    positive; a soft row's penalty outweighs it; else the solver's global trade-off.
+    """
+    e = problem.n_experts
+    out: list[str | None] = ["chosen" if c else None for c in x[i]]
+
+    def mark(mask: NDArray[np.bool_], text: Any) -> None:
+        for j in np.flatnonzero(mask):
+            if out[j] is None:
+                out[j] = text(int(j)) if callable(text) else text
+
+    mark(~problem.allowed[i], "pair not allowed")
+    hard = [r for r in problem.rows if not r.soft]
+    for row in hard:
+        if row.name != COUNT_ROW and row.upper_cap is not None:
+            cap = row.upper_cap
+            limit = cap if row.over == "expert" else cap[i if row.over == "client" else 0]
+            mark(row.dense[i] > limit, lambda j, r=row: _too_big(r, i, j))
+    for row in (r for r in hard if r.over == "expert" and r.upper_cap is not None):
+        used = row.usage(x)
+        mark(used + row.dense[i] > row.upper_cap, lambda j, r=row, u=used: _expert_full(r, j, u))
+    n_chosen, k = int(x[i].sum()), int(problem.max_experts[i])
+    if n_chosen >= k:
+        worst = float(problem.desirability[i][x[i]].min()) if n_chosen else math.inf
+        mark(
+            np.ones(e, dtype=bool),
+            lambda j: f"client at max_experts ({k}); "
+            + ("not ranked above its chosen experts" if problem.desirability[i, j] <= worst
+               else "its slot served the round better elsewhere"),
+        )
+    for row in hard:
+        top = row.upper_cap
+        if row.over == "expert" or row.name == COUNT_ROW or top is None:
+            continue
+        k_row = i if row.over == "client" else 0
+        used_k = float(row.usage(x)[k_row])
+        mark(used_k + row.dense[i] > top[k_row], lambda j, r=row, u=used_k: _would_exceed(r, u))
+    mark(problem.desirability[i] <= 0, "desirability not positive")
+    for row in problem.soft_rows:
+        extra = _soft_extra(row, x, i)
+        mark(extra >= problem.desirability[i], lambda j, r=row, c=extra: f"its {r.name} penalty ({c[j]:.3g}) outweighs its desirability")
+    mark(np.ones(e, dtype=bool), "the solver's assignment left it out (global trade-off)")
+    return [str(r) for r in out]
+
+
+def _too_big(row: Row, i: int, j: int) -> str:
+    w = float(row.dense[i, j])
+    if row.over == "client":
+        if row.name == DEADLINE_ROW:
+            return f"needs {w:.3g} s, deadline is {float(row.upper[i]):.3g} s"  # type: ignore[index]
+        return f"needs {w:g} {row.name}, client has {float(row.upper[i]):g}"  # type: ignore[index]
+    where = "the expert's" if row.over == "expert" else "the round's"
+    bound = float(row.upper[j if row.over == "expert" else 0])  # type: ignore[index]
+    return f"needs {w:g} {row.name}, above {where} upper bound {bound:g}"
+
+
+def _expert_full(row: Row, j: int, used: NDArray[np.float64]) -> str:
+    if row.name == SEAT_ROW:
+        return f"expert full: expert_max_clients is {float(row.upper[j]):g}"  # type: ignore[index]
+    return f"expert full: its {row.name} is at {used[j]:g} of {float(row.upper[j]):g}"  # type: ignore[index]
+
+
+def _would_exceed(row: Row, used: float) -> str:
+    if row.over == "total":
+        return f"would exceed the round's {row.name} ({used:g} of {float(row.upper[0]):g} used)"  # type: ignore[index]
+    if row.name == DEADLINE_ROW:
+        return "would exceed the client's remaining time before the deadline"
+    return f"would exceed the client's remaining {row.name}"
+
+
+def _soft_extra(row: Row, x: NDArray[np.bool_], i: int) -> NDArray[np.float64]:
+    """Per expert, how much more ``row`` would charge if client ``i`` also took it."""
+    used = row.usage(x)
+    w = row.dense[i]
+    if row.over == "expert":
+        return row.cost(used + w) - row.cost(used)
+    k = i if row.over == "client" else 0
+    base = row.cost(used[k : k + 1])[0]
+    return row.cost(used[k] + w) - base

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .base import (
     Budget,
     Result,
+    RowSupport,
     Solution,
     Solver,
     available_solvers,
@@ -16,6 +17,7 @@ from .base import (
     register,
     registered_solvers,
     solve,
+    solvers_for,
 )
 
 # Registration happens on import; this list's order is the registry's order of preference.
@@ -26,6 +28,7 @@ from . import random_, topk, greedy, flow, lp, lagrangian, cpsat, milp, auto  # 
 __all__ = [
     "Budget",
     "Result",
+    "RowSupport",
     "Solution",
     "Solver",
     "available_solvers",
@@ -33,4 +36,5 @@ __all__ = [
     "register",
     "registered_solvers",
     "solve",
+    "solvers_for",
 ]

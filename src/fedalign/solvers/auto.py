@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InfeasibleError, SolverUnavailableError
+from ..errors import InfeasibleError, SolverUnavailableError, UnsupportedProblemError
 from ..problem import AlignmentProblem
 from .base import Budget, Result, Solution, Solver, get_solver, register, registered_solvers
 
@@ -68,7 +68,7 @@ def choose(problem: AlignmentProblem, time_limit: float | None = None) -> str:
         A registered, installed solver name other than ``"auto"``.
     """
     flow = _usable("flow")
-    if flow is not None and flow.unsupported_reason(problem) is None:
+    if flow is not None and flow.accepts(problem):
         return "flow"
     few = problem.n_clients == 0 or int(problem.max_experts.max()) <= FEW_EXPERTS
     if problem.n_clients * problem.n_experts <= SMALL_PAIRS and not (time_limit and few):
@@ -77,7 +77,7 @@ def choose(problem: AlignmentProblem, time_limit: float | None = None) -> str:
         preferred = ("lagrangian", "greedy")
     for name in preferred:
         solver = _usable(name)
-        if solver is not None and solver.unsupported_reason(problem) is None:
+        if solver is not None and solver.accepts(problem):
             return name
     return "greedy"
 
@@ -88,7 +88,19 @@ class AutoSolver(Solver):
 
     name = "auto"
     exact = False
-    handles_knapsack = True
+
+    def refusal(self, problem: AlignmentProblem) -> str | None:
+        """None when some installed solver supports every row (``auto`` then picks among them)."""
+        first: str | None = None
+        for name in registered_solvers():
+            solver = _usable(name) if name != "auto" else None
+            if solver is None:
+                continue
+            reason = solver.refusal(problem)
+            if reason is None:
+                return None
+            first = first or reason
+        return f"solver 'auto': no installed solver supports every row ({first or 'none installed'})"
 
     def solve(
         self,
@@ -100,6 +112,9 @@ class AutoSolver(Solver):
     ) -> Solution:
         """Choose a solver, run it with the same time limit and seed, return its Solution."""
         start = time.perf_counter()
+        reason = self.unsupported_reason(problem)
+        if reason is not None:
+            raise UnsupportedProblemError(reason)
         chosen = choose(problem, time_limit)
         note: dict[str, Any] = {"chosen": chosen, "pairs": problem.n_clients * problem.n_experts}
         try:

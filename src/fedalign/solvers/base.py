@@ -5,6 +5,13 @@ registry's insertion order is the order of preference (cvxpy's habit). Optional
 dependencies are imported inside the solver; :meth:`Solver.is_available` answers False when
 they are missing, and asking for such a solver raises :class:`SolverUnavailableError`.
 
+Each solver declares the rows it supports (:attr:`Solver.supports`, a tuple of
+:class:`RowSupport`, the way cvxpy's solvers declare ``SUPPORTED_CONSTRAINTS``) and its
+options (:attr:`Solver._parameter_constraints`, a table for
+:func:`fedalign._validation.validate`, the way scikit-learn declares its estimators'
+parameters). A problem with a row no declaration matches is refused with
+:class:`UnsupportedProblemError` before the solver starts, naming the solvers that can.
+
 :func:`solve` is the single entry point: it validates the call, runs the solver, checks the
 result with :func:`fedalign.check` and refuses to return an infeasible assignment.
 """
@@ -22,12 +29,16 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from .._validation import Constraint, Interval, validate
 from ..errors import AlignmentError, SolverUnavailableError, UnsupportedProblemError
-from ..problem import AlignmentProblem, check
+from ..problem import BUILTIN_ROWS, AlignmentProblem, check
+from ..rows import Row
 
 __all__ = [
+    "KEYWORD_ROWS",
     "Budget",
     "Result",
+    "RowSupport",
     "Solution",
     "Solver",
     "available_solvers",
@@ -35,7 +46,75 @@ __all__ = [
     "register",
     "registered_solvers",
     "solve",
+    "solvers_for",
 ]
+
+
+# --------------------------------------------------------------------------- capabilities
+
+
+@dataclass(frozen=True)
+class RowSupport:
+    """One kind of row a solver handles.
+
+    Attributes
+    ----------
+    over : {"client", "expert", "total"}
+    weights : {"unit", "count", "any"}
+        ``"unit"``: every weight is 1 (the row counts pairs). ``"count"``: within each row,
+        every pair that fits has the same weight, so the row reduces to a count (e.g. the
+        memory row when all experts have one size). ``"any"``: any weights.
+    lower, upper : bool
+        Whether a lower / an upper bound is handled.
+    soft : bool
+        True: soft rows (with a penalty) of this kind; False: hard rows.
+    """
+
+    over: str
+    weights: str = "any"
+    lower: bool = True
+    upper: bool = True
+    soft: bool = False
+
+    def matches(self, row: Row, problem: AlignmentProblem) -> bool:
+        """Whether ``row`` of ``problem`` is of this kind."""
+        if row.over != self.over or row.soft != self.soft:
+            return False
+        if (row.lower is not None and not self.lower) or (row.upper is not None and not self.upper):
+            return False
+        if self.weights == "unit":
+            return row.unit
+        if self.weights == "count":
+            return row.unit or row.reduced_counts(problem.fits) is not None
+        return True
+
+
+def _why(solver: Solver, row: Row, problem: AlignmentProblem) -> str:
+    """What keeps ``row`` from matching a declaration that differs only in its weights."""
+    near = [
+        s for s in solver.supports
+        if s.over == row.over and s.soft == row.soft
+        and (row.lower is None or s.lower) and (row.upper is None or s.upper)
+    ]
+    if not near:
+        return ""
+    if any(s.weights == "count" for s in near):
+        k = row.first_uneven(problem.fits)
+        if k is not None:
+            who = row.who(k, problem.client_ids, problem.expert_ids)
+            return (
+                f": it does not reduce to a count, since the pairs of {who} that fit have "
+                "different weights"
+            )
+    return ": its weights are not all 1"
+
+
+#: The rows of the keyword arguments: the two count rows, and client knapsacks (upper bounds).
+KEYWORD_ROWS = (
+    RowSupport("client", "unit"),
+    RowSupport("expert", "unit"),
+    RowSupport("client", "any", lower=False),
+)
 
 
 # --------------------------------------------------------------------------- results
@@ -199,24 +278,60 @@ class Solver(ABC):
         Importable modules it needs beyond the core.
     extra : str or None
         The pip extra that installs ``requires``.
-    handles_knapsack : bool
-        Whether it handles knapsack rows that do not reduce to counts.
+    supports : tuple of RowSupport
+        The kinds of row it handles; any other row makes it refuse the problem.
+    _parameter_constraints : dict or None
+        Its options: name -> allowed forms (:mod:`fedalign._validation`). None reads the
+        option names from ``_solve``'s signature and checks no values.
     """
 
     name: ClassVar[str]
     exact: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
-    handles_knapsack: ClassVar[bool] = True
+    supports: ClassVar[tuple[RowSupport, ...]] = KEYWORD_ROWS
+    reads_rows: ClassVar[bool] = False
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = None
 
     @classmethod
     def is_available(cls) -> bool:
         """Whether this install can run the solver."""
         return all(importlib.util.find_spec(m) is not None for m in cls.requires)
 
-    def unsupported_reason(self, problem: AlignmentProblem) -> str | None:
-        """Why this solver cannot handle ``problem`` (None if it can)."""
+    def refusal(self, problem: AlignmentProblem) -> str | None:
+        """Why this solver cannot handle ``problem``, or None (without naming alternatives).
+
+        The first row no entry of :attr:`supports` matches, then :meth:`_refuse_data`.
+        """
+        for row in problem.rows:
+            if not any(s.matches(row, problem) for s in self.supports):
+                return f"solver {self.name!r} does not support the {row.describe()}{_why(self, row, problem)}"
+        return self._refuse_data(problem)
+
+    def _refuse_data(self, problem: AlignmentProblem) -> str | None:
+        """A solver's own data-dependent refusal (e.g. weights too fine to scale).
+
+        By default, rows given with ``rows=`` are refused until a solver says it reads them
+        (``reads_rows``): a solver written for the keyword rows alone would ignore them.
+        """
+        if not self.reads_rows:
+            extra = [r for r in problem.rows if r.name not in BUILTIN_ROWS]
+            if extra:
+                return f"solver {self.name!r} does not support the {extra[0].describe()}"
         return None
+
+    def accepts(self, problem: AlignmentProblem) -> bool:
+        """Whether this solver handles every row of ``problem`` (cvxpy's ``accepts``)."""
+        return self.refusal(problem) is None
+
+    def unsupported_reason(self, problem: AlignmentProblem) -> str | None:
+        """Why this solver cannot handle ``problem`` and which solvers can; None if it can."""
+        reason = self.refusal(problem)
+        if reason is None:
+            return None
+        others = [s for s in solvers_for(problem) if s not in (self.name, "auto")]
+        can = f"use {', '.join(repr(s) for s in others)}" if others else "no installed solver can"
+        return f"{reason}; {can}"
 
     @abstractmethod
     def _solve(
@@ -231,6 +346,8 @@ class Solver(ABC):
 
     def option_names(self) -> set[str] | None:
         """Names of the options ``_solve`` accepts (None: any)."""
+        if self._parameter_constraints is not None:
+            return set(self._parameter_constraints)
         params = inspect.signature(self._solve).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             return None
@@ -245,9 +362,11 @@ class Solver(ABC):
         **options: Any,
     ) -> Solution:
         """Run the solver and wrap its result in a checked :class:`Solution`."""
+        if self._parameter_constraints is not None:
+            options = validate(self._parameter_constraints, options, owner=f"solver {self.name!r}")
         reason = self.unsupported_reason(problem)
         if reason is not None:
-            raise UnsupportedProblemError(f"solver {self.name!r}: {reason}")
+            raise UnsupportedProblemError(reason)
         budget = Budget(time_limit)
         rng = np.random.default_rng(seed)
         result = self._solve(problem, budget=budget, rng=rng, **options)
@@ -309,6 +428,18 @@ def available_solvers() -> list[str]:
     return [name for name, cls in _REGISTRY.items() if cls.is_available()]
 
 
+def solvers_for(problem: AlignmentProblem) -> list[str]:
+    """Names of the installed solvers that support every row of ``problem``, in order of preference.
+
+    ``"auto"`` is listed when any other solver is.
+    """
+    if not isinstance(problem, AlignmentProblem):
+        raise TypeError(f"problem: expected an AlignmentProblem, got {type(problem).__name__}")
+    return [
+        name for name in available_solvers() if _REGISTRY[name]().refusal(problem) is None
+    ]
+
+
 def get_solver(name: str) -> Solver:
     """An instance of the named solver.
 
@@ -365,14 +496,7 @@ def solve(
     """
     if not isinstance(problem, AlignmentProblem):
         raise TypeError(f"problem: expected an AlignmentProblem, got {type(problem).__name__}")
-    if time_limit is not None:
-        if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)):
-            raise ValueError(f"time_limit: expected seconds > 0 or None, got {time_limit!r}")
-        if not np.isfinite(time_limit) or time_limit <= 0:
-            raise ValueError(f"time_limit: expected seconds > 0 or None, got {time_limit!r}")
-        time_limit = float(time_limit)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ValueError(f"seed: expected an int or None, got {seed!r}")
+    call = validate(_SOLVE_CONSTRAINTS, {"time_limit": time_limit, "seed": seed})
     instance = get_solver(solver)
     names = instance.option_names()
     if names is not None:
@@ -381,4 +505,11 @@ def solve(
             raise TypeError(
                 f"solver {solver!r} has no option {unknown[0]!r}; its options are {sorted(names)}"
             )
-    return instance.solve(problem, time_limit=time_limit, seed=seed, **options)
+    return instance.solve(problem, time_limit=call["time_limit"], seed=call["seed"], **options)
+
+
+#: What :func:`solve` itself takes besides the solver's options.
+_SOLVE_CONSTRAINTS: dict[str, list[Constraint | None]] = {
+    "time_limit": [Interval(float, 0, None, closed="neither"), None],
+    "seed": [Interval(int, 0, None), None],
+}

@@ -116,7 +116,6 @@ class CPSATSolver(Solver):
     exact = True
     requires = ("ortools",)
     extra = None
-    handles_knapsack = True
 
     def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,

@@ -59,7 +59,7 @@ from numpy.typing import NDArray
 
 from ..errors import AlignmentError, InfeasibleError
 from ..problem import AlignmentProblem, capacity_tolerance
-from .base import Budget, Result, Solver, register
+from .base import Budget, Result, RowSupport, Solver, register
 
 __all__ = ["FlowSolver", "count_caps"]
 
@@ -540,11 +540,11 @@ class FlowSolver(Solver):
     exact = True
     requires = ("ortools",)
     extra = None
-    handles_knapsack = False
-
-    def unsupported_reason(self, problem: AlignmentProblem) -> str | None:
-        """Why ``flow`` cannot solve ``problem``: a knapsack row that is not a count."""
-        return count_caps(problem)[1]
+    supports = (
+        RowSupport("client", "unit"),
+        RowSupport("expert", "unit"),
+        RowSupport("client", "count", lower=False),
+    )
 
     def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,

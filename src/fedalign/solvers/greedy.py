@@ -34,7 +34,6 @@ class GreedySolver(Solver):
 
     name = "greedy"
     exact = False
-    handles_knapsack = True
 
     def _solve(  # type: ignore[override]  # no options: base.Solver reads them from this signature
         self,

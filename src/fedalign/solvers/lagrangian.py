@@ -1330,7 +1330,6 @@ class LagrangianSolver(Solver):
 
     name = "lagrangian"
     exact = False
-    handles_knapsack = True
 
     def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,

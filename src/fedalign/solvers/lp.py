@@ -102,7 +102,6 @@ class LPSolver(Solver):
     exact = False
     requires = ("scipy",)
     extra = None
-    handles_knapsack = True
 
     def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,

@@ -88,7 +88,6 @@ class MILPSolver(Solver):
     exact = True
     requires = ("pulp",)
     extra = None
-    handles_knapsack = True
 
     def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,

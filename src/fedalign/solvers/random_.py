@@ -31,7 +31,6 @@ class RandomSolver(Solver):
 
     name = "random"
     exact = False
-    handles_knapsack = True
 
     def _solve(  # type: ignore[override]  # no options: base.Solver reads them from this signature
         self,

@@ -118,7 +118,6 @@ class TopKSolver(Solver):
 
     name = "topk"
     exact = False
-    handles_knapsack = True
 
     def _solve(  # type: ignore[override]  # no options: base.Solver reads them from this signature
         self,
