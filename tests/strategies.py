@@ -21,6 +21,12 @@ Strategies
 ``infeasible_problems()``
     Provably infeasible, for a reason drawn from :data:`INFEASIBLE_REASONS` (each comes
     with its proof in :func:`_break`).
+``row_problems()``
+    Problems with rows given as :class:`fedalign.Row`: 0-3 client rows, 0-2 weighted expert
+    rows (lower and/or upper), 0-1 total rows, and with ``soft=True`` 1-2 soft rows, on top
+    of a planted problem. ``planted=True`` derives every bound from the planted assignment
+    (feasible; ``slack`` as above); ``planted=False`` moves each bound at random around it,
+    so the problem may be infeasible.
 
 Sizes: ``max_pairs`` bounds ``n_clients * n_experts``; keep it at 12 or below for
 :func:`brute_force`, and raise ``max_clients`` / ``max_experts`` for moderate problems
@@ -39,7 +45,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
-from fedalign.problem import AlignmentProblem, capacity_tolerance
+from fedalign.problem import AlignmentProblem
+from fedalign.rows import Row
 
 __all__ = [
     "INFEASIBLE_REASONS",
@@ -53,6 +60,7 @@ __all__ = [
     "planted_problems",
     "problem_kwargs",
     "problems",
+    "row_problems",
     "shapes",
 ]
 
@@ -534,6 +542,155 @@ def _spread(draw: st.DrawFn, total: int, k: int, *, cap: int) -> NDArray[np.int6
     return out
 
 
+# --------------------------------------------------------------------------- rows
+
+#: How a row's weight is given: one number, per expert, per client, or per pair.
+_WEIGHT_KINDS = ("unit", "scalar", "per-expert", "per-client", "per-pair")
+
+
+def _row_weight(draw: st.DrawFn, n: int, e: int) -> tuple[Any, NDArray[np.float64]]:
+    """A row weight as a user gives it, and its dense (n, E) form."""
+    kind = draw(st.sampled_from(_WEIGHT_KINDS))
+    if kind == "unit":
+        return 1.0, np.ones((n, e))
+    if kind == "scalar":
+        w = float(draw(st.integers(1, 6))) * 0.5
+        return w, np.full((n, e), w)
+    if kind == "per-expert":
+        w = _grid(draw, (e,), 0, 8, 0.5)
+        return w, np.broadcast_to(w, (n, e)).copy()
+    if kind == "per-client":
+        w = _grid(draw, (n, 1), 0, 8, 0.5)
+        return w, np.broadcast_to(w, (n, e)).copy()
+    w = _grid(draw, (n, e), 0, 8, 0.5)
+    return w, w
+
+
+def _row_bounds(
+    draw: st.DrawFn,
+    used: NDArray[np.float64],
+    unit: NDArray[np.float64],
+    mode: str,
+) -> tuple[Any, Any]:
+    """Lower and upper bounds around the planted ``used`` (one value per row).
+
+    ``unit`` is a typical weight of one pair of each row: ``"loose"`` lower bounds ask for at
+    most that much (one pair's worth, as loose problems need at most one expert per client),
+    ``"tight"`` ones for up to the planted use, and ``"random"`` bounds move either way.
+    """
+    sides = draw(st.sampled_from(["upper", "lower", "both"]))
+    m = used.size
+    lower = upper = None
+    if sides in ("upper", "both"):
+        if mode == "random":
+            upper = np.maximum(used + _grid(draw, (m,), -4, 4, 0.5), 0.0)
+        elif mode == "tight":
+            upper = used + _grid(draw, (m,), 0, 1, 0.5)
+        else:
+            upper = used + _grid(draw, (m,), 0, 8, 0.5)
+    if sides in ("lower", "both"):
+        if mode == "random":
+            lower = np.maximum(used + _grid(draw, (m,), -4, 4, 0.5), 0.0)
+        elif mode == "tight":
+            lower = np.maximum(used - _grid(draw, (m,), 0, 1, 0.5), 0.0)
+        else:
+            lower = np.minimum(used, unit) * _grid(draw, (m,), 0, 2, 0.5)
+        if upper is not None:
+            lower = np.minimum(lower, upper)
+    if m == 1:  # a total row: plain floats, as a user writes them
+        return (None if lower is None else float(lower[0])), (None if upper is None else float(upper[0]))
+    return lower, upper
+
+
+def _rows_over(
+    draw: st.DrawFn, x: NDArray[np.bool_], over: str, count: int, mode: str, prefix: str
+) -> list[Row]:
+    """``count`` hard rows over ``over``, bounds derived from assignment ``x``."""
+    n, e = x.shape
+    out = []
+    axis = {"client": 1, "expert": 0, "total": None}[over]
+    for k in range(count):
+        weight, dense = _row_weight(draw, n, e)
+        used = np.atleast_1d((np.where(x, dense, 0.0)).sum(axis=axis))
+        held = np.where(x, dense, np.inf).min(axis=axis, initial=np.inf)
+        unit = np.atleast_1d(np.where(np.isfinite(held), held, 0.0))
+        if over == "total":
+            unit = np.atleast_1d(0.25 * used)
+        lower, upper = _row_bounds(draw, used, unit, mode)
+        if lower is None and upper is None:
+            continue
+        out.append(Row(f"{prefix}{k}", over, weight, lower=lower, upper=upper))
+    return out
+
+
+def _soft_rows(draw: st.DrawFn, x: NDArray[np.bool_]) -> list[Row]:
+    """1-2 soft rows: a load target per expert (count bands), a byte target per round."""
+    n, e = x.shape
+    out: list[Row] = []
+    kinds = draw(st.lists(st.sampled_from(["load", "bytes", "floor"]), min_size=1, max_size=2, unique=True))
+    prices = sorted(draw(st.lists(st.integers(1, 8), min_size=1, max_size=3)))
+    penalty: Any = [p * 0.25 for p in prices] if len(prices) > 1 or draw(st.booleans()) else prices[0] * 0.25
+    for kind in kinds:
+        if kind == "load":
+            upper = draw(st.integers(0, max(1, n // 2)))
+            out.append(Row("soft load", "expert", 1.0, upper=upper, penalty=penalty))
+        elif kind == "bytes":
+            weight, _ = _row_weight(draw, n, e)
+            out.append(Row("soft bytes", "total", weight, upper=float(draw(st.integers(0, 6))), penalty=penalty))
+        else:
+            out.append(Row("soft floor", "client", 1.0, lower=float(draw(st.integers(0, 2))), penalty=penalty))
+    return out
+
+
+@st.composite
+def row_problems(
+    draw: st.DrawFn,
+    *,
+    planted: bool = True,
+    slack: str = "loose",
+    soft: bool = False,
+    min_clients: int = 1,
+    max_clients: int = 4,
+    min_experts: int = 1,
+    max_experts: int = 4,
+    max_pairs: int | None = 12,
+    json_ids: bool = False,
+) -> AlignmentProblem:
+    """A problem with rows given as :class:`fedalign.Row` (see the module docstring).
+
+    Parameters
+    ----------
+    planted : bool
+        Bounds derived from a planted assignment (feasible), or moved at random around it.
+    slack : {"none", "loose", "tight"}
+        How hard a planted problem is; the keyword rows follow :func:`planted_problems`.
+    soft : bool
+        Add 1-2 soft rows (which never make a problem infeasible).
+    """
+    kw, x = draw(
+        _planted_kwargs(
+            slack=slack,
+            min_clients=min_clients,
+            max_clients=max_clients,
+            min_experts=min_experts,
+            max_experts=max_experts,
+            max_pairs=max_pairs,
+            knapsack=draw(st.booleans()),
+            json_ids=json_ids,
+        )
+    )
+    mode = "random" if not planted else "loose" if slack in ("none", "loose") else "tight"
+    rows = _rows_over(draw, x, "client", draw(st.integers(0, 3)), mode, "client row ")
+    rows += _rows_over(draw, x, "expert", draw(st.integers(0, 2)), mode, "expert row ")
+    rows += _rows_over(draw, x, "total", draw(st.integers(0, 1)), mode, "total row ")
+    if slack == "none" and planted:
+        rows = [Row(r.name, r.over, r.weight, upper=r.upper) for r in rows if r.upper is not None]
+    if soft:
+        rows += _soft_rows(draw, x)
+    kw["rows"] = rows
+    return AlignmentProblem(**kw)
+
+
 # --------------------------------------------------------------------------- brute force
 
 
@@ -571,23 +728,38 @@ def all_assignments(n: int, e: int) -> NDArray[np.bool_]:
     return bits.reshape(2**m, n, e)
 
 
+def _stack_usage(row: Row, xs: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """A row's usage for every assignment of a stack: ``(len(xs), row.size)``."""
+    weighted = np.where(xs, row.dense[None, :, :], 0.0)
+    if row.over == "client":
+        return weighted.sum(axis=2)
+    if row.over == "expert":
+        return weighted.sum(axis=1)
+    return weighted.sum(axis=(1, 2))[:, None]
+
+
 def feasible_mask(problem: AlignmentProblem, xs: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """For a stack ``xs`` of (n, E) assignments, which satisfy every constraint (vectorised)."""
+    """For a stack ``xs`` of (n, E) assignments, which satisfy every hard row (vectorised)."""
     ok = ~(xs & ~problem.allowed).any(axis=(1, 2))
-    count = xs.sum(axis=2)
-    ok &= (count <= problem.max_experts).all(axis=1) & (count >= problem.min_experts).all(axis=1)
-    if problem.expert_memory is not None and problem.client_memory is not None:
-        used = xs.astype(np.float64) @ problem.expert_memory
-        cap = problem.client_memory + capacity_tolerance(problem.client_memory)
-        ok &= (used <= cap).all(axis=1)
-    if problem.train_time is not None and problem.deadline is not None:
-        used = (xs * problem.train_time).sum(axis=2)
-        cap = problem.deadline + capacity_tolerance(problem.deadline)
-        ok &= (used <= cap).all(axis=1)
-    load = xs.sum(axis=1)
-    ok &= (load <= problem.expert_max_clients).all(axis=1)
-    ok &= (load >= problem.expert_min_clients).all(axis=1)
+    for row in problem.rows:
+        if row.soft:
+            continue
+        used = _stack_usage(row, xs)
+        if row.upper_cap is not None:
+            ok &= (used <= row.upper_cap).all(axis=1)
+        if row.lower_cap is not None:
+            ok &= (used >= row.lower_cap).all(axis=1)
     return ok
+
+
+def stack_objective(problem: AlignmentProblem, xs: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """The objective (desirability minus soft penalties) of every assignment of a stack."""
+    n, e = problem.shape
+    values = xs.reshape(len(xs), n * e).astype(np.float64) @ problem.desirability.ravel()
+    for row in problem.soft_rows:
+        used = _stack_usage(row, xs)
+        values -= row.cost(used).sum(axis=1)
+    return values
 
 
 def brute_force(problem: AlignmentProblem) -> BruteForce:
@@ -603,15 +775,19 @@ def brute_force(problem: AlignmentProblem) -> BruteForce:
     ok = feasible_mask(problem, xs)
     if not ok.any():
         return BruteForce(None, None, 0)
-    values = xs.reshape(len(xs), n * e).astype(np.float64) @ problem.desirability.ravel()
+    values = stack_objective(problem, xs)
     best = int(np.argmax(np.where(ok, values, -np.inf)))
     return BruteForce(float(values[best]), xs[best].copy(), int(ok.sum()))
 
 
 def objective_tolerance(problem: AlignmentProblem) -> float:
     """Absolute slack when comparing objectives: exact solvers may scale desirabilities to
-    integers, so they are held to about six significant digits of ``sum(|d|)``."""
-    return 1e-6 * max(1.0, float(np.abs(problem.desirability).sum()))
+    integers, so they are held to about six significant digits of ``sum(|d|)`` (plus the
+    largest penalty a soft row could charge)."""
+    scale = float(np.abs(problem.desirability).sum())
+    for row in problem.soft_rows:
+        scale += float(row.cost(np.full(row.size, row.dense.sum())).sum())
+    return 1e-6 * max(1.0, scale)
 
 
 def describe(problem: AlignmentProblem) -> str:

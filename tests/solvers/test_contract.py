@@ -12,7 +12,10 @@ reason. What every solver must do:
 * succeed on problems with slack (no minimums, or at most one expert per client required);
 * if ``exact``: equal brute force on tiny problems and never call a feasible one infeasible;
 * reproduce its assignment under the same seed, and return under a short time limit;
-* give a consistent Solution API (gap, status, experts_of, to_dict with ids).
+* give a consistent Solution API (gap, status, experts_of, to_dict with ids);
+* do all of the above on problems with rows given as ``fa.Row`` (client, weighted expert
+  and total rows, hard or soft) whenever it declares support for them, and refuse them with
+  ``UnsupportedProblemError`` otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from strategies import (
     infeasible_problems,
     objective_tolerance,
     problems,
+    row_problems,
 )
 
 SOLVERS = registered_solvers()
@@ -117,7 +121,7 @@ def assert_valid_solution(name: str, problem: fa.AlignmentProblem, sol: fa.Solut
     assert fa.check(problem, x) == []
     assert not x.flags.writeable, "Solution.assignment must be read-only"
     tol = objective_tolerance(problem)
-    assert sol.objective == pytest.approx(float(problem.desirability[x].sum()), abs=1e-9 + tol * 1e-3)
+    assert sol.objective == pytest.approx(problem.objective(x), abs=1e-9 + tol * 1e-3)
     assert sol.status in {"optimal", "feasible"}
     if sol.bound is None:
         assert sol.gap is None
@@ -143,9 +147,7 @@ def assert_valid_solution(name: str, problem: fa.AlignmentProblem, sol: fa.Solut
 # --------------------------------------------------------------------------- tiny: brute force
 
 
-@SOME
-@given(st.one_of(problems(**TINY), feasible_problems(**TINY)))
-def test_agrees_with_brute_force(name: str, problem: fa.AlignmentProblem) -> None:
+def assert_agrees_with_brute_force(name: str, problem: fa.AlignmentProblem) -> None:
     """Objective <= optimum <= bound; "optimal" means optimal; infeasible means infeasible."""
     bf = brute_force(problem)
     note(f"brute force optimum: {bf.optimum}")
@@ -170,6 +172,12 @@ def test_agrees_with_brute_force(name: str, problem: fa.AlignmentProblem) -> Non
     if exact:
         assert sol.objective == pytest.approx(bf.optimum, abs=tol)
         assert sol.status == "optimal"
+
+
+@SOME
+@given(st.one_of(problems(**TINY), feasible_problems(**TINY)))
+def test_agrees_with_brute_force(name: str, problem: fa.AlignmentProblem) -> None:
+    assert_agrees_with_brute_force(name, problem)
 
 
 @SOME
@@ -243,6 +251,62 @@ def test_infeasible_moderate_problems_raise(name: str, problem: fa.AlignmentProb
     if out.unsupported:
         return
     assert out.solution is None, f"{name} returned a solution to an infeasible problem"
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@SOME
+@given(
+    st.one_of(
+        row_problems(**TINY),
+        row_problems(slack="tight", **TINY),
+        row_problems(planted=False, **TINY),
+    )
+)
+def test_rows_agree_with_brute_force(name: str, problem: fa.AlignmentProblem) -> None:
+    """Client, weighted expert and total rows: the same contract as the keyword rows."""
+    assert_agrees_with_brute_force(name, problem)
+
+
+@SOME
+@given(st.one_of(row_problems(soft=True, **TINY), row_problems(soft=True, slack="tight", **TINY)))
+def test_soft_rows_agree_with_brute_force(name: str, problem: fa.AlignmentProblem) -> None:
+    """Soft rows: the objective pays their penalties; exact solvers find the best trade-off."""
+    assert_agrees_with_brute_force(name, problem)
+
+
+@SOME
+@given(st.one_of(row_problems(slack="none", **TINY), row_problems(slack="loose", **TINY)))
+def test_rows_with_slack_are_solved(name: str, problem: fa.AlignmentProblem) -> None:
+    """Loose rows (lower bounds of at most one pair's worth): every supporting solver succeeds."""
+    out = run(name, problem, seed=2)
+    if out.unsupported:
+        return
+    assert out.infeasible is None, f"{name} gave up on an easy feasible problem: {out.infeasible}"
+
+
+@FEW
+@given(
+    st.one_of(
+        row_problems(slack="none", **MODERATE),
+        row_problems(slack="loose", **MODERATE),
+        row_problems(slack="loose", soft=True, **MODERATE),
+    )
+)
+def test_rows_with_slack_moderate(name: str, problem: fa.AlignmentProblem) -> None:
+    """The same on ~60 x 10 cohorts, under a time limit."""
+    out = run(name, problem, seed=3, time_limit=5.0)
+    if out.unsupported:
+        return
+    assert out.infeasible is None, f"{name} gave up on an easy feasible problem: {out.infeasible}"
+
+
+@FEW
+@given(row_problems(slack="tight", **MODERATE))
+def test_tight_rows_moderate(name: str, problem: fa.AlignmentProblem) -> None:
+    """Tight rows on ~60 x 10 cohorts: a feasible solution or InfeasibleError, never a bad plan."""
+    run(name, problem, seed=4, time_limit=2.0)
 
 
 # --------------------------------------------------------------------------- determinism, limits
