@@ -760,7 +760,7 @@ def test_failed_plan_changes_nothing(monkeypatch: pytest.MonkeyPatch, failure: s
         with pytest.raises(ValueError, match="allowed"):
             s.plan(["a"], allowed=[[True, True], [True, True]])
     else:
-        import fedalign.scheduler as sched_mod
+        import fedalign.scheduler.core as sched_mod
 
         def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("solver crashed")

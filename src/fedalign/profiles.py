@@ -495,21 +495,8 @@ class CapacityProfiler:
         pred = np.where(t, self.base_time(r, used, learned=False), 0.0).sum(axis=1)
         work = used * np.where(t, self.expert_cost[None, :], 0.0).sum(axis=1)
         declared = self._declares_compute(r)
-        inf = self.dropout_inflation
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # declared compute: learn the slowdown, observed / predicted
-            seen = dur / pred
-            censored = np.fmax(np.fmax(seen, dl / pred), self.slowdown(r)) * inf
-            ratio = np.clip(np.where(done, seen, censored), *self.ratio_bounds)
-            ok_ratio = (pred > 0) & np.isfinite(ratio)
-            # undeclared compute: learn the speed; pred is then transfer and latency only
-            speed = work / np.fmax(dur - pred, 0.05 * dur)
-            limit = np.fmax(dur, dl)  # a dropout needed more than this
-            slower = work / np.fmax(limit - pred, 0.05 * limit)
-            speed = np.where(done, speed, np.fmin(slower, self.learned_compute(r)) / inf)
-            lo, hi = self.bounds.compute
-            speed = np.clip(speed, lo, hi)
-            ok_speed = (work > 0) & np.isfinite(speed) & (speed > 0)
+        ratio, ok_ratio = self._observed_slowdown(r, pred, dur, done, dl)
+        speed, ok_speed = self._observed_speed(r, pred, work, dur, done, dl)
         value = np.where(declared, ratio, speed)
         learn = np.where(declared, ok_ratio, ok_speed)
 
@@ -521,6 +508,50 @@ class CapacityProfiler:
         self._reliability[r] = ((1 - a) * self._reliability[r] + a * done).astype(np.float32)
         fresh = done & np.isfinite(smp)
         self._seen_samples[r[fresh]] = smp[fresh]
+
+    def _observed_slowdown(
+        self,
+        r: NDArray[np.int64],
+        pred: NDArray[np.float64],
+        dur: NDArray[np.float64],
+        done: NDArray[np.bool_],
+        dl: NDArray[np.float64],
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """Slowdown seen this round (clients that declare compute), and where it is usable.
+
+        Observed / predicted duration; for a dropout, at least what it had (its duration or
+        the deadline) over the prediction and at least the current slowdown, inflated.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            seen = dur / pred
+            censored = np.fmax(np.fmax(seen, dl / pred), self.slowdown(r)) * self.dropout_inflation
+            ratio = np.clip(np.where(done, seen, censored), *self.ratio_bounds)
+        return ratio, (pred > 0) & np.isfinite(ratio)
+
+    def _observed_speed(
+        self,
+        r: NDArray[np.int64],
+        pred: NDArray[np.float64],
+        work: NDArray[np.float64],
+        dur: NDArray[np.float64],
+        done: NDArray[np.bool_],
+        dl: NDArray[np.float64],
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """Compute speed seen this round (clients that declare none), and where it is usable.
+
+        ``pred`` is then transfer and latency only: the speed is the work over the rest of
+        the duration. A dropout needed more than its duration or the deadline, so it is at
+        most that slow (and no faster than known), deflated.
+        """
+        inf = self.dropout_inflation
+        with np.errstate(divide="ignore", invalid="ignore"):
+            speed = work / np.fmax(dur - pred, 0.05 * dur)
+            limit = np.fmax(dur, dl)
+            slower = work / np.fmax(limit - pred, 0.05 * limit)
+            speed = np.where(done, speed, np.fmin(slower, self.learned_compute(r)) / inf)
+            lo, hi = self.bounds.compute
+            speed = np.clip(speed, lo, hi)
+        return speed, (work > 0) & np.isfinite(speed) & (speed > 0)
 
     # ------------------------------------------------------------------ undo
 
