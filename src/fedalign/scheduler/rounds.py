@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from ..errors import InvalidStateError
 
-__all__ = ["OpenRound"]
+__all__ = ["ARRAYS", "OpenRound"]
 
 #: The saved arrays, in file order: dtype, and whether they have an expert axis.
 ARRAYS: dict[str, tuple[Any, bool]] = {
