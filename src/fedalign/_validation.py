@@ -87,6 +87,8 @@ class Constraint:
 
 
 def _is_real(value: Any) -> bool:
+    if type(value) in (float, int):  # the common case, without the slower ABC check
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 

@@ -39,7 +39,7 @@ __all__ = ["Feedback", "Plan"]
 MAX_SAMPLES = 2**53
 
 #: What one reward may be.
-_REWARD = [Interval(float, 0, 1)]
+_REWARD = Interval(float, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,25 @@ class Feedback:
             error=InvalidFeedbackError,
             prefix="Feedback.",
         )
-        checked["rewards"] = {
-            k: validate_one(
-                f"Feedback.rewards[{short_repr(k)}]", v, _REWARD, error=InvalidFeedbackError
-            )
-            for k, v in checked["rewards"].items()
-        }
+        checked["rewards"] = {k: _reward(k, v) for k, v in checked["rewards"].items()}
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+
+
+def _reward(expert_id: Hashable, value: Any) -> float:
+    """One reward as a float in [0, 1]; the error names the expert."""
+    try:
+        return float(_REWARD.convert(value))
+    except (ValueError, TypeError, OverflowError):
+        # the message (and the expert id's repr) only when it is needed: reports are many
+        return float(
+            validate_one(
+                f"Feedback.rewards[{short_repr(expert_id)}]",
+                value,
+                [_REWARD],
+                error=InvalidFeedbackError,
+            )
+        )
 
 
 # --------------------------------------------------------------------------- plan

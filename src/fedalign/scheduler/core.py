@@ -628,7 +628,8 @@ class Scheduler:
                 if self._last_round >= 0
                 else "round: no round has been planned yet"
             )
-        round = validate_one("round", round, _ROUND, error=InvalidFeedbackError)
+        if round is not None:  # most reports leave it out: skip the check then
+            round = validate_one("round", round, _ROUND, error=InvalidFeedbackError)
         if round is not None and round != op.round:
             kind = "closed" if round < op.round else "future"
             raise InvalidFeedbackError(f"round: {round} is a {kind} round; the open round is {op.round}")
