@@ -170,3 +170,12 @@ def test_desirability_without_deadline_or_exploration() -> None:
     np.testing.assert_allclose(d, [[0.5, 0.0]] * 3)
     assert np.isnan(terms["time"]).all() and terms["time"].shape == (3, 2)
     np.testing.assert_array_equal(terms["exploration"], np.zeros((3, 2)))
+
+
+def test_large_counts_that_worked_before_still_work() -> None:
+    s = Scheduler(2, solver=SOLVER, expert_max_clients=10**10, min_experts=10**12, seed=10**30)
+    s.register_many(range(3))
+    assert sum(len(v) for v in s.plan(range(3)).assignment.values()) >= 3
+    assert s.config.expert_max_clients == (10**10, 10**10)
+    with pytest.raises(ValueError, match=r"^expert_max_clients\[0\]: expected an int in \[0, "):
+        Scheduler(2, solver=SOLVER, expert_max_clients=[2**60, 1])

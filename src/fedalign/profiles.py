@@ -45,7 +45,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._arrays import PerExpert, grow_rows, validate_table
 from ._validation import InstanceOf, Interval, Pair, Table, validate
 
-__all__ = ["CapacityProfiler", "ClientProfile", "ProfileBounds", "PROFILE_FIELDS", "MAX_COUNT"]
+__all__ = ["CapacityProfiler", "ClientProfile", "ProfileBounds", "PROFILE_FIELDS", "MAX_EXPERTS"]
 
 #: The float columns a profile is stored as (None becomes NaN).
 PROFILE_FIELDS = (
@@ -59,10 +59,9 @@ PROFILE_FIELDS = (
 )
 _POSITIVE = {"compute", "bandwidth_up", "bandwidth_down"}
 
-#: Largest count (experts per client, clients per expert) a setting may hold: counts meet
-#: numpy int64 arithmetic, and an integer of 400 digits must be a named error, not an
-#: OverflowError half-way through a round.
-MAX_COUNT = 2**31 - 1
+#: Largest ``max_experts`` a profile may declare: the profiler stores it as an int32 per
+#: client, and an integer of 400 digits must be a named error, not an OverflowError later.
+MAX_EXPERTS = 2**31 - 1
 
 _AT_LEAST_0 = Interval(float, 0, None)
 _ABOVE_0 = Interval(float, 0, None, closed="neither")
@@ -106,7 +105,7 @@ class ClientProfile:
         "bandwidth_up": [_ABOVE_0, None],
         "bandwidth_down": [_ABOVE_0, None],
         "latency": [_AT_LEAST_0, None],
-        "max_experts": [Interval(int, 0, MAX_COUNT), None],
+        "max_experts": [Interval(int, 0, MAX_EXPERTS), None],
         "availability": [Interval(float, 0, 1), None],
         "samples": [_AT_LEAST_0, None],
     }

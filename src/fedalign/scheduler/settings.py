@@ -21,14 +21,19 @@ import numpy as np
 
 from .._arrays import PerExpert, validate_table
 from .._validation import Constraint, InstanceOf, Interval, Options, Table, validate_one
-from ..profiles import MAX_COUNT, ProfileBounds
+from ..profiles import ProfileBounds
 from ..scores import USAGE_NORMS
 from ..solvers import get_solver
 
-__all__ = ["SchedulerSettings", "USAGE_MEASURES"]
+__all__ = ["MAX_COUNT", "SchedulerSettings", "USAGE_MEASURES"]
 
 #: What a report's load is counted in (setting ``usage_measure``).
 USAGE_MEASURES = ("samples", "compute")
+
+#: Largest count a setting may hold (experts, experts per client, clients per expert):
+#: per-expert values pass through float64, exact up to 2**53, and an integer of 400 digits
+#: must be a named error, not an OverflowError half-way through a round.
+MAX_COUNT = 2**53
 
 _AT_LEAST_0 = Interval(float, 0, None)
 _ABOVE_0 = Interval(float, 0, None, closed="neither")
