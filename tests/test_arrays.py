@@ -92,3 +92,13 @@ def test_validate_table_takes_e_from_the_first_vector() -> None:
         validate_table(table, {"bytes": [1, 2, 3], "cost": [1, 2], "window": 4})
     with pytest.raises(TypeError, match="no PerExpert form"):  # a programming error
         per_expert("x", 1, [Interval(float)], 2)
+
+
+def test_per_expert_form_on_its_own() -> None:
+    form = PerExpert(Interval(float, 0, None))
+    np.testing.assert_array_equal(form.convert([1, 2]), [1.0, 2.0])
+    assert form.convert(3).shape == ()
+    for bad in ([-1.0], [[1.0]], "x", 10**400):
+        with pytest.raises(ValueError):
+            form.convert(bad)
+    assert form.describe() == "a float >= 0, or one per expert"

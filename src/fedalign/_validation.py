@@ -286,10 +286,10 @@ def validate_one(
             return form.convert(value)
         except (ValueError, TypeError, OverflowError):
             continue
-    wrong_type = type_error is not None and not any(f.accepts_type(value) for f in forms if f)
-    raise (type_error if wrong_type and type_error else error)(
-        f"{name}: expected {_describe(forms)}, got {short_repr(value)}"
-    )
+    cls = error
+    if type_error is not None and not any(f.accepts_type(value) for f in forms if f is not None):
+        cls = type_error
+    raise cls(f"{name}: expected {_describe(forms)}, got {short_repr(value)}")
 
 
 def validate(
