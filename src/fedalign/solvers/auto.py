@@ -96,7 +96,7 @@ def choice(problem: AlignmentProblem, time_limit: float | None = None) -> tuple[
                f", a time limit and at most {FEW_EXPERTS} experts per client")
             + ": the Lagrangian heuristic with its dual bound"
         )
-    skipped = []
+    skipped: list[str] = []
     for name in preferred:
         solver = _usable(name)
         if solver is not None and solver.accepts(problem):
