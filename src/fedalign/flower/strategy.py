@@ -696,8 +696,10 @@ class FedAlign(Strategy):
         status = state.current.complete(client, arrays, feedback, weight=weight)
         if status is ReplyStatus.COMPLETED:
             loss = metrics.get(rec.LOSS)
-            finite = isinstance(loss, (int, float)) and bool(np.isfinite(loss))
-            state.losses[node] = (float(loss) if finite else None, weight)  # type: ignore[arg-type]
+            if isinstance(loss, (int, float)) and np.isfinite(loss):
+                state.losses[node] = (float(loss), weight)
+            else:
+                state.losses[node] = (None, weight)
         return status
 
     def _finish(
