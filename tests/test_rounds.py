@@ -28,11 +28,13 @@ from fedalign.rounds import (
     Reply,
     ReplyStatus,
     RoundDriver,
+    RoundSummary,
     aggregate_partial,
     expert_of_key,
     expert_update_counts,
     weighted_mean,
 )
+from test_docs import python_blocks
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -590,3 +592,18 @@ def test_naming():
 def test_docstring_examples(module):
     results = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert results.attempted > 0 and results.failed == 0
+
+
+def test_rounds_page_code_runs(tmp_path, monkeypatch):
+    """docs/rounds.md's python blocks run in order in one namespace (as the page reads)."""
+    blocks = python_blocks((DOCS / "rounds.md").read_text(encoding="utf-8"))
+    assert len(blocks) >= 3, "docs/rounds.md lost its examples"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    for start, source in blocks:
+        assert ">>>" not in source, f"rounds.md line {start}: a doctest, not plain code"
+        exec(compile(source, f"docs/rounds.md:{start}", "exec"), namespace)  # noqa: S102
+    summary = namespace["summary"]
+    assert isinstance(summary, RoundSummary) and summary.completed == [3, 4, 5]
+    state = namespace["state"]
+    assert all(np.isfinite(v).all() for v in state.values())  # type: ignore[attr-defined]
