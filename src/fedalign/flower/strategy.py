@@ -45,7 +45,7 @@ from flwr.supercore import log
 
 from ..errors import InvalidFeedbackError
 from ..plan import Feedback
-from ..rounds import Aggregator, OpenRound, ReplyStatus, RoundDriver, RoundSummary, weighted_mean
+from ..rounds import ActiveRound, Aggregator, ReplyStatus, RoundDriver, RoundSummary, weighted_mean
 from . import records as rec
 
 __all__ = ["FedAlign", "RoundRecord"]
@@ -116,7 +116,7 @@ class _OpenRound:
     """Server-side state between ``configure_train`` and ``aggregate_train``."""
 
     server_round: int
-    current: OpenRound
+    current: ActiveRound
     arrays: ArrayRecord  # the global model as received, reused for untouched arrays
     decoded: dict[str, np.ndarray]  # the same, as numpy arrays (the driver's state)
     client_of: dict[int, Hashable]  # node -> client id, every node of the cohort

@@ -10,7 +10,7 @@ and replies. numpy only: nothing here imports torch, flwr or any adapter.
 * :mod:`~fedalign.rounds.aggregate` -- per-expert weighted averaging, the
   :class:`Aggregator` hook;
 * :mod:`~fedalign.rounds.replies` -- the checks a reply passes before it is used;
-* :mod:`~fedalign.rounds.driver` -- :class:`RoundDriver`, :class:`OpenRound`,
+* :mod:`~fedalign.rounds.driver` -- :class:`RoundDriver`, :class:`ActiveRound`,
   :class:`RoundSummary`.
 """
 
@@ -23,7 +23,7 @@ from .aggregate import (
     weighted_mean,
     weighted_mean_array,
 )
-from .driver import Dropout, OpenRound, Reply, ReplyStatus, RoundDriver, RoundSummary
+from .driver import ActiveRound, Dropout, Reply, ReplyStatus, RoundDriver, RoundSummary
 from .naming import (
     EXPERT_PREFIX,
     ExpertOfKey,
@@ -41,7 +41,7 @@ __all__ = [
     "ExpertOfKey",
     "InvalidReply",
     "ModelLayout",
-    "OpenRound",
+    "ActiveRound",
     "Reply",
     "ReplyStatus",
     "RoundDriver",

@@ -7,9 +7,9 @@ scheduler's round; average each group of arrays (the shared ones, each expert's)
 completed replies that carry it; return the new global state and a :class:`RoundSummary`.
 
 A transport (the in-process PyTorch harness, Flower, NVIDIA FLARE ...) only moves payloads
-and replies: it calls :meth:`RoundDriver.open`, sends :meth:`OpenRound.payload` to each
-client of :attr:`OpenRound.sent`, hands every answer to :meth:`OpenRound.complete`,
-:meth:`OpenRound.drop` or :meth:`OpenRound.reject`, and calls :meth:`OpenRound.close`.
+and replies: it calls :meth:`RoundDriver.open`, sends :meth:`ActiveRound.payload` to each
+client of :attr:`ActiveRound.sent`, hands every answer to :meth:`ActiveRound.complete`,
+:meth:`ActiveRound.drop` or :meth:`ActiveRound.reject`, and calls :meth:`ActiveRound.close`.
 Nothing a client sends can raise out of the driver or reach the global state unless every
 check of :mod:`fedalign.rounds.replies` passed. How a group is combined is a hook
 (:class:`~fedalign.rounds.aggregate.Aggregator`), the sample-weighted mean by default.
@@ -35,7 +35,7 @@ from .aggregate import Aggregator, weighted_mean
 from .naming import ExpertOfKey, ModelLayout, expert_of_key
 from .replies import InvalidReply, check_arrays, check_feedback, check_weight
 
-__all__ = ["Dropout", "OpenRound", "Reply", "ReplyStatus", "RoundDriver", "RoundSummary"]
+__all__ = ["ActiveRound", "Dropout", "Reply", "ReplyStatus", "RoundDriver", "RoundSummary"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class RoundSummary:
 
 @dataclass(frozen=True)
 class _Accepted:
-    """A completed reply, checked and reported, waiting for :meth:`OpenRound.close`."""
+    """A completed reply, checked and reported, waiting for :meth:`ActiveRound.close`."""
 
     client: Hashable
     arrays: State
@@ -222,10 +222,10 @@ class RoundDriver:
         self.aggregate: Aggregator = opts["aggregate"]
         self.max_weight: float = opts["max_weight"]
         self.dropout_duration: float | None = opts["dropout_duration"]
-        self._current: OpenRound | None = None
+        self._current: ActiveRound | None = None
 
     @property
-    def current(self) -> OpenRound | None:
+    def current(self) -> ActiveRound | None:
         """The round opened last, while it is not closed."""
         current = self._current
         return current if current is not None and not current.closed else None
@@ -237,7 +237,7 @@ class RoundDriver:
         *,
         round: int | None = None,
         allowed: ArrayLike | None = None,
-    ) -> OpenRound:
+    ) -> ActiveRound:
         """Plan a round for ``clients`` and open it.
 
         Parameters
@@ -254,7 +254,7 @@ class RoundDriver:
 
         Returns
         -------
-        OpenRound
+        ActiveRound
             Clients given no expert are already reported (``Feedback(samples=0)``).
 
         Raises
@@ -279,7 +279,7 @@ class RoundDriver:
         if allowed is not None:
             kwargs["allowed"] = allowed
         plan = self.scheduler.plan(list(clients), **kwargs)
-        self._current = OpenRound(self, plan, arrays, layout)
+        self._current = ActiveRound(self, plan, arrays, layout)
         return self._current
 
     def run_round(
@@ -304,7 +304,7 @@ class RoundDriver:
         Returns
         -------
         (dict of str to ndarray, RoundSummary)
-            What :meth:`OpenRound.close` returns.
+            What :meth:`ActiveRound.close` returns.
         """
         current = self.open(clients, state, round=round)
         for client in current.sent:
@@ -322,7 +322,7 @@ class RoundDriver:
         return current.close()
 
 
-class OpenRound:
+class ActiveRound:
     """One planned round, between :meth:`RoundDriver.open` and :meth:`close`.
 
     Every client given at least one expert is *pending* until it is settled by

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from fedalign import Feedback, Scheduler
 
-from ..rounds import OpenRound, RoundDriver
+from ..rounds import ActiveRound, RoundDriver
 from ..rounds.naming import expert_of_key
 from .client import as_tensors, local_train
 from .config import SimConfig, Strategy
@@ -302,7 +302,7 @@ def run_strategy(
 
 def _train_cohort(
     setup: Setup,
-    current: OpenRound,
+    current: ActiveRound,
     cohort: NDArray[np.int64],
     global_state: dict[str, NDArray[Any]],
     worker: MoEModel,
