@@ -385,7 +385,9 @@ class FedAlign(Strategy):
         node_config = ConfigRecord(dict(config))
         node_config[rec.EXPERT_IDS] = state.current.experts(client)
         node_config[rec.SERVER_ROUND] = state.server_round
-        content = RecordDict({self.arrayrecord_key: node_arrays, self.configrecord_key: node_config})
+        content = RecordDict(
+            {self.arrayrecord_key: node_arrays, self.configrecord_key: node_config}
+        )
         return Message(
             content=content, dst_node_id=state.node_of[client], message_type=MessageType.TRAIN
         )
@@ -664,7 +666,11 @@ class FedAlign(Strategy):
         for msg in replies:
             node = int(msg.metadata.src_node_id)
             if node not in asked:
-                log(WARNING, "aggregate_train: ignoring a reply from node %d, which was not asked", node)
+                log(
+                    WARNING,
+                    "aggregate_train: ignoring a reply from node %d, which was not asked",
+                    node,
+                )
                 continue
             client = state.client_of[node]
             if msg.has_error():
@@ -686,10 +692,11 @@ class FedAlign(Strategy):
                 if self.weighted_by_key != rec.NUM_EXAMPLES
                 else weight
             )
+            has_duration = metrics.get(rec.DURATION) is not None
             feedback = Feedback(
                 samples=int(round(samples)),
                 rewards=dict(zip(experts, _rewards(metrics, experts), strict=True)),
-                duration=None if metrics.get(rec.DURATION) is None else _scalar(metrics, rec.DURATION),
+                duration=_scalar(metrics, rec.DURATION) if has_duration else None,
             )
         except (_BadReply, InvalidFeedbackError) as exc:
             return state.current.reject(client, str(exc))
@@ -771,7 +778,9 @@ def _rewards(metrics: MetricRecord, experts: list[int]) -> list[Any]:
     if echo is not None:
         echo_list = echo if isinstance(echo, list) else [echo]
         if [int(e) for e in echo_list] != experts:
-            raise _BadReply(f"'{rec.EXPERT_IDS}' {echo_list} differs from the experts sent {experts}")
+            raise _BadReply(
+                f"'{rec.EXPERT_IDS}' {echo_list} differs from the experts sent {experts}"
+            )
     return rewards
 
 
