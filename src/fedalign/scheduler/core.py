@@ -28,6 +28,7 @@ from ..errors import InfeasibleError, InvalidFeedbackError, InvalidStateError
 from ..plan import Feedback, Plan
 from ..problem import AlignmentProblem
 from ..profiles import CapacityProfiler, ClientProfile, ProfileBounds
+from ..rows import Row
 from ..scores import FitnessTracker, UsageTracker
 from ..solvers import Solution, solve
 from .capacity import cohort_capacity, feasible_min
@@ -37,6 +38,9 @@ from .rounds import OpenRound
 from .settings import SchedulerSettings
 
 __all__ = ["Scheduler"]
+
+#: The name of the byte-budget row (setting ``round_bytes``).
+ROUND_BYTES_ROW = "server bytes"
 
 #: A round number given by the caller (plan, report).
 _ROUND = [Interval(int, None, None), None]
@@ -105,6 +109,14 @@ class Scheduler:
         How much slower than known a dropout is assumed to be (default 1.25).
     solver_options : dict, optional
         Extra options passed to the solver; names are checked against the solver's options.
+    round_bytes : float > 0, optional
+        The server's byte budget per round: a ``"server bytes"`` total row bounds the bytes
+        the plan moves, ``2 * (expert_bytes[j] + shared_bytes)`` per pair (down and up; the
+        shared part counted with every expert, which over-counts a client with several
+        experts, so the budget holds for the bytes actually sent). Needs ``expert_bytes``.
+    shared_bytes : float >= 0
+        Bytes of the shared parameters (trunk, gate) a client downloads and uploads with its
+        experts (default 0); only the byte budget reads it.
 
     The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
     :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
@@ -151,6 +163,8 @@ class Scheduler:
         profile_window: int = 8,
         dropout_inflation: float = 1.25,
         solver_options: Mapping[str, Any] | None = None,
+        round_bytes: float | None = None,
+        shared_bytes: float = 0.0,
     ) -> None:
         # the arguments above, by name (the first statement: no other local exists yet); typed
         # Any, as SchedulerSettings' fields are annotated with the canonical forms it stores
@@ -387,6 +401,7 @@ class Scheduler:
         clients: Iterable[Hashable],
         *,
         allowed: ArrayLike | None = None,
+        conditions: Mapping[Hashable, ClientProfile] | None = None,
     ) -> tuple[AlignmentProblem, dict[str, NDArray[np.float64]]]:
         """The alignment problem for a cohort, and the desirability's terms (no state change).
 
@@ -395,6 +410,8 @@ class Scheduler:
         clients : iterable of registered client ids
         allowed : (n, E) bool, optional
             False forbids a pair this round.
+        conditions : mapping of client id to ClientProfile, optional
+            This round's measured capacity (see :meth:`plan`).
 
         Raises
         ------
@@ -404,7 +421,33 @@ class Scheduler:
             ``clients`` is a string or not iterable, empty, or repeats a client; or
             ``allowed`` has the wrong shape.
         """
-        return self._build_problem(self._cohort_rows(clients), allowed)
+        rows = self._cohort_rows(clients)
+        overrides = self._conditions(conditions, rows)
+        with self._prof.overlay(overrides):
+            return self._build_problem(rows, allowed)
+
+    def _conditions(
+        self, conditions: Mapping[Hashable, ClientProfile] | None, rows: NDArray[np.int64]
+    ) -> dict[int, ClientProfile]:
+        """``conditions`` checked (cohort clients, ClientProfile values) as registry row -> profile."""
+        if conditions is None:
+            return {}
+        if not isinstance(conditions, Mapping):
+            raise ValueError(
+                f"conditions: expected a mapping of client id to ClientProfile, got {type(conditions).__name__}"
+            )
+        cohort = set(rows.tolist())
+        out: dict[int, ClientProfile] = {}
+        for cid, profile in conditions.items():
+            row = self._index.get(cid) if isinstance(cid, Hashable) else None
+            if row is None or row not in cohort:
+                raise KeyError(f"conditions: client {cid!r} is not in this round's cohort")
+            if not isinstance(profile, ClientProfile):
+                raise TypeError(
+                    f"conditions[{cid!r}]: expected a ClientProfile, got {type(profile).__name__}"
+                )
+            out[row] = profile
+        return out
 
     def _build_problem(
         self, rows: NDArray[np.int64], allowed: ArrayLike | None
@@ -430,6 +473,7 @@ class Scheduler:
         min_clients = np.asarray(s.expert_min_clients, dtype=np.int64)
         problem = AlignmentProblem(
             d,
+            rows=self._round_rows(n),
             max_experts=cap.max_experts,
             min_experts=feasible_min(s.min_experts, cap, allow),
             expert_memory=cap.expert_memory,
@@ -449,12 +493,21 @@ class Scheduler:
         )
         return problem, terms
 
+    def _round_rows(self, n: int) -> list[Row]:
+        """The rows the settings add to every round: the server's byte budget."""
+        s = self._settings
+        if s.round_bytes is None or s.expert_bytes is None:
+            return []
+        per_pair = 2.0 * (np.asarray(s.expert_bytes, dtype=np.float64) + s.shared_bytes)
+        return [Row(ROUND_BYTES_ROW, "total", per_pair, upper=s.round_bytes)]
+
     def plan(
         self,
         clients: Iterable[Hashable],
         round: int | None = None,
         *,
         allowed: ArrayLike | None = None,
+        conditions: Mapping[Hashable, ClientProfile] | None = None,
     ) -> Plan:
         """Plan a round for a cohort: which experts each client trains.
 
@@ -469,6 +522,10 @@ class Scheduler:
             previous round plus one (the first round is 0).
         allowed : (n, E) bool, optional
             False forbids a pair this round (e.g. a client declines an expert).
+        conditions : mapping of client id to ClientProfile, optional
+            What clients measured at check-in (e.g. this round's bandwidth after fading):
+            the fields a profile sets override the registered profile for this round only
+            (clipped like any profile); fields left None keep the registered values.
 
         Returns
         -------
@@ -491,10 +548,12 @@ class Scheduler:
         """
         rows = self._cohort_rows(clients)  # bad cohorts raise before anything changes
         number = self._next_round(round)
+        overrides = self._conditions(conditions, rows)
         undo = self._checkpoint()
         try:
             self.end_round()
-            problem, terms = self._build_problem(rows, allowed)
+            with self._prof.overlay(overrides):
+                problem, terms = self._build_problem(rows, allowed)
             solution = self._solve(problem, number)
         except BaseException:
             self._rollback(undo)  # a failed plan changes nothing: the open round stays open

@@ -123,6 +123,8 @@ class SchedulerSettings:
         "profile_window": [Interval(int, 1, 255)],  # the profiler's window cursor is a uint8
         "dropout_inflation": [Interval(float, 1, None)],
         "solver_options": [InstanceOf(Mapping, "mapping of option names to values"), None],
+        "round_bytes": [_ABOVE_0, None],
+        "shared_bytes": [_AT_LEAST_0],
     }
 
     n_experts: int
@@ -155,6 +157,8 @@ class SchedulerSettings:
     dropout_inflation: float = 1.25
     # excluded from the hash: a mapping is not hashable, and equal settings still hash equal
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    round_bytes: float | None = None
+    shared_bytes: float = 0.0
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints
@@ -171,6 +175,8 @@ class SchedulerSettings:
         object.__setattr__(self, "solver_options", MappingProxyType(options))
         self._check_deadline_policy()
         self._check_expert_load_bounds()
+        if self.round_bytes is not None and self.expert_bytes is None:
+            raise ValueError("round_bytes: needs expert_bytes (the bytes each expert moves)")
 
     def _check_deadline_policy(self) -> None:
         if self.deadline is not None and self.deadline_percentile is not None:
