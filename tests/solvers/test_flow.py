@@ -15,7 +15,7 @@ from hypothesis import given, note, settings
 import fedalign as fa
 from fedalign.solvers import flow as flow_module
 from fedalign.solvers import get_solver
-from fedalign.solvers.flow import count_caps
+from fedalign.solvers.flow import count_intervals
 from strategies import brute_force, describe, infeasible_problems, objective_tolerance, problems
 
 FLOW = get_solver("flow")
@@ -47,7 +47,7 @@ def _random_problem(
 @given(problems(max_pairs=12))
 def test_flow_equals_brute_force(problem: fa.AlignmentProblem) -> None:
     note(describe(problem))
-    if count_caps(problem)[1] is not None:
+    if FLOW.refusal(problem) is not None:
         with pytest.raises(fa.UnsupportedProblemError, match="lp"):
             FLOW.solve(problem)
         return
@@ -82,7 +82,7 @@ def test_reduced_deadline_row_is_a_count() -> None:
     d = np.array([[1.0, 3.0, 2.0, -1.0]])
     train_time = np.array([[1.5, 1.5, 1.5, 1.5]])
     problem = fa.AlignmentProblem(d, max_experts=4, train_time=train_time, deadline=3.2)
-    assert count_caps(problem)[0].tolist() == [2]
+    assert count_intervals(problem).client.upper.tolist() == [2]
     assert fa.solve(problem, solver="flow").experts_of(0) == [1, 2]
 
 
@@ -192,7 +192,7 @@ def test_hall_violation_is_infeasible() -> None:
 @given(infeasible_problems())
 def test_infeasible_problems_raise(problem: fa.AlignmentProblem) -> None:
     note(describe(problem))
-    if count_caps(problem)[1] is not None:
+    if FLOW.refusal(problem) is not None:
         return  # knapsack rows that are not counts: flow does not apply
     with pytest.raises(fa.InfeasibleError):
         FLOW.solve(problem)
