@@ -17,6 +17,7 @@ each of its rows every pair that fits has the same weight ``w`` (``Row.reduced_c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -131,8 +132,13 @@ def _side(
     return SideCounts(lo, hi, lo_row, hi_row, tuple(r.name for r in rows))
 
 
-def _conflict(side: SideCounts, what: str, names: tuple[str, str], who: list[str], things: str) -> str | None:
-    """Why some row's count interval is empty, or None."""
+def _conflict(
+    side: SideCounts, names: tuple[str, str], who: Callable[[int], str], things: str
+) -> str | None:
+    """Why some row's count interval is empty, or None.
+
+    ``names``: how to call the count row's lower and upper bound; ``who(k)``: how to call row ``k``.
+    """
     bad = np.flatnonzero(side.lower > side.upper)
     if not bad.size:
         return None
@@ -140,9 +146,9 @@ def _conflict(side: SideCounts, what: str, names: tuple[str, str], who: list[str
     lo_name = names[0] if side.lower_row[k] < 0 else side.rows[side.lower_row[k]]
     hi_name = names[1] if side.upper_row[k] < 0 else side.rows[side.upper_row[k]]
     if side.upper[k] < 0:
-        return f"{hi_name}: {who[k]} cannot keep below its upper bound even with no {things}"
+        return f"{hi_name}: {who(k)} cannot keep below its upper bound even with no {things}"
     return (
-        f"{lo_name}: {who[k]} needs at least {side.lower[k]} {things} to meet its lower bound, "
+        f"{lo_name}: {who(k)} needs at least {side.lower[k]} {things} to meet its lower bound, "
         f"but {hi_name} allows at most {side.upper[k]}"
     )
 
@@ -183,15 +189,17 @@ def count_intervals(problem: AlignmentProblem) -> CountIntervals | None:
             return None
     if client is None or expert is None:
         return None
-    cids = [f"client {c!r} (position {i})" for i, c in enumerate(problem.client_ids)] if (
-        (client.lower > client.upper).any()
-    ) else []
-    reason = _conflict(client, "client", ("min_experts", "max_experts"), cids, "experts")
-    if reason is None and (expert.lower > expert.upper).any():
-        eids = [f"expert {c!r} (position {j})" for j, c in enumerate(problem.expert_ids)]
-        reason = _conflict(expert, "expert", ("expert_min_clients", "expert_max_clients"), eids, "clients")
-    if reason is None and total is not None:
-        reason = _conflict(total, "total", ("", ""), ["the round"], "pairs")
+    reason = None
+    if (client.lower > client.upper).any():
+        cid = problem.client_ids
+        reason = _conflict(client, ("min_experts", "max_experts"), lambda i: f"client {cid[i]!r} (position {i})", "experts")
+    elif (expert.lower > expert.upper).any():
+        eid = problem.expert_ids
+        reason = _conflict(
+            expert, ("expert_min_clients", "expert_max_clients"), lambda j: f"expert {eid[j]!r} (position {j})", "clients"
+        )
+    elif total is not None:
+        reason = _conflict(total, ("", ""), lambda _: "the round", "pairs")
     if reason is not None:
         raise InfeasibleError(reason)
     return CountIntervals(client, expert, total)

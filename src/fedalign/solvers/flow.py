@@ -223,7 +223,7 @@ def _sparse(net: Network, extra: int) -> _Certified | None:
 # --------------------------------------------------------------------------- the solver
 
 
-def _slack_reason(net: Network, res: FlowResult, counts: CountIntervals, problem: AlignmentProblem) -> str:
+def _slack_reason(res: FlowResult, counts: CountIntervals, problem: AlignmentProblem) -> str:
     """Which lower (or total) bound the optimum of the full graph could meet only with slack."""
     if res.client_slack.any():
         i = int(np.flatnonzero(res.client_slack)[0])
@@ -238,8 +238,8 @@ def _slack_reason(net: Network, res: FlowResult, counts: CountIntervals, problem
     else:
         assert counts.total is not None
         side = counts.total
-        k = int(side.upper_row[0] if res.over else side.lower_row[0])
-        what, where = side.rows[k], " (the total row)"
+        k = int(side.upper_row[0] if res.over and side.upper_row[0] >= 0 else side.lower_row[0])
+        what, where = (side.rows[k], " (a total row)") if k >= 0 else ("the total rows", "")
     return (
         "no assignment meets every per-client, per-expert and total count at once "
         f"(the min-cost flow needs slack to meet {what}{where})"
@@ -315,7 +315,7 @@ class FlowSolver(Solver):
             res = solve_pairs(net, rows, cols)
             info["candidate_pairs"] = n_eligible
         if res.uses_slack:
-            raise InfeasibleError(_slack_reason(net, res, counts, problem))
+            raise InfeasibleError(_slack_reason(res, counts, problem))
         x = np.zeros(problem.shape, dtype=bool)
         x[res.rows[res.chosen], res.cols[res.chosen]] = True
         return Result(assignment=x, optimal=True, info=info)
