@@ -147,6 +147,11 @@ def _conflict(
     hi_name = names[1] if side.upper_row[k] < 0 else side.rows[side.upper_row[k]]
     if side.upper[k] < 0:
         return f"{hi_name}: {who(k)} cannot keep below its upper bound even with no {things}"
+    if not hi_name:  # the total's own limit: every pair of the problem
+        return (
+            f"{lo_name}: {who(k)} needs at least {side.lower[k]} {things} to meet its lower "
+            f"bound, but there are only {side.upper[k]}"
+        )
     return (
         f"{lo_name}: {who(k)} needs at least {side.lower[k]} {things} to meet its lower bound, "
         f"but {hi_name} allows at most {side.upper[k]}"
