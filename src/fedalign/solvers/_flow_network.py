@@ -58,10 +58,6 @@ class Arcs:
     cost: NDArray[np.int64]
     m: int
 
-    @property
-    def extra(self) -> slice:
-        return slice(self.m, None)
-
 
 @dataclass
 class Side:
@@ -199,8 +195,8 @@ def network(problem: AlignmentProblem, counts: CountIntervals, soft: dict[str, t
     # A simple cycle holds at most 2E pair arcs and, visiting the source and the sink once,
     # at most 4 priced count arcs: a penalty above their total makes any cycle that removes
     # penalised flow profitable, so the optimum uses slack only when nothing else is feasible.
-    bands = [(lo, hi, soft["client"]), (elo, ehi, soft["expert"]), (np.array([tlo]), np.array([thi]), soft["total"])]
-    curves = [side_curve(a, b, s) if s else None for a, b, s in bands]
+    parts = [(lo, hi, soft["client"]), (elo, ehi, soft["expert"]), (np.array([tlo]), np.array([thi]), soft["total"])]
+    curves = [side_curve(a, b, s) if s else None for a, b, s in parts]
     priced = [c for c in curves if c is not None and c.top > 0]
     max_cost = (penalty - 1) // (2 * e + 2 + (6 if priced else 0))
     d = problem.desirability
@@ -209,7 +205,7 @@ def network(problem: AlignmentProblem, counts: CountIntervals, soft: dict[str, t
     scale = power_of_two_scale(top, int(max_cost))
     sides = [
         plain_side(a, b) if c is None else Side(a, b, s, curve_arcs(c.points, c.slope, scale))
-        for (a, b, s), c in zip(bands, curves, strict=True)
+        for (a, b, s), c in zip(parts, curves, strict=True)
     ]
     # Pairs that can never be chosen get cost 0 (their desirability may be out of scale).
     cost = np.rint(np.where(eligible, d, 0.0) * scale).astype(np.int64)
@@ -360,13 +356,6 @@ def solve_pairs(net: Network, rows: NDArray[np.intp], cols: NDArray[np.intp]) ->
         over=int(part[9].sum()),
         under=int(part[10].sum()),
     )
-
-
-def count_of(arcs: Arcs, flow: NDArray[np.int64], lo: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Each row's count: its lower bound plus the flow on its arcs."""
-    if arcs.node.size == arcs.m:
-        return lo + flow
-    return lo + np.bincount(arcs.node, weights=flow, minlength=arcs.m).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- potentials
