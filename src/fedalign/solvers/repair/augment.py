@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ...problem import AlignmentProblem
-from .capacity import Guard, RowRoom, group_cumsum, residual
+from .capacity import Guard, Residual, RowRoom, group_cumsum, residual
 
 __all__ = ["Paths", "augment_clients", "augment_experts", "repack"]
 
@@ -111,6 +111,7 @@ def augment_clients(
     *,
     fixed: int | None = None,
     first: NDArray[np.bool_] | None = None,
+    res: Residual | None = None,
 ) -> int:
     """Give short clients one more expert each along alternating paths; returns how many.
 
@@ -124,15 +125,16 @@ def augment_clients(
     one exists. The search is breadth first from all roots at once (as in Hopcroft-Karp),
     and every node-disjoint shortest path found is applied. The row of client ``fixed`` is
     left alone; with ``first`` (an ``(n, E)`` mask), a root may only add the experts it
-    marks (the ones that raise a weighted row). Returns 0, changing nothing, when no path
-    exists.
+    marks (the ones that raise a weighted row); ``res`` is the residual of ``x`` if the
+    caller has it (it is not updated). Returns 0, changing nothing, when no path exists.
     """
     n, e = problem.shape
-    res = residual(problem, x)
+    if res is None:
+        res = residual(problem, x)
     roots = roots[res.count[roots] > 0]
     if roots.size == 0:
         return 0
-    count = x.sum(axis=1)
+    count = problem.max_experts - res.count
     guard = Guard(problem, x)
     paths = Paths(n, e, "client", roots)
     client_seen = paths.is_root.copy()

@@ -34,6 +34,8 @@ __all__ = [
     "Slack",
     "addable",
     "assigned",
+    "block_of",
+    "column_of",
     "floors",
     "group_cumsum",
     "order_key",
@@ -127,6 +129,20 @@ class RowRoom:
         return np.asarray(wc <= self.left[0])
 
 
+def block_of(row: Row, rows: Rows) -> NDArray[np.float64]:
+    """The weights of the pairs of clients ``rows`` with every expert, broadcastable to
+    ``(len(rows), E)`` (no copy for weights that do not vary by client)."""
+    w = row.weight
+    return w if w.shape[0] == 1 else w[rows]
+
+
+def column_of(row: Row, rows: Rows, j: int) -> NDArray[np.float64]:
+    """The weights of the pairs ``(rows[k], j)``, broadcastable to ``(len(rows),)``."""
+    w = row.weight
+    col = w[:, j if w.shape[1] != 1 else 0]
+    return col if w.shape[0] == 1 else col[rows]
+
+
 def usage(row: Row, pairs: Pairs) -> NDArray[np.float64]:
     """``row.usage(x)`` from the assigned pairs ``assigned(x)`` (found once for many rows)."""
     rows, cols = pairs
@@ -216,13 +232,15 @@ class Residual:
         return ok
 
 
-def residual(problem: AlignmentProblem, x: NDArray[np.bool_]) -> Residual:
+def residual(problem: AlignmentProblem, x: NDArray[np.bool_], *, pairs: Pairs | None = None) -> Residual:
     """Residual capacity of assignment ``x`` under every hard row's upper bound.
 
     Parameters
     ----------
     problem : AlignmentProblem
     x : (n, E) bool array
+    pairs : (rows, cols), optional
+        ``assigned(x)``, if the caller has it.
 
     Returns
     -------
@@ -230,7 +248,8 @@ def residual(problem: AlignmentProblem, x: NDArray[np.bool_]) -> Residual:
     """
     n, e = problem.shape
     # Assignments are sparse: sums over the assigned pairs beat dense (n, E) float passes.
-    pairs = assigned(x)
+    if pairs is None:
+        pairs = assigned(x)
     count = problem.max_experts - np.bincount(pairs[0], minlength=n)
     seats = problem.expert_max_clients - np.bincount(pairs[1], minlength=e)
     return Residual(
@@ -326,13 +345,13 @@ class Slack:
     up: NDArray[np.float64] | None
     lo: NDArray[np.float64] | None
 
-    def alone(self, owner: NDArray[np.intp], delta: NDArray[np.float64]) -> NDArray[np.bool_]:
+    def alone(self, owner: NDArray[np.intp], delta: NDArray[np.float64]) -> NDArray[np.bool_] | bool:
         """Whether each change ``delta`` of the member ``owner`` (broadcast together) fits alone."""
-        ok = np.ones(np.broadcast_shapes(np.shape(owner), delta.shape), dtype=bool)
+        ok: NDArray[np.bool_] | bool = True
         if self.up is not None:
-            ok &= delta <= self.up[owner]
+            ok = delta <= self.up[owner]
         if self.lo is not None:
-            ok &= -delta <= self.lo[owner]
+            ok = ok & (-delta <= self.lo[owner])
         return ok
 
     def running(self, owner: NDArray[np.intp], delta: NDArray[np.float64]) -> NDArray[np.bool_]:
@@ -349,32 +368,43 @@ class Slack:
         return ok
 
     def apply(self, owner: NDArray[np.intp], delta: NDArray[np.float64]) -> None:
-        """Record applied changes."""
-        total = np.bincount(owner, weights=delta, minlength=self.row.size)
+        """Record applied changes (a few members at a time: no pass over every member)."""
         if self.up is not None:
-            self.up -= total
+            np.subtract.at(self.up, owner, delta)
         if self.lo is not None:
-            self.lo += total
+            np.add.at(self.lo, owner, delta)
 
 
 def slacks(
-    problem: AlignmentProblem, x: NDArray[np.bool_], *, hold: bool = False
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    *,
+    hold: bool = False,
+    pairs: Pairs | None = None,
+    res: Residual | None = None,
 ) -> tuple[list[Slack], list[Slack], list[Slack]]:
     """The :class:`Slack` of every hard client, expert and total row of ``x`` (the count rows aside).
 
     With ``hold``, a member already outside a bound gets no room on that side (0, not a
     negative room): changes may not take it further out, but may leave it where it is.
+    ``pairs`` is ``assigned(x)`` and ``res`` the residual of ``x``, if the caller has them;
+    without ``hold``, each slack's room under the upper bound then *is* the residual's room
+    (the same array: updating one updates the other).
     """
-
-    pairs = assigned(x)
+    if pairs is None:
+        pairs = assigned(x)
+    shared = {} if res is None or hold else {id(room.row): room.left for room in res.rooms}
 
     def of(rows: tuple[Row, ...]) -> list[Slack]:
         out = []
         for row in rows:
             if row.upper_cap is None and row.lower_cap is None:
                 continue
+            if id(row) in shared and row.lower_cap is None:
+                out.append(Slack(row, shared[id(row)], None))
+                continue
             used = usage(row, pairs)
-            up = None if row.upper_cap is None else row.upper_cap - used
+            up = shared.get(id(row), None if row.upper_cap is None else row.upper_cap - used)
             lo = None if row.lower_cap is None else used - row.lower_cap
             if hold:
                 up = None if up is None else np.maximum(up, 0.0)
