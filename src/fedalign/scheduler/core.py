@@ -519,7 +519,7 @@ class Scheduler:
             out.append(Row(ROUND_BYTES_ROW, "total", per_pair, upper=s.round_bytes))
         if s.balance_weight > 0:
             fair = math.ceil(int(max_experts.sum()) / self.n_experts)
-            prices = s.balance_weight * np.arange(1, BALANCE_BANDS + 1)
+            prices = (s.balance_weight * np.arange(1, BALANCE_BANDS + 1)).tolist()
             out.append(Row(BALANCE_ROW, "expert", 1.0, upper=fair, penalty=prices))
         return out
 
