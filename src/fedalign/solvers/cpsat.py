@@ -141,11 +141,14 @@ class _Scales:
     refusal: str | None
 
 
-def _row_scales(problem: AlignmentProblem) -> _Scales:
+def _row_scales(problem: AlignmentProblem, *, refusal_only: bool = False) -> _Scales:
     """Per matrix row (in the standard form's order): scale, exactness; or why cpsat refuses.
 
     Computed from the rows themselves (counts, sums and binary exponents over the pairs
-    that fit), without building the standard form, so that a refusal is cheap.
+    that fit), without building the standard form. With ``refusal_only`` a hard row whose
+    rounded scaling fits is not examined further (an exact scaling is never larger), so
+    that :meth:`CPSATSolver.refusal` stays cheap on large problems; the scales returned are
+    then incomplete.
     """
     fits = problem.fits
     exponents: list[NDArray[np.int64]] = []
@@ -153,31 +156,32 @@ def _row_scales(problem: AlignmentProblem) -> _Scales:
     steps = 0.0
     for row, side in block_order(problem):
         k, total = block_sums(row, fits)
-        p = np.atleast_1d(_dyadic_exponent(np.where(fits, row.dense, 0.0)).max(axis=_AXIS[row.over], initial=0))
+        bound: NDArray[np.float64] | None = None
         if side is None:
             present = [b for b in (row.upper, row.lower) if b is not None]
             tol = np.min([capacity_tolerance(b) for b in present], axis=0) if present else np.ones(row.size)
             reach = total + np.max([np.abs(b) for b in present], axis=0) if present else total
+            most = np.zeros(row.size)
         else:
             bound = row.upper if side == "upper" else row.lower
             assert bound is not None
-            p = np.maximum(p, _dyadic_exponent(bound))
             tol = capacity_tolerance(bound)
             most = np.maximum(total - bound if side == "upper" else bound, 0.0)
             reach = total + np.abs(bound) + most
         q = _power_at_least(2.0 * (k + 2) / tol)
         with np.errstate(over="ignore"):  # an overflow to inf is a refusal, as it should be
+            if refusal_only and side is None and np.all((np.ldexp(reach, q) + k + 2 < _ROW_LIMIT) & (k <= _MAX_ROUNDED_PAIRS)):
+                continue
+            p = np.atleast_1d(_dyadic_exponent(np.where(fits, row.dense, 0.0)).max(axis=_AXIS[row.over], initial=0))
+            if bound is not None:  # a soft row's excess is in steps of its bound's precision too
+                p = np.maximum(p, _dyadic_exponent(bound))
             exact = (p <= q) & (np.ldexp(reach, np.minimum(p, q)) < _FLOAT_EXACT)
             e = np.where(exact, p, q)
-            size = np.ldexp(reach, e) + k + 2
-        bad = np.flatnonzero(~exact) if side is not None else np.zeros(0, dtype=np.intp)
-        if bad.size:
-            return _Scales(e, exact, _soft_refusal(problem, row, int(bad[0])))
-        bad = np.flatnonzero((size >= _ROW_LIMIT) | (~exact & (k > _MAX_ROUNDED_PAIRS)))
-        if bad.size:
-            return _Scales(e, exact, _size_refusal(problem, row, int(bad[0]), float(size[bad[0]])))
-        if side is not None:
-            steps += float(np.ldexp(most, e).sum())
+            size = np.asarray(np.ldexp(reach, e) + k + 2, dtype=np.float64)
+        reason = _block_refusal(problem, row, side, exact, size, k)
+        if reason is not None:
+            return _Scales(e, exact, reason)
+        steps += float(np.ldexp(most, e).sum())
         exponents.append(e)
         exacts.append(exact)
     if _OBJECTIVE_UNITS * (fits.sum() + steps) >= _ROW_LIMIT:
@@ -185,7 +189,26 @@ def _row_scales(problem: AlignmentProblem) -> _Scales:
             f"solver 'cpsat' cannot scale the objective: the soft rows' excess, in steps of "
             f"their weights' binary precision, reaches {steps:.3g} steps, past CP-SAT's integer range"
         ))
-    return _Scales(np.concatenate(exponents), np.concatenate(exacts), None)
+    none = [np.zeros(0, np.int64)]
+    return _Scales(np.concatenate(exponents or none), np.concatenate(exacts or none).astype(bool), None)
+
+
+def _block_refusal(
+    problem: AlignmentProblem,
+    row: Any,
+    side: str | None,
+    exact: NDArray[np.bool_],
+    size: NDArray[np.float64],
+    k: NDArray[np.int64],
+) -> str | None:
+    """Why a block of rows cannot be scaled: an inexact soft row, or a row too large."""
+    bad = np.flatnonzero(~exact) if side is not None else np.zeros(0, dtype=np.intp)
+    if bad.size:
+        return _soft_refusal(problem, row, int(bad[0]))
+    bad = np.flatnonzero((size >= _ROW_LIMIT) | (~exact & (k > _MAX_ROUNDED_PAIRS)))
+    if bad.size:
+        return _size_refusal(problem, row, int(bad[0]), float(size[bad[0]]))
+    return None
 
 
 def _soft_refusal(problem: AlignmentProblem, row: Any, k: int) -> str:
@@ -290,7 +313,7 @@ class CPSATSolver(Solver):
 
     def _refuse_data(self, problem: AlignmentProblem) -> str | None:
         """A soft row that is not exact in binary steps, or a row too wide to scale."""
-        return super()._refuse_data(problem) or _row_scales(problem).refusal
+        return super()._refuse_data(problem) or _row_scales(problem, refusal_only=True).refusal
 
     def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,
