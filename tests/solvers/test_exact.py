@@ -69,6 +69,25 @@ def test_lp_bound_is_above_the_optimum(problem: fa.AlignmentProblem) -> None:
         assert sol.objective == pytest.approx(best.optimum, abs=tol)
 
 
+@settings(max_examples=60)
+@given(st.one_of(row_problems(soft=True), row_problems(planted=False), row_problems(soft=True, slack="tight")))
+def test_lp_bound_is_above_the_optimum_on_rows(problem: fa.AlignmentProblem) -> None:
+    # Hard rows of every kind and soft rows: the bound covers the true objective
+    # (desirability minus penalties) of every plan check() accepts.
+    note(describe(problem))
+    best = brute_force(problem)
+    try:
+        sol = fa.solve(problem, solver="lp", seed=0)
+    except fa.InfeasibleError:
+        return  # rounding and repair are heuristic; an exact solver decides
+    assert best.feasible
+    tol = objective_tolerance(problem)
+    assert sol.bound is not None and sol.bound >= best.optimum - 1e-9 * max(1, abs(best.optimum))
+    assert sol.objective <= best.optimum + tol
+    if sol.status == "optimal":
+        assert sol.objective == pytest.approx(best.optimum, abs=tol)
+
+
 @settings(max_examples=40)
 @given(feasible_problems(slack="loose", max_pairs=12))
 def test_lp_finds_loose_problems(problem: fa.AlignmentProblem) -> None:

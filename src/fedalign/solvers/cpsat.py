@@ -39,8 +39,7 @@ coefficients (DESIGN.md §2), so the model is scaled:
   5e-10 max(1, |bound|)``), and cpsat refuses a larger rounded row. An exact row is the
   checker's own test: its float sums are exact (multiples of ``2**-p`` below ``2**53``
   units), and ``Z <= floor(cap K)`` if and only if ``u <= cap``. Only assignments that need
-  the float tolerance itself are cut off (a rounded row keeps at least those within ``1 / K``
-  of its bounds).
+  the float tolerance itself are cut off.
 
   CP-SAT refuses any linear expression whose largest value can pass ``2**62``; cpsat
   estimates each scaled row's sum of ``|coefficients|`` and bounds up front and refuses a

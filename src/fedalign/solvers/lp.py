@@ -37,7 +37,7 @@ from ..errors import InfeasibleError
 from ..problem import AlignmentProblem
 from .base import Budget, Result, Solver, register
 from .repair import add_in_order, fill, local_search, repair
-from .standard import standard_form
+from .standard import ALL_ROWS, standard_form
 
 __all__ = ["LPSolver", "dual_bound"]
 
@@ -71,6 +71,8 @@ class LPSolver(Solver):
     exact = False
     requires = ("scipy",)
     extra = None
+    supports = ALL_ROWS
+    reads_rows = True
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {
         "polish": [Boolean()],
     }
