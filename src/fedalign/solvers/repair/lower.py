@@ -13,8 +13,9 @@ of
   watching every hard row admits it, so it keeps every other bound (a bound already
   broken may not get worse);
 * **exchanges** (client and expert rows), when no swap is left: two clients trade experts,
-  so that a short client gets a heavier expert that is full, or a short expert a client
-  heavier on it than one of its holders (:func:`exchange_round`);
+  so that a short client gets a heavier expert (one that is full, or when the expert it
+  gives up is at its minimum), or a short expert a client heavier on it than one of its
+  holders (:func:`exchange_round`);
 * **alternating paths**, when nothing else is left: a short client (expert) gains an expert
   (client) that weighs in the row along the augmenting paths of :mod:`.augment`
   (:func:`path_round`).
@@ -259,7 +260,7 @@ def exchange_round(
 
     Client ``i`` gives ``k`` and takes ``j``; client ``h``, a holder of ``j``, gives ``j``
     and takes ``k``. Loads and counts are unchanged. For a client row, ``i`` is short and
-    ``j`` (heavier than ``k`` for ``i``, with no free seat) is the point; for an expert row,
+    ``j`` (heavier than ``k`` for ``i``) is the point; for an expert row,
     ``j`` is short and ``i`` weighs more on it than ``h``. A few candidates per expert pair
     (those that lose least); each short member applies its best candidate that a guard
     watching every hard row admits. Total rows have no exchanges.
@@ -294,13 +295,13 @@ Exchange = tuple[float, int, int, int, int]
 def _client_exchanges(
     problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], row: Row, missing: NDArray[np.float64]
 ) -> list[Exchange]:
-    """Exchanges in which a short client takes a heavier, full expert."""
-    res = residual(problem, x)
+    """Exchanges in which a short client takes a heavier expert (one that is full, or whose
+    trade a plain swap cannot make because the expert it gives up is at its minimum)."""
     fits, w = problem.fits, row.dense
     moves: list[Exchange] = []
     for i in np.flatnonzero(missing > 0)[:MAX_EXCHANGES].tolist():
         held = np.flatnonzero(x[i])
-        for j in np.flatnonzero(fits[i] & ~x[i] & (res.seats <= 0)).tolist():
+        for j in np.flatnonzero(fits[i] & ~x[i]).tolist():
             hs = np.flatnonzero(x[:, j])
             hs = hs[hs != i]
             for k in held.tolist():

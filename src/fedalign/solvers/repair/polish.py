@@ -101,7 +101,7 @@ def local_search(
         step(lambda: _replace_round(problem, x, budget))
         step(lambda: _shift_round(problem, x, budget))
         step(lambda: _exchange_round(problem, x, budget))
-        step(lambda: fill(problem, x))
+        step(lambda: fill(problem, x, budget=budget))
         if problem.objective(x) <= before + tol * max(1.0, abs(before)):
             break
     return x
