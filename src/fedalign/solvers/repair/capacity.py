@@ -439,47 +439,40 @@ class Guard:
     def __bool__(self) -> bool:
         return bool(self.rows)
 
-    def _changes(
-        self, row: Row, adds: tuple[NDArray[np.intp], NDArray[np.intp]], drops: tuple[NDArray[np.intp], NDArray[np.intp]]
-    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-        owner = np.concatenate([row.owner(*adds), row.owner(*drops)])
-        delta = np.concatenate([row.at(*adds), -row.at(*drops)])
-        members, inverse = np.unique(owner, return_inverse=True)
-        total = np.bincount(inverse, weights=delta, minlength=members.size).astype(np.float64)
-        return members.astype(np.intp), total
+    def _changes(self, row: Row, adds: Pairs, drops: Pairs) -> dict[int, float]:
+        """Per member of ``row`` the move touches, the change of its usage.
 
-    def admits(
-        self,
-        adds: tuple[NDArray[np.intp], NDArray[np.intp]],
-        drops: tuple[NDArray[np.intp], NDArray[np.intp]],
-    ) -> bool:
+        A move is a handful of pairs, so plain Python beats array calls here.
+        """
+        w, over = row.weight, row.over
+        by_row, by_col = w.shape[0] != 1, w.shape[1] != 1
+        out: dict[int, float] = {}
+        for (rows, cols), sign in ((adds, 1.0), (drops, -1.0)):
+            for r, c in zip(np.asarray(rows).tolist(), np.asarray(cols).tolist(), strict=True):
+                m = r if over == "client" else c if over == "expert" else 0
+                out[m] = out.get(m, 0.0) + sign * float(w[r if by_row else 0, c if by_col else 0])
+        return out
+
+    def admits(self, adds: Pairs, drops: Pairs) -> bool:
         """Whether adding the pairs ``adds`` and removing ``drops`` keeps every watched row."""
         for row, used in zip(self.rows, self.usage, strict=True):
-            members, delta = self._changes(row, adds, drops)
-            old = used[members]
-            new = old + delta
-            if row.upper_cap is not None and ((new > row.upper_cap[members]) & (new > old)).any():
-                return False
-            if row.lower_cap is not None and ((new < row.lower_cap[members]) & (new < old)).any():
-                return False
+            upper, lower = row.upper_cap, row.lower_cap
+            for m, delta in self._changes(row, adds, drops).items():
+                old = float(used[m])
+                new = old + delta
+                if upper is not None and new > upper[m] and new > old:
+                    return False
+                if lower is not None and new < lower[m] and new < old:
+                    return False
         return True
 
-    def commit(
-        self,
-        adds: tuple[NDArray[np.intp], NDArray[np.intp]],
-        drops: tuple[NDArray[np.intp], NDArray[np.intp]],
-    ) -> None:
+    def commit(self, adds: Pairs, drops: Pairs) -> None:
         """Record an admitted move."""
         for row, used in zip(self.rows, self.usage, strict=True):
-            members, delta = self._changes(row, adds, drops)
-            used[members] += delta
+            for m, delta in self._changes(row, adds, drops).items():
+                used[m] += delta
 
-    def apply(
-        self,
-        x: NDArray[np.bool_],
-        adds: tuple[NDArray[np.intp], NDArray[np.intp]],
-        drops: tuple[NDArray[np.intp], NDArray[np.intp]],
-    ) -> bool:
+    def apply(self, x: NDArray[np.bool_], adds: Pairs, drops: Pairs) -> bool:
         """Apply the move to ``x`` if :meth:`admits` it; returns whether it was applied."""
         if self.rows:
             if not self.admits(adds, drops):

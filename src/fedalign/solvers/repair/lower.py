@@ -292,18 +292,25 @@ def exchange_round(
 Exchange = tuple[float, int, int, int, int]
 
 
+def _holders(x: NDArray[np.bool_]) -> list[NDArray[np.intp]]:
+    """Per expert, the clients that hold it (one pass over the assignment)."""
+    rows, cols = np.nonzero(x.T)
+    ends = np.searchsorted(rows, np.arange(x.shape[1] + 1))
+    return [cols[ends[j] : ends[j + 1]] for j in range(x.shape[1])]
+
+
 def _client_exchanges(
     problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], row: Row, missing: NDArray[np.float64]
 ) -> list[Exchange]:
     """Exchanges in which a short client takes a heavier expert (one that is full, or whose
     trade a plain swap cannot make because the expert it gives up is at its minimum)."""
     fits, w = problem.fits, row.dense
+    holders = _holders(x)
     moves: list[Exchange] = []
     for i in np.flatnonzero(missing > 0)[:MAX_EXCHANGES].tolist():
         held = np.flatnonzero(x[i])
         for j in np.flatnonzero(fits[i] & ~x[i]).tolist():
-            hs = np.flatnonzero(x[:, j])
-            hs = hs[hs != i]
+            hs = holders[j]
             for k in held.tolist():
                 lift = w[i, j] - w[i, k]
                 if lift <= 0:
@@ -320,10 +327,11 @@ def _expert_exchanges(
 ) -> list[Exchange]:
     """Exchanges in which a short expert's holder gives way to a client heavier on it."""
     fits, w = problem.fits, row.dense
+    holders = _holders(x)
     moves: list[Exchange] = []
     width = 16  # candidates per side and expert pair: the heaviest takers, the lightest holders
     for j in np.flatnonzero(missing > 0)[:MAX_EXCHANGES].tolist():
-        hs_all = np.flatnonzero(x[:, j])
+        hs_all = holders[j]
         for k in range(problem.n_experts):
             if k == j:
                 continue
