@@ -23,6 +23,10 @@ from .capacity import Guard, Residual, RowRoom, block_of, group_cumsum, residual
 
 __all__ = ["Paths", "augment_clients", "augment_experts", "repack"]
 
+#: Paths the guard may reject in a row before a batch gives up (a full total row rejects
+#: every path that adds to it; trying them all would cost a trace and a check each).
+MAX_REJECTED = 256
+
 #: Pairs as a (rows, cols) pair of index arrays.
 Pairs = tuple[NDArray[np.intp], NDArray[np.intp]]
 
@@ -40,6 +44,7 @@ class Paths:
     """
 
     def __init__(self, n: int, e: int, rooted_on: str, roots: NDArray[np.intp]) -> None:
+        self.rejected = 0  # paths the guard rejected since the last one applied
         self.client_parent = np.full(n, -1)
         self.expert_parent = np.full(e, -1)
         self.used_client = np.zeros(n, dtype=bool)
@@ -49,7 +54,10 @@ class Paths:
         self.is_root[roots] = True
 
     def trace(self, start: int, start_is_client: bool) -> tuple[list[int], list[int]] | None:
-        """Clients and experts on the path from ``start`` back to its root (None if used)."""
+        """Clients and experts on the path from ``start`` back to its root (None if used, or
+        once the guard has rejected :data:`MAX_REJECTED` paths in a row)."""
+        if self.rejected >= MAX_REJECTED:
+            return None
         clients: list[int] = []
         experts: list[int] = []
         node, on_client = start, start_is_client
@@ -66,7 +74,9 @@ class Paths:
     def apply(self, x: NDArray[np.bool_], guard: Guard, path: tuple[list[int], list[int]], adds: Pairs, drops: Pairs) -> bool:
         """Apply a traced path's changes if the guard admits them, and mark its nodes used."""
         if not guard.apply(x, adds, drops):
+            self.rejected += 1
             return False
+        self.rejected = 0
         self.used_client[path[0]] = True
         self.used_expert[path[1]] = True
         return True
@@ -338,6 +348,8 @@ def repack(
     i: int,
     *,
     strict: bool = True,
+    guard: Guard | None = None,
+    load: NDArray[np.int64] | None = None,
 ) -> bool:
     """Rebuild client ``i``'s row around its client rows so that it reaches ``min_experts``.
 
@@ -349,17 +361,26 @@ def repack(
     gets a client along an alternating path, and a client that loses its seat on an
     over-full expert gets another expert the same way (client ``i``'s row stays fixed).
     A repack that would break a weighted expert row, a total row or a client's lower bound
-    is undone. On failure ``x`` is left unchanged and False is returned.
+    is undone (a non-strict one is not tried when the new row alone would). On failure
+    ``x`` is left unchanged and False is returned.
+
+    ``guard`` (a :class:`~.capacity.Guard` of ``x``) and ``load`` (``x.sum(axis=0)``) save
+    a caller that tries many clients in turn a pass over ``x`` each; the guard is updated
+    when the repack succeeds.
     """
-    guard = Guard(problem, x)
+    if guard is None:
+        guard = Guard(problem, x)
     old = x[i].copy()
-    new = _refill(problem, x, key, i, strict=strict)
+    new = _refill(problem, x, key, i, strict=strict, load=load)
     if new is None:
         return False
+    added, dropped = np.flatnonzero(new & ~old), np.flatnonzero(old & ~new)
+    adds = (np.full(added.size, i), added)
+    drops = (np.full(dropped.size, i), dropped)
     if strict:  # only row i changes
-        adds = np.flatnonzero(new & ~old)
-        drops = np.flatnonzero(old & ~new)
-        return guard.apply(x, (np.full(adds.size, i), adds), (np.full(drops.size, i), drops))
+        return guard.apply(x, adds, drops)
+    if guard and not guard.admits(adds, drops):
+        return False
     snapshot = x.copy()
     x[i] = new
     if not _mend(problem, x, key, i, old) or not guard.accepts(x):
@@ -369,13 +390,20 @@ def repack(
 
 
 def _refill(
-    problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], i: int, *, strict: bool
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    i: int,
+    *,
+    strict: bool,
+    load: NDArray[np.int64] | None = None,
 ) -> NDArray[np.bool_] | None:
     """Client ``i``'s row refilled lightest first up to ``min_experts`` (see :func:`repack`).
 
     Returns the new row, or None when it cannot reach the minimum; ``x`` is not changed.
     """
-    load = x.sum(axis=0)
+    if load is None:
+        load = x.sum(axis=0)
     row = x[i]
     if strict:
         pinned = row & (load <= problem.expert_min_clients)
