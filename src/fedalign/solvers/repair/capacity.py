@@ -218,9 +218,14 @@ class Residual:
 
     def take(self, rows: NDArray[np.intp], cols: NDArray[np.intp], sign: int = 1) -> None:
         """Record the pairs as added (``sign=1``) or removed (``sign=-1``)."""
-        n, e = self.count.size, self.seats.size
-        self.count -= sign * np.bincount(rows, minlength=n)
-        self.seats -= sign * np.bincount(cols, minlength=e)
+        per_client = np.bincount(rows, minlength=self.count.size)
+        per_expert = np.bincount(cols, minlength=self.seats.size)
+        if sign > 0:
+            self.count -= per_client
+            self.seats -= per_expert
+        else:
+            self.count += per_client
+            self.seats += per_expert
         for room in self.rooms:
             room.take(rows, cols, float(sign))
 
@@ -367,8 +372,17 @@ class Slack:
             ok &= run(np.maximum(-delta, 0.0)) <= self.lo[owner]
         return ok
 
-    def apply(self, owner: NDArray[np.intp], delta: NDArray[np.float64]) -> None:
-        """Record applied changes (a few members at a time: no pass over every member)."""
+    def apply(self, owner: NDArray[np.intp], delta: NDArray[np.float64], *, unique: bool = False) -> None:
+        """Record applied changes (a few members at a time: no pass over every member).
+
+        ``unique``: no member appears twice in ``owner`` (plain indexing then suffices).
+        """
+        if unique:
+            if self.up is not None:
+                self.up[owner] -= delta
+            if self.lo is not None:
+                self.lo[owner] += delta
+            return
         if self.up is not None:
             np.subtract.at(self.up, owner, delta)
         if self.lo is not None:

@@ -81,8 +81,9 @@ def add_in_order(
                 if not r.size:
                     break
                 acc = res.running(r, c)
-                x[r[acc], c[acc]] = True
-                res.take(r[acc], c[acc])
+                ra, ca = r[acc], c[acc]
+                x[ra, ca] = True
+                res.take(ra, ca)
                 r, c = r[~acc], c[~acc]
                 continue
             acc = np.zeros(rw.size, dtype=bool)

@@ -357,9 +357,9 @@ def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Bud
         x[tb, tj] = False
         x[tb, k] = True
         moved[ta] = moved[tb] = True
-        for s in client:
-            s.apply(ta, s.row.at(ta, tj) - s.row.at(ta, tk))
-            s.apply(tb, s.row.at(tb, tk) - s.row.at(tb, tj))
+        for s in client:  # each client trades once
+            s.apply(ta, s.row.at(ta, tj) - s.row.at(ta, tk), unique=True)
+            s.apply(tb, s.row.at(tb, tk) - s.row.at(tb, tj), unique=True)
 
 
 def _shared_ok(
