@@ -52,10 +52,9 @@ def trim_experts(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[n
     (holders that add nothing to a broken weighted row are passed over when the count is
     not what is broken).
     """
-    pairs = assigned(x)
-    load = np.bincount(pairs[1], minlength=problem.n_experts)
-    count = np.bincount(pairs[0], minlength=problem.n_clients)
-    rooms = rooms_of(problem.expert_rows, pairs)
+    load = x.sum(axis=0)
+    count = x.sum(axis=1)
+    rooms = rooms_of(problem.expert_rows, assigned(x)) if problem.expert_rows else []
     over = load > problem.expert_max_clients
     for room in rooms:
         over |= room.left < 0
@@ -158,11 +157,10 @@ def _blocked_by_totals(
 def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
     """Add experts to clients below ``min_experts``: proposals, alternating paths, repacking."""
     while True:
-        res = residual(problem, x)
-        need = problem.max_experts - res.count < problem.min_experts
-        rows = np.flatnonzero(need)
+        rows = np.flatnonzero(x.sum(axis=1) < problem.min_experts)
         if rows.size == 0:
             return
+        res = residual(problem, x)
         ok = addable(problem, x, res, rows)
         has = ok.any(axis=1)
         if has.any():
