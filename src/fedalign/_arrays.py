@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from ._validation import Constraint, Interval, Table, short_repr, validate
 
 __all__ = [
+    "MAX_N_EXPERTS",
     "PerExpert",
     "check_unit_interval",
     "float_array",
@@ -25,6 +26,11 @@ __all__ = [
     "per_expert",
     "validate_table",
 ]
+
+#: Most experts a scheduler or a tracker takes. Every per-expert setting and every client's
+#: fitness row hold one value per expert, so a mistyped ``10**12`` must be a named error,
+#: not an 8 TiB allocation (or a minute building ``range(E)`` ids) half-way through setup.
+MAX_N_EXPERTS = 2**20
 
 #: Deepest nesting :func:`float_array` looks into (numpy arrays have at most 64 dimensions);
 #: anything deeper is refused by name instead of exhausting Python's recursion limit.

@@ -18,12 +18,13 @@ reuse the arithmetic.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import check_unit_interval, float_array, grow_rows
+from ._arrays import MAX_N_EXPERTS, check_unit_interval, float_array, grow_rows
+from ._validation import Interval, Options, Table, short_repr, validate
 
 __all__ = ["FitnessTracker", "UsageTracker", "USAGE_NORMS"]
 
@@ -31,15 +32,19 @@ __all__ = ["FitnessTracker", "UsageTracker", "USAGE_NORMS"]
 USAGE_NORMS = ("max", "mean", "share")
 
 _COUNT_MAX = np.iinfo(np.uint16).max
+_N_EXPERTS = [Interval(int, 1, MAX_N_EXPERTS)]
+_RATE = [Interval(float, 0, 1)]
 
 
-def _rate(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
-    value = float(value)
-    if not (0.0 <= value <= 1.0):
-        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
-    return value
+def _float_dtype(value: Any) -> np.dtype[Any]:
+    """``dtype`` checked: a numpy floating-point type (float32 or float64, usually)."""
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind != "f":
+        raise ValueError(f"FitnessTracker.dtype: expected a numpy float dtype, got {short_repr(value)}")
+    return dtype
 
 
 class FitnessTracker:
@@ -66,6 +71,13 @@ class FitnessTracker:
     most once per round), and those rows are then current as of the end of that round.
     """
 
+    _parameter_constraints: ClassVar[Table] = {
+        "n_experts": _N_EXPERTS,
+        "ema": _RATE,
+        "decay": _RATE,
+        "prior": _RATE,
+    }
+
     def __init__(
         self,
         n_experts: int,
@@ -75,13 +87,16 @@ class FitnessTracker:
         prior: float = 0.5,
         dtype: Any = np.float32,
     ) -> None:
-        if isinstance(n_experts, bool) or not isinstance(n_experts, (int, np.integer)) or n_experts < 1:
-            raise ValueError(f"n_experts: expected an int >= 1, got {n_experts!r}")
-        self.n_experts = int(n_experts)
-        self.ema = _rate("fitness_ema", ema)
-        self.decay = _rate("fitness_decay", decay)
-        self.prior = _rate("fitness_prior", prior)
-        self.dtype = np.dtype(dtype)
+        a = validate(
+            self._parameter_constraints,
+            {"n_experts": n_experts, "ema": ema, "decay": decay, "prior": prior},
+            prefix="FitnessTracker.",
+        )
+        self.dtype = _float_dtype(dtype)
+        self.n_experts: int = a["n_experts"]
+        self.ema: float = a["ema"]
+        self.decay: float = a["decay"]
+        self.prior: float = a["prior"]
         self.rounds_closed = 0
         self._n = 0
         self._f = np.empty((0, self.n_experts), dtype=self.dtype)
@@ -270,12 +285,21 @@ class UsageTracker:
         ``U / sum(U)`` (each expert's share of the load). All give zeros while ``U`` is zero.
     """
 
+    _parameter_constraints: ClassVar[Table] = {
+        "n_experts": _N_EXPERTS,
+        "decay": _RATE,
+        "norm": [Options(USAGE_NORMS)],
+    }
+
     def __init__(self, n_experts: int, *, decay: float = 0.8, norm: str = "max") -> None:
-        if norm not in USAGE_NORMS:
-            raise ValueError(f"usage_norm: expected one of {USAGE_NORMS}, got {norm!r}")
-        self.n_experts = int(n_experts)
-        self.decay = _rate("usage_decay", decay)
-        self.norm = norm
+        a = validate(
+            self._parameter_constraints,
+            {"n_experts": n_experts, "decay": decay, "norm": norm},
+            prefix="UsageTracker.",
+        )
+        self.n_experts: int = a["n_experts"]
+        self.decay: float = a["decay"]
+        self.norm: str = a["norm"]
         self.usage = np.zeros(self.n_experts, dtype=np.float64)
         self.pending = np.zeros(self.n_experts, dtype=np.float64)
 

@@ -23,7 +23,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._arrays import check_unit_interval, float_array
-from .._validation import Interval, validate_one
+from .._checks import bool_matrix
+from .._validation import Interval, short_repr, validate_one
 from ..errors import InfeasibleError, InvalidFeedbackError, InvalidStateError
 from ..plan import Feedback, Plan
 from ..problem import AlignmentProblem
@@ -33,13 +34,13 @@ from ..solvers import Solution, solve
 from .capacity import cohort_capacity, feasible_min
 from .desirability import desirability
 from .persistence import SchedulerState, load_state, malformed_state, save_state
-from .rounds import OpenRound
+from .rounds import MAX_ROUND, OpenRound
 from .settings import SchedulerSettings
 
 __all__ = ["Scheduler"]
 
 #: A round number given by the caller (plan, report).
-_ROUND = [Interval(int, None, None), None]
+_ROUND = [Interval(int, 0, MAX_ROUND), None]
 
 
 class Scheduler:
@@ -247,7 +248,7 @@ class Scheduler:
         try:
             row = self._index.get(client_id)
         except TypeError:
-            raise TypeError(f"client_id: {client_id!r} is not hashable") from None
+            raise TypeError(f"client_id: {short_repr(client_id)} is not hashable") from None
         if row is None:
             shares = None
             if routing_shares is not None:
@@ -258,7 +259,7 @@ class Scheduler:
             self._ids.append(client_id)
         elif routing_shares is not None:
             raise ValueError(
-                f"routing_shares: client {client_id!r} is already registered; its fitness is learned"
+                f"routing_shares: client {short_repr(client_id)} is already registered; its fitness is learned"
             )
         elif profile is None:
             return self._prof.profile(row)
@@ -307,14 +308,19 @@ class Scheduler:
         """``client_ids`` as a list of distinct ids not registered yet."""
         if isinstance(client_ids, (str, bytes)):
             raise ValueError("client_ids: expected an iterable of client ids, got a string")
-        ids = list(client_ids)
+        try:
+            ids = list(client_ids)
+        except TypeError:
+            raise ValueError(
+                f"client_ids: expected an iterable of client ids, got {type(client_ids).__name__}"
+            ) from None
         for k, c in enumerate(ids):
             try:
                 known = c in self._index
             except TypeError:
-                raise TypeError(f"client_ids[{k}]: {c!r} is not hashable") from None
+                raise TypeError(f"client_ids[{k}]: {short_repr(c)} is not hashable") from None
             if known:
-                raise ValueError(f"client_ids[{k}]: {c!r} is already registered")
+                raise ValueError(f"client_ids[{k}]: {short_repr(c)} is already registered")
         if len(set(ids)) != len(ids):
             raise ValueError("client_ids: ids repeat")
         return ids
@@ -326,7 +332,16 @@ class Scheduler:
         """One profile per new client when ``profile`` is a sequence; None when it is shared."""
         if profile is None or isinstance(profile, ClientProfile):
             return None
-        profs = list(profile)
+        if isinstance(profile, (str, bytes, Mapping)):
+            raise TypeError(
+                f"profile: expected a ClientProfile or a sequence of them, got {type(profile).__name__}"
+            )
+        try:
+            profs = list(profile)
+        except TypeError:
+            raise TypeError(
+                f"profile: expected a ClientProfile or a sequence of them, got {type(profile).__name__}"
+            ) from None
         if len(profs) != k:
             raise ValueError(f"profile: expected {k} profiles, got {len(profs)}")
         for j, p in enumerate(profs):
@@ -356,7 +371,7 @@ class Scheduler:
         try:
             return self._index[client_id]
         except (KeyError, TypeError):
-            raise KeyError(f"client_id: {client_id!r} is not registered") from None
+            raise KeyError(f"client_id: {short_repr(client_id)} is not registered") from None
 
     # ------------------------------------------------------------------ state views
 
@@ -424,9 +439,7 @@ class Scheduler:
             times_trained=self._fit.times_trained(rows) if s.exploration_weight > 0 else None,
             rounds_closed=self._fit.rounds_closed,
         )
-        allow = np.ones((n, e), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
-        if allow.shape != (n, e):
-            raise ValueError(f"allowed: expected shape {(n, e)}, got {allow.shape}")
+        allow = np.ones((n, e), dtype=bool) if allowed is None else bool_matrix("allowed", allowed, (n, e))
         min_clients = np.asarray(s.expert_min_clients, dtype=np.int64)
         problem = AlignmentProblem(
             d,
@@ -571,13 +584,13 @@ class Scheduler:
             try:
                 rows[k] = self._index[c]
             except (KeyError, TypeError):
-                raise KeyError(f"clients[{k}]: client {c!r} is not registered") from None
+                raise KeyError(f"clients[{k}]: client {short_repr(c)} is not registered") from None
         if rows.size == 0:
             raise ValueError("clients: the cohort is empty")
         if np.unique(rows).size != rows.size:
             u, first = np.unique(rows, return_index=True)
             dup = sorted(set(range(rows.size)) - set(first.tolist()))[0]
-            raise ValueError(f"clients[{dup}]: client {clients[dup]!r} appears twice")
+            raise ValueError(f"clients[{dup}]: client {short_repr(clients[dup])} appears twice")
         return rows
 
     # ------------------------------------------------------------------ feedback
@@ -620,7 +633,7 @@ class Scheduler:
         except TypeError:
             row = None
         if row is None:
-            raise InvalidFeedbackError(f"client_id: {client_id!r} is not registered")
+            raise InvalidFeedbackError(f"client_id: {short_repr(client_id)} is not registered")
         op = self._open
         if op is None:
             raise InvalidFeedbackError(
@@ -635,9 +648,9 @@ class Scheduler:
             raise InvalidFeedbackError(f"round: {round} is a {kind} round; the open round is {op.round}")
         pos = op.position(row)
         if pos is None:
-            raise InvalidFeedbackError(f"client_id: {client_id!r} is not in round {op.round}'s cohort")
+            raise InvalidFeedbackError(f"client_id: {short_repr(client_id)} is not in round {op.round}'s cohort")
         if op.reported[pos]:
-            raise InvalidFeedbackError(f"client_id: {client_id!r} already reported for round {op.round}")
+            raise InvalidFeedbackError(f"client_id: {short_repr(client_id)} already reported for round {op.round}")
         return op, pos
 
     def _report_rewards(
@@ -650,11 +663,11 @@ class Scheduler:
             try:
                 j = self._expert_pos[eid]
             except (KeyError, TypeError):
-                raise InvalidFeedbackError(f"feedback.rewards: {eid!r} is not an expert id") from None
+                raise InvalidFeedbackError(f"feedback.rewards: {short_repr(eid)} is not an expert id") from None
             if not assigned[j]:
                 raise InvalidFeedbackError(
-                    f"feedback.rewards: expert {eid!r} was not assigned to client "
-                    f"{client_id!r} in round {number}"
+                    f"feedback.rewards: expert {short_repr(eid)} was not assigned to client "
+                    f"{short_repr(client_id)} in round {number}"
                 )
             trained[j] = True
             rewards[j] = r

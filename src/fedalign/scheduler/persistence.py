@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._validation import short_repr
 from ..errors import InvalidStateError
 from .rounds import ARRAYS as OPEN_ARRAYS
 from .rounds import OpenRound
@@ -73,7 +74,7 @@ def ids_to_json(ids: Sequence[Hashable], what: str) -> list[Any]:
     out = []
     for k, c in enumerate(ids):
         if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, str, np.integer, np.str_)):
-            raise TypeError(f"{what}[{k}]: only int and str ids can be saved, got {c!r}")
+            raise TypeError(f"{what}[{k}]: only int and str ids can be saved, got {short_repr(c)}")
         out.append(int(c) if isinstance(c, (int, np.integer)) else str(c))
     return out
 
@@ -178,7 +179,7 @@ class SchedulerState:
 
 def _check_version(version: Any) -> None:
     if not isinstance(version, int) or version < 1:
-        raise InvalidStateError(f"format_version: invalid value {version!r}")
+        raise InvalidStateError(f"format_version: invalid value {short_repr(version)}")
     if version > STATE_FORMAT_VERSION:
         raise InvalidStateError(
             f"format_version: {version} is newer than this fedalign reads "

@@ -16,7 +16,11 @@ from numpy.typing import NDArray
 
 from ..errors import InvalidStateError
 
-__all__ = ["ARRAYS", "OpenRound"]
+__all__ = ["ARRAYS", "MAX_ROUND", "OpenRound"]
+
+#: Largest round number: rounds are counted in int64 and float64 arrays elsewhere, exact up
+#: to 2**53; an integer of 400 digits must be a named error, not a number carried for ever.
+MAX_ROUND = 2**53
 
 #: The saved arrays, in file order: dtype, and whether they have an expert axis.
 ARRAYS: dict[str, tuple[Any, bool]] = {

@@ -1,0 +1,194 @@
+"""Issue 11's examples, one test each: every bad input a named error, no report breaks a server.
+
+The issue lists what a hostile user broke; each case below is one of them (or its class made
+concrete), and says what is promised instead. The property-based suite that keeps the whole
+classes closed is ``tests/test_hostile.py``; state files are ``tests/test_state_file.py``.
+Framework adapters' replies and solvers on huge coefficients are part B (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fedalign as fa
+
+SOLVER = "greedy"  # always installed; the scheduler's arithmetic, not the solver, is tested
+
+
+@contextmanager
+def no_warnings() -> Iterator[None]:
+    """Fail on any warning (numpy's RuntimeWarnings included) raised inside the block."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def nested(depth: int, leaf: Any = 1.0) -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# --------------------------------------------------------------------------- escaping exceptions
+
+#: Every numeric field of a problem (and of a row) given one integer of 400 digits.
+HUGE = 10**400
+HUGE_FIELDS: list[tuple[str, Callable[[], object], str]] = [
+    ("desirability", lambda: fa.AlignmentProblem([[HUGE, 0.1]]), "desirability"),
+    ("max_experts", lambda: fa.AlignmentProblem([[1, 0.1]], max_experts=HUGE), "max_experts"),
+    ("min_experts", lambda: fa.AlignmentProblem([[1, 0.1]], min_experts=[HUGE]), "min_experts"),
+    ("expert_memory", lambda: fa.AlignmentProblem(
+        [[1, 0.1]], expert_memory=[HUGE, 1], client_memory=[1]), "expert_memory"),
+    ("client_memory", lambda: fa.AlignmentProblem(
+        [[1, 0.1]], expert_memory=[1, 1], client_memory=[HUGE]), "client_memory"),
+    ("train_time", lambda: fa.AlignmentProblem(
+        [[1, 0.1]], train_time=[[HUGE, 1]], deadline=1), "train_time"),
+    ("deadline", lambda: fa.AlignmentProblem([[1, 0.1]], train_time=[[1, 1]], deadline=HUGE), "deadline"),
+    ("expert_min_clients", lambda: fa.AlignmentProblem([[1, 0.1]], expert_min_clients=HUGE),
+     "expert_min_clients"),
+    ("expert_max_clients", lambda: fa.AlignmentProblem([[1, 0.1]], expert_max_clients=[HUGE, 1]),
+     "expert_max_clients"),
+    ("allowed", lambda: fa.AlignmentProblem([[1, 0.1]], allowed=[[HUGE, 1]]), "allowed"),
+    ("Row.weight", lambda: fa.Row("r", "client", HUGE, upper=1), "Row 'r'.weight"),
+    ("Row.lower", lambda: fa.Row("r", "client", 1, lower=HUGE), "Row 'r'.lower"),
+    ("Row.upper", lambda: fa.Row("r", "client", 1, upper=[HUGE]), "Row 'r'.upper"),
+    ("Row.penalty", lambda: fa.Row("r", "client", 1, upper=1, penalty=HUGE), "Row 'r'.penalty"),
+]
+
+
+@pytest.mark.parametrize(("field", "call", "name"), HUGE_FIELDS, ids=[f[0] for f in HUGE_FIELDS])
+def test_integer_beyond_float64_in_every_numeric_field_is_invalid_problem(
+    field: str, call: Callable[[], object], name: str
+) -> None:
+    """``fa.AlignmentProblem([[10**400, 0.1]])`` raised OverflowError: now the named error."""
+    with no_warnings(), pytest.raises(fa.InvalidProblemError) as info:
+        call()
+    assert str(info.value).startswith(name)
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64, -(2**64), 10**30, [2**63, 1], [1, 2**64]], ids=repr)
+def test_int64_overflow_is_named_and_never_shown_wrapped(value: object) -> None:
+    """``expert_max_clients=2**63`` printed "got -9223372036854775808": the value as given."""
+    with no_warnings(), pytest.raises(fa.InvalidProblemError, match=r"^expert_max_clients\[\d\]: ") as info:
+        fa.AlignmentProblem([[1.0, 0.5]], expert_max_clients=value)
+    message = str(info.value)
+    assert "out of range" in message and "-9223372036854775808" not in message
+    big = value if isinstance(value, int) else max(value, key=abs)  # type: ignore[arg-type]
+    assert str(big) in message
+
+
+def test_ragged_allowed_is_invalid_problem() -> None:
+    """A ragged ``allowed`` raised numpy's ValueError from deep inside."""
+    with pytest.raises(fa.InvalidProblemError, match=r"^allowed: cannot be read"):
+        fa.AlignmentProblem([[1, 0.1], [1, 2]], allowed=[[True], [True, False]])
+
+
+@pytest.mark.parametrize("depth", [65, 1_000, 100_000])
+def test_json_nested_deep_is_invalid_problem(depth: int) -> None:
+    """JSON nested 1,000 deep raised RecursionError."""
+    with pytest.raises(fa.InvalidProblemError, match=r"^desirability: "):
+        fa.AlignmentProblem.from_dict({"desirability": nested(depth)})
+    with pytest.raises(fa.InvalidProblemError, match=r"^rows\[0\]"):
+        fa.AlignmentProblem.from_dict({"desirability": [[1.0]], "rows": [nested(depth, {})]})
+
+
+def test_feedback_samples_beyond_float64_is_invalid_feedback() -> None:
+    """``fa.Feedback(samples=10**400)`` raised OverflowError."""
+    with pytest.raises(fa.InvalidFeedbackError, match=r"^Feedback\.samples: .*an integer of 401 digits"):
+        fa.Feedback(samples=10**400)
+
+
+# --------------------------------------------------------------------------- nonsense accepted
+
+NONSENSE: list[tuple[str, Callable[[], object], str]] = [
+    ("complex matrix", lambda: fa.AlignmentProblem([[1 + 2j, 0.1]]), "desirability: expected numbers, got complex"),
+    ("complex entry", lambda: fa.AlignmentProblem([[1.0, 0.1j]]), "desirability"),
+    ("bool matrix", lambda: fa.AlignmentProblem([[True, False]]), "desirability: expected numbers, got booleans"),
+    ("bool among numbers", lambda: fa.AlignmentProblem([[1.0, True]]), r"desirability\[0, 1\]: .*boolean"),
+    ("bool among counts", lambda: fa.AlignmentProblem([[1.0, 1.0]], expert_min_clients=[1, True]),
+     r"expert_min_clients\[1\]: .*boolean"),
+    ("datetime matrix", lambda: fa.AlignmentProblem(np.array([[np.datetime64("2020-01-01")]])), "dates"),
+    ("datetime objects", lambda: fa.AlignmentProblem([[datetime.datetime(2020, 1, 1)]]), "datetime"),
+    ("timedelta deadline", lambda: fa.AlignmentProblem(
+        [[1.0]], train_time=[[1.0]], deadline=datetime.timedelta(seconds=5)), "deadline"),
+    ("deadline=True", lambda: fa.AlignmentProblem([[1.0]], train_time=[[1.0]], deadline=True), "deadline: .*bool"),
+    ("deadline=np.True_", lambda: fa.AlignmentProblem(
+        [[1.0]], train_time=[[1.0]], deadline=np.bool_(True)), "deadline: .*bool"),
+    ("dict ids", lambda: fa.AlignmentProblem([[1.0]], client_ids={"a": 1}), "client_ids: .*dict"),
+    ("set ids", lambda: fa.AlignmentProblem([[1.0, 2.0]], expert_ids={"a", "b"}), "expert_ids: .*set"),
+    ("allowed 2", lambda: fa.AlignmentProblem([[1.0, 2.0]], allowed=[[2, 1]]), r"allowed\[0, 0\]"),
+    ("allowed NaN", lambda: fa.AlignmentProblem([[1.0, 2.0]], allowed=[[np.nan, 1]]), r"allowed\[0, 0\]"),
+]
+
+
+@pytest.mark.parametrize(("what", "call", "match"), NONSENSE, ids=[n[0] for n in NONSENSE])
+def test_nonsense_is_refused_as_from_dict_refuses_it(
+    what: str, call: Callable[[], object], match: str
+) -> None:
+    """Complex numbers (imaginary part dropped), bool or datetime matrices, ``deadline=True``,
+    a dict or set as ids: accepted by the constructor while ``from_dict`` refused them."""
+    with no_warnings(), pytest.raises(fa.InvalidProblemError, match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    "allowed", [[[2, 1]], [[np.nan, 1]], [[1j, 1]], "ab", [[1], [1, 0]], [[True]]], ids=repr
+)
+def test_scheduler_allowed_is_checked_like_the_problems(allowed: object) -> None:
+    """``plan(allowed=...)`` read anything through ``np.asarray(x, dtype=bool)`` (2, NaN and
+    1j became True, a ragged list a numpy error): now ``allowed[i, j]`` is named, and the
+    scheduler is unchanged."""
+    s = fa.Scheduler(2, solver=SOLVER, seed=0)
+    s.register_many([0])
+    before = s.state_dict()
+    with pytest.raises(fa.InvalidProblemError, match=r"^allowed"):
+        s.plan([0], allowed=allowed)
+    with pytest.raises(fa.InvalidProblemError, match=r"^allowed"):
+        s.build_problem([0], allowed=allowed)
+    assert s.round is None and s.state_dict()["scalars"] == before["scalars"]
+
+
+@pytest.mark.parametrize("n", [2**21, 2**40, 10**400])
+def test_absurd_expert_count_is_a_named_error_not_an_allocation(n: int) -> None:
+    with pytest.raises(ValueError, match=r"^n_experts: expected an int in \[1, 1048576\]"):
+        fa.Scheduler(n, solver=SOLVER)
+
+
+@pytest.mark.parametrize("round_", [2**53 + 1, 10**400, -1, True, 1.5, "3"], ids=repr)
+def test_round_numbers_are_bounded(round_: object) -> None:
+    s = fa.Scheduler(2, solver=SOLVER, seed=0)
+    s.register_many([0])
+    with pytest.raises(ValueError, match=r"^round: expected an int in \[0, 9007199254740992\]"):
+        s.plan([0], round=round_)  # type: ignore[arg-type]
+    s.plan([0])
+    with pytest.raises(fa.InvalidFeedbackError, match=r"^round: expected an int"):
+        s.report(0, fa.Feedback(samples=1), round=round_)  # type: ignore[arg-type]
+
+
+def test_register_many_names_its_arguments() -> None:
+    s = fa.Scheduler(2, solver=SOLVER)
+    with pytest.raises(ValueError, match=r"^client_ids: expected an iterable of client ids, got NoneType"):
+        s.register_many(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^profile: expected a ClientProfile or a sequence of them, got int"):
+        s.register_many([1], 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^profile: expected a ClientProfile or a sequence"):
+        s.register_many([1], {"memory": 1.0})  # type: ignore[arg-type]
+    assert s.n_clients == 0
+
+
+def test_ids_beyond_int_to_str_limit_are_named() -> None:
+    """An id too long for ``str()`` (Python refuses ints of over 4,300 digits) made messages fail."""
+    big = 10**5000
+    with pytest.raises(fa.InvalidProblemError, match=r"^client_ids\[0\]: id an integer of about 5001 digits"):
+        fa.AlignmentProblem.from_dict({"desirability": [[1.0]], "client_ids": [big]})
+    s = fa.Scheduler(2, solver=SOLVER)
+    with pytest.raises(KeyError, match="an integer of about 5001 digits"):
+        s.plan([big])
