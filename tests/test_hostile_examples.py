@@ -12,6 +12,7 @@ import datetime
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -192,3 +193,87 @@ def test_ids_beyond_int_to_str_limit_are_named() -> None:
     s = fa.Scheduler(2, solver=SOLVER)
     with pytest.raises(KeyError, match="an integer of about 5001 digits"):
         s.plan([big])
+
+
+# --------------------------------------------------------------------------- one client, bounded
+
+
+def _cohort(**settings: Any) -> fa.Scheduler:
+    """20 clients declaring 100 samples each, 4 experts that each take at most 8 clients."""
+    s = fa.Scheduler(4, solver=SOLVER, seed=0, expert_max_clients=8, **settings)
+    s.register_many(range(20), fa.ClientProfile(samples=100, compute=100.0))
+    return s
+
+
+def _round(s: fa.Scheduler, claims: dict[int, float]) -> fa.Plan:
+    plan = s.plan(range(20))
+    for c, experts in plan.assignment.items():
+        s.report(c, fa.Feedback(samples=claims.get(c, 100), rewards={e: 0.5 for e in experts},
+                                duration=1.0))
+    s.end_round()
+    return plan
+
+
+def test_reports_of_1e308_samples_are_refused_and_change_nothing() -> None:
+    """Two reports of ``samples=1e308`` pushed usage to infinity; the samples bound in
+    ``Feedback`` refuses them before anything changes."""
+    s = _cohort()
+    plan = s.plan(range(20))
+    for c in (0, 1):
+        with pytest.raises(fa.InvalidFeedbackError, match=r"^Feedback\.samples"):
+            s.report(c, fa.Feedback(samples=1e308, rewards={e: 1.0 for e in plan.assignment[c]}))
+    s.end_round()
+    assert np.isfinite(s.usage).all()
+
+
+def test_largest_accepted_claims_keep_usage_finite_and_the_state_savable(tmp_path: Path) -> None:
+    """Claims at the largest ``samples`` a Feedback takes (2**53), by several clients, round
+    after round: usage stays finite and sane, every plan works, the state saves and loads."""
+    s = _cohort()
+    with no_warnings():
+        for _ in range(5):
+            _round(s, {0: 2**53, 1: 2**53, 2: 2**53})
+    assert np.isfinite(s.usage).all() and s.usage.max() <= 20 * 1000
+    s.save(tmp_path / "s.fas")
+    t = fa.Scheduler.load(tmp_path / "s.fas")
+    assert t.plan(range(20)).assignment == s.plan(range(20)).assignment
+
+
+def test_one_inflated_claim_does_not_herd_the_cohort() -> None:
+    """One client at 1.7e308 herded the whole cohort onto one expert: the others looked idle
+    for ever. Now its claim is credited at most ``max_report_factor`` (10) times its declared
+    samples, so every expert keeps a usage on the same scale."""
+    bounded, unbounded = _cohort(), _cohort(max_report_factor=None, max_report_samples=2**53)
+    for s in (bounded, unbounded):
+        _round(s, {})
+        _round(s, {0: 2**53})
+    ratio = bounded.usage.max() / bounded.usage.min()
+    assert ratio < 15, bounded.usage
+    assert unbounded.usage.max() / unbounded.usage.min() > 1e10  # what the bound prevents
+    norm = bounded.plan(range(20)).terms["usage_norm"]
+    assert norm.min() > 0.05  # no expert looks idle next to the inflated one
+
+
+def test_claim_bound_uses_the_cohort_median_without_a_declaration() -> None:
+    s = fa.Scheduler(2, solver=SOLVER, seed=0, expert_max_clients=5)
+    s.register_many(range(10))  # nothing declared
+    plan = s.plan(range(10))
+    for c, experts in plan.assignment.items():
+        s.report(c, fa.Feedback(samples=10**9 if c == 0 else 50, rewards={e: 0.5 for e in experts}))
+    s.end_round()
+    # 9 clients at 50, one credited 10 x median(50) = 500 instead of 1e9
+    assert s.usage.sum() == pytest.approx(0.2 * (9 * 50 + 500))
+    assert s.estimates(0)["samples"] == 500.0
+
+
+def test_claim_bound_settings_are_validated_and_saved(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^max_report_factor: expected a float >= 1 or None"):
+        fa.Scheduler(2, solver=SOLVER, max_report_factor=0.5)
+    with pytest.raises(ValueError, match=r"^max_report_samples: expected a float in \(0, "):
+        fa.Scheduler(2, solver=SOLVER, max_report_samples=0)
+    s = fa.Scheduler(2, solver=SOLVER, max_report_factor=3, max_report_samples=1e6)
+    assert s.settings["max_report_factor"] == 3.0 and s.settings["max_report_samples"] == 1e6
+    s.save(tmp_path / "s.fas")
+    assert fa.Scheduler.load(tmp_path / "s.fas").config == s.config
+    # at their defaults they are not written: the settings read as format 1 always wrote them
+    assert "max_report_factor" not in fa.Scheduler(2, solver=SOLVER).settings

@@ -26,10 +26,14 @@ from numpy.typing import ArrayLike, NDArray
 from ._arrays import MAX_N_EXPERTS, check_unit_interval, float_array, grow_rows
 from ._validation import Interval, Options, Table, short_repr, validate
 
-__all__ = ["FitnessTracker", "UsageTracker", "USAGE_NORMS"]
+__all__ = ["FitnessTracker", "UsageTracker", "USAGE_MAX", "USAGE_NORMS"]
 
 #: Ways to normalise usage across experts before it enters the desirability.
 USAGE_NORMS = ("max", "mean", "share")
+
+#: Ceiling of every usage value (and of a round's pending load): usage stays finite whatever
+#: loads are added, so its normalisation and everything after it stay defined.
+USAGE_MAX = 1e300
 
 _COUNT_MAX = np.iinfo(np.uint16).max
 _N_EXPERTS = [Interval(int, 1, MAX_N_EXPERTS)]
@@ -304,8 +308,26 @@ class UsageTracker:
         self.pending = np.zeros(self.n_experts, dtype=np.float64)
 
     def add_load(self, load: ArrayLike) -> None:
-        """Add load (samples or compute) trained on each expert in the open round."""
-        self.pending += np.asarray(load, dtype=np.float64)
+        """Add load (samples or compute) trained on each expert in the open round.
+
+        The round's pending load is kept at most :data:`USAGE_MAX` per expert, so usage
+        stays finite whatever is added.
+
+        Raises
+        ------
+        ValueError
+            ``load`` is not ``n_experts`` finite numbers >= 0 (the message names the
+            position); nothing is added.
+        """
+        arr = float_array("load", load)
+        if arr.shape != (self.n_experts,):
+            raise ValueError(f"load: expected {self.n_experts} values, got shape {arr.shape}")
+        bad = ~np.isfinite(arr) | (arr < 0)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"load[{k}]: expected a finite value >= 0, got {arr[k].item()!r}")
+        # both terms are at most USAGE_MAX, so the sum cannot overflow
+        self.pending = np.minimum(self.pending + np.minimum(arr, USAGE_MAX), USAGE_MAX)
 
     def close_round(self) -> None:
         """Fold the round's load into the average and start a new round."""

@@ -29,7 +29,7 @@ from ..errors import InfeasibleError, InvalidFeedbackError, InvalidStateError
 from ..plan import Feedback, Plan
 from ..problem import AlignmentProblem
 from ..profiles import CapacityProfiler, ClientProfile, ProfileBounds
-from ..scores import FitnessTracker, UsageTracker
+from ..scores import USAGE_MAX, FitnessTracker, UsageTracker
 from ..solvers import Solution, solve
 from .capacity import cohort_capacity, feasible_min
 from .desirability import desirability
@@ -104,6 +104,13 @@ class Scheduler:
         Completed rounds per client the profiler's median slowdown looks at (default 8).
     dropout_inflation : float >= 1
         How much slower than known a dropout is assumed to be (default 1.25).
+    max_report_factor : float >= 1 or None
+        Bound on what one report is credited with: at most this many times the client's
+        declared ``samples`` (its profile), or, for a client that declared none, the
+        median ``samples`` of the round's completed reports (default 10; None: no relative
+        bound). Larger claims are accepted and clipped (see :meth:`end_round`).
+    max_report_samples : float > 0
+        Absolute bound on the samples one report is credited with (default 1e9).
     solver_options : dict, optional
         Extra options passed to the solver; names are checked against the solver's options.
 
@@ -151,6 +158,8 @@ class Scheduler:
         profile_bounds: ProfileBounds | None = None,
         profile_window: int = 8,
         dropout_inflation: float = 1.25,
+        max_report_factor: float | None = 10.0,
+        max_report_samples: float = 1e9,
         solver_options: Mapping[str, Any] | None = None,
     ) -> None:
         # the arguments above, by name (the first statement: no other local exists yet); typed
@@ -678,21 +687,45 @@ class Scheduler:
 
         Clients of the cohort that did not report are recorded as dropouts; usage takes in
         the round's load; fitness of every pair that did not train drifts toward the prior.
+        Each report is credited with its ``samples`` bounded by ``max_report_factor`` and
+        ``max_report_samples`` (:meth:`_credited_samples`), for usage and the profiler alike.
         """
         op = self._open
         if op is None:
             return
         done, trained, worked = op.outcome()
-        self._prof.observe(op.rows, worked, op.samples, op.duration, done, op.deadline)
+        samples = self._credited_samples(op, done)
+        self._prof.observe(op.rows, worked, samples, op.duration, done, op.deadline)
         if done.any():
             self._fit.record(op.rows[done], trained[done], op.rewards[done])
-            load = np.where(trained, op.samples[:, None], 0.0).sum(axis=0)
+            load = np.where(trained, samples[:, None], 0.0).sum(axis=0)
             if self._settings.usage_measure == "compute":
-                load = load * self._expert_cost
-            self._use.add_load(load)
+                with np.errstate(over="ignore"):  # a huge expert_cost: clipped just below
+                    load = load * self._expert_cost
+            self._use.add_load(np.minimum(load, USAGE_MAX))
         self._fit.close_round()
         self._use.close_round()
         self._open = None
+
+    def _credited_samples(self, op: OpenRound, done: NDArray[np.bool_]) -> NDArray[np.float64]:
+        """The samples each report of round ``op`` is credited with (NaN: no report).
+
+        A report's claim, at most ``max_report_samples`` and at most ``max_report_factor``
+        times a reference: the client's declared ``samples`` where its profile has one, else
+        the median claim of the round's completed reports (robust to a minority of inflated
+        claims). So no report, however large, moves usage or the profiler further than a
+        bounded step, and one client cannot make every other expert look idle.
+        """
+        s = self._settings
+        claimed = op.samples
+        cap = np.full(claimed.shape, s.max_report_samples)
+        if s.max_report_factor is not None:
+            seen = claimed[done & (claimed > 0)]
+            median = float(np.median(seen)) if seen.size else np.nan
+            declared = self._prof.column("samples", op.rows)
+            reference = np.fmax(np.where(np.isnan(declared), median, declared), 1.0)
+            cap = np.minimum(cap, s.max_report_factor * reference)
+        return np.minimum(claimed, cap)  # NaN (no report) stays NaN
 
     # ------------------------------------------------------------------ persistence
 

@@ -21,14 +21,21 @@ import numpy as np
 
 from .._arrays import MAX_N_EXPERTS, PerExpert, validate_table
 from .._validation import Constraint, InstanceOf, Interval, Options, Table, short_repr, validate_one
+from ..plan import MAX_SAMPLES
 from ..profiles import ProfileBounds
 from ..scores import USAGE_NORMS
 from ..solvers import get_solver
 
-__all__ = ["MAX_COUNT", "SchedulerSettings", "USAGE_MEASURES"]
+__all__ = ["ADDED_AFTER_V1", "MAX_COUNT", "SchedulerSettings", "USAGE_MEASURES"]
 
 #: What a report's load is counted in (setting ``usage_measure``).
 USAGE_MEASURES = ("samples", "compute")
+
+#: Settings added after state format 1 was pinned (fedalign 0.1.0). :meth:`to_dict` writes
+#: them only when they differ from their default, so that the settings of a scheduler using
+#: none of them read exactly as 0.1.0 wrote them (and 0.1.0 can still read such a state);
+#: a state without them gets their defaults.
+ADDED_AFTER_V1 = ("max_report_factor", "max_report_samples")
 
 #: Largest count a setting may hold (experts, experts per client, clients per expert):
 #: per-expert values pass through float64, exact up to 2**53, and an integer of 400 digits
@@ -122,6 +129,8 @@ class SchedulerSettings:
         "profile_bounds": [InstanceOf(ProfileBounds), None],
         "profile_window": [Interval(int, 1, 255)],  # the profiler's window cursor is a uint8
         "dropout_inflation": [Interval(float, 1, None)],
+        "max_report_factor": [Interval(float, 1, None), None],
+        "max_report_samples": [Interval(float, 0, MAX_SAMPLES, closed="right")],
         "solver_options": [InstanceOf(Mapping, "mapping of option names to values"), None],
     }
 
@@ -153,6 +162,8 @@ class SchedulerSettings:
     profile_bounds: ProfileBounds = field(default_factory=ProfileBounds)
     profile_window: int = 8
     dropout_inflation: float = 1.25
+    max_report_factor: float | None = 10.0
+    max_report_samples: float = 1e9
     # excluded from the hash: a mapping is not hashable, and equal settings still hash equal
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
@@ -198,7 +209,8 @@ class SchedulerSettings:
         """The settings as a JSON-ready dict (a fresh copy), in constructor order.
 
         Tuples become lists, ``profile_bounds`` a dict of ``[low, high]`` lists,
-        ``solver_options`` a dict. :meth:`from_dict` reads it back.
+        ``solver_options`` a dict. Settings added after state format 1 (:data:`ADDED_AFTER_V1`)
+        are left out while at their default. :meth:`from_dict` reads it back.
 
         Raises
         ------
@@ -208,6 +220,8 @@ class SchedulerSettings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in ADDED_AFTER_V1 and value == f.default:
+                continue  # a state using no later setting is what fedalign 0.1.0 wrote
             if isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, ProfileBounds):
