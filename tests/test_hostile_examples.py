@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import fedalign as fa
+from fedalign.cli import main
 
 SOLVER = "greedy"  # always installed; the scheduler's arithmetic, not the solver, is tested
 
@@ -99,6 +100,37 @@ def test_json_nested_deep_is_invalid_problem(depth: int) -> None:
         fa.AlignmentProblem.from_dict({"desirability": nested(depth)})
     with pytest.raises(fa.InvalidProblemError, match=r"^rows\[0\]"):
         fa.AlignmentProblem.from_dict({"desirability": [[1.0]], "rows": [nested(depth, {})]})
+
+
+def test_json_nested_deep_through_the_cli_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python's json module itself raises RecursionError on deep input: the CLI names it."""
+    path = tmp_path / "deep.json"
+    path.write_text('{"desirability": ' + "[" * 100_000 + "1" + "]" * 100_000 + "}")
+    assert main(["solve", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nested too deeply" in err and "bug" not in err
+
+
+def test_cli_seed_minus_one_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``fedalign solve --seed -1`` exited 1 ("this is a bug")."""
+    path = tmp_path / "p.json"
+    path.write_text('{"desirability": [[1.0, 0.5]]}')
+    assert main(["solve", str(path), "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fedalign solve: error: --seed: ")
+
+
+def test_cli_integer_beyond_float64_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``[[10**400, 0.1]]`` in JSON made the CLI say "this is a bug" (exit 1)."""
+    for text in ('{"desirability": [[1' + "0" * 400 + ", 0.1]]}",
+                 '{"desirability": [[1' + "0" * 5000 + ", 0.1]]}"):  # beyond int -> str's limit
+        path = tmp_path / "big.json"
+        path.write_text(text)
+        assert main(["solve", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "bug" not in err
 
 
 def test_feedback_samples_beyond_float64_is_invalid_feedback() -> None:
