@@ -13,6 +13,7 @@ from .errors import (
     InvalidProblemError,
     InvalidStateError,
     SolverUnavailableError,
+    StateConflictError,
     UnsupportedProblemError,
 )
 from .problem import AlignmentProblem, Violation, check
@@ -41,6 +42,7 @@ __all__ = [
     "Scheduler",
     "Solution",
     "SolverUnavailableError",
+    "StateConflictError",
     "UnsupportedProblemError",
     "UsageTracker",
     "Violation",

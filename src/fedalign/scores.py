@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import MAX_N_EXPERTS, check_unit_interval, float_array, grow_rows
+from ._arrays import MAX_N_EXPERTS, check_unit_interval, checked_array, float_array, grow_rows
 from ._validation import Interval, Options, Table, short_repr, validate
 
 __all__ = ["FitnessTracker", "UsageTracker", "USAGE_MAX", "USAGE_NORMS"]
@@ -36,6 +36,8 @@ USAGE_NORMS = ("max", "mean", "share")
 USAGE_MAX = 1e300
 
 _COUNT_MAX = np.iinfo(np.uint16).max
+#: Largest ``rounds_closed`` a saved state may hold (rounds are numbered below 2**53).
+_ROUNDS_MAX = 2**53
 _N_EXPERTS = [Interval(int, 1, MAX_N_EXPERTS)]
 _RATE = [Interval(float, 0, 1)]
 
@@ -249,20 +251,24 @@ class FitnessTracker:
         """Replace the state with ``state`` (validated first; nothing changes on error).
 
         ``copy=False`` adopts the given arrays where their dtype already matches.
+
+        Raises
+        ------
+        ValueError
+            A missing-shaped, non-numeric or out-of-range array (fitness outside [0, 1],
+            a round stamp after ``rounds_closed + 1``, a negative count), named.
         """
-        f = np.asarray(state["fitness"])
-        synced = np.asarray(state["synced"])
-        count = np.asarray(state["count"])
-        closed = int(state["rounds_closed"])
-        n = f.shape[0] if f.ndim == 2 else -1
-        if f.ndim != 2 or f.shape[1] != self.n_experts:
-            raise ValueError(f"fitness: expected shape (n, {self.n_experts}), got {f.shape}")
-        if synced.shape != (n,) or count.shape != (n, self.n_experts):
-            raise ValueError("synced/count: shapes do not match fitness")
-        if not np.isfinite(f).all() or (f < 0).any() or (f > 1).any():
-            raise ValueError("fitness: values must be finite and in [0, 1]")
-        if closed < 0 or (n and (synced.min() < 0 or synced.max() > closed + 1)):
-            raise ValueError("synced: round stamps out of range")
+        closed = state["rounds_closed"]
+        if type(closed) is not int or not 0 <= closed <= _ROUNDS_MAX:
+            raise ValueError(f"rounds_closed: expected an int in [0, 2**53], got {short_repr(closed)}")
+        raw = np.asarray(state["fitness"])
+        e = self.n_experts
+        if raw.ndim != 2 or raw.shape[1] != e:
+            raise ValueError(f"fitness: expected shape (n, {e}), got {raw.shape}")
+        n = raw.shape[0]
+        f = checked_array("fitness", raw, shape=(n, e), kind="float", low=0.0, high=1.0)
+        synced = checked_array("synced", state["synced"], shape=(n,), kind="int", low=0, high=closed + 1)
+        count = checked_array("count", state["count"], shape=(n, e), kind="int", low=0, high=_COUNT_MAX)
         self._f = f.astype(self.dtype, copy=copy)
         self._synced = synced.astype(np.int64, copy=copy)
         self._count = count.astype(np.uint16, copy=copy)
@@ -355,10 +361,16 @@ class UsageTracker:
         return {"usage": self.usage.copy(), "pending": self.pending.copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replace the state with ``state`` (validated first)."""
-        u = np.asarray(state["usage"], dtype=np.float64)
-        p = np.asarray(state["pending"], dtype=np.float64)
-        for name, a in (("usage", u), ("pending", p)):
-            if a.shape != (self.n_experts,) or not np.isfinite(a).all() or (a < 0).any():
-                raise ValueError(f"{name}: expected {self.n_experts} finite values >= 0")
-        self.usage, self.pending = u.copy(), p.copy()
+        """Replace the state with ``state`` (validated first; nothing changes on error).
+
+        Raises
+        ------
+        ValueError
+            ``usage`` or ``pending`` is not ``n_experts`` finite numbers in
+            ``[0, USAGE_MAX]``.
+        """
+        u, p = (
+            checked_array(name, state[name], shape=(self.n_experts,), kind="float", low=0.0, high=USAGE_MAX)
+            for name in ("usage", "pending")
+        )
+        self.usage, self.pending = u.astype(np.float64), p.astype(np.float64)

@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .._arrays import check_unit_interval, float_array
 from .._checks import bool_matrix
-from .._validation import Interval, short_repr, validate_one
+from .._validation import Boolean, Interval, short_repr, validate_one
 from ..errors import InfeasibleError, InvalidFeedbackError, InvalidStateError
 from ..plan import Feedback, Plan
 from ..problem import AlignmentProblem
@@ -36,11 +36,17 @@ from .desirability import desirability
 from .persistence import SchedulerState, load_state, malformed_state, save_state
 from .rounds import MAX_ROUND, OpenRound
 from .settings import SchedulerSettings
+from .state_file import ANY
 
 __all__ = ["Scheduler"]
 
 #: A round number given by the caller (plan, report).
 _ROUND = [Interval(int, 0, MAX_ROUND), None]
+
+
+def _path_key(path: str | os.PathLike[str]) -> str:
+    """How a scheduler names a state file it read or wrote (absolute, normalised)."""
+    return os.path.normcase(os.path.abspath(os.fspath(path)))
 
 
 class Scheduler:
@@ -198,6 +204,8 @@ class Scheduler:
         self._rng = np.random.default_rng(s.seed)
         self._last_round = -1  # last planned round
         self._open: OpenRound | None = None
+        # digest of the state file this scheduler last loaded or saved, per absolute path
+        self._files: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return (
@@ -762,8 +770,10 @@ class Scheduler:
         raises :class:`~fedalign.InvalidStateError` and leaves this one untouched.
         """
         fresh = self._from_state(state)
+        files = self._files  # what this object knows of the files it read or wrote stays true
         self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)
+        self._files = files
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> Scheduler:
@@ -795,27 +805,64 @@ class Scheduler:
         self._rng.bit_generator.state = state.rng
         self._open = state.open_round
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the state to ``path`` atomically (temp file, flush, fsync, rename).
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write the state to ``path`` atomically, never over another writer's state.
 
         The file is a versioned container: a magic line, a header (format version, payload
-        length, SHA-256 of the payload), then an ``.npz`` payload holding the arrays and a
-        JSON header (no pickles). Arrays are streamed to disk without copies. A crash
-        mid-save leaves any previous file at ``path`` intact.
+        length, SHA-256 of the payload, its *digest*), then an ``.npz`` payload holding the
+        arrays and a JSON header (no pickles). Arrays are streamed to a temporary file in
+        the same directory (unnamed where Linux allows, so a killed save leaves nothing),
+        fsynced, and put in place in one atomic step: a crash at any point leaves the
+        previous file intact.
+
+        Two writers cannot silently overwrite each other (compare-and-swap): the scheduler
+        remembers the digest of the file it loaded from or last saved at each path, and
+        replaces a file only while it still holds that digest (checked under an exclusive
+        lock on the file itself); it creates a file only where none exists.
+
+        Parameters
+        ----------
+        path : path
+        overwrite : bool
+            Replace any scheduler state file (or other regular file) at ``path``, e.g. to
+            start a fresh run over an old one's state. Directories and FIFOs never are.
+
+        Raises
+        ------
+        StateConflictError
+            ``path`` holds a state this scheduler did not load or save (another server's,
+            or a newer one), a file that is not a state, a directory or a FIFO, or another
+            process is replacing it at this moment. Nothing is written.
+        TypeError
+            A client id that is neither int nor str (nothing is written).
+        OSError
+            The file cannot be written; ``path`` is untouched.
         """
+        overwrite = validate_one("overwrite", overwrite, [Boolean()], error=TypeError)
         state = self._state(copy=False).to_dict()  # fails on unsavable ids before any file exists
-        save_state(path, state)
+        key = _path_key(path)
+        expected = ANY if overwrite else self._files.get(key)
+        self._files[key] = save_state(path, state, expected=expected)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Scheduler:
         """A scheduler read from a file written by :meth:`save`.
 
+        The file is checked as a container (a regular file, magic, version, length,
+        checksum, bounded decompression) and then as a state (every array's shape, kind
+        and values, the counters, the open round), so a hostile file fails here, never
+        later. The scheduler remembers the file's digest: it may save over it.
+
         Raises
         ------
         InvalidStateError
-            The file is not a scheduler state, is truncated or corrupt (checksum), or was
-            written by a newer format version. Nothing is half-loaded.
+            The path is a directory or a FIFO; the file is not a scheduler state, is
+            truncated or corrupt (checksum), was written by a newer format version, would
+            inflate beyond its bounds, or holds invalid values. Nothing is half-loaded.
         FileNotFoundError
             No file at ``path``.
         """
-        return cls._from_state(load_state(path), copy=False)  # just read: adopt the arrays
+        stored = load_state(path)
+        sched = cls._from_state(stored.meta, copy=False)  # just read: adopt the arrays
+        sched._files[_path_key(path)] = stored.digest
+        return sched
