@@ -309,3 +309,44 @@ def test_claim_bound_settings_are_validated_and_saved(tmp_path: Path) -> None:
     assert fa.Scheduler.load(tmp_path / "s.fas").config == s.config
     # at their defaults they are not written: the settings read as format 1 always wrote them
     assert "max_report_factor" not in fa.Scheduler(2, solver=SOLVER).settings
+
+
+# --------------------------------------------------------------------------- other entry points
+
+
+def test_check_and_explain_name_their_arguments() -> None:
+    with pytest.raises(TypeError, match=r"^problem: expected an AlignmentProblem, got dict"):
+        fa.check({}, [[1]])  # type: ignore[arg-type]
+    s = fa.Scheduler(2, solver=SOLVER, seed=0)
+    s.register_many([0, 1])
+    plan = s.plan([0, 1])
+    with pytest.raises(KeyError, match=r"client_id: \[0\] is not in round 0's cohort"):
+        plan.explain([0])
+
+
+@pytest.mark.parametrize("k", [-1, 1.5, True, 10**400, 2**41])
+def test_fitness_rows_added_are_a_count(k: object) -> None:
+    ft = fa.FitnessTracker(2)
+    with pytest.raises(ValueError, match=r"^k: expected an int in \[0, "):
+        ft.add(k)  # type: ignore[arg-type]
+    assert ft.n_clients == 0
+
+
+@pytest.mark.parametrize("load", [[1.0], [np.nan, 0.0], [-1.0, 0.0], [np.inf, 0.0], "ab", [1j, 0]], ids=repr)
+def test_usage_load_is_checked_and_usage_stays_finite(load: object) -> None:
+    ut = fa.UsageTracker(2)
+    with pytest.raises(ValueError, match=r"^load"):
+        ut.add_load(load)  # type: ignore[arg-type]
+    for _ in range(3):
+        ut.add_load([1.7e308, 1.0])
+    ut.close_round()
+    assert np.isfinite(ut.usage).all() and ut.usage[0] <= 1e300
+
+
+def test_lists_of_numpy_numbers_and_arrays_still_read() -> None:
+    """Refusing booleans among numbers must not refuse numpy scalars or arrays in a list."""
+    rows = [np.array([0.5, 1.0]), [np.float32(0.25), np.array(2.0)], (np.int8(1), 3)]
+    p = fa.AlignmentProblem(rows, expert_max_clients=[np.int64(2), np.array(3)])
+    np.testing.assert_array_equal(p.desirability, [[0.5, 1.0], [0.25, 2.0], [1.0, 3.0]])
+    with pytest.raises(fa.InvalidProblemError, match=r"^desirability\[1, 0\]: .*boolean"):
+        fa.AlignmentProblem([[0.5, 1.0], [np.array(True), 2.0]])

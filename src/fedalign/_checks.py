@@ -74,8 +74,21 @@ def _no_bool_leaves(name: str, value: Any, raw: NDArray[Any]) -> None:
     tell. Checked for lists and tuples alone (an array's dtype already says), with one
     element-wise call, never a Python loop over entries.
     """
-    if isinstance(value, (list, tuple)) and raw.dtype.kind in "iuf" and raw.size:
-        check_json_numbers(name, value, booleans=False)
+    if not (isinstance(value, (list, tuple)) and raw.dtype.kind in "iuf" and raw.size):
+        return
+    try:
+        leaves = np.array(value, dtype=object)
+    except (ValueError, RecursionError):  # numpy read it as numbers: this cannot fail, but
+        return  # a leaf that is not a plain number is not this check's business
+    found = np.asarray(np.frompyfunc(_is_bool_leaf, 1, 1)(leaves), dtype=bool)
+    if found.any():
+        k = int(np.flatnonzero(found.ravel())[0])
+        raise InvalidProblemError(f"{name}{position(k, leaves.shape)}: expected a number, got a boolean")
+
+
+def _is_bool_leaf(leaf: Any) -> bool:
+    """A boolean, or a numpy array of them (numpy keeps 0-d arrays whole in object arrays)."""
+    return isinstance(leaf, (bool, np.bool_)) or (isinstance(leaf, np.ndarray) and leaf.dtype == np.bool_)
 
 
 def as_numbers(
@@ -139,9 +152,14 @@ def check_finite(name: str, arr: NDArray[np.float64]) -> None:
 
 def float_vector(name: str, value: ArrayLike, n: int, *, scalar_ok: bool) -> NDArray[np.float64]:
     """A float scalar (if ``scalar_ok``) or length-``n`` vector, as float64 of length ``n``."""
-    if scalar_ok and np.ndim(value) == 0:
-        return np.full(n, float(as_float_array(name, value, ())), dtype=np.float64)
-    return as_float_array(name, value, (n,))
+    arr = as_numbers(name, value)
+    if scalar_ok and arr.ndim == 0:
+        check_finite(name, arr)
+        return np.full(n, float(arr), dtype=np.float64)
+    if arr.shape != (n,):
+        raise InvalidProblemError(f"{name}: expected shape {(n,)}, got {arr.shape}")
+    check_finite(name, arr)
+    return arr
 
 
 def int_vector(name: str, value: ArrayLike, n: int, *, scalar_ok: bool = True) -> NDArray[np.int64]:
@@ -282,11 +300,17 @@ def check_json_numbers(name: str, value: Any, *, booleans: bool) -> None:
     else:
         leaves = np.empty((), dtype=object)
         leaves[()] = value
-    types = np.frompyfunc(type, 1, 1)(leaves)
-    ok = np.zeros(leaves.shape, dtype=bool)
-    for kind in set(np.ravel(types).tolist()):  # a handful of distinct types
-        if kind in (list, tuple) or _is_number_type(kind, booleans=booleans):
-            ok |= types == kind
+    judged: dict[type, bool] = {}  # a handful of distinct types, each judged once
+
+    def fits(leaf: Any) -> bool:
+        kind = type(leaf)
+        if kind not in judged:
+            judged[kind] = kind in (list, tuple) or _is_number_type(kind, booleans=booleans)
+        return judged[kind]
+
+    # one element-wise call; never ufuncs over the type objects themselves (numpy would
+    # call a numpy scalar type's __array_wrap__ on the result)
+    ok = np.asarray(np.frompyfunc(fits, 1, 1)(leaves), dtype=bool)
     if ok.all():
         return
     k = int(np.flatnonzero(~ok.ravel())[0])

@@ -19,7 +19,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["build_parser", "main"]
 
@@ -396,16 +396,27 @@ AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], N
 _COMMANDS: list[AddCommand] = [_add_solve, _add_simulate, _add_demo, _add_bench]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr, like every other error
+    (argparse prints the usage lines first); subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fedalign`` argument parser with every subcommand."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fedalign",
         description="Which experts each client trains, every round of federated MoE training.",
     )
     parser.add_argument("--version", action="version", version=f"fedalign {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=_Parser
+    )
     for add in _COMMANDS:
         add(subparsers)
     return parser
@@ -426,8 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
     if run is None:
-        parser.print_usage(sys.stderr)
-        _fail("", "a command is required (try fedalign --help)")
+        _fail("", "a command is required (see fedalign --help)")
         return EXIT_USAGE
     try:
         with warnings.catch_warnings():

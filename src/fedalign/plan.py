@@ -156,7 +156,7 @@ class Plan:
         p = self.problem
         try:
             i = p.client_position(client_id)
-        except KeyError:
+        except (KeyError, TypeError):  # absent, or not even hashable
             raise KeyError(f"client_id: {short_repr(client_id)} is not in round {self.round}'s cohort") from None
         reasons = why_not(p, self.solution.assignment, i)
         chosen = self.solution.assignment[i]

@@ -561,7 +561,14 @@ def check(problem: AlignmentProblem, assignment: ArrayLike) -> list[Violation]:
         Empty when the assignment is feasible: every hard row holds and no forbidden pair
         is used (soft rows are never violated; they cost). A wrong shape or non-binary
         entries give a single ``"shape"`` violation.
+
+    Raises
+    ------
+    TypeError
+        ``problem`` is not an :class:`AlignmentProblem`.
     """
+    if not isinstance(problem, AlignmentProblem):
+        raise TypeError(f"problem: expected an AlignmentProblem, got {type(problem).__name__}")
     try:
         raw = np.asarray(assignment)
     except (TypeError, ValueError, RecursionError, OverflowError):

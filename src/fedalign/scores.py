@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._arrays import MAX_N_EXPERTS, check_unit_interval, checked_array, float_array, grow_rows
-from ._validation import Interval, Options, Table, short_repr, validate
+from ._validation import Interval, Options, Table, short_repr, validate, validate_one
 
 __all__ = ["FitnessTracker", "UsageTracker", "USAGE_MAX", "USAGE_NORMS"]
 
@@ -40,6 +40,7 @@ _COUNT_MAX = np.iinfo(np.uint16).max
 _ROUNDS_MAX = 2**53
 _N_EXPERTS = [Interval(int, 1, MAX_N_EXPERTS)]
 _RATE = [Interval(float, 0, 1)]
+_ROWS = [Interval(int, 0, 2**40)]  # rows added at once: a number, not an allocation of 10**12
 
 
 def _float_dtype(value: Any) -> np.dtype[Any]:
@@ -130,9 +131,10 @@ class FitnessTracker:
         Raises
         ------
         ValueError
-            ``initial`` has the wrong shape, or a value that is not a number in [0, 1]
-            (positions are given in the ``(k, n_experts)`` shape).
+            ``k`` is not an int >= 0, or ``initial`` has the wrong shape, or a value that is
+            not a number in [0, 1] (positions are given in the ``(k, n_experts)`` shape).
         """
+        k = validate_one("k", k, _ROWS)
         start = self._n
         if initial is not None:
             init = float_array("initial", initial)

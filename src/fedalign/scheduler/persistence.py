@@ -159,7 +159,7 @@ class SchedulerState:
             ids = _client_ids(state["client_ids"])
             arrays = _mapping("arrays", state["arrays"])
             closed, last, number = _scalars(_mapping("scalars", state["scalars"]))
-            rng = _mapping("rng", state["rng"])
+            rng = _rng_state(state["rng"])
             open_round = None
             if number is not None:
                 open_round = OpenRound.from_arrays(
@@ -184,6 +184,27 @@ class SchedulerState:
 def _mapping(name: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidStateError(f"{name}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _rng_state(value: Any, name: str = "rng", depth: int = 0) -> Any:
+    """The random generator's saved state: objects, lists, ints and strings only (what
+    numpy's ``bit_generator.state`` holds); numpy checks the values when it is set."""
+    if depth > 4:
+        raise InvalidStateError(f"{name}: nested too deeply for a generator state")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidStateError(f"{name}: keys must be strings, got {short_repr(key)}")
+            _rng_state(item, f"{name}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            if type(item) is not int:
+                raise InvalidStateError(f"{name}[{k}]: expected an int, got {type(item).__name__}")
+    elif type(value) not in (int, str):
+        raise InvalidStateError(f"{name}: expected an int or a string, got {type(value).__name__}")
+    if depth == 0 and not isinstance(value, Mapping):
+        raise InvalidStateError(f"rng: expected an object, got {type(value).__name__}")
     return value
 
 
