@@ -143,21 +143,24 @@ def ids() -> st.SearchStrategy[Any]:
 
 @st.composite
 def feedbacks(draw: st.DrawFn, experts: list[Any]) -> dict[str, Any]:
-    """Keyword arguments of a Feedback: plausible values mixed with ``numbers()``."""
-    plausible = draw(st.booleans())
-    samples = draw(st.integers(0, 10**4)) if plausible else draw(numbers())
+    """Keyword arguments of a Feedback: each field plausible, extreme but valid, or hostile
+    (``numbers()``), drawn independently."""
+
+    def pick(plausible: st.SearchStrategy[Any], extreme: st.SearchStrategy[Any]) -> Any:
+        return draw(st.one_of(plausible, plausible, extreme, numbers()))
+
+    samples = pick(st.integers(0, 10**4), st.sampled_from([0, 2**53, 2**53 - 1, 10**15, 1e15]))
     keys = st.sampled_from(experts) if experts else st.integers()
     if draw(st.booleans()):
         keys = st.one_of(keys, st.sampled_from([99, "x", None, (1,), 1.5]))
-    reward = st.floats(0, 1) if plausible else numbers()
-    rewards: Any = draw(st.dictionaries(keys, reward, max_size=3))
-    if not plausible and draw(st.booleans()):
+    rewards: Any = draw(st.dictionaries(keys, st.one_of(st.floats(0, 1), st.floats(0, 1), numbers()), max_size=3))
+    if draw(st.integers(0, 5)) == 0:
         rewards = draw(st.sampled_from([[0.5], "x", None, 3]))
     out: dict[str, Any] = {"samples": samples, "rewards": rewards}
     if draw(st.booleans()):
-        out["duration"] = draw(st.floats(0, 1e4)) if plausible else draw(numbers())
+        out["duration"] = pick(st.floats(0, 1e4), st.sampled_from([0.0, 5e-324, 1e-300, 1e300, 1.7e308]))
     if draw(st.booleans()):
-        out["completed"] = draw(st.booleans()) if plausible else draw(numbers())
+        out["completed"] = pick(st.booleans(), st.just(False))
     return out
 
 

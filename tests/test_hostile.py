@@ -226,7 +226,9 @@ def _operation(data: st.DataObject, s: fa.Scheduler) -> tuple[str, Callable[[], 
     if name == "register":
         cid = draw(st.one_of(st.integers(0, 30), client))
         profile = draw(st.one_of(st.none(), st.builds(fa.ClientProfile, samples=st.integers(0, 10**4),
-                                                      memory=st.floats(0, 4)), numbers()))
+                                                      memory=st.floats(0, 4),
+                                                      compute=st.one_of(st.none(), st.floats(1e-3, 1e6))),
+                                 numbers()))
         shares = draw(st.one_of(st.none(), st.none(), arrays((s.n_experts,))))
         return name, lambda: s.register(cid, profile, routing_shares=shares)
     if name == "register_many":
@@ -264,8 +266,10 @@ def _operation(data: st.DataObject, s: fa.Scheduler) -> tuple[str, Callable[[], 
 @examples(60)
 @given(data=st.data())
 def test_scheduler_methods_answer_as_documented_and_refusals_change_nothing(data: st.DataObject, tmp_path_factory: pytest.TempPathFactory) -> None:
-    s = fa.Scheduler(3, solver=SOLVER, seed=0, expert_max_clients=3, expert_memory=1.0)
-    s.register_many(range(6), fa.ClientProfile(samples=64, memory=2.0))
+    s = fa.Scheduler(3, solver=SOLVER, seed=0, expert_max_clients=3, expert_memory=1.0,
+                     deadline_percentile=90)
+    s.register_many(range(3), fa.ClientProfile(samples=64, memory=2.0, compute=100.0))
+    s.register_many(range(3, 6), fa.ClientProfile(samples=64, memory=2.0))
     for _ in range(data.draw(st.integers(4, 10))):
         name, call = _operation(data, s)
         before = snapshot(s)
@@ -352,7 +356,9 @@ def test_load_state_dict_answers_with_invalid_state_and_changes_nothing(
         if arr.size and data.draw(st.booleans()):
             value = data.draw(numbers())
             try:
-                arr.ravel()[data.draw(st.integers(0, arr.size - 1))] = value
+                with warnings.catch_warnings(), np.errstate(all="ignore"):  # the test's own cast
+                    warnings.simplefilter("ignore")
+                    arr.ravel()[data.draw(st.integers(0, arr.size - 1))] = value
                 state["arrays"][key] = arr
             except (TypeError, ValueError, OverflowError):
                 state["arrays"][key] = value

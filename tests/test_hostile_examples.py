@@ -350,3 +350,21 @@ def test_lists_of_numpy_numbers_and_arrays_still_read() -> None:
     np.testing.assert_array_equal(p.desirability, [[0.5, 1.0], [0.25, 2.0], [1.0, 3.0]])
     with pytest.raises(fa.InvalidProblemError, match=r"^desirability\[1, 0\]: .*boolean"):
         fa.AlignmentProblem([[0.5, 1.0], [np.array(True), 2.0]])
+
+
+def test_huge_durations_are_learned_without_warnings() -> None:
+    """A duration of 1.7e308 s (finite, so a Feedback takes it) overflowed the profiler's
+    observed/predicted ratio with a RuntimeWarning; ratios and speeds are clipped anyway."""
+    s = fa.Scheduler(2, solver=SOLVER, seed=0, deadline_percentile=50)
+    s.register_many(range(4), fa.ClientProfile(samples=10, compute=100.0))
+    s.register_many(range(4, 8), fa.ClientProfile(samples=10))
+    with no_warnings():
+        for _ in range(3):
+            plan = s.plan(range(8))
+            for c, experts in plan.assignment.items():
+                s.report(c, fa.Feedback(samples=10, rewards={e: 1.0 for e in experts},
+                                        duration=1.7e308, completed=c % 2 == 0))
+            s.end_round()
+        s.plan(range(8))
+    assert s.estimates(0)["slowdown"] == 100.0  # ratio_bounds' upper end
+    assert s.estimates(4)["compute"] == pytest.approx(1e-3)  # ProfileBounds.compute's lower end

@@ -512,3 +512,14 @@ def test_duplicate_member_names_are_refused(tmp_path: Path) -> None:
     raw = path.read_bytes().replace(b"b.npy", b"a.npy")  # local headers and directory alike
     path.write_bytes(reseal(raw))
     _refused(path, "repeats|unreadable")
+
+
+def test_states_the_profiler_writes_always_load(tmp_path: Path) -> None:
+    """Even with degenerate bounds (a speed range with no positive value, which clipping
+    answers with 1.0), what the library stores passes the checks at load."""
+    bounds = fa.ProfileBounds(compute=(0.0, 0.0), bandwidth_up=(0.0, 0.0), latency=(5.0, 5.0))
+    s = fa.Scheduler(2, solver=SOLVER, profile_bounds=bounds)
+    s.register_many(range(3), fa.ClientProfile(compute=50.0, bandwidth_up=1e6, latency=0.1, samples=7))
+    s.save(tmp_path / "s.fas")
+    t = fa.Scheduler.load(tmp_path / "s.fas")
+    assert t.profile(0) == s.profile(0) and t.profile(0).compute == 1.0

@@ -496,12 +496,15 @@ class CapacityProfiler:
         declared = self._declares_compute(r)
         ratio, ok_ratio = self._observed_slowdown(r, pred, dur, done, dl)
         speed, ok_speed = self._observed_speed(r, pred, work, dur, done, dl)
-        value = np.where(declared, ratio, speed)
-        learn = np.where(declared, ok_ratio, ok_speed)
+        with np.errstate(over="ignore", under="ignore"):
+            value = np.where(declared, ratio, speed).astype(np.float32)  # as the window stores it
+        # what the window keeps must stay usable (and pass the checks at load): positive and
+        # finite in float32, whatever bounds were set
+        learn = np.where(declared, ok_ratio, ok_speed) & np.isfinite(value) & (value > 0)
 
         lr = r[learn]
         slot = self._next[lr].astype(np.int64)
-        self._ratios[lr, slot] = value[learn].astype(np.float32)
+        self._ratios[lr, slot] = value[learn]
         self._next[lr] = ((slot + 1) % self.window).astype(np.uint8)
         a = self.reliability_rate
         self._reliability[r] = ((1 - a) * self._reliability[r] + a * done).astype(np.float32)
@@ -521,7 +524,7 @@ class CapacityProfiler:
         Observed / predicted duration; for a dropout, at least what it had (its duration or
         the deadline) over the prediction and at least the current slowdown, inflated.
         """
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):  # clipped and checked finite below
             seen = dur / pred
             censored = np.fmax(np.fmax(seen, dl / pred), self.slowdown(r)) * self.dropout_inflation
             ratio = np.clip(np.where(done, seen, censored), *self.ratio_bounds)
@@ -543,7 +546,7 @@ class CapacityProfiler:
         most that slow (and no faster than known), deflated.
         """
         inf = self.dropout_inflation
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):  # clipped and checked finite below
             speed = work / np.fmax(dur - pred, 0.05 * dur)
             limit = np.fmax(dur, dl)
             slower = work / np.fmax(limit - pred, 0.05 * limit)
@@ -615,6 +618,8 @@ class CapacityProfiler:
         prof = checked_array("profile", raw, shape=(n, len(PROFILE_FIELDS)), kind="float", nan=True)
         for k, field in enumerate(PROFILE_FIELDS):  # seven columns, each against its range
             lo, hi = (0.0, 1.0) if field == "availability" else getattr(self.bounds, field)
+            if field in _POSITIVE and hi <= 0:
+                lo = hi = 1.0  # what ProfileBounds.clip stores when the range has no positive value
             checked_array(f"profile[:, {k}] ({field})", prof[:, k], shape=(n,), kind="float",
                           low=lo, high=hi, above=0.0 if field in _POSITIVE else None, nan=True)
         arrs = {
