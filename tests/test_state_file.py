@@ -38,7 +38,8 @@ SOLVER = "greedy"
 def _scheduler(n: int = 12, e: int = 3, seed: int = 0) -> fa.Scheduler:
     """A scheduler after two closed rounds, with a third open and one report in."""
     rng = np.random.default_rng(seed)
-    s = fa.Scheduler(e, solver=SOLVER, seed=seed, expert_memory=1.0, deadline_percentile=90)
+    s = fa.Scheduler(e, solver=SOLVER, seed=seed, expert_memory=1.0, deadline_percentile=90,
+                     expert_max_clients=-(-n // e))
     s.register_many(range(n), [fa.ClientProfile(memory=2.0, compute=float(rng.uniform(50, 200)),
                                                 samples=64, availability=0.9) for _ in range(n)])
     for _ in range(2):

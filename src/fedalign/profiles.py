@@ -36,6 +36,8 @@ Every class checks its arguments once, against its ``_parameter_constraints`` ta
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar
 
@@ -311,6 +313,30 @@ class CapacityProfiler:
         if p.availability is not None:
             self._reliability[r] = p.availability
         return p
+
+    @contextmanager
+    def overlay(self, measured: Mapping[int, ClientProfile]) -> Iterator[None]:
+        """Within the block, each row's profile has the fields set in ``measured`` instead.
+
+        For one round's conditions measured at check-in (e.g. a faded bandwidth): the
+        measured fields are clipped like any profile; what the profiler learned (slowdowns,
+        reliability) is left alone, and the stored profiles are restored on exit.
+        """
+        rows = np.fromiter(measured, dtype=np.int64, count=len(measured))
+        saved_prof, saved_k = self._prof[rows].copy(), self._max_experts[rows].copy()
+        try:
+            for row, profile in measured.items():
+                p = self.bounds.clip(profile)
+                for k, name in enumerate(PROFILE_FIELDS):
+                    value = getattr(p, name)
+                    if value is not None:
+                        self._prof[row, k] = value
+                if p.max_experts is not None:
+                    self._max_experts[row] = p.max_experts
+            yield
+        finally:
+            self._prof[rows] = saved_prof
+            self._max_experts[rows] = saved_k
 
     def profile(self, row: int) -> ClientProfile:
         """The stored (clipped) profile of ``row``."""

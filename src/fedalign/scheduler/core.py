@@ -15,7 +15,9 @@ objective), :mod:`.capacity` (the constraint rows), :mod:`.rounds` (the open rou
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -25,10 +27,11 @@ from numpy.typing import ArrayLike, NDArray
 from .._arrays import check_unit_interval, float_array
 from .._checks import bool_matrix
 from .._validation import Boolean, Interval, short_repr, validate_one
-from ..errors import InfeasibleError, InvalidFeedbackError, InvalidStateError
+from ..errors import HerdingWarning, InfeasibleError, InvalidFeedbackError, InvalidStateError
 from ..plan import Feedback, Plan
 from ..problem import AlignmentProblem
 from ..profiles import CapacityProfiler, ClientProfile, ProfileBounds
+from ..rows import Row
 from ..scores import USAGE_MAX, FitnessTracker, UsageTracker
 from ..solvers import Solution, solve
 from .capacity import cohort_capacity, feasible_min
@@ -39,6 +42,15 @@ from .settings import SchedulerSettings
 from .state_file import ANY
 
 __all__ = ["Scheduler"]
+
+#: The name of the byte-budget row (setting ``round_bytes``).
+ROUND_BYTES_ROW = "server bytes"
+#: The name of the in-round balance row (setting ``balance_weight``), and its price bands.
+BALANCE_ROW = "round load"
+BALANCE_BANDS = 8
+#: A plan whose busiest quarter of the experts holds more than this share of the round's
+#: trainings (and at least twice their fair share) draws a HerdingWarning.
+HERDING_SHARE = 0.5
 
 #: A round number given by the caller (plan, report).
 _ROUND = [Interval(int, 0, MAX_ROUND), None]
@@ -119,6 +131,22 @@ class Scheduler:
         Absolute bound on the samples one report is credited with (default 1e9).
     solver_options : dict, optional
         Extra options passed to the solver; names are checked against the solver's options.
+    round_bytes : float > 0, optional
+        The server's byte budget per round: a ``"server bytes"`` total row bounds the bytes
+        the plan moves, ``2 * (expert_bytes[j] + shared_bytes)`` per pair (down and up; the
+        shared part counted with every expert, which over-counts a client with several
+        experts, so the budget holds for the bytes actually sent). Needs ``expert_bytes``.
+    shared_bytes : float >= 0
+        Bytes of the shared parameters (trunk, gate) a client downloads and uploads with its
+        experts (default 0); only the byte budget reads it.
+    balance_weight : float >= 0
+        In-round load balance: a soft ``"round load"`` row charges, on each expert, the
+        ``k``-th client above its fair share of the round (the cohort's expert slots over
+        E, rounded up) ``k * balance_weight`` in desirability units (up to
+        ``BALANCE_BANDS * balance_weight`` per further client): a convex cost that
+        couples the clients of a round, so that a cohort whose desirabilities move alike
+        (the usage term moves only between rounds) spreads over the experts instead of
+        herding onto the same ones. 0 turns it off (the paper's published system).
 
     The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
     :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
@@ -167,6 +195,9 @@ class Scheduler:
         max_report_factor: float | None = 10.0,
         max_report_samples: float = 1e9,
         solver_options: Mapping[str, Any] | None = None,
+        round_bytes: float | None = None,
+        shared_bytes: float = 0.0,
+        balance_weight: float = 0.0,
     ) -> None:
         # the arguments above, by name (the first statement: no other local exists yet); typed
         # Any, as SchedulerSettings' fields are annotated with the canonical forms it stores
@@ -419,6 +450,7 @@ class Scheduler:
         clients: Iterable[Hashable],
         *,
         allowed: ArrayLike | None = None,
+        conditions: Mapping[Hashable, ClientProfile] | None = None,
     ) -> tuple[AlignmentProblem, dict[str, NDArray[np.float64]]]:
         """The alignment problem for a cohort, and the desirability's terms (no state change).
 
@@ -427,6 +459,8 @@ class Scheduler:
         clients : iterable of registered client ids
         allowed : (n, E) bool, optional
             False forbids a pair this round.
+        conditions : mapping of client id to ClientProfile, optional
+            This round's measured capacity (see :meth:`plan`).
 
         Raises
         ------
@@ -436,7 +470,33 @@ class Scheduler:
             ``clients`` is a string or not iterable, empty, or repeats a client; or
             ``allowed`` has the wrong shape.
         """
-        return self._build_problem(self._cohort_rows(clients), allowed)
+        rows = self._cohort_rows(clients)
+        overrides = self._conditions(conditions, rows)
+        with self._prof.overlay(overrides):
+            return self._build_problem(rows, allowed)
+
+    def _conditions(
+        self, conditions: Mapping[Hashable, ClientProfile] | None, rows: NDArray[np.int64]
+    ) -> dict[int, ClientProfile]:
+        """``conditions`` checked (cohort clients, ClientProfile values) as registry row -> profile."""
+        if conditions is None:
+            return {}
+        if not isinstance(conditions, Mapping):
+            raise ValueError(
+                f"conditions: expected a mapping of client id to ClientProfile, got {type(conditions).__name__}"
+            )
+        cohort = set(rows.tolist())
+        out: dict[int, ClientProfile] = {}
+        for cid, profile in conditions.items():
+            row = self._index.get(cid) if isinstance(cid, Hashable) else None
+            if row is None or row not in cohort:
+                raise KeyError(f"conditions: client {cid!r} is not in this round's cohort")
+            if not isinstance(profile, ClientProfile):
+                raise TypeError(
+                    f"conditions[{cid!r}]: expected a ClientProfile, got {type(profile).__name__}"
+                )
+            out[row] = profile
+        return out
 
     def _build_problem(
         self, rows: NDArray[np.int64], allowed: ArrayLike | None
@@ -460,6 +520,7 @@ class Scheduler:
         min_clients = np.asarray(s.expert_min_clients, dtype=np.int64)
         problem = AlignmentProblem(
             d,
+            rows=self._round_rows(cap.max_experts),
             max_experts=cap.max_experts,
             min_experts=feasible_min(s.min_experts, cap, allow),
             expert_memory=cap.expert_memory,
@@ -479,12 +540,26 @@ class Scheduler:
         )
         return problem, terms
 
+    def _round_rows(self, max_experts: NDArray[np.int64]) -> list[Row]:
+        """The rows the settings add to every round: the byte budget, the in-round balance."""
+        s = self._settings
+        out = []
+        if s.round_bytes is not None and s.expert_bytes is not None:
+            per_pair = 2.0 * (np.asarray(s.expert_bytes, dtype=np.float64) + s.shared_bytes)
+            out.append(Row(ROUND_BYTES_ROW, "total", per_pair, upper=s.round_bytes))
+        if s.balance_weight > 0:
+            fair = math.ceil(int(max_experts.sum()) / self.n_experts)
+            prices = (s.balance_weight * np.arange(1, BALANCE_BANDS + 1)).tolist()
+            out.append(Row(BALANCE_ROW, "expert", 1.0, upper=fair, penalty=prices))
+        return out
+
     def plan(
         self,
         clients: Iterable[Hashable],
         round: int | None = None,
         *,
         allowed: ArrayLike | None = None,
+        conditions: Mapping[Hashable, ClientProfile] | None = None,
     ) -> Plan:
         """Plan a round for a cohort: which experts each client trains.
 
@@ -499,6 +574,10 @@ class Scheduler:
             previous round plus one (the first round is 0).
         allowed : (n, E) bool, optional
             False forbids a pair this round (e.g. a client declines an expert).
+        conditions : mapping of client id to ClientProfile, optional
+            What clients measured at check-in (e.g. this round's bandwidth after fading):
+            the fields a profile sets override the registered profile for this round only
+            (clipped like any profile); fields left None keep the registered values.
 
         Returns
         -------
@@ -521,16 +600,19 @@ class Scheduler:
         """
         rows = self._cohort_rows(clients)  # bad cohorts raise before anything changes
         number = self._next_round(round)
+        overrides = self._conditions(conditions, rows)
         undo = self._checkpoint()
         try:
             self.end_round()
-            problem, terms = self._build_problem(rows, allowed)
+            with self._prof.overlay(overrides):
+                problem, terms = self._build_problem(rows, allowed)
             solution = self._solve(problem, number)
         except BaseException:
             self._rollback(undo)  # a failed plan changes nothing: the open round stays open
             raise
         self._last_round = number
         self._open = OpenRound.start(number, rows, solution.assignment, problem.deadline)
+        _warn_if_herding(solution.assignment, number)
         return Plan(
             round=number,
             assignment=solution.to_dict(),
@@ -866,3 +948,23 @@ class Scheduler:
         sched = cls._from_state(stored.meta, copy=False)  # just read: adopt the arrays
         sched._files[_path_key(path)] = stored.digest
         return sched
+
+
+def _warn_if_herding(x: NDArray[np.bool_], number: int) -> None:
+    """Warn when the busiest quarter of the experts holds most of the round's trainings."""
+    e = x.shape[1]
+    load = x.sum(axis=0)
+    total = int(load.sum())
+    top = max(1, math.ceil(e / 4))
+    if e < 4 or total < 2 * e:
+        return  # too few experts or pairs to call it herding
+    busiest = int(np.sort(load)[::-1][:top].sum())
+    if busiest > HERDING_SHARE * total and busiest >= 2 * total * top / e:
+        warnings.warn(
+            f"round {number}: {busiest} of the round's {total} trainings went to {top} of "
+            f"{e} experts; a cohort whose desirabilities move alike herds onto the same "
+            "experts: set balance_weight > 0 (the in-round load row) or use per-expert caps "
+            "(expert_max_clients)",
+            HerdingWarning,
+            stacklevel=3,
+        )

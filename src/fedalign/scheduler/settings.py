@@ -26,16 +26,10 @@ from ..profiles import ProfileBounds
 from ..scores import USAGE_NORMS
 from ..solvers import get_solver
 
-__all__ = ["ADDED_AFTER_V1", "MAX_COUNT", "SchedulerSettings", "USAGE_MEASURES"]
+__all__ = ["MAX_COUNT", "SchedulerSettings", "USAGE_MEASURES"]
 
 #: What a report's load is counted in (setting ``usage_measure``).
 USAGE_MEASURES = ("samples", "compute")
-
-#: Settings added after state format 1 was pinned (fedalign 0.1.0). :meth:`to_dict` writes
-#: them only when they differ from their default, so that the settings of a scheduler using
-#: none of them read exactly as 0.1.0 wrote them (and 0.1.0 can still read such a state);
-#: a state without them gets their defaults.
-ADDED_AFTER_V1 = ("max_report_factor", "max_report_samples")
 
 #: Largest count a setting may hold (experts, experts per client, clients per expert):
 #: per-expert values pass through float64, exact up to 2**53, and an integer of 400 digits
@@ -132,6 +126,9 @@ class SchedulerSettings:
         "max_report_factor": [Interval(float, 1, None), None],
         "max_report_samples": [Interval(float, 0, MAX_SAMPLES, closed="right")],
         "solver_options": [InstanceOf(Mapping, "mapping of option names to values"), None],
+        "round_bytes": [_ABOVE_0, None],
+        "shared_bytes": [_AT_LEAST_0],
+        "balance_weight": _WEIGHT,
     }
 
     n_experts: int
@@ -166,6 +163,9 @@ class SchedulerSettings:
     max_report_samples: float = 1e9
     # excluded from the hash: a mapping is not hashable, and equal settings still hash equal
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    round_bytes: float | None = None
+    shared_bytes: float = 0.0
+    balance_weight: float = 0.0
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints
@@ -182,6 +182,8 @@ class SchedulerSettings:
         object.__setattr__(self, "solver_options", MappingProxyType(options))
         self._check_deadline_policy()
         self._check_expert_load_bounds()
+        if self.round_bytes is not None and self.expert_bytes is None:
+            raise ValueError("round_bytes: needs expert_bytes (the bytes each expert moves)")
 
     def _check_deadline_policy(self) -> None:
         if self.deadline is not None and self.deadline_percentile is not None:
@@ -209,8 +211,7 @@ class SchedulerSettings:
         """The settings as a JSON-ready dict (a fresh copy), in constructor order.
 
         Tuples become lists, ``profile_bounds`` a dict of ``[low, high]`` lists,
-        ``solver_options`` a dict. Settings added after state format 1 (:data:`ADDED_AFTER_V1`)
-        are left out while at their default. :meth:`from_dict` reads it back.
+        ``solver_options`` a dict. :meth:`from_dict` reads it back.
 
         Raises
         ------
@@ -220,8 +221,6 @@ class SchedulerSettings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ADDED_AFTER_V1 and value == f.default:
-                continue  # a state using no later setting is what fedalign 0.1.0 wrote
             if isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, ProfileBounds):
