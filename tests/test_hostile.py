@@ -211,8 +211,8 @@ def _freeze(value: Any) -> Any:
 DOCUMENTED: dict[str, tuple[type[BaseException], ...]] = {
     "register": (TypeError, ValueError),
     "register_many": (TypeError, ValueError),
-    "plan": (KeyError, ValueError, fa.InfeasibleError, fa.UnsupportedProblemError),
-    "build_problem": (KeyError, ValueError),
+    "plan": (KeyError, TypeError, ValueError, fa.InfeasibleError, fa.UnsupportedProblemError),
+    "build_problem": (KeyError, TypeError, ValueError),
     "report": (fa.InvalidFeedbackError,),
     "end_round": (),
 }
@@ -242,10 +242,20 @@ def _operation(data: st.DataObject, s: fa.Scheduler) -> tuple[str, Callable[[], 
         cohort = draw(st.one_of(st.lists(st.sampled_from(known), min_size=1, max_size=4, unique=True) if known else st.just([]),
                                 ids(), numbers()))
         allowed = draw(st.one_of(st.none(), st.none(), arrays((len(cohort) if isinstance(cohort, list) else 1, s.n_experts))))
+        measured = st.builds(fa.ClientProfile, bandwidth_down=st.one_of(st.none(), st.floats(1e-3, 1e12)),
+                             compute=st.one_of(st.none(), st.floats(1e-3, 1e6)))
+        conditions = draw(st.one_of(
+            st.none(), st.none(),
+            st.dictionaries(st.sampled_from(cohort) if isinstance(cohort, list) and cohort else st.integers(0, 9),
+                            measured, max_size=2),
+            st.dictionaries(st.one_of(st.integers(), st.text(max_size=2), st.just((1, 2))),
+                            st.one_of(measured, numbers()), max_size=2),
+            numbers(),
+        ))
         if name == "build_problem":
-            return name, lambda: s.build_problem(cohort, allowed=allowed)
+            return name, lambda: s.build_problem(cohort, allowed=allowed, conditions=conditions)
         rnd = draw(st.one_of(st.none(), st.none(), numbers()))
-        return name, lambda: s.plan(cohort, rnd, allowed=allowed)
+        return name, lambda: s.plan(cohort, rnd, allowed=allowed, conditions=conditions)
     if name == "report":
         cid = draw(client)
         experts = list(s.expert_ids)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -367,3 +367,31 @@ def test_huge_durations_are_learned_without_warnings() -> None:
         s.plan(range(8))
     assert s.estimates(0)["slowdown"] == 100.0  # ratio_bounds' upper end
     assert s.estimates(4)["compute"] == pytest.approx(1e-3)  # ProfileBounds.compute's lower end
+
+
+def test_conditions_name_their_keys_and_values() -> None:
+    """``plan(conditions=...)``: a key outside the cohort, even one that cannot be hashed (a
+    mapping may yield any key), is a KeyError; a value that is not a ClientProfile a
+    TypeError; nothing changes."""
+
+    class Odd(Mapping[Any, Any]):  # a mapping whose key is a tuple holding a list
+        def __getitem__(self, key: Any) -> Any:
+            return fa.ClientProfile()
+
+        def __iter__(self) -> Iterator[Any]:
+            return iter([(1, [2])])
+
+        def __len__(self) -> int:
+            return 1
+
+    s = fa.Scheduler(2, solver=SOLVER, seed=0)
+    s.register_many([0, 1])
+    for bad, cls, match in (
+        (Odd(), KeyError, r"conditions: client \(1, \[2\]\) is not in this round's cohort"),
+        ({7: fa.ClientProfile()}, KeyError, "conditions: client 7"),
+        ({0: {"compute": 1.0}}, TypeError, r"conditions\[0\]: expected a ClientProfile"),
+        ([0], ValueError, "conditions: expected a mapping"),
+    ):
+        with pytest.raises(cls, match=match):
+            s.plan([0, 1], conditions=bad)  # type: ignore[arg-type]
+    assert s.round is None

@@ -465,10 +465,13 @@ class Scheduler:
         Raises
         ------
         KeyError
-            A client is not registered.
+            A client is not registered, or a key of ``conditions`` is not in the cohort.
+        TypeError
+            A value of ``conditions`` is not a ClientProfile.
         ValueError
-            ``clients`` is a string or not iterable, empty, or repeats a client; or
-            ``allowed`` has the wrong shape.
+            ``clients`` is a string or not iterable, empty, or repeats a client;
+            ``allowed`` is not a boolean (0/1) matrix of the cohort's shape
+            (``InvalidProblemError``); or ``conditions`` is not a mapping.
         """
         rows = self._cohort_rows(clients)
         overrides = self._conditions(conditions, rows)
@@ -487,13 +490,16 @@ class Scheduler:
             )
         cohort = set(rows.tolist())
         out: dict[int, ClientProfile] = {}
-        for cid, profile in conditions.items():
-            row = self._index.get(cid) if isinstance(cid, Hashable) else None
+        for cid, profile in conditions.items():  # one per cohort client at most
+            try:
+                row = self._index.get(cid)
+            except TypeError:  # a tuple holding a list passes isinstance(x, Hashable)
+                row = None
             if row is None or row not in cohort:
-                raise KeyError(f"conditions: client {cid!r} is not in this round's cohort")
+                raise KeyError(f"conditions: client {short_repr(cid)} is not in this round's cohort")
             if not isinstance(profile, ClientProfile):
                 raise TypeError(
-                    f"conditions[{cid!r}]: expected a ClientProfile, got {type(profile).__name__}"
+                    f"conditions[{short_repr(cid)}]: expected a ClientProfile, got {type(profile).__name__}"
                 )
             out[row] = profile
         return out
@@ -586,10 +592,14 @@ class Scheduler:
         Raises
         ------
         KeyError
-            A client is not registered.
+            A client is not registered, or a key of ``conditions`` is not in the cohort.
+        TypeError
+            A value of ``conditions`` is not a ClientProfile.
         ValueError
             ``clients`` is a string or not iterable, the cohort is empty or repeats a
-            client, ``allowed`` has the wrong shape, or the round number does not increase.
+            client, ``allowed`` is not a boolean (0/1) matrix of the cohort's shape
+            (``InvalidProblemError``), ``conditions`` is not a mapping, or the round number
+            is not an int in [0, 2**53] above every round planned before.
         InfeasibleError
             The round's constraints cannot all be met (the message names the constraint).
         UnsupportedProblemError
