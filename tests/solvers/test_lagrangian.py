@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 import fedalign as fa
-from fedalign.solvers.lagrangian import _Subproblems
+from fedalign.solvers.lagrangian._subproblems import Subproblems as _Subproblems
 from strategies import brute_force as shared_brute_force
 from strategies import problems
 
@@ -215,7 +215,7 @@ def test_infeasible_problem_raises() -> None:
 
 def test_price_repair_keeps_client_rows_and_relieves_full_experts() -> None:
     from fedalign.bench.families import make_instance
-    from fedalign.solvers.lagrangian import _price_repair
+    from fedalign.solvers.lagrangian._primal import price_repair as _price_repair
 
     problem = make_instance("uniform", 400, 12, 3)
     sub = _Subproblems(problem, candidates=8, max_enum_experts=6)
