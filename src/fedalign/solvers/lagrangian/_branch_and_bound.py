@@ -3,10 +3,13 @@
 A node is a subset built in decreasing order of reduced profit ``r``. A child's bound is its
 profit plus the smallest of (a) the best positive profits that may still follow (no more
 than the remaining slots, nor than the lightest later candidates fitting the remaining
-capacity) and (b) for each knapsack row, the weak-duality (LP) bound ``beta * room + top-s
+capacity) and (b) for each client row's upper bound, the weak-duality (LP) bound ``beta * room + top-s
 of (r - beta w)^+`` with a per-client ``beta`` chosen once by golden-section search. The
 incumbent starts from the previous prices' choice (still feasible: prices do not change
-client rows) or an LP-greedy choice. Nodes within ``bb_tol`` (times the spread of the
+client rows) or an LP-greedy choice. A node is *complete* (a candidate incumbent) when it
+holds the count's minimum and every client row's lower bound; a non-positive expert is
+added only to a node that is not yet complete (once it is, such an expert cannot help).
+The bounds drop the lower bounds (a relaxation), so they stay valid. Nodes within ``bb_tol`` (times the spread of the
 desirability) of the incumbent are pruned and that tolerance is added to the client's
 bound; when a client's open nodes exceed ``node_budget`` its search stops and it
 contributes the largest bound among them. Either way the client adds a *valid upper bound*
@@ -15,7 +18,7 @@ of its subproblem (equal to its optimum when the search completes).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,47 +77,96 @@ def branch_and_bound(
     return all([run(sel) for sel in chunks])
 
 
+class _Knap:
+    """One client row over a chunk's candidates: weights, bounds, and its LP bound tables."""
+
+    __slots__ = ("w", "cap", "low", "wmin", "beta", "table")
+
+    def __init__(
+        self,
+        w: NDArray[np.float64],
+        cap: NDArray[np.float64] | None,
+        low: NDArray[np.float64] | None,
+    ) -> None:
+        self.w, self.cap, self.low = w, cap, low
+        self.wmin: NDArray[np.float64] | None = None  # lightest candidate after each position
+        self.beta: NDArray[np.float64] | None = None  # the row's LP price per client
+        self.table: NDArray[np.float64] | None = None  # suffix top sums of (r - beta w)^+
+
+
+def _knaps(
+    sub: Subproblems,
+    rows: NDArray[np.int64],
+    idx: NDArray[np.int64],
+    val: NDArray[np.float64],
+    val0: NDArray[np.float64],
+    kmax: NDArray[np.int64],
+) -> list[_Knap]:
+    """The chunk's client rows, with the bound tables of those with an upper bound."""
+    finite = np.isfinite(val)
+    k_hi = int(kmax.max())
+    out = [
+        _Knap(
+            k.at(rows, idx),
+            None if k.cap is None else k.cap[rows],
+            None if k.low is None else k.low[rows],
+        )
+        for k in sub.krows
+    ]
+    for row in out:
+        if row.cap is not None:
+            # wmin[:, j] = lightest candidate after position j (inf past the end)
+            row.wmin = _suffix_min_after(np.where(finite, row.w, np.inf))
+    for row in out:
+        if row.cap is not None:
+            # LP (weak duality) bound on what can follow a node
+            row.beta = knapsack_price(val0, np.where(finite, row.w, 0.0), row.cap, kmax)
+            row.table = _suffix_top_sums(val0 - row.beta[:, None] * row.w, k_hi)
+    return out
+
+
 def greedy(
     val: NDArray[np.float64],
-    w1: NDArray[np.float64] | None,
-    c1: NDArray[np.float64] | None,
-    w2: NDArray[np.float64] | None,
-    c2: NDArray[np.float64] | None,
+    knaps: list[_Knap],
     kmax: NDArray[np.int64],
     kmin: NDArray[np.int64],
-    lp_rows: list[Any],
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Per client, the greedy subset by ``r - beta.w`` (value -inf where none fits)."""
+    """Per client, the greedy subset by ``r - beta.w`` (value -inf where none is complete)."""
     h, m = val.shape
     key = np.where(np.isfinite(val), val, NEG)
-    for w, _, beta, _ in lp_rows:
-        key = key - beta[:, None] * w
+    for row in knaps:
+        if row.beta is not None:
+            key = key - row.beta[:, None] * row.w
     order = np.argsort(-key, axis=1, kind="stable")
     hr = np.arange(h)
     count = np.zeros(h, dtype=np.int64)
     total = np.zeros(h)
-    u1 = np.zeros(h)
-    u2 = np.zeros(h)
+    used = [np.zeros(h) for _ in knaps]
     items = np.full((h, max(1, int(kmax.max()))), -1, dtype=np.int64)
     for p in range(m):
         j = order[:, p]
         v = val[hr, j]
-        ok = np.isfinite(v) & (count < kmax) & ((v > 0) | (count < kmin))
-        if w1 is not None and c1 is not None:
-            ok &= u1 + w1[hr, j] <= c1
-        if w2 is not None and c2 is not None:
-            ok &= u2 + w2[hr, j] <= c2
+        short = count < kmin
+        for row, u in zip(knaps, used, strict=True):
+            if row.low is not None:
+                short |= u < row.low  # a lower bound still unmet: non-positive experts help
+        ok = np.isfinite(v) & (count < kmax) & ((v > 0) | short)
+        for row, u in zip(knaps, used, strict=True):
+            if row.cap is not None:
+                ok &= u + row.w[hr, j] <= row.cap
         if not ok.any():
             continue
         r_ok = hr[ok]
         items[r_ok, count[ok]] = j[ok]
         total[ok] += v[ok]
-        if w1 is not None:
-            u1[ok] += w1[r_ok, j[ok]]
-        if w2 is not None:
-            u2[ok] += w2[r_ok, j[ok]]
+        for row, u in zip(knaps, used, strict=True):
+            u[ok] += row.w[r_ok, j[ok]]
         count += ok
-    total = np.where(count >= kmin, total, NEG)
+    done = count >= kmin
+    for row, u in zip(knaps, used, strict=True):
+        if row.low is not None:
+            done &= u >= row.low
+    total = np.where(done, total, NEG)
     return total, items
 
 
@@ -133,29 +185,16 @@ def _bb_chunk(
     kmax = sub.kmax[rows]
     kmin = sub.kmin[rows]
     k_hi = int(kmax.max())
-    w1 = c1 = w2 = c2 = None
-    if sub.mem is not None and sub.mem_cap is not None:
-        w1, c1 = sub.mem[idx], sub.mem_cap[rows]
-    if sub.time is not None and sub.time_cap is not None:
-        w2, c2 = np.take_along_axis(sub.time[rows], idx, 1), sub.time_cap[rows]
     val0 = np.where(np.isfinite(val), val, 0.0)
     cp = np.concatenate([np.zeros((h, 1)), np.cumsum(np.maximum(val0, 0.0), axis=1)], axis=1)
     cols = np.arange(m)
-    # wmin[:, j] = lightest candidate after position j (inf past the end)
-    wmin1 = None if w1 is None else _suffix_min_after(np.where(np.isfinite(val), w1, np.inf))
-    wmin2 = None if w2 is None else _suffix_min_after(np.where(np.isfinite(val), w2, np.inf))
-    # LP (weak duality) bounds on what can follow a node, one per knapsack row.
-    lp_rows = []
-    for w, c in ((w1, c1), (w2, c2)):
-        if w is not None and c is not None:
-            beta = knapsack_price(val0, np.where(np.isfinite(val), w, 0.0), c, kmax)
-            lp_rows.append((w, c, beta, _suffix_top_sums(val0 - beta[:, None] * w, k_hi)))
+    knaps = _knaps(sub, rows, idx, val, val0, kmax)
     best = values[rows].copy()
     best_items = np.full((h, k_hi), -1, dtype=np.int64)  # candidate positions
     improved = np.zeros(h, dtype=bool)
     # A greedy incumbent: experts by LP-reduced profit r - beta.w, each taken if it fits.
     # A strong incumbent from the start is what keeps the search small.
-    g_val, g_items = greedy(val, w1, c1, w2, c2, kmax, kmin, lp_rows)
+    g_val, g_items = greedy(val, knaps, kmax, kmin)
     better = g_val > best
     if better.any():
         best = np.where(better, g_val, best)
@@ -166,8 +205,7 @@ def _bb_chunk(
     last = np.full(h, -1)
     cnt = np.zeros(h, dtype=np.int64)
     prof = np.zeros(h)
-    u1 = np.zeros(h)
-    u2 = np.zeros(h)
+    used = [np.zeros(h) for _ in knaps]  # each node's usage of each client row
     items = np.full((h, k_hi), -1, dtype=np.int64)
     upper = np.full(h, NEG)  # valid bound of what the search left open
     node_ub = np.full(h, np.inf)  # bound of each live node's descendants
@@ -185,40 +223,23 @@ def _bb_chunk(
             exact = False
             keep = ~stop
             cl, last, cnt, prof = cl[keep], last[keep], cnt[keep], prof[keep]
-            u1, u2, items, node_ub = u1[keep], u2[keep], items[keep], node_ub[keep]
+            used = [u[keep] for u in used]
+            items, node_ub = items[keep], node_ub[keep]
             if not cl.size:
                 break
         vv = val[cl]
-        slots = (kmax[cl] - cnt - 1)[:, None]
-        # Items that could follow child j: no more than the slots left, nor than the
-        # remaining capacity holds of the lightest later candidate.
-        if w1 is not None and c1 is not None and wmin1 is not None:
-            room = c1[cl][:, None] - u1[:, None] - w1[cl]
-            slots = np.minimum(slots, _fit_count(room, wmin1[cl]))
-        if w2 is not None and c2 is not None and wmin2 is not None:
-            room = c2[cl][:, None] - u2[:, None] - w2[cl]
-            slots = np.minimum(slots, _fit_count(room, wmin2[cl]))
-        slots = np.maximum(slots, 0)
-        after = np.minimum(cols[None, :] + 1 + slots, m)
-        cpc = cp[cl]
-        completion = np.take_along_axis(cpc, after, 1) - cpc[:, 1 : m + 1]
-        slots_b = np.broadcast_to(np.minimum(slots, k_hi), (cl.size, m))
-        for w, c, beta, table in lp_rows:
-            # for any beta >= 0: completion <= beta * room + top-s of (r - beta w)^+
-            room = c[cl][:, None] - (u1 if w is w1 else u2)[:, None] - w[cl]
-            lp = beta[cl][:, None] * np.maximum(room, 0.0) + table[
-                cl[:, None], cols[None, :] + 1, slots_b
-            ]
-            completion = np.minimum(completion, lp)
         child_p = prof[:, None] + vv
-        bound = child_p + completion
+        bound = child_p + _completion(knaps, used, cl, cnt, kmax, cp, k_hi)
         ok = (cols[None, :] > last[:, None]) & np.isfinite(vv) & (cnt < kmax[cl])[:, None]
-        ok &= (vv > 0) | (cnt < kmin[cl])[:, None]
+        short = cnt < kmin[cl]
+        for row, u in zip(knaps, used, strict=True):
+            if row.low is not None:
+                short |= u < row.low[cl]  # a lower bound still unmet: non-positive ones may help
+        ok &= (vv > 0) | short[:, None]
         ok &= bound > best[cl][:, None] + eps
-        if w1 is not None and c1 is not None:
-            ok &= u1[:, None] + w1[cl] <= c1[cl][:, None]
-        if w2 is not None and c2 is not None:
-            ok &= u2[:, None] + w2[cl] <= c2[cl][:, None]
+        for row, u in zip(knaps, used, strict=True):
+            if row.cap is not None:
+                ok &= u[:, None] + row.w[cl] <= row.cap[cl][:, None]
         ni, j = np.nonzero(ok)
         if ni.size == 0:
             break
@@ -226,11 +247,14 @@ def _bb_chunk(
         c_cnt = cnt[ni] + 1
         c_prof = child_p[ni, j]
         c_bound = bound[ni, j]
-        c_u1 = u1[ni] + (w1[c_cl, j] if w1 is not None else 0.0)
-        c_u2 = u2[ni] + (w2[c_cl, j] if w2 is not None else 0.0)
+        c_used = [u[ni] + row.w[c_cl, j] for row, u in zip(knaps, used, strict=True)]
         c_items = items[ni]
         c_items[np.arange(ni.size), cnt[ni]] = j
+        # complete: a subset that holds every client row
         complete = c_cnt >= kmin[c_cl]
+        for row, u in zip(knaps, c_used, strict=True):
+            if row.low is not None:
+                complete &= u >= row.low[c_cl]
         if complete.any():
             cand_v = np.where(complete, c_prof, NEG)
             top = np.full(h, NEG)
@@ -243,11 +267,10 @@ def _bb_chunk(
                 best_items[c_cl[wi]] = c_items[wi]
                 best[better] = top[better]
                 improved |= better
-        live = (c_cnt < kmax[c_cl]) & (
-            c_bound > best[c_cl] + eps
-        )
+        live = (c_cnt < kmax[c_cl]) & (c_bound > best[c_cl] + eps)
         cl, last, cnt, prof = c_cl[live], j[live], c_cnt[live], c_prof[live]
-        u1, u2, items = c_u1[live], c_u2[live], c_items[live]
+        used = [u[live] for u in c_used]
+        items = c_items[live]
         node_ub = c_bound[live]
     if improved.any():
         ri = np.flatnonzero(improved)
@@ -260,6 +283,42 @@ def _bb_chunk(
     # Nodes within eps of the incumbent were pruned: the optimum is at most best + eps.
     values[rows] = np.maximum(best + eps, upper)
     return exact
+
+
+def _completion(
+    knaps: list[_Knap],
+    used: list[NDArray[np.float64]],
+    cl: NDArray[np.int64],
+    cnt: NDArray[np.int64],
+    kmax: NDArray[np.int64],
+    cp: NDArray[np.float64],
+    k_hi: int,
+) -> NDArray[np.float64]:
+    """(nodes, m): a bound on what can follow child j of each node (upper bounds only)."""
+    m = cp.shape[1] - 1
+    cols = np.arange(m)
+    slots = (kmax[cl] - cnt - 1)[:, None]
+    # Items that could follow child j: no more than the slots left, nor than the
+    # remaining capacity holds of the lightest later candidate.
+    rooms = []
+    for row, u in zip(knaps, used, strict=True):
+        if row.cap is not None and row.wmin is not None:
+            room = row.cap[cl][:, None] - u[:, None] - row.w[cl]
+            slots = np.minimum(slots, _fit_count(room, row.wmin[cl]))
+            rooms.append((row, room))
+    slots = np.maximum(slots, 0)
+    after = np.minimum(cols[None, :] + 1 + slots, m)
+    cpc = cp[cl]
+    completion = np.take_along_axis(cpc, after, 1) - cpc[:, 1 : m + 1]
+    slots_b = np.broadcast_to(np.minimum(slots, k_hi), (cl.size, m))
+    for row, room in rooms:
+        # for any beta >= 0: completion <= beta * room + top-s of (r - beta w)^+
+        assert row.beta is not None and row.table is not None
+        lp = row.beta[cl][:, None] * np.maximum(room, 0.0) + row.table[
+            cl[:, None], cols[None, :] + 1, slots_b
+        ]
+        completion = np.minimum(completion, lp)
+    return completion
 
 
 def knapsack_price(

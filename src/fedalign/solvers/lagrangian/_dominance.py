@@ -1,14 +1,14 @@
 """The k-dominance filter: experts some optimal subset of a client provably avoids.
 
-With a single knapsack row, order each client's experts by weight (ties by position: a
+With a single client row besides the count, with an upper bound and no lower one, order each client's experts by weight (ties by position: a
 strict total order). Expert ``p`` is *dominated* by every earlier expert ``q`` in that order
 with ``r[q] >= r[p]``: swapping ``p`` for ``q`` keeps every client row (count equal, weight
 not larger) and loses nothing. If ``p`` has ``max_experts`` dominators (``min_experts`` when
 ``r[p] <= 0``: a non-positive expert is only ever taken to reach the minimum, and dropping
 it otherwise loses nothing), some optimal subset avoids it: an optimal subset containing
 ``p`` misses one of its dominators, and swapping moves the subset strictly earlier in the
-order, so repeated swaps end in an optimal subset of undominated experts. Without a single
-row nothing is ruled out.
+order, so repeated swaps end in an optimal subset of undominated experts. With several rows,
+or a lower bound (which a swap for a lighter expert may break), nothing is ruled out.
 
 Capacity sharpens this: a subset holding ``p`` has at most ``c_p`` experts, where
 ``c_p - 1`` is how many of the client's lightest experts fit beside ``p``, so ``p`` needs
@@ -36,9 +36,9 @@ def capacity_need(sub: Subproblems) -> NDArray[np.int8]:
     """
     if sub.cap_need is not None:
         return sub.cap_need
-    w = sub.single_row()
-    cap = sub.mem_cap if w is sub.mem else sub.time_cap
-    assert w is not None and cap is not None and sub.weight_order is not None
+    row = sub.single_row()
+    assert row is not None and row.cap is not None and sub.weight_order is not None
+    w, cap = row.weight, row.cap
     fits = sub.problem.fits
     n, e = fits.shape
     k = sub.kmax_all
@@ -67,9 +67,10 @@ def capacity_need(sub: Subproblems) -> NDArray[np.int8]:
 def candidates(sub: Subproblems, r: NDArray[np.float64], rows: NDArray[np.int64]) -> NDArray[np.float64]:
     """``r[rows]`` with every expert that the k-dominance argument rules out set to -inf."""
     rr = r[rows]
-    w = sub.single_row()
-    if w is None:
+    row = sub.single_row()
+    if row is None:
         return rr
+    w = row.weight
     if sub.weight_order is None:
         if w.ndim == 1:
             sub.weight_order = np.argsort(w, kind="stable")[None, :]

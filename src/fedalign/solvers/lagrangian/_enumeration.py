@@ -65,6 +65,9 @@ def enumerate_clients(
         prev = sub.prev[rows]
         x[rows] = prev
         values[rows] = np.where(prev, r[rows], 0.0).sum(axis=1)
+        if sub.has_low:
+            # A previous choice that missed a lower bound (a search cut short) is no incumbent.
+            values[rows] = np.where(sub.complete(rows, prev), values[rows], NEG)
         ok = branch_and_bound(sub, cand_r, rows, x, values)
         chosen_values[rows] = np.where(x[rows], r[rows], 0.0).sum(axis=1)
         return ok
@@ -85,8 +88,7 @@ def enumerate_clients(
     finite = np.isfinite(val)
     val0 = np.where(finite, val, 0.0)
     pad = (~finite).astype(np.float64)
-    mem_c = None if sub.mem is None else sub.mem[idx]
-    time_c = None if sub.time is None else np.take_along_axis(sub.time[rows], idx, 1)
+    weights = [(k, k.at(rows, idx)) for k in sub.krows]
     step = max(1, CHUNK_CELLS // max(1, len(combos)))
     for s in range(0, rows.size, step):
         sl = slice(s, s + step)
@@ -95,10 +97,12 @@ def enumerate_clients(
         ok = (pad[sl] @ combos.T) == 0
         ok &= sizes[None, :] <= sub.kmax[sub_rows][:, None]
         ok &= sizes[None, :] >= sub.kmin[sub_rows][:, None]
-        if mem_c is not None and sub.mem_cap is not None:
-            ok &= (mem_c[sl] @ combos.T) <= sub.mem_cap[sub_rows][:, None]
-        if time_c is not None and sub.time_cap is not None:
-            ok &= (time_c[sl] @ combos.T) <= sub.time_cap[sub_rows][:, None]
+        for k, w_c in weights:
+            used = w_c[sl] @ combos.T
+            if k.cap is not None:
+                ok &= used <= k.cap[sub_rows][:, None]
+            if k.low is not None:
+                ok &= used >= k.low[sub_rows][:, None]
         v = np.where(ok, v, NEG)
         c = v.argmax(axis=1)
         best_c[sl] = c
@@ -116,12 +120,13 @@ def enumerate_clients(
     x[rows[ri], idx[ri, pi]] = True
     certified = best_v >= outside
     chosen_values[rows] = np.where(has, best_v, 0.0)
+    # A certified client without any feasible subset: every fitting expert was enumerated.
+    blocked = certified & ~has & ~np.isfinite(outside)
+    if blocked.any():
+        sub.raise_blocked(int(rows[blocked][0]))
     if certified.all():
-        blocked = ~has & ~np.isfinite(outside)
-        if blocked.any():
-            sub.raise_blocked(int(rows[blocked][0]))
         values[rows] = np.maximum(best_v, outside)
-        return bool(certified.all())
+        return True
     values[rows] = best_v
     open_pos = np.flatnonzero(~certified)
     ok = branch_and_bound(sub, cand_r[open_pos], rows[open_pos], x, values)

@@ -1,8 +1,9 @@
 """The exact 0-1 knapsack by dynamic programming, for integer single-row clients.
 
-Used when a client has one knapsack row with integer weights and capacity (e.g. OR-Library
-GAP, where a client may take many experts), the count row cannot bind and ``min_experts``
-is 0: the classic DP over capacities, looping over experts, vectorised over clients.
+Used when clients have one client row besides the count, an upper bound only, with integer
+weights and capacities (e.g. OR-Library GAP, where a client may take many experts), the
+count row cannot bind and ``min_experts`` is 0: the classic DP over capacities, looping over
+experts, vectorised over clients.
 """
 
 from __future__ import annotations
@@ -20,17 +21,10 @@ if TYPE_CHECKING:
 
 def dp_row(sub: Subproblems) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
     """Integer (n, E) weights and (n,) capacities for the DP, when it applies."""
-    p = sub.problem
-    rows = []
-    if sub.mem is not None and p.client_memory is not None:
-        rows.append((np.broadcast_to(sub.mem, p.shape), p.client_memory))
-    if sub.time is not None and p.deadline is not None:
-        rows.append((sub.time, p.deadline))
-    if len(rows) != 1 or (sub.kmin > 0).any():
+    row = sub.single_row()
+    if row is None or row.upper is None or not row.integral or (sub.kmin > 0).any():
         return None
-    w, cap = rows[0]
-    if not (np.all(w == np.round(w)) and np.all(cap == np.round(cap))):
-        return None
+    w, cap = np.broadcast_to(row.weight, sub.problem.shape), row.upper
     if cap.size == 0 or cap.max() > DP_MAX_CAPACITY:
         return None
     # Only when the count row cannot bind.

@@ -1,8 +1,7 @@
 """Prices: the box-step cutting-plane method on the dual function (a trust-region bundle method).
 
-The dual function ``L(lam, mu) = sum_i v_i(lam - mu) + lam @ expert_max_clients - mu @
-expert_min_clients`` is convex and an upper bound of the optimum at every ``lam, mu >= 0``.
-Each evaluation solves every client's subproblem (:class:`~._subproblems.Subproblems`) and
+The dual function ``L`` (:mod:`._duals`) is convex and an upper bound of the optimum at
+every admissible price vector. Each evaluation solves every client's subproblem (:class:`~._subproblems.Subproblems`) and
 gives a value and a subgradient; the next prices minimise the piecewise-linear model built
 from every evaluation, inside a box around the best prices so far (a small HiGHS LP). With
 ``primal``, each evaluation's choice is also repaired into a feasible assignment
@@ -19,11 +18,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ...errors import InfeasibleError
-from ...problem import AlignmentProblem
+from ...problem import AlignmentProblem, check
 from ..base import Budget
 from ..repair import local_search, repair
 from ._common import MAX_CUTS, NEG
-from ._primal import price_repair
+from ._duals import Duals
+from ._primal import has_user_rows, price_repair
 from ._subproblems import Subproblems, SubResult
 
 
@@ -31,8 +31,7 @@ from ._subproblems import Subproblems, SubResult
 class State:
     """Where a run of the dual method stands (prices, incumbent, bound, history)."""
 
-    lam: NDArray[np.float64]
-    mu: NDArray[np.float64]
+    prices: list[NDArray[np.float64]]  # one array per priced side (:class:`Duals`)
     best_x: NDArray[np.bool_] | None = None
     best_obj: float = NEG
     bound: float = np.inf
@@ -56,59 +55,45 @@ def dual_ascent(
     repair_share: float,
     sub_options: dict[str, Any],
     primal: bool = True,
-    caps: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
+    duals: Duals | None = None,
     bounds: list[float] | None = None,
     objectives: list[float] | None = None,
 ) -> None:
     """Minimise the dual function by the box-step cutting-plane method; updates ``state``.
 
-    Every evaluation of ``L`` at prices ``(lam, mu)`` solves every client's subproblem
-    exactly (or bounds it) and yields a valid bound and a subgradient
-    ``(cap_hi - load, load - cap_lo)``. The next prices minimise the cutting-plane model
-    ``max_k L_k + g_k . (z - z_k)`` inside a box of half-width ``delta`` around the best
-    prices so far (a small LP, HiGHS). A step that achieves at least a tenth of the
-    predicted decrease moves the centre (and widens the box when it achieves half);
-    otherwise the cut is kept and the box narrows. With ``primal``, each subproblem
-    choice is repaired into a feasible assignment (within ``repair_share`` of the time),
-    and each new best one polished by a short local search. ``caps`` overrides the
-    expert rows (fractional ones, for a sample of the clients; then ``primal`` is False).
+    Every evaluation of ``L`` at prices ``z`` solves every client's subproblem exactly (or
+    bounds it) and yields a valid bound and a subgradient (:class:`Duals`). The next prices
+    minimise the cutting-plane model ``max_k L_k + g_k . (z - z_k)`` inside a box of
+    half-width ``delta`` (times each price's scale) around the best prices so far (a small
+    LP, HiGHS). A step that achieves at least a tenth of the predicted decrease moves the
+    centre (and widens the box when it achieves half); otherwise the cut is kept and the
+    box narrows. With ``primal``, each subproblem choice is repaired into a feasible
+    assignment (within ``repair_share`` of the time), and each new best one polished by a
+    short local search. ``duals`` gives the priced rows of a sample of the clients (then
+    ``primal`` is False); by default those of ``problem``.
     """
-    from scipy.optimize import linprog
-
-    n, e = problem.shape
     sub = Subproblems(problem, **sub_options)
-    if caps is None:
-        cap_hi = problem.expert_max_clients.astype(np.float64)
-        cap_lo = problem.expert_min_clients.astype(np.float64)
-    else:
-        cap_hi, cap_lo = caps
-    fit_count = problem.fits.sum(axis=0)
-    # Only rows that can bind get a price: lam_j for caps below the clients that fit j,
-    # mu_j for positive minimums. The others stay at 0, their optimal value.
-    hi_rows = np.flatnonzero(cap_hi < np.minimum(fit_count, problem.max_experts.sum()))
-    lo_rows = np.flatnonzero(cap_lo > 0)
-    n_hi = hi_rows.size
+    duals = Duals(problem) if duals is None else duals
     d = problem.desirability
-    integral = bool(np.all(d == np.round(d)))
+    # integer desirability and no penalties: the optimum is an integer too
+    integral = bool(np.all(d == np.round(d))) and not problem.soft_rows
     spread = float(np.ptp(d[problem.fits])) if problem.fits.any() else 1.0
     spread = max(spread, 1e-9)
     delta = box * spread
+    scale = duals.box_scale()
+    z_cap = duals.caps()
 
-    def prices(z: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        lam = np.zeros(e)
-        mu = np.zeros(e)
-        lam[hi_rows] = z[:n_hi]
-        mu[lo_rows] = z[n_hi:]
-        return lam, mu
+    def evaluate(
+        z: NDArray[np.float64],
+    ) -> tuple[float, NDArray[np.float64], SubResult, NDArray[np.float64]]:
+        prices = duals.unpack(z)
+        price = duals.price(prices)
+        res = sub.solve(price)
+        value = duals.value(res.value, prices)
+        grad = duals.gradient(res.x, res.load, prices)
+        return value, grad, res, price
 
-    def evaluate(z: NDArray[np.float64]) -> tuple[float, NDArray[np.float64], SubResult]:
-        lam, mu = prices(z)
-        res = sub.solve(lam - mu)
-        value = res.value + float(lam @ cap_hi) - float(mu @ cap_lo)
-        grad = np.concatenate([(cap_hi - res.load)[hi_rows], (res.load - cap_lo)[lo_rows]])
-        return value, grad, res
-
-    center = np.concatenate([state.lam[hi_rows], state.mu[lo_rows]])
+    center = duals.pack(state.prices)
     cuts_g: list[NDArray[np.float64]] = []
     cuts_c: list[float] = []  # L_k - g_k . z_k
     value_c = np.inf
@@ -117,14 +102,11 @@ def dual_ascent(
     for it in range(max_iter):
         state.iterations += 1
         t_eval = time.perf_counter()
-        value, grad, res = evaluate(z)
+        value, grad, res, res_price = evaluate(z)
         eval_seconds = time.perf_counter() - t_eval
         state.eval_seconds = eval_seconds
-        lam_z, mu_z = prices(z)
-        res_price = lam_z - mu_z
         proven = value
         if integral and res.exact:
-            # integer desirability: the optimum is an integer too
             proven = float(np.floor(value + 1e-9 * max(1.0, abs(value))))
         if proven < state.bound:
             state.bound = proven
@@ -144,38 +126,11 @@ def dual_ascent(
                 center, value_c = z, value
             else:
                 delta *= 0.5
-
-        load = res.load
-        feasible_rows = bool(
-            (load <= problem.expert_max_clients).all() and (load >= problem.expert_min_clients).all()
-        )
-        cand: NDArray[np.bool_] | None = None
-        if primal and feasible_rows:
-            cand = res.x
-        elif primal and (
-            state.best_x is None or state.repair_time <= repair_share * budget.elapsed()
-        ):
-            t0 = time.perf_counter()
-            try:
-                # Reduced profits as priority: congested experts are dropped and filled
-                # last, and the fill only adds pairs worth their expert's price.
-                guided = price_repair(problem, sub, res.x, res_price)
-                cand = repair(problem, guided, fill=True, priority=d - res_price)
-            except InfeasibleError:
-                try:  # tight equality rows (e.g. GAP): the plain desirability order may pass
-                    cand = repair(problem, res.x, fill=True)
-                except InfeasibleError as exc:
-                    state.last_error = exc
-            state.repair_time += time.perf_counter() - t0
-        if cand is not None:
-            obj = problem.objective(cand)
-            if obj > state.best_obj:
-                t0 = time.perf_counter()
-                # a short polish: a quarter of what is left before stop_at
-                share = 0.25 * max(0.0, stop_at - budget.elapsed())
-                cand = local_search(problem, cand, budget=share)
-                state.repair_time += time.perf_counter() - t0
-                state.best_obj, state.best_x = problem.objective(cand), cand
+        if primal:
+            _primal_step(
+                problem, sub, res, res_price, state,
+                budget=budget, stop_at=stop_at, repair_share=repair_share,
+            )
         if bounds is not None and objectives is not None:
             bounds.append(state.bound)
             objectives.append(state.best_obj)
@@ -186,19 +141,116 @@ def dual_ascent(
         # Stop when the next evaluation would not finish in time.
         if budget.elapsed() + eval_seconds >= stop_at or center.size == 0:
             break
-        # next prices: minimise the cutting-plane model inside the box around the centre
-        k = len(cuts_g)
-        a_ub = np.hstack([np.array(cuts_g), -np.ones((k, 1))])
-        b_ub = -np.array(cuts_c)
-        lower = np.append(np.maximum(0.0, center - delta), -np.inf)
-        upper = np.append(center + delta, np.inf)
-        cost = np.zeros(center.size + 1)
-        cost[-1] = 1.0
-        lp = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=np.column_stack([lower, upper]), method="highs")
-        if lp.status != 0 or lp.x is None:
+        step = _master(cuts_g, cuts_c, center, delta * scale, z_cap)
+        if step is None:
             break
-        z = np.asarray(lp.x[:-1])
-        predicted = value_c - float(lp.x[-1])
+        z, model = step
+        predicted = value_c - model
         if predicted <= 1e-9 * tol or delta <= 1e-9 * spread:
             break  # the model cannot promise a lower bound: converged
-    state.lam, state.mu = prices(center)
+    state.prices = duals.unpack(center)
+
+
+def _master(
+    cuts_g: list[NDArray[np.float64]],
+    cuts_c: list[float],
+    center: NDArray[np.float64],
+    half_width: NDArray[np.float64],
+    z_cap: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], float] | None:
+    """The next prices: the minimum of the cutting-plane model inside the box around ``center``.
+
+    Minimises ``t`` subject to ``g_k . z - t <= -(L_k - g_k . z_k)`` for every cut, with
+    ``max(0, center - half_width) <= z <= min(center + half_width, z_cap)`` (a small HiGHS
+    LP). Returns the prices and the model's value there, or None if HiGHS fails.
+    """
+    from scipy.optimize import linprog
+
+    k = len(cuts_g)
+    a_ub = np.hstack([np.array(cuts_g), -np.ones((k, 1))])
+    b_ub = -np.array(cuts_c)
+    lower = np.append(np.maximum(0.0, center - half_width), -np.inf)
+    upper = np.append(np.minimum(center + half_width, z_cap), np.inf)
+    cost = np.zeros(center.size + 1)
+    cost[-1] = 1.0
+    lp = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=np.column_stack([lower, upper]), method="highs")
+    if lp.status != 0 or lp.x is None:
+        return None
+    return np.asarray(lp.x[:-1]), float(lp.x[-1])
+
+
+def _primal_step(
+    problem: AlignmentProblem,
+    sub: Subproblems,
+    res: SubResult,
+    price: NDArray[np.float64],
+    state: State,
+    *,
+    budget: Budget,
+    stop_at: float,
+    repair_share: float,
+) -> None:
+    """Turn the subproblems' choice into a feasible assignment; keep and polish a new best.
+
+    The choice itself when it is feasible; else (within ``repair_share`` of the time) the
+    price repair and :func:`repair` with the reduced profits as priority.
+    """
+    load = res.load
+    feasible_rows = bool(
+        (load <= problem.expert_max_clients).all() and (load >= problem.expert_min_clients).all()
+    )
+    if feasible_rows:
+        # every other row too (a relaxed client choice may miss a minimum)
+        feasible_rows = not check(problem, res.x)
+    cand: NDArray[np.bool_] | None = None
+    if feasible_rows:
+        cand = res.x
+    elif state.best_x is None or state.repair_time <= repair_share * budget.elapsed():
+        t0 = time.perf_counter()
+        cand = _repaired(problem, sub, res.x, price, state)
+        state.repair_time += time.perf_counter() - t0
+    if cand is None:
+        return
+    obj = problem.objective(cand)
+    if obj > state.best_obj:
+        t0 = time.perf_counter()
+        # a short polish: a quarter of what is left before stop_at
+        share = 0.25 * max(0.0, stop_at - budget.elapsed())
+        polished = local_search(problem, cand, budget=share)
+        if not has_user_rows(problem) or (
+            not check(problem, polished) and problem.objective(polished) >= obj
+        ):
+            cand = polished
+        state.repair_time += time.perf_counter() - t0
+        state.best_obj, state.best_x = problem.objective(cand), cand
+
+
+def _repaired(
+    problem: AlignmentProblem,
+    sub: Subproblems,
+    x: NDArray[np.bool_],
+    price: NDArray[np.float64],
+    state: State,
+) -> NDArray[np.bool_] | None:
+    """The price repair, then :func:`repair`; None (and ``state.last_error``) if it fails."""
+    d = problem.desirability
+    cand: NDArray[np.bool_] | None = None
+    try:
+        # Reduced profits as priority: congested experts are dropped and filled
+        # last, and the fill only adds pairs worth their expert's price.
+        guided = price_repair(problem, sub, x, price)
+        cand = repair(problem, guided, fill=True, priority=d - price)
+    except InfeasibleError:
+        try:  # tight equality rows (e.g. GAP): the plain desirability order may pass
+            cand = repair(problem, x, fill=True)
+        except InfeasibleError as exc:
+            state.last_error = exc
+    if cand is not None and has_user_rows(problem):
+        # The repair toolkit may not settle every kind of row: never keep a plan that fails.
+        broken = check(problem, cand)
+        if broken:
+            state.last_error = InfeasibleError(
+                f"lagrangian: repair left {len(broken)} violations ({broken[0].message})"
+            )
+            cand = None
+    return cand

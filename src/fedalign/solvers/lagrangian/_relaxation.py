@@ -2,8 +2,9 @@
 
 When a client's subproblem is neither small enough to enumerate nor fit for the integer DP,
 it contributes the smallest of the count relaxation and the LP (Dantzig) relaxation of each
-knapsack row on its own -- each a relaxation, so a valid upper bound -- and its choice is the
-greedy one by profit per unit of normalised weight.
+client row's upper bound on its own -- each a relaxation (lower bounds dropped), so a valid
+upper bound -- and its choice is the greedy one by profit per unit of normalised weight
+(which may miss a lower bound: the primal side repairs it).
 """
 
 from __future__ import annotations
@@ -36,11 +37,8 @@ def relaxation(
     pos = np.arange(e)[None, :]
     take = (pos < kmax[:, None]) & np.isfinite(srt) & ((srt > 0) | (pos < kmin[:, None]))
     bound = np.where(take, srt, 0.0).sum(axis=1)
-    caps: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
-    if sub.mem is not None and sub.mem_cap is not None:
-        caps.append((np.broadcast_to(sub.mem, rr.shape), sub.mem_cap[rows]))
-    if sub.time is not None and sub.time_cap is not None:
-        caps.append((sub.time[rows], sub.time_cap[rows]))
+    caps = [(k.dense(rows), k.cap[rows]) for k in sub.krows if k.cap is not None]
+    lows = [(k.dense(rows), k.low[rows]) for k in sub.krows if k.low is not None]
     norm_w = np.zeros_like(rr)
     for w, cap in caps:
         bound = np.minimum(bound, dantzig(rr, w, cap))
@@ -54,14 +52,20 @@ def relaxation(
     order = np.argsort(-ratio, axis=1, kind="stable")
     count = np.zeros(h, dtype=np.int64)
     used = [np.zeros(h) for _ in caps]
+    low_used = [np.zeros(h) for _ in lows]
     hr = np.arange(h)
     for p in range(e):
         j = order[:, p]
         v = prof[hr, j]
-        ok = np.isfinite(v) & (count < kmax) & ((v > 0) | (count < kmin))
+        short = count < kmin
+        for (_, low), u in zip(lows, low_used, strict=True):
+            short |= u < low  # a lower bound still unmet: a non-positive expert may help
+        ok = np.isfinite(v) & (count < kmax) & ((v > 0) | short)
         for (w, cap), u in zip(caps, used, strict=True):
             ok &= u + w[hr, j] <= cap
         for (w, _), u in zip(caps, used, strict=True):
+            u += np.where(ok, w[hr, j], 0.0)
+        for (w, _), u in zip(lows, low_used, strict=True):
             u += np.where(ok, w[hr, j], 0.0)
         count += ok
         x[rows[ok], j[ok]] = True

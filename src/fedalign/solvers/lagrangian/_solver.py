@@ -9,8 +9,9 @@ import numpy as np
 from ..._validation import Boolean, Constraint, Interval
 from ...errors import InfeasibleError
 from ...problem import AlignmentProblem
-from ..base import Budget, Result, Solver, register
+from ..base import Budget, Result, RowSupport, Solver, register
 from ._common import CHECK_PAIRS
+from ._duals import Duals
 from ._prices import State, dual_ascent
 from ._primal import polish
 from ._sampling import sample_problem, sample_stages
@@ -18,7 +19,11 @@ from ._sampling import sample_problem, sample_stages
 
 @register
 class LagrangianSolver(Solver):
-    """Lagrangian relaxation of the per-expert rows with repair; reports the dual bound.
+    """Lagrangian relaxation of every row spanning clients, with repair; reports the dual bound.
+
+    Supports client rows with any weights (hard, lower and upper bounds), expert and total
+    rows with any weights (hard or soft, lower and upper bounds); soft client rows are
+    refused (see the package docstring).
 
     Options (keyword arguments of :func:`fedalign.solve`)
     -----------------------------------------------------
@@ -64,6 +69,14 @@ class LagrangianSolver(Solver):
 
     name = "lagrangian"
     exact = False
+    reads_rows = True
+    supports = (
+        RowSupport("client", "any"),
+        RowSupport("expert", "any"),
+        RowSupport("expert", "any", soft=True),
+        RowSupport("total", "any"),
+        RowSupport("total", "any", soft=True),
+    )
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
         "max_iter": [Interval(int, 1, None)],
         "gap_tol": [Interval(float, 0, None)],
@@ -115,7 +128,8 @@ class LagrangianSolver(Solver):
             "repair_share": repair_share,
             "sub_options": sub_options,
         }
-        state = State(lam=np.zeros(e), mu=np.zeros(e))
+        duals = Duals(problem)
+        state = State(prices=duals.zeros())
         full_box = box
         horizon = budget.remaining(default=np.inf)
         stages = sample_stages(n, sample_clients)
@@ -132,14 +146,14 @@ class LagrangianSolver(Solver):
                 share = min(share, budget.remaining() - full)
                 if share <= 0:
                     break
-            sample, hi, lo = sample_problem(problem, size, rng)
-            pre = State(lam=state.lam, mu=state.mu)
+            sample, sample_duals = sample_problem(problem, size, rng)
+            pre = State(prices=state.prices)
             dual_ascent(
                 sample, pre, budget=budget, stop_at=budget.elapsed() + share,
-                max_iter=max_iter, box=full_box, primal=False, caps=(hi, lo),
+                max_iter=max_iter, box=full_box, primal=False, duals=sample_duals,
                 **common,  # type: ignore[arg-type]
             )
-            state.lam, state.mu = pre.lam, pre.mu
+            state.prices = pre.prices
             full_box = box / 4.0
             last_size = size
         bounds: list[float] = []
@@ -147,7 +161,7 @@ class LagrangianSolver(Solver):
         # Leave time for the local search at the end.
         stop = budget.elapsed() + 0.85 * budget.remaining(default=np.inf)
         dual_ascent(
-            problem, state, budget=budget, stop_at=stop, max_iter=max_iter, box=full_box,
+            problem, state, budget=budget, stop_at=stop, max_iter=max_iter, box=full_box, duals=duals,
             bounds=bounds, objectives=objectives, **common,  # type: ignore[arg-type]
         )
         if state.best_x is None:

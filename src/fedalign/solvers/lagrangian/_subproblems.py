@@ -1,10 +1,11 @@
 """The per-client subproblems of the Lagrangian relaxation, and which method solves each.
 
-At prices ``p`` on the expert rows, client ``i``'s subproblem is::
+At reduced profits ``r = d - P`` (``P`` the priced rows' prices, :mod:`._duals`), client
+``i``'s subproblem is::
 
-    v_i(p) = max  sum_j (d[i, j] - p[j]) x[i, j]
+    v_i(r) = max  sum_j r[i, j] x[i, j]
              s.t. min_experts[i] <= sum_j x[i, j] <= max_experts[i]
-                  memory and deadline rows of client i, forbidden pairs
+                  every hard client row of client i (memory, deadline, yours), forbidden pairs
 
 :class:`Subproblems` holds what every method needs (the client rows, the implied count
 limits, the warm start) and :meth:`Subproblems.solve` sends each client to the cheapest
@@ -26,11 +27,58 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ...errors import InfeasibleError
-from ...problem import AlignmentProblem, capacity_tolerance
+from ...problem import AlignmentProblem
+from ...rows import Row
 from ._common import DP_MAX_CELLS, NEG, count_fitting, top_sorted
 from ._enumeration import enumerate_clients
 from ._knapsack_dp import dp_row, dynamic_programme
 from ._relaxation import relaxation
+
+
+class ClientRow:
+    """One hard client row of the subproblems (memory, deadline or yours), ready for the methods.
+
+    Attributes
+    ----------
+    name : str
+    weight : (E,) or (n, E) array
+        ``(E,)`` when every client has the same weights (a read-only view, no copy),
+        else per pair (a broadcast view of the row's weight).
+    cap, low : (n,) arrays or None
+        Upper and lower bounds with the checker's tolerance (None: no such bound).
+    upper : (n,) array or None
+        The upper bound as given (the integer DP's capacity).
+    integral : bool
+        Whether weights and bounds are integers.
+    """
+
+    __slots__ = ("name", "weight", "cap", "low", "upper", "integral")
+
+    def __init__(self, row: Row, n: int, e: int) -> None:
+        w = row.weight
+        self.name = row.name
+        self.weight = np.broadcast_to(w[0], (e,)) if w.shape[0] == 1 else np.broadcast_to(w, (n, e))
+        self.cap = row.upper_cap
+        self.low = row.lower_cap
+        self.upper = row.upper
+        self.integral = row.integral
+
+    def at(self, rows: NDArray[np.int64], idx: NDArray[np.int64]) -> NDArray[np.float64]:
+        """(h, m) weights of the experts ``idx[k]`` of client ``rows[k]``."""
+        w = self.weight
+        return w[idx] if w.ndim == 1 else np.take_along_axis(w[rows], idx, 1)
+
+    def dense(self, rows: NDArray[np.int64]) -> NDArray[np.float64]:
+        """(h, E) weights of the listed clients (a broadcast view when shared)."""
+        w = self.weight
+        return np.broadcast_to(w, (rows.size, w.shape[-1])) if w.ndim == 1 else w[rows]
+
+    def used(self, rows: NDArray[np.int64], x: NDArray[np.bool_]) -> NDArray[np.float64]:
+        """(h,) usage of the listed clients' rows ``x``."""
+        w = self.weight
+        if w.ndim == 1:
+            return np.asarray(x.astype(np.float64) @ w)
+        return np.where(x, w[rows], 0.0).sum(axis=1)
 
 
 @dataclass
@@ -72,20 +120,18 @@ class Subproblems:
                 f"min_experts: client {problem.client_ids[i]!r} (position {i}) needs "
                 f"{self.kmin[i]} experts but only {n_fit[i]} are allowed and fit it"
             )
-        self.mem: NDArray[np.float64] | None = None
-        self.mem_cap: NDArray[np.float64] | None = None
-        if problem.expert_memory is not None and problem.client_memory is not None:
-            self.mem = problem.expert_memory
-            self.mem_cap = problem.client_memory + capacity_tolerance(problem.client_memory)
-        self.time: NDArray[np.float64] | None = None
-        self.time_cap: NDArray[np.float64] | None = None
-        if problem.train_time is not None and problem.deadline is not None:
-            self.time = problem.train_time
-            self.time_cap = problem.deadline + capacity_tolerance(problem.deadline)
+        #: The hard client rows besides the count (memory, deadline, yours), in problem order.
+        self.krows = [
+            ClientRow(row, n, e)
+            for row in problem.client_rows
+            if row.upper is not None or row.lower is not None
+        ]
+        #: Whether some client row has a lower bound (a subset is complete only when it holds).
+        self.has_low = any(k.low is not None for k in self.krows)
         # Implied count limit: no more experts than the lightest ones that fit together.
-        for w, cap in ((self.mem, self.mem_cap), (self.time, self.time_cap)):
-            if w is not None and cap is not None:
-                self.kmax = np.minimum(self.kmax, count_fitting(w, cap, fits, self.kmax))
+        for k in self.krows:
+            if k.cap is not None:
+                self.kmax = np.minimum(self.kmax, count_fitting(k.weight, k.cap, fits, self.kmax))
         self.candidates = max(1, candidates)
         self.max_enum_experts = max_enum_experts
         self.kmax_all = int(self.kmax.max()) if n else 0
@@ -98,38 +144,53 @@ class Subproblems:
         self.prev: NDArray[np.bool_] | None = None  # the last choice, a warm start
         self.strict = True  # a client without any feasible subset proves infeasibility
 
-    def single_row(self) -> NDArray[np.float64] | None:
-        """(n, E) or (E,) weights of the only knapsack row, or None (zero or two rows)."""
-        if self.mem is not None and self.time is None:
-            return self.mem
-        if self.time is not None and self.mem is None:
-            return self.time
+    def single_row(self) -> ClientRow | None:
+        """The only client row besides the count, when it has an upper bound and no lower one.
+
+        The dominance filter needs exactly that (a swap for a lighter expert keeps an upper
+        bound, not a lower one); the integer DP too.
+        """
+        if len(self.krows) == 1 and self.krows[0].cap is not None and self.krows[0].low is None:
+            return self.krows[0]
         return None
 
     def knapsack_ok(self, rows: NDArray[np.int64], x: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        """Whether each listed client's row of ``x`` holds its knapsack rows."""
+        """Whether each listed client's row of ``x`` holds its client rows (count row aside)."""
         ok = np.ones(len(rows), dtype=bool)
-        if self.mem is not None and self.mem_cap is not None:
-            ok &= x.astype(np.float64) @ self.mem <= self.mem_cap[rows]
-        if self.time is not None and self.time_cap is not None:
-            ok &= np.where(x, self.time[rows], 0.0).sum(axis=1) <= self.time_cap[rows]
+        for k in self.krows:
+            used = k.used(rows, x)
+            if k.cap is not None:
+                ok &= used <= k.cap[rows]
+            if k.low is not None:
+                ok &= used >= k.low[rows]
         return ok
+
+    def complete(self, rows: NDArray[np.int64], x: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Whether each listed client's row of ``x`` holds every client row, count included."""
+        count = x.sum(axis=1)
+        ok = (count >= self.problem.min_experts[rows]) & (count <= self.problem.max_experts[rows])
+        return ok & self.knapsack_ok(rows, x)
 
     def raise_blocked(self, i: int) -> None:
         """Client ``i`` has no feasible subset: the problem is infeasible (when strict)."""
         if not self.strict:
             return  # best_sets: a client with no feasible subset keeps an empty row
+        names = " and ".join(k.name for k in self.krows) or "rows"
         raise InfeasibleError(
             f"client {self.problem.client_ids[i]!r} (position {i}): no set of "
-            f"{self.kmin[i]}..{self.kmax[i]} allowed experts fits its memory and deadline"
+            f"{self.kmin[i]}..{self.kmax[i]} allowed experts fits its {names}"
         )
 
     # ------------------------------------------------------------------ solve
 
     def solve(self, price: NDArray[np.float64]) -> SubResult:
-        """Every client's subproblem at reduced profits ``d - price``."""
+        """Every client's subproblem at reduced profits ``d - price``.
+
+        ``price`` is one price per expert ``(E,)``, or one per pair ``(n, E)`` when rows with
+        weights that vary over clients are priced.
+        """
         n, e = self.problem.shape
-        r = self.dm - price[None, :]
+        r = self.dm - (price[None, :] if price.ndim == 1 else price)
         x = np.zeros((n, e), dtype=bool)
         values = np.zeros(n)
         rows_all = np.arange(n)
@@ -145,7 +206,7 @@ class Subproblems:
             ri, pi = np.nonzero(take)
             x[ri, idx[ri, pi]] = True
             values = np.where(take, val, 0.0).sum(axis=1)
-            if self.mem is None and self.time is None:
+            if not self.krows:
                 return self._result(x, values, values, True)
             hard = np.flatnonzero(~self.knapsack_ok(rows_all, x))
         else:
