@@ -147,6 +147,24 @@ def test_subproblems_exact_against_enumeration(seed: int, rows: str) -> None:
     assert again.value == pytest.approx(_subproblem_brute(problem, price2).sum())
 
 
+@pytest.mark.parametrize("seed", [21, 24])
+def test_subnormal_weights_keep_subproblems_exact(seed: int) -> None:
+    # A weight of 5e-324 made the LP price of the knapsack row overflow to infinity and its
+    # bound NaN, which pruned optimal subsets (the client's value came out too small).
+    rng = np.random.default_rng(seed)
+    n, e = 30, 6
+    memory = rng.choice([0.0, 1.0, 5e-324, 2.0], size=e)
+    capacity = rng.choice([0.0, 5e-324, 1.0, 2.0, 3.0], size=n)
+    problem = fa.AlignmentProblem(
+        rng.random((n, e)), max_experts=3, expert_memory=memory, client_memory=capacity
+    )
+    sub = _Subproblems(problem, candidates=2, max_enum_experts=6, bb_tol=0.0)
+    for _ in range(3):
+        price = rng.uniform(-0.3, 0.5, size=e)
+        res = sub.solve(price)
+        assert res.value == pytest.approx(_subproblem_brute(problem, price).sum())
+
+
 def test_integer_dynamic_programme_is_exact() -> None:
     # Many experts per client and integer weights (OR-Library style): the DP path.
     rng = np.random.default_rng(3)

@@ -330,9 +330,12 @@ def knapsack_price(
     by golden-section search. Any ``beta >= 0`` gives a valid bound; a good one prunes more.
     """
     h, m = val.shape
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio = np.where((w > 0) & (val > 0), val / np.where(w > 0, w, 1.0), 0.0)
     hi = ratio.max(axis=1) if m else np.zeros(h)
+    # A ratio that overflows (a weight near 0, e.g. subnormal) would make beta infinite and
+    # the bound NaN, which prunes everything; beta = 0 there keeps the bound valid.
+    hi = np.where(np.isfinite(hi), hi, 0.0)
     lo = np.zeros(h)
     kk = np.clip(k, 0, m)
     k_hi = int(kk.max()) if h else 0
@@ -385,6 +388,6 @@ def _suffix_min_after(w: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _fit_count(room: NDArray[np.float64], lightest: NDArray[np.float64]) -> NDArray[np.int64]:
     """How many items of weight >= ``lightest`` fit in ``room`` (a large number if weightless)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = np.where(lightest > 0, np.floor(np.maximum(room, 0.0) / lightest), 1 << 30)
     return np.minimum(q, 1 << 30).astype(np.int64)

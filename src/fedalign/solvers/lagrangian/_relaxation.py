@@ -47,7 +47,8 @@ def relaxation(
     # Primal choice: best profit per unit of (normalised) weight, forced items first.
     prof = np.where(np.isfinite(rr), rr, NEG)
     unweighted = np.where(prof > 0, np.inf, np.where(prof < 0, NEG, 0.0))
-    ratio = np.where(norm_w > 0, prof / np.maximum(norm_w, 1e-300), unweighted)
+    with np.errstate(over="ignore"):  # near-zero weights: an infinite ratio, taken first
+        ratio = np.where(norm_w > 0, prof / np.maximum(norm_w, 1e-300), unweighted)
     ratio = np.where(np.isfinite(rr), ratio, NEG)
     order = np.argsort(-ratio, axis=1, kind="stable")
     count = np.zeros(h, dtype=np.int64)
@@ -80,12 +81,14 @@ def dantzig(
     free = prof > 0
     zero_w = free & (w <= 0)
     base = np.where(zero_w, prof, 0.0).sum(axis=1)
-    ratio = np.where(free & ~zero_w, prof / np.where(w > 0, w, 1.0), 0.0)
+    with np.errstate(over="ignore"):  # near-zero weights: an infinite ratio, taken first
+        ratio = np.where(free & ~zero_w, prof / np.where(w > 0, w, 1.0), 0.0)
     order = np.argsort(-ratio, axis=1, kind="stable")
     p_s = np.take_along_axis(np.where(zero_w, 0.0, prof), order, 1)
     w_s = np.take_along_axis(np.where(free & ~zero_w, w, 0.0), order, 1)
     cum_w = np.cumsum(w_s, axis=1)
     prev = cum_w - w_s
-    frac = np.clip((cap[:, None] - prev) / np.where(w_s > 0, w_s, 1.0), 0.0, 1.0)
+    with np.errstate(over="ignore"):
+        frac = np.clip((cap[:, None] - prev) / np.where(w_s > 0, w_s, 1.0), 0.0, 1.0)
     frac = np.where(w_s > 0, frac, 0.0)
     return base + (p_s * frac).sum(axis=1)
