@@ -212,16 +212,8 @@ def _bb_chunk(
     exact = True
     while cl.size:
         if cl.size * m > min(BB_MAX_CELLS, sub.node_budget * h):
-            # Too many live nodes: the clients holding the most stop here, each keeping
-            # the largest bound of its open nodes (valid); the others go on.
-            live = np.bincount(cl, minlength=h)
-            heavy = live * m > sub.node_budget
-            if not heavy.any() or cl.size * m > BB_MAX_CELLS:
-                heavy = live > 0
-            stop = heavy[cl]
-            np.maximum.at(upper, cl[stop], node_ub[stop])
+            keep = _cut(cl, node_ub, upper, m, h, sub.node_budget)
             exact = False
-            keep = ~stop
             cl, last, cnt, prof = cl[keep], last[keep], cnt[keep], prof[keep]
             used = [u[keep] for u in used]
             items, node_ub = items[keep], node_ub[keep]
@@ -256,17 +248,7 @@ def _bb_chunk(
             if row.low is not None:
                 complete &= u >= row.low[c_cl]
         if complete.any():
-            cand_v = np.where(complete, c_prof, NEG)
-            top = np.full(h, NEG)
-            np.maximum.at(top, c_cl, cand_v)
-            better = top > best
-            if better.any():
-                winner = complete & better[c_cl] & (cand_v == top[c_cl])
-                wi = np.flatnonzero(winner)
-                # one winner per client (the last written wins; all are equal)
-                best_items[c_cl[wi]] = c_items[wi]
-                best[better] = top[better]
-                improved |= better
+            _record(complete, c_cl, c_prof, c_items, best, best_items, improved)
         live = (c_cnt < kmax[c_cl]) & (c_bound > best[c_cl] + eps)
         cl, last, cnt, prof = c_cl[live], j[live], c_cnt[live], c_prof[live]
         used = [u[live] for u in c_used]
@@ -283,6 +265,52 @@ def _bb_chunk(
     # Nodes within eps of the incumbent were pruned: the optimum is at most best + eps.
     values[rows] = np.maximum(best + eps, upper)
     return exact
+
+
+def _cut(
+    cl: NDArray[np.int64],
+    node_ub: NDArray[np.float64],
+    upper: NDArray[np.float64],
+    m: int,
+    h: int,
+    node_budget: int,
+) -> NDArray[np.bool_]:
+    """Too many live nodes: which nodes go on (a mask); ``upper`` keeps what the others bound.
+
+    The clients holding the most nodes stop here, each keeping the largest bound of its
+    open nodes (valid); the others go on (all stop when the chunk's table is too large).
+    """
+    live = np.bincount(cl, minlength=h)
+    heavy = live * m > node_budget
+    if not heavy.any() or cl.size * m > BB_MAX_CELLS:
+        heavy = live > 0
+    stop = heavy[cl]
+    np.maximum.at(upper, cl[stop], node_ub[stop])
+    return ~stop
+
+
+def _record(
+    complete: NDArray[np.bool_],
+    c_cl: NDArray[np.int64],
+    c_prof: NDArray[np.float64],
+    c_items: NDArray[np.int64],
+    best: NDArray[np.float64],
+    best_items: NDArray[np.int64],
+    improved: NDArray[np.bool_],
+) -> None:
+    """Each client's best complete child becomes its incumbent where it beats it (in place)."""
+    h = best.size
+    cand_v = np.where(complete, c_prof, NEG)
+    top = np.full(h, NEG)
+    np.maximum.at(top, c_cl, cand_v)
+    better = top > best
+    if better.any():
+        winner = complete & better[c_cl] & (cand_v == top[c_cl])
+        wi = np.flatnonzero(winner)
+        # one winner per client (the last written wins; all are equal)
+        best_items[c_cl[wi]] = c_items[wi]
+        best[better] = top[better]
+        improved |= better
 
 
 def _completion(

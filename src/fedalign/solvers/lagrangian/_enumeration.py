@@ -59,22 +59,9 @@ def enumerate_clients(
     e = sub.problem.n_experts
     cand_r = candidates(sub, r, rows)
     if sub.prev is not None:
-        # Warm start: the previous prices' choice still satisfies the client's rows
-        # (prices do not change them) and is usually near-optimal, so it is a strong
-        # incumbent for the branch and bound; the enumeration is skipped.
-        prev = sub.prev[rows]
-        x[rows] = prev
-        values[rows] = np.where(prev, r[rows], 0.0).sum(axis=1)
-        if sub.has_low:
-            # A previous choice that missed a lower bound (a search cut short) is no incumbent.
-            values[rows] = np.where(sub.complete(rows, prev), values[rows], NEG)
-        ok = branch_and_bound(sub, cand_r, rows, x, values)
-        chosen_values[rows] = np.where(x[rows], r[rows], 0.0).sum(axis=1)
-        return ok
+        return _warm(sub, sub.prev[rows], r, cand_r, rows, x, values, chosen_values)
     m = min(sub.candidates, e)
     kmax = sub.kmax[rows]
-    k_hi = int(kmax.max())
-    k_lo = int(sub.kmin[rows].min())
     idx, val = top_sorted(cand_r, min(m + 1, e))
     if m < e:
         r_out = val[:, m]
@@ -82,7 +69,75 @@ def enumerate_clients(
     else:
         r_out = np.full(rows.size, NEG)
     mm = idx.shape[1]
-    combos, sizes = combinations(mm, min(k_lo, mm), min(k_hi, mm))
+    val0 = np.where(np.isfinite(val), val, 0.0)
+    best_v, combo = _best_subsets(sub, rows, idx, val)
+    # Certificate: a subset with an expert outside the top m is worth at most
+    # r_out + P_(k-1) (its best outside expert plus the k-1 best positive ones).
+    pos_cum = np.concatenate(
+        [np.zeros((rows.size, 1)), np.cumsum(np.maximum(val0, 0.0), axis=1)], axis=1
+    )
+    p_k1 = pos_cum[np.arange(rows.size), np.clip(kmax - 1, 0, mm)]
+    outside = np.where(kmax > 0, r_out + p_k1, NEG)
+    has = np.isfinite(best_v)
+    chosen = combo & has[:, None]
+    ri, pi = np.nonzero(chosen)
+    x[rows[ri], idx[ri, pi]] = True
+    certified = best_v >= outside
+    chosen_values[rows] = np.where(has, best_v, 0.0)
+    # A certified client without any feasible subset: every fitting expert was enumerated.
+    blocked = certified & ~has & ~np.isfinite(outside)
+    if blocked.any():
+        sub.raise_blocked(int(rows[blocked][0]))
+    if certified.all():
+        values[rows] = np.maximum(best_v, outside)
+        return True
+    values[rows] = best_v
+    open_pos = np.flatnonzero(~certified)
+    ok = branch_and_bound(sub, cand_r[open_pos], rows[open_pos], x, values)
+    done = rows[open_pos]
+    chosen_values[done] = np.where(x[done], r[done], 0.0).sum(axis=1)
+    return ok
+
+
+def _warm(
+    sub: Subproblems,
+    prev: NDArray[np.bool_],
+    r: NDArray[np.float64],
+    cand_r: NDArray[np.float64],
+    rows: NDArray[np.int64],
+    x: NDArray[np.bool_],
+    values: NDArray[np.float64],
+    chosen_values: NDArray[np.float64],
+) -> bool:
+    """Branch and bound from the previous prices' choice ``prev`` (the enumeration is skipped).
+
+    That choice still satisfies the client's rows (prices do not change them) and is
+    usually near-optimal, so it is a strong incumbent.
+    """
+    x[rows] = prev
+    values[rows] = np.where(prev, r[rows], 0.0).sum(axis=1)
+    if sub.has_low:
+        # A previous choice that missed a lower bound (a search cut short) is no incumbent.
+        values[rows] = np.where(sub.complete(rows, prev), values[rows], NEG)
+    ok = branch_and_bound(sub, cand_r, rows, x, values)
+    chosen_values[rows] = np.where(x[rows], r[rows], 0.0).sum(axis=1)
+    return ok
+
+
+def _best_subsets(
+    sub: Subproblems,
+    rows: NDArray[np.int64],
+    idx: NDArray[np.int64],
+    val: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Per client, the best subset of its top candidates ``idx`` that holds every client row.
+
+    Returns its value (-inf where none does) and its (h, m) membership, in chunks of clients
+    so that the (clients x subsets) tables stay small.
+    """
+    kmax = sub.kmax[rows]
+    mm = idx.shape[1]
+    combos, sizes = combinations(mm, min(int(sub.kmin[rows].min()), mm), min(int(kmax.max()), mm))
     best_v = np.full(rows.size, NEG)
     best_c = np.zeros(rows.size, dtype=np.int64)
     finite = np.isfinite(val)
@@ -107,29 +162,4 @@ def enumerate_clients(
         c = v.argmax(axis=1)
         best_c[sl] = c
         best_v[sl] = v[np.arange(len(c)), c]
-    # Certificate: a subset with an expert outside the top m is worth at most
-    # r_out + P_(k-1) (its best outside expert plus the k-1 best positive ones).
-    pos_cum = np.concatenate(
-        [np.zeros((rows.size, 1)), np.cumsum(np.maximum(val0, 0.0), axis=1)], axis=1
-    )
-    p_k1 = pos_cum[np.arange(rows.size), np.clip(kmax - 1, 0, mm)]
-    outside = np.where(kmax > 0, r_out + p_k1, NEG)
-    has = np.isfinite(best_v)
-    chosen = (combos[best_c] > 0) & has[:, None]
-    ri, pi = np.nonzero(chosen)
-    x[rows[ri], idx[ri, pi]] = True
-    certified = best_v >= outside
-    chosen_values[rows] = np.where(has, best_v, 0.0)
-    # A certified client without any feasible subset: every fitting expert was enumerated.
-    blocked = certified & ~has & ~np.isfinite(outside)
-    if blocked.any():
-        sub.raise_blocked(int(rows[blocked][0]))
-    if certified.all():
-        values[rows] = np.maximum(best_v, outside)
-        return True
-    values[rows] = best_v
-    open_pos = np.flatnonzero(~certified)
-    ok = branch_and_bound(sub, cand_r[open_pos], rows[open_pos], x, values)
-    done = rows[open_pos]
-    chosen_values[done] = np.where(x[done], r[done], 0.0).sum(axis=1)
-    return ok
+    return best_v, combos[best_c] > 0

@@ -78,31 +78,18 @@ def dual_ascent(
     # integer desirability and no penalties: the optimum is an integer too
     integral = bool(np.all(d == np.round(d))) and not problem.soft_rows
     spread = float(np.ptp(d[problem.fits])) if problem.fits.any() else 1.0
-    spread = max(spread, 1e-9)
-    delta = box * spread
+    bundle = _Bundle(duals.pack(state.prices), box, max(spread, 1e-9))
     scale = duals.box_scale()
     z_cap = duals.caps()
-
-    def evaluate(
-        z: NDArray[np.float64],
-    ) -> tuple[float, NDArray[np.float64], SubResult, NDArray[np.float64]]:
+    z = bundle.center
+    for it in range(max_iter):
+        state.iterations += 1
+        t_eval = time.perf_counter()
         prices = duals.unpack(z)
         price = duals.price(prices)
         res = sub.solve(price)
         value = duals.value(res.value, prices)
         grad = duals.gradient(res.x, res.load, prices)
-        return value, grad, res, price
-
-    center = duals.pack(state.prices)
-    cuts_g: list[NDArray[np.float64]] = []
-    cuts_c: list[float] = []  # L_k - g_k . z_k
-    value_c = np.inf
-    predicted = 0.0
-    z = center
-    for it in range(max_iter):
-        state.iterations += 1
-        t_eval = time.perf_counter()
-        value, grad, res, res_price = evaluate(z)
         eval_seconds = time.perf_counter() - t_eval
         state.eval_seconds = eval_seconds
         proven = value
@@ -111,24 +98,10 @@ def dual_ascent(
         if proven < state.bound:
             state.bound = proven
             state.exact = res.exact
-        cuts_g.append(grad)
-        cuts_c.append(value - float(grad @ z))
-        if len(cuts_g) > MAX_CUTS:
-            cuts_g.pop(0)
-            cuts_c.pop(0)
-        if it == 0:
-            center, value_c = z, value
-        else:
-            actual = value_c - value
-            if actual >= 0.1 * predicted:
-                if actual >= 0.5 * predicted:
-                    delta = min(2.0 * delta, spread)
-                center, value_c = z, value
-            else:
-                delta *= 0.5
+        bundle.add(z, value, grad, first=it == 0)
         if primal:
             _primal_step(
-                problem, sub, res, res_price, state,
+                problem, sub, res, price, state,
                 budget=budget, stop_at=stop_at, repair_share=repair_share,
             )
         if bounds is not None and objectives is not None:
@@ -139,16 +112,63 @@ def dual_ascent(
         if primal and state.best_x is not None and state.bound - state.best_obj <= gap_tol * tol:
             break
         # Stop when the next evaluation would not finish in time.
-        if budget.elapsed() + eval_seconds >= stop_at or center.size == 0:
+        if budget.elapsed() + eval_seconds >= stop_at or bundle.center.size == 0:
             break
-        step = _master(cuts_g, cuts_c, center, delta * scale, z_cap)
+        step = bundle.step(scale, z_cap)
         if step is None:
             break
-        z, model = step
-        predicted = value_c - model
-        if predicted <= 1e-9 * tol or delta <= 1e-9 * spread:
+        z = step
+        if bundle.predicted <= 1e-9 * tol or bundle.delta <= 1e-9 * bundle.spread:
             break  # the model cannot promise a lower bound: converged
-    state.prices = duals.unpack(center)
+    state.prices = duals.unpack(bundle.center)
+
+
+class _Bundle:
+    """The cutting-plane model of the dual function and the box-step trust region.
+
+    ``center`` holds the best prices so far and ``value_c`` their dual value; ``delta`` is
+    the box's half-width (in desirability units, times each price's scale).
+    """
+
+    def __init__(self, center: NDArray[np.float64], box: float, spread: float) -> None:
+        self.center = center
+        self.spread = spread
+        self.delta = box * spread
+        self.value_c = np.inf
+        self.predicted = 0.0  # the decrease the model promised for the last step
+        self.cuts_g: list[NDArray[np.float64]] = []
+        self.cuts_c: list[float] = []  # L_k - g_k . z_k
+
+    def add(self, z: NDArray[np.float64], value: float, grad: NDArray[np.float64], *, first: bool) -> None:
+        """Add the cut of an evaluation; move the centre or narrow the box.
+
+        A step that achieves at least a tenth of the predicted decrease moves the centre
+        (and widens the box when it achieves half); otherwise the box narrows.
+        """
+        self.cuts_g.append(grad)
+        self.cuts_c.append(value - float(grad @ z))
+        if len(self.cuts_g) > MAX_CUTS:
+            self.cuts_g.pop(0)
+            self.cuts_c.pop(0)
+        if first:
+            self.center, self.value_c = z, value
+            return
+        actual = self.value_c - value
+        if actual >= 0.1 * self.predicted:
+            if actual >= 0.5 * self.predicted:
+                self.delta = min(2.0 * self.delta, self.spread)
+            self.center, self.value_c = z, value
+        else:
+            self.delta *= 0.5
+
+    def step(self, scale: NDArray[np.float64], z_cap: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        """The next prices (None if the master LP fails); sets :attr:`predicted`."""
+        out = _master(self.cuts_g, self.cuts_c, self.center, self.delta * scale, z_cap)
+        if out is None:
+            return None
+        z, model = out
+        self.predicted = self.value_c - model
+        return z
 
 
 def _master(
@@ -250,7 +270,7 @@ def _repaired(
         broken = check(problem, cand)
         if broken:
             state.last_error = InfeasibleError(
-                f"lagrangian: repair left {len(broken)} violations ({broken[0].message})"
+                f"repair left {len(broken)} violations ({broken[0].message})"
             )
             cand = None
     return cand

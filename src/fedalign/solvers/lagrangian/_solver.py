@@ -130,32 +130,11 @@ class LagrangianSolver(Solver):
         }
         duals = Duals(problem)
         state = State(prices=duals.zeros())
-        full_box = box
-        horizon = budget.remaining(default=np.inf)
         stages = sample_stages(n, sample_clients)
-        pre = state
-        last_size = 0
-        for k, size in enumerate(stages):
-            # Prices on growing samples, each stage warm-started from the last.
-            share = sample_share * horizon / len(stages)
-            if k > 0 and np.isfinite(horizon):
-                # Keep room for the work on every client: one evaluation of the dual
-                # function (predicted from this sample's cost per client), its repair and
-                # a polish take about three and a half evaluations.
-                full = 3.5 * pre.eval_seconds * n / last_size
-                share = min(share, budget.remaining() - full)
-                if share <= 0:
-                    break
-            sample, sample_duals = sample_problem(problem, size, rng)
-            pre = State(prices=state.prices)
-            dual_ascent(
-                sample, pre, budget=budget, stop_at=budget.elapsed() + share,
-                max_iter=max_iter, box=full_box, primal=False, duals=sample_duals,
-                **common,  # type: ignore[arg-type]
-            )
-            state.prices = pre.prices
-            full_box = box / 4.0
-            last_size = size
+        full_box = _sample_phases(
+            problem, state, stages, budget=budget, max_iter=max_iter, box=box,
+            sample_share=sample_share, common=common,
+        )
         bounds: list[float] = []
         objectives: list[float] = []
         # Leave time for the local search at the end.
@@ -191,3 +170,48 @@ class LagrangianSolver(Solver):
                 "repair_seconds": state.repair_time,
             },
         )
+
+
+def _sample_phases(
+    problem: AlignmentProblem,
+    state: State,
+    stages: list[int],
+    *,
+    budget: Budget,
+    max_iter: int,
+    box: float,
+    sample_share: float,
+    common: dict[str, Any],
+) -> float:
+    """Prices on growing samples of the clients, each stage warm-started from the last.
+
+    Updates ``state.prices``; returns the box for the next phase (narrower once a sample
+    has found prices).
+    """
+    n = problem.n_clients
+    rng = common["rng"]
+    full_box = box
+    horizon = budget.remaining(default=np.inf)
+    pre = state
+    last_size = 0
+    for k, size in enumerate(stages):
+        share = sample_share * horizon / len(stages)
+        if k > 0 and np.isfinite(horizon):
+            # Keep room for the work on every client: one evaluation of the dual
+            # function (predicted from this sample's cost per client), its repair and
+            # a polish take about three and a half evaluations.
+            full = 3.5 * pre.eval_seconds * n / last_size
+            share = min(share, budget.remaining() - full)
+            if share <= 0:
+                break
+        sample, sample_duals = sample_problem(problem, size, rng)
+        pre = State(prices=state.prices)
+        dual_ascent(
+            sample, pre, budget=budget, stop_at=budget.elapsed() + share,
+            max_iter=max_iter, box=full_box, primal=False, duals=sample_duals,
+            **common,
+        )
+        state.prices = pre.prices
+        full_box = box / 4.0
+        last_size = size
+    return full_box
