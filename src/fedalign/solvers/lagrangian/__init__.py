@@ -1,4 +1,4 @@
-"""``lagrangian``: prices on every row that spans clients, an exact small knapsack per client, repair.
+"""``lagrangian``: prices on the rows that span clients, an exact small knapsack per client.
 
 Client rows (the count ``"experts per client"``, memory, deadline, your own) only involve
 one client each; every other row -- the expert count row ``"clients per expert"``, weighted
@@ -70,8 +70,10 @@ Modules
     :class:`LagrangianSolver`: options, the sample phases, the full phase, the polish.
 :mod:`._subproblems`
     The per-client subproblems and which method solves each.
-:mod:`._dominance`, :mod:`._enumeration`, :mod:`._branch_and_bound`, :mod:`._knapsack_dp`, :mod:`._relaxation`
-    The methods.
+:mod:`._dominance`, :mod:`._enumeration`, :mod:`._branch_and_bound`
+    The methods for clients that take few experts.
+:mod:`._knapsack_dp`, :mod:`._relaxation`
+    The methods for clients that take many.
 :mod:`._duals`
     The priced rows and the dual function's terms (value, subgradient, soft rows).
 :mod:`._prices`

@@ -3,17 +3,18 @@
 A node is a subset built in decreasing order of reduced profit ``r``. A child's bound is its
 profit plus the smallest of (a) the best positive profits that may still follow (no more
 than the remaining slots, nor than the lightest later candidates fitting the remaining
-capacity) and (b) for each client row's upper bound, the weak-duality (LP) bound ``beta * room + top-s
-of (r - beta w)^+`` with a per-client ``beta`` chosen once by golden-section search. The
-incumbent starts from the previous prices' choice (still feasible: prices do not change
-client rows) or an LP-greedy choice. A node is *complete* (a candidate incumbent) when it
-holds the count's minimum and every client row's lower bound; a non-positive expert is
-added only to a node that is not yet complete (once it is, such an expert cannot help).
-The bounds drop the lower bounds (a relaxation), so they stay valid. Nodes within ``bb_tol`` (times the spread of the
-desirability) of the incumbent are pruned and that tolerance is added to the client's
-bound; when a client's open nodes exceed ``node_budget`` its search stops and it
-contributes the largest bound among them. Either way the client adds a *valid upper bound*
-of its subproblem (equal to its optimum when the search completes).
+capacity) and (b) for each client row's upper bound, the weak-duality (LP) bound
+``beta * room + top-s of (r - beta w)^+`` with a per-client ``beta`` chosen once by
+golden-section search. The incumbent starts from the previous prices' choice (still
+feasible: prices do not change client rows) or an LP-greedy choice. A node is *complete* (a
+candidate incumbent) when it holds the count's minimum and every client row's lower bound;
+a non-positive expert is added only to a node that is not yet complete (once it is, such an
+expert cannot help).
+The bounds drop the lower bounds (a relaxation), so they stay valid. Nodes within ``bb_tol``
+(times the spread of the desirability) of the incumbent are pruned and that tolerance is
+added to the client's bound; when a client's open nodes exceed ``node_budget`` its search
+stops and it contributes the largest bound among them. Either way the client adds a *valid
+upper bound* of its subproblem (equal to its optimum when the search completes).
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """The k-dominance filter: experts some optimal subset of a client provably avoids.
 
-With a single client row besides the count, with an upper bound and no lower one, order each client's experts by weight (ties by position: a
-strict total order). Expert ``p`` is *dominated* by every earlier expert ``q`` in that order
-with ``r[q] >= r[p]``: swapping ``p`` for ``q`` keeps every client row (count equal, weight
-not larger) and loses nothing. If ``p`` has ``max_experts`` dominators (``min_experts`` when
-``r[p] <= 0``: a non-positive expert is only ever taken to reach the minimum, and dropping
-it otherwise loses nothing), some optimal subset avoids it: an optimal subset containing
-``p`` misses one of its dominators, and swapping moves the subset strictly earlier in the
-order, so repeated swaps end in an optimal subset of undominated experts. With several rows,
-or a lower bound (which a swap for a lighter expert may break), nothing is ruled out.
+With a single client row besides the count, with an upper bound and no lower one, order each
+client's experts by weight (ties by position: a strict total order). Expert ``p`` is
+*dominated* by every earlier expert ``q`` in that order with ``r[q] >= r[p]``: swapping
+``p`` for ``q`` keeps every client row (count equal, weight not larger) and loses nothing.
+If ``p`` has ``max_experts`` dominators (``min_experts`` when ``r[p] <= 0``: a non-positive
+expert is only ever taken to reach the minimum, and dropping it otherwise loses nothing),
+some optimal subset avoids it: an optimal subset containing ``p`` misses one of its
+dominators, and swapping moves the subset strictly earlier in the order, so repeated swaps
+end in an optimal subset of undominated experts. With several rows, or a lower bound (which
+a swap for a lighter expert may break), nothing is ruled out.
 
 Capacity sharpens this: a subset holding ``p`` has at most ``c_p`` experts, where
 ``c_p - 1`` is how many of the client's lightest experts fit beside ``p``, so ``p`` needs
@@ -64,7 +65,9 @@ def capacity_need(sub: Subproblems) -> NDArray[np.int8]:
     return need
 
 
-def candidates(sub: Subproblems, r: NDArray[np.float64], rows: NDArray[np.int64]) -> NDArray[np.float64]:
+def candidates(
+    sub: Subproblems, r: NDArray[np.float64], rows: NDArray[np.int64]
+) -> NDArray[np.float64]:
     """``r[rows]`` with every expert that the k-dominance argument rules out set to -inf."""
     rr = r[rows]
     row = sub.single_row()

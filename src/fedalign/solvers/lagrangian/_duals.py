@@ -79,7 +79,8 @@ class Side:
         if self.weight is None:
             return np.ones(rows.size)
         w = self.weight
-        return np.broadcast_to(w[rows if w.shape[0] != 1 else 0, cols if w.shape[1] != 1 else 0], rows.shape)
+        picked = w[rows if w.shape[0] != 1 else 0, cols if w.shape[1] != 1 else 0]
+        return np.broadcast_to(picked, rows.shape)
 
     def conj(self, y: NDArray[np.float64]) -> float:
         """The soft side's term ``share * sum_{c < k} (y - p_c)^+`` (0 for a hard side)."""
@@ -197,9 +198,9 @@ class Duals:
     def gradient(
         self, x: NDArray[np.bool_], load: NDArray[np.int64], prices: Sequence[NDArray[np.float64]]
     ) -> NDArray[np.float64]:
-        """A subgradient of ``L`` in ``z`` at the subproblems' choice ``x`` (``load``: its count)."""
-        parts = [(self.sides[0].bound - load)[self.sides[0].active],
-                 (load - self.sides[1].bound)[self.sides[1].active]]
+        """A subgradient of ``L`` in ``z`` at the subproblems' choice ``x`` (``load``: counts)."""
+        hi, lo = self.sides[0], self.sides[1]
+        parts = [(hi.bound - load)[hi.active], (load - lo.bound)[lo.active]]
         if not self.count_only:
             rows, cols = np.nonzero(x)
             for s, y in zip(self.sides[2:], prices[2:], strict=True):

@@ -1,11 +1,11 @@
 """Prices: the box-step cutting-plane method on the dual function (a trust-region bundle method).
 
 The dual function ``L`` (:mod:`._duals`) is convex and an upper bound of the optimum at
-every admissible price vector. Each evaluation solves every client's subproblem (:class:`~._subproblems.Subproblems`) and
-gives a value and a subgradient; the next prices minimise the piecewise-linear model built
-from every evaluation, inside a box around the best prices so far (a small HiGHS LP). With
-``primal``, each evaluation's choice is also repaired into a feasible assignment
-(:mod:`._primal`).
+every admissible price vector. Each evaluation solves every client's subproblem
+(:class:`~._subproblems.Subproblems`) and gives a value and a subgradient; the next prices
+minimise the piecewise-linear model built from every evaluation, inside a box around the
+best prices so far (a small HiGHS LP). With ``primal``, each evaluation's choice is also
+repaired into a feasible assignment (:mod:`._primal`).
 """
 
 from __future__ import annotations
@@ -139,7 +139,9 @@ class _Bundle:
         self.cuts_g: list[NDArray[np.float64]] = []
         self.cuts_c: list[float] = []  # L_k - g_k . z_k
 
-    def add(self, z: NDArray[np.float64], value: float, grad: NDArray[np.float64], *, first: bool) -> None:
+    def add(
+        self, z: NDArray[np.float64], value: float, grad: NDArray[np.float64], *, first: bool
+    ) -> None:
         """Add the cut of an evaluation; move the centre or narrow the box.
 
         A step that achieves at least a tenth of the predicted decrease moves the centre
@@ -161,7 +163,9 @@ class _Bundle:
         else:
             self.delta *= 0.5
 
-    def step(self, scale: NDArray[np.float64], z_cap: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    def step(
+        self, scale: NDArray[np.float64], z_cap: NDArray[np.float64]
+    ) -> NDArray[np.float64] | None:
         """The next prices (None if the master LP fails); sets :attr:`predicted`."""
         out = _master(self.cuts_g, self.cuts_c, self.center, self.delta * scale, z_cap)
         if out is None:

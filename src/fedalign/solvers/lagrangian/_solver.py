@@ -140,8 +140,8 @@ class LagrangianSolver(Solver):
         # Leave time for the local search at the end.
         stop = budget.elapsed() + 0.85 * budget.remaining(default=np.inf)
         dual_ascent(
-            problem, state, budget=budget, stop_at=stop, max_iter=max_iter, box=full_box, duals=duals,
-            bounds=bounds, objectives=objectives, **common,  # type: ignore[arg-type]
+            problem, state, budget=budget, stop_at=stop, max_iter=max_iter, box=full_box,
+            duals=duals, bounds=bounds, objectives=objectives, **common,  # type: ignore[arg-type]
         )
         if state.best_x is None:
             reason = problem.infeasibility_reason()
