@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench-quick: $(STAMP)
-	$(BIN)/fedalign bench --quick --orlib ../shared/data/orlib-gap --out bench-out
+	$(BIN)/fedalign bench --quick --orlib --out bench-out
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis fedalign-demo bench-out

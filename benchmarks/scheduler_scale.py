@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import sys
 import tempfile
@@ -64,7 +65,7 @@ def build(n: int, e: int, solver: str, uniform: bool, seed: int) -> tuple[fa.Sch
 
 
 def state_bytes(sched: fa.Scheduler) -> int:
-    return int(sum(a.nbytes for a in sched._state(copy=False)["arrays"].values()))
+    return int(sum(a.nbytes for a in sched._state(copy=False).to_dict()["arrays"].values()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,10 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     for name in args.solvers.split(","):
         uniform = name == "flow"
-        sched._settings["solver"] = name  # same registry, another solver
+        # same registry, another solver (solver and expert_memory feed no tracker: only the
+        # settings change, validated again by replace)
+        changes: dict[str, object] = {"solver": name}
         if uniform != (args.solvers.split(",")[0] == "flow"):
             mem = np.ones(args.experts) if uniform else rng.uniform(0.5, 1.5, args.experts)
-            sched._settings["expert_memory"] = mem.tolist()
+            changes["expert_memory"] = mem.tolist()
+        sched._settings = dataclasses.replace(sched._settings, **changes)
         plans, reports = [], []
         for _ in range(args.rounds):
             cohort = rng.choice(args.clients, size=args.cohort, replace=False).tolist()

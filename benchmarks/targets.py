@@ -273,11 +273,9 @@ def target_orlib(
 ) -> dict[str, Any]:
     """OR-Library GAP: per file and solver, how many published values are reached and the
     mean / max relative gap to them (costs for gapa-gapd), each run under ``time_limit``."""
-    from fedalign.bench.orlib import find_files, load_file
+    from fedalign.bench.orlib import bundled_dir, find_files, load_file
 
-    orlib = HERE.parent.parent / "shared" / "data" / "orlib-gap"
-    if not orlib.is_dir():
-        orlib = HERE.parent / "shared" / "data" / "orlib-gap"
+    orlib = bundled_dir()
     before = _load()
     per_file: dict[str, Any] = {}
     for path in find_files(orlib):

@@ -162,3 +162,62 @@ def test_profiler_snapshot_restore_undoes_observe() -> None:
     prof.restore(snap)
     for k, v in prof.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+HOSTILE = [
+    (10**400, ValueError, "an integer of 401 digits"),
+    (-(10**400), ValueError, "an integer of 401 digits"),
+    (1e400, ValueError, "inf"),
+    (1 + 2j, TypeError, r"\(1\+2j\)"),
+    ("5", TypeError, "'5'"),
+    (np.array(5.0), TypeError, r"array\(5\.\)"),
+    (np.array([5.0]), TypeError, r"array\(\[5\.\]\)"),
+    ([5.0], TypeError, r"\[5\.0\]"),
+    (np.bool_(True), TypeError, r"(np\.)?True"),
+]
+
+
+@pytest.mark.parametrize("field", ["memory", "compute", "bandwidth_up", "latency", "availability",
+                                   "samples", "max_experts"])
+@pytest.mark.parametrize(("value", "exc", "shown"), HOSTILE)
+def test_hostile_profile_values_are_named_errors(field: str, value: object, exc: type,
+                                                 shown: str) -> None:
+    with pytest.raises(exc, match=rf"^ClientProfile\.{field}: expected .*, got {shown}"):
+        ClientProfile(**{field: value})
+
+
+def test_profile_fields_are_converted() -> None:
+    p = ClientProfile(memory=np.int64(3), max_experts=np.int8(2), availability=1, samples=7)
+    assert p == ClientProfile(memory=3.0, max_experts=2, availability=1.0, samples=7.0)
+    assert type(p.memory) is float and type(p.max_experts) is int
+
+
+@pytest.mark.parametrize(
+    "value", [(2.0, 1.0), (-1.0, 1.0), (0.0, float("inf")), (0, 10**400), 5.0, "ab", (1, 2, 3),
+              (1j, 2)],
+)
+def test_bad_bounds_name_the_field(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^ProfileBounds\.latency: expected a pair \(low, high\)"):
+        ProfileBounds(latency=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"expert_bytes": [1.0, -1.0]}, r"^expert_bytes\[1\]: expected a float >= 0, got -1\.0"),
+        ({"expert_bytes": 5.0}, r"^expert_bytes: expected one number per expert"),
+        ({"expert_cost": [1.0]}, r"^expert_cost: expected a number or 2 values, got shape \(1,\)"),
+        ({"expert_cost": [1.0, 10**400]}, r"^expert_cost\[1\]: expected a float >= 0, got an"),
+        ({"window": 0}, r"^window: expected an int in \[1, 255\], got 0"),
+        ({"window": 256}, r"^window: expected an int in \[1, 255\], got 256"),
+        ({"dropout_inflation": 0.5}, r"^dropout_inflation: expected a float >= 1, got 0\.5"),
+        ({"samples_per_round": -1}, r"^samples_per_round: expected a float >= 0 or None"),
+        ({"reliability_rate": 2}, r"^reliability_rate: expected a float in \[0, 1\]"),
+        ({"ratio_bounds": (0.0, 1.0)}, r"^ratio_bounds: expected a pair \(low, high\)"),
+        ({"bounds": {"memory": (0, 1)}}, r"^bounds: expected a ProfileBounds or None"),
+    ],
+)
+def test_profiler_arguments_are_validated(kwargs: dict, match: str) -> None:
+    args = {"expert_bytes": [1.0, 2.0], "expert_cost": 1.0, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        CapacityProfiler(args.pop("expert_bytes"), args.pop("expert_cost"), **args)

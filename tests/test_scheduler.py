@@ -760,7 +760,7 @@ def test_failed_plan_changes_nothing(monkeypatch: pytest.MonkeyPatch, failure: s
         with pytest.raises(ValueError, match="allowed"):
             s.plan(["a"], allowed=[[True, True], [True, True]])
     else:
-        import fedalign.scheduler as sched_mod
+        import fedalign.scheduler.core as sched_mod
 
         def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("solver crashed")
@@ -817,3 +817,37 @@ def test_register_bad_routing_shares_names_them(shares: list, match: str) -> Non
     with pytest.raises(ValueError, match=r"routing_shares\[1, 1\]"):
         s.register_many(["p", "q"], routing_shares=[[0.1, 0.2, 0.3], [0.1, 1.5, 0.3]])
     assert s.n_clients == 0 and s.fitness.shape == (0, 3)
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"samples": 10**400}, r"^Feedback\.samples: expected an int .*, got an integer of 401 digits"),
+        ({"samples": 2**53 + 1}, r"^Feedback\.samples: expected an int in \[0, 9007199254740992\]"),
+        ({"samples": 1e400}, r"^Feedback\.samples: .*, got inf"),
+        ({"samples": 3 + 0j}, r"^Feedback\.samples: .*, got \(3\+0j\)"),
+        ({"samples": "3"}, r"^Feedback\.samples: .*, got '3'"),
+        ({"samples": np.array(3)}, r"^Feedback\.samples: .*, got array\(3\)"),
+        ({"samples": np.array([3])}, r"^Feedback\.samples: .*, got array\(\[3\]\)"),
+        ({"samples": 1, "duration": 10**400}, r"^Feedback\.duration: .*, got an integer of 401"),
+        ({"samples": 1, "duration": 1j}, r"^Feedback\.duration: .*, got 1j"),
+        ({"samples": 1, "duration": np.array([1.0])}, r"^Feedback\.duration: .*, got array"),
+        ({"samples": 1, "rewards": {0: 10**400}}, r"^Feedback\.rewards\[0\]: .*, got an integer"),
+        ({"samples": 1, "rewards": {"a": 0.5j}}, r"^Feedback\.rewards\['a'\]: .*, got 0\.5j"),
+        ({"samples": 1, "rewards": {0: np.array(0.5)}}, r"^Feedback\.rewards\[0\]: .*, got array"),
+        ({"samples": 1, "completed": np.array(True)}, r"^Feedback\.completed: expected a bool"),
+    ],
+)
+def test_hostile_feedback_is_a_named_invalid_feedback_error(kwargs: dict, match: str) -> None:
+    with pytest.raises(fa.InvalidFeedbackError, match=match):
+        fa.Feedback(**kwargs)
+
+
+def test_feedback_fields_are_converted() -> None:
+    fb = fa.Feedback(samples=np.float64(4.0), rewards={1: np.float32(0.5), 2: 1},
+                     duration=np.int64(3), completed=np.bool_(False))
+    assert fb == fa.Feedback(samples=4, rewards={1: 0.5, 2: 1.0}, duration=3.0, completed=False)
+    assert type(fb.samples) is int and type(fb.duration) is float and fb.completed is False

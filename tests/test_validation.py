@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedalign._validation import Boolean, InstanceOf, Interval, Options, short_repr, validate
+from fedalign._validation import (
+    Boolean,
+    InstanceOf,
+    Interval,
+    Options,
+    Pair,
+    short_repr,
+    validate,
+)
 
 TABLE = {
     "iters": [Interval(int, 1, None)],
@@ -66,3 +74,48 @@ def test_error_class_is_chosen_by_the_caller() -> None:
 def test_short_repr_bounds_hostile_values() -> None:
     assert len(short_repr("x" * 10_000)) <= 80
     assert short_repr(10**1000).startswith("an integer of 1001 digits")
+
+
+def test_type_error_tells_a_wrong_type_from_a_wrong_value() -> None:
+    with pytest.raises(TypeError, match="iters: expected an int >= 1, got 'x'"):
+        validate(TABLE, {"iters": "x"}, type_error=TypeError)
+    with pytest.raises(ValueError, match="iters: expected an int >= 1, got 0"):
+        validate(TABLE, {"iters": 0}, type_error=TypeError)
+    with pytest.raises(ValueError, match="iters"):  # a float for an int: a value, not a type
+        validate(TABLE, {"iters": 1.5}, type_error=TypeError)
+
+
+def test_prefix_qualifies_the_name() -> None:
+    with pytest.raises(ValueError, match=r"^Thing\.share: expected a float in \[0, 1\]"):
+        validate(TABLE, {"share": 2}, prefix="Thing.")
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [((0, 1), (0.0, 1.0)), ([2.5, 2.5], (2.5, 2.5)), (np.array([0, 3]), (0.0, 3.0)),
+     ((2, 1), None), ((-1, 1), None), ((0, float("inf")), None), ((0, 10**400), None),
+     (5, None), ("ab", None), ((1, 2, 3), None)],
+)
+def test_pair_is_an_ordered_range(value: object, ok: tuple | None) -> None:
+    table = {"range": [Pair(Interval(float, 0, None))]}
+    if ok is None:
+        with pytest.raises(ValueError, match=r"range: expected a pair \(low, high\) with low <= high"):
+            validate(table, {"range": value})
+    else:
+        out = validate(table, {"range": value})["range"]
+        assert out == ok and all(type(v) is float for v in out)
+
+
+def test_interval_within_matches_convert() -> None:
+    forms = [Interval(float, 0, 1), Interval(int, 0, 5), Interval(float, 0, 100, closed="right"),
+             Interval(float, 1, None), Interval(float, None, 0, closed="neither")]
+    values = np.array([-1.0, 0.0, 0.5, 1.0, 2.0, 5.0, 100.0, np.nan, np.inf])
+    for form in forms:
+        expected = []
+        for v in values.tolist():
+            try:
+                form.convert(int(v) if form.kind is int and np.isfinite(v) and v == int(v) else v)
+                expected.append(True)
+            except ValueError:
+                expected.append(False)
+        np.testing.assert_array_equal(form.within(values), expected, err_msg=form.describe())

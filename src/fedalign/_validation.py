@@ -18,9 +18,14 @@ accepts it. ``None`` in the list allows ``None``. The forms:
     ``True`` or ``False`` (numpy booleans too).
 :class:`InstanceOf`
     An instance of a class.
+:class:`Pair`
+    A ``(low, high)`` pair of numbers with ``low <= high`` (a range).
 
 Every error names the parameter and shows the value (shortened), e.g.
-``time_limit: expected a float > 0 or None, got -1``.
+``time_limit: expected a float > 0 or None, got -1``. A caller may raise another class for a
+value of the wrong type than for a value out of range (``type_error``), as
+:class:`fedalign.ClientProfile` does (``TypeError`` / ``ValueError``), and may qualify the
+names (``prefix="ClientProfile."``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = [
     "Boolean",
@@ -39,6 +45,7 @@ __all__ = [
     "InstanceOf",
     "Interval",
     "Options",
+    "Pair",
     "short_repr",
     "validate",
     "validate_one",
@@ -70,8 +77,18 @@ class Constraint:
         """How the form reads in an error message ("an int >= 1")."""
         raise NotImplementedError
 
+    def accepts_type(self, value: Any) -> bool:
+        """Whether ``value`` is of a type this form takes, its range aside.
+
+        Lets :func:`validate_one` tell a value of the wrong type (``type_error``) from one out
+        of range. A form that cannot tell says True.
+        """
+        return True
+
 
 def _is_real(value: Any) -> bool:
+    if type(value) in (float, int):  # the common case, without the slower ABC check
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
@@ -117,6 +134,24 @@ class Interval(Constraint):
         if not (lo_ok and hi_ok):
             raise ValueError
         return v
+
+    def accepts_type(self, value: Any) -> bool:
+        return _is_real(value)
+
+    def within(self, values: NDArray[np.floating[Any]]) -> NDArray[np.bool_]:
+        """Elementwise :meth:`convert` for a float array: which values it accepts.
+
+        An array does not say whether a value was written as an int, so an int interval
+        accepts the integral values here (as ``integral_floats`` does for scalars).
+        """
+        ok = np.isfinite(values)
+        if self.kind is int:
+            ok &= values == np.round(values)
+        if self.left is not None:
+            ok &= values >= self.left if self.closed in ("both", "left") else values > self.left
+        if self.right is not None:
+            ok &= values <= self.right if self.closed in ("both", "right") else values < self.right
+        return ok
 
     def describe(self) -> str:
         what = "an int" if self.kind is int else "a float"
@@ -167,6 +202,9 @@ class Boolean(Constraint):
             return bool(value)
         raise ValueError
 
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, (bool, np.bool_))
+
     def describe(self) -> str:
         return "a bool"
 
@@ -183,8 +221,33 @@ class InstanceOf(Constraint):
             return value
         raise ValueError
 
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, self.cls)
+
     def describe(self) -> str:
         return f"a {self.name or self.cls.__name__}"
+
+
+@dataclass(frozen=True)
+class Pair(Constraint):
+    """A ``(low, high)`` pair (tuple, list or array of two), each accepted by ``element``,
+    with ``low <= high``; returned as a tuple."""
+
+    element: Interval
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, (tuple, list, np.ndarray)) or len(value) != 2:
+            raise ValueError
+        low, high = (self.element.convert(v) for v in value)
+        if low > high:
+            raise ValueError
+        return (low, high)
+
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, (tuple, list, np.ndarray))
+
+    def describe(self) -> str:
+        return f"a pair (low, high) with low <= high, each {self.element.describe()}"
 
 
 Table = Mapping[str, Sequence[Constraint | None]]
@@ -203,11 +266,14 @@ def validate_one(
     forms: Sequence[Constraint | None],
     *,
     error: type[Exception] = ValueError,
+    type_error: type[Exception] | None = None,
 ) -> Any:
     """``value`` converted by the first form of ``forms`` that accepts it.
 
     Raises
     ------
+    type_error
+        Given, and no form takes a value of this type (text where a number is expected).
     error
         No form accepts it; the message names ``name`` and shows the value.
     """
@@ -220,7 +286,10 @@ def validate_one(
             return form.convert(value)
         except (ValueError, TypeError, OverflowError):
             continue
-    raise error(f"{name}: expected {_describe(forms)}, got {short_repr(value)}")
+    cls = error
+    if type_error is not None and not any(f.accepts_type(value) for f in forms if f is not None):
+        cls = type_error
+    raise cls(f"{name}: expected {_describe(forms)}, got {short_repr(value)}")
 
 
 def validate(
@@ -228,7 +297,9 @@ def validate(
     values: Mapping[str, Any],
     *,
     error: type[Exception] = ValueError,
+    type_error: type[Exception] | None = None,
     owner: str | None = None,
+    prefix: str = "",
 ) -> dict[str, Any]:
     """Check every value against its entry of ``table``; return them converted.
 
@@ -240,8 +311,12 @@ def validate(
     error : exception class
         Raised for a bad value (``ValueError`` by default; a fedalign error class where the
         API names one).
+    type_error : exception class, optional
+        Raised instead of ``error`` for a value of a type no form takes.
     owner : str, optional
         Who owns the parameters, for the unknown-name message ("solver 'flow'").
+    prefix : str
+        Put before each name in error messages (``"ClientProfile."``).
 
     Returns
     -------
@@ -252,7 +327,7 @@ def validate(
     ------
     TypeError
         A name that is not in the table.
-    error
+    type_error, error
         A value no form of its entry accepts.
     """
     out: dict[str, Any] = {}
@@ -260,5 +335,7 @@ def validate(
         if name not in table:
             who = f"{owner} has" if owner else "there is"
             raise TypeError(f"{who} no option {name!r}; the options are {sorted(table)}")
-        out[name] = validate_one(name, value, table[name], error=error)
+        out[name] = validate_one(
+            prefix + name, value, table[name], error=error, type_error=type_error
+        )
     return out

@@ -302,14 +302,18 @@ def _add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="solver optimality vs latency on instance families and OR-Library GAP",
         description=(
             "Run every solver under a time limit on the instance families (and the "
-            "OR-Library GAP files of --orlib DIR), and write DIR/results.csv, "
+            "OR-Library GAP files with --orlib: the copy fedalign ships, or those of "
+            "--orlib DIR), and write OUT/results.csv, "
             "DIR/results.json, a Pareto plot per family and a scaling plot "
             "(docs/benchmarks.md)."
         ),
     )
     p.add_argument("--quick", action="store_true", help="small sizes, 2 seeds, 2 s: minutes")
     p.add_argument("--solvers", default=None, metavar="S1,S2,...", help="default: all")
-    p.add_argument("--orlib", default=None, metavar="DIR", help="folder of gap*.txt files")
+    p.add_argument(
+        "--orlib", nargs="?", const="bundled", default=None, metavar="DIR",
+        help="add the OR-Library GAP instances: those fedalign ships, or the gap*.txt files of DIR",
+    )
     p.add_argument("--out", default="fedalign-bench", metavar="DIR", help="output folder")
     p.add_argument(
         "--time-limit", type=float, default=None, metavar="SEC",
@@ -332,7 +336,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         raise CommandError(f"--time-limit: expected seconds > 0, got {args.time_limit}")
     if args.seeds is not None and args.seeds < 1:
         raise CommandError(f"--seeds: expected an int >= 1, got {args.seeds}")
-    if args.orlib is not None and not Path(args.orlib).is_dir():
+    if args.orlib not in (None, "bundled") and not Path(args.orlib).is_dir():
         raise CommandError(f"--orlib: {args.orlib} is not a directory")
     try:
         _, table = bench.bench(

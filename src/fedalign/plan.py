@@ -11,11 +11,20 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ._validation import (
+    Boolean,
+    InstanceOf,
+    Interval,
+    Table,
+    short_repr,
+    validate,
+    validate_one,
+)
 from .errors import InvalidFeedbackError
 from .problem import COUNT_ROW, DEADLINE_ROW, SEAT_ROW, AlignmentProblem
 from .rows import Row
@@ -25,6 +34,13 @@ __all__ = ["Feedback", "Plan", "why_not"]
 
 
 # --------------------------------------------------------------------------- feedback
+
+#: Most samples a report may claim: counts are stored as float64, exact up to 2**53, and an
+#: integer of 400 digits must be refused by name rather than overflow when the round closes.
+MAX_SAMPLES = 2**53
+
+#: What one reward may be.
+_REWARD = Interval(float, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -47,8 +63,16 @@ class Feedback:
     Raises
     ------
     InvalidFeedbackError
-        A field of the wrong type or out of range.
+        A field of the wrong type or out of range; the message names the field (the expert
+        for a reward) and shows the value.
     """
+
+    _parameter_constraints: ClassVar[Table] = {
+        "samples": [Interval(int, 0, MAX_SAMPLES, integral_floats=True)],
+        "rewards": [InstanceOf(Mapping, "mapping expert_id -> reward")],
+        "duration": [Interval(float, 0, None), None],
+        "completed": [Boolean()],
+    }
 
     samples: int
     rewards: Mapping[Hashable, float] = field(default_factory=dict)
@@ -56,37 +80,32 @@ class Feedback:
     completed: bool = True
 
     def __post_init__(self) -> None:
-        s = self.samples
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer, float, np.floating)):
-            raise InvalidFeedbackError(f"Feedback.samples: expected an int >= 0, got {s!r}")
-        if not math.isfinite(float(s)) or s < 0 or float(s) != int(s):
-            raise InvalidFeedbackError(f"Feedback.samples: expected an int >= 0, got {s!r}")
-        object.__setattr__(self, "samples", int(s))
-        if not isinstance(self.rewards, Mapping):
-            raise InvalidFeedbackError(
-                f"Feedback.rewards: expected a mapping expert_id -> reward, got {type(self.rewards).__name__}"
+        table = self._parameter_constraints
+        checked = validate(
+            table,
+            {name: getattr(self, name) for name in table},
+            error=InvalidFeedbackError,
+            prefix="Feedback.",
+        )
+        checked["rewards"] = {k: _reward(k, v) for k, v in checked["rewards"].items()}
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+
+def _reward(expert_id: Hashable, value: Any) -> float:
+    """One reward as a float in [0, 1]; the error names the expert."""
+    try:
+        return float(_REWARD.convert(value))
+    except (ValueError, TypeError, OverflowError):
+        # the message (and the expert id's repr) only when it is needed: reports are many
+        return float(
+            validate_one(
+                f"Feedback.rewards[{short_repr(expert_id)}]",
+                value,
+                [_REWARD],
+                error=InvalidFeedbackError,
             )
-        clean: dict[Hashable, float] = {}
-        for k, v in self.rewards.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise InvalidFeedbackError(f"Feedback.rewards[{k!r}]: expected a number, got {v!r}")
-            fv = float(v)
-            if not (math.isfinite(fv) and 0.0 <= fv <= 1.0):
-                raise InvalidFeedbackError(
-                    f"Feedback.rewards[{k!r}]: expected a finite value in [0, 1], got {v!r}"
-                )
-            clean[k] = fv
-        object.__setattr__(self, "rewards", clean)
-        d = self.duration
-        if d is not None:
-            if isinstance(d, bool) or not isinstance(d, (int, float, np.integer, np.floating)):
-                raise InvalidFeedbackError(f"Feedback.duration: expected seconds >= 0, got {d!r}")
-            if not (math.isfinite(float(d)) and d >= 0):
-                raise InvalidFeedbackError(f"Feedback.duration: expected seconds >= 0, got {d!r}")
-            object.__setattr__(self, "duration", float(d))
-        if not isinstance(self.completed, (bool, np.bool_)):
-            raise InvalidFeedbackError(f"Feedback.completed: expected a bool, got {self.completed!r}")
-        object.__setattr__(self, "completed", bool(self.completed))
+        )
 
 
 # --------------------------------------------------------------------------- plan

@@ -29,20 +29,25 @@ A dropout is a censored observation: the client needed *more* than it had (its d
 the deadline), so the profiler records a slowdown at least that large (or a speed at most
 that small), made worse by ``dropout_inflation``; it also lowers the client's reliability,
 an exponential average of completed rounds.
+
+Every class checks its arguments once, against its ``_parameter_constraints`` table (see
+:mod:`fedalign._validation`).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import grow_rows
+from ._arrays import PerExpert, grow_rows, validate_table
+from ._validation import InstanceOf, Interval, Pair, Table, validate
 
-__all__ = ["CapacityProfiler", "ClientProfile", "ProfileBounds", "PROFILE_FIELDS"]
+__all__ = ["CapacityProfiler", "ClientProfile", "ProfileBounds", "PROFILE_FIELDS", "MAX_EXPERTS"]
 
 #: The float columns a profile is stored as (None becomes NaN).
 PROFILE_FIELDS = (
@@ -56,20 +61,12 @@ PROFILE_FIELDS = (
 )
 _POSITIVE = {"compute", "bandwidth_up", "bandwidth_down"}
 
+#: Largest ``max_experts`` a profile may declare: the profiler stores it as an int32 per
+#: client, and an integer of 400 digits must be a named error, not an OverflowError later.
+MAX_EXPERTS = 2**31 - 1
 
-def _number(owner: str, name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner}.{name}: expected a number or None, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{owner}.{name}: must be finite, got {value!r}")
-    if name in _POSITIVE and v <= 0:
-        raise ValueError(f"{owner}.{name}: must be > 0, got {value!r}")
-    if v < 0:
-        raise ValueError(f"{owner}.{name}: must be >= 0, got {value!r}")
-    return v
+_AT_LEAST_0 = Interval(float, 0, None)
+_ABOVE_0 = Interval(float, 0, None, closed="neither")
 
 
 @dataclass(frozen=True)
@@ -97,9 +94,23 @@ class ClientProfile:
 
     Raises
     ------
-    TypeError, ValueError
-        A field of the wrong type or out of range; the message names the field.
+    TypeError
+        A field of the wrong type (text, a bool, a complex number, an array).
+    ValueError
+        A field out of range (negative, not finite, too large for a float); the message
+        names the field and shows the value.
     """
+
+    _parameter_constraints: ClassVar[Table] = {
+        "memory": [_AT_LEAST_0, None],
+        "compute": [_ABOVE_0, None],
+        "bandwidth_up": [_ABOVE_0, None],
+        "bandwidth_down": [_ABOVE_0, None],
+        "latency": [_AT_LEAST_0, None],
+        "max_experts": [Interval(int, 0, MAX_EXPERTS), None],
+        "availability": [Interval(float, 0, 1), None],
+        "samples": [_AT_LEAST_0, None],
+    }
 
     memory: float | None = None
     compute: float | None = None
@@ -111,26 +122,35 @@ class ClientProfile:
     samples: float | None = None
 
     def __post_init__(self) -> None:
-        for name in PROFILE_FIELDS:
-            object.__setattr__(self, name, _number("ClientProfile", name, getattr(self, name)))
-        if self.availability is not None and self.availability > 1:
-            raise ValueError(
-                f"ClientProfile.availability: expected a value in [0, 1], got {self.availability!r}"
-            )
-        k = self.max_experts
-        if k is not None:
-            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-                raise ValueError(f"ClientProfile.max_experts: expected an int >= 0 or None, got {k!r}")
-            object.__setattr__(self, "max_experts", int(k))
+        table = self._parameter_constraints
+        checked = validate(
+            table,
+            {name: getattr(self, name) for name in table},
+            type_error=TypeError,
+            prefix="ClientProfile.",
+        )
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
 class ProfileBounds:
     """Plausible ranges that self-reported profile fields are clipped to.
 
-    Each field is a ``(low, high)`` pair. Defaults assume bytes, seconds and samples per
-    second; change them when ``expert_memory`` uses another unit.
+    Each field is a ``(low, high)`` pair of finite numbers, ``0 <= low <= high``. Defaults
+    assume bytes, seconds and samples per second; change them when ``expert_memory`` uses
+    another unit.
+
+    Raises
+    ------
+    ValueError
+        A field that is not such a pair; the message names the field.
     """
+
+    _parameter_constraints: ClassVar[Table] = {
+        name: [Pair(_AT_LEAST_0)]
+        for name in ("memory", "compute", "bandwidth_up", "bandwidth_down", "latency", "samples")
+    }
 
     memory: tuple[float, float] = (0.0, 1e12)
     compute: tuple[float, float] = (1e-3, 1e9)
@@ -140,11 +160,12 @@ class ProfileBounds:
     samples: tuple[float, float] = (0.0, 1e9)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            lo, hi = (float(v) for v in getattr(self, f.name))
-            if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
-                raise ValueError(f"ProfileBounds.{f.name}: expected 0 <= low <= high, got {(lo, hi)}")
-            object.__setattr__(self, f.name, (lo, hi))
+        table = self._parameter_constraints
+        checked = validate(
+            table, {name: getattr(self, name) for name in table}, prefix="ProfileBounds."
+        )
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     def clip(self, profile: ClientProfile) -> ClientProfile:
         """``profile`` with each known field clipped into its range."""
@@ -186,7 +207,25 @@ class CapacityProfiler:
         Weight of the latest round in the reliability average.
     ratio_bounds : (low, high)
         Observed ratios are clipped into this range before entering the window.
+
+    Raises
+    ------
+    ValueError
+        An argument of the wrong type or out of range (the message names it, and the
+        position for per-expert values), or ``expert_cost`` of another length than
+        ``expert_bytes``.
     """
+
+    _parameter_constraints: ClassVar[Table] = {
+        "expert_bytes": [PerExpert(_AT_LEAST_0)],
+        "expert_cost": [PerExpert(_AT_LEAST_0)],
+        "samples_per_round": [_AT_LEAST_0, None],
+        "bounds": [InstanceOf(ProfileBounds), None],
+        "window": [Interval(int, 1, 255)],  # the window's cursor is a uint8
+        "dropout_inflation": [Interval(float, 1, None)],
+        "reliability_rate": [Interval(float, 0, 1)],
+        "ratio_bounds": [Pair(_ABOVE_0)],
+    }
 
     def __init__(
         self,
@@ -200,19 +239,28 @@ class CapacityProfiler:
         reliability_rate: float = 0.2,
         ratio_bounds: tuple[float, float] = (0.01, 100.0),
     ) -> None:
-        self.expert_bytes = np.asarray(expert_bytes, dtype=np.float64)
-        self.expert_cost = np.asarray(expert_cost, dtype=np.float64)
+        a = validate_table(
+            self._parameter_constraints,
+            {
+                "expert_bytes": expert_bytes,
+                "expert_cost": expert_cost,  # E comes from expert_bytes
+                "samples_per_round": samples_per_round,
+                "bounds": bounds,
+                "window": window,
+                "dropout_inflation": dropout_inflation,
+                "reliability_rate": reliability_rate,
+                "ratio_bounds": ratio_bounds,
+            },
+        )
+        self.expert_bytes: NDArray[np.float64] = a["expert_bytes"]
+        self.expert_cost: NDArray[np.float64] = a["expert_cost"]
         self.n_experts = int(self.expert_bytes.shape[0])
-        self.samples_per_round = samples_per_round
-        self.bounds = bounds if bounds is not None else ProfileBounds()
-        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 255:
-            raise ValueError(f"profile_window: expected an int in [1, 255], got {window!r}")
-        if not (isinstance(dropout_inflation, (int, float)) and dropout_inflation >= 1):
-            raise ValueError(f"dropout_inflation: expected a number >= 1, got {dropout_inflation!r}")
-        self.window = window
-        self.dropout_inflation = float(dropout_inflation)
-        self.reliability_rate = float(reliability_rate)
-        self.ratio_bounds = (float(ratio_bounds[0]), float(ratio_bounds[1]))
+        self.samples_per_round: float | None = a["samples_per_round"]
+        self.bounds: ProfileBounds = a["bounds"] if a["bounds"] is not None else ProfileBounds()
+        self.window: int = a["window"]
+        self.dropout_inflation: float = a["dropout_inflation"]
+        self.reliability_rate: float = a["reliability_rate"]
+        self.ratio_bounds: tuple[float, float] = a["ratio_bounds"]
         self._n = 0
         self._prof = np.empty((0, len(PROFILE_FIELDS)), dtype=np.float64)
         self._max_experts = np.empty(0, dtype=np.int32)
@@ -265,6 +313,30 @@ class CapacityProfiler:
         if p.availability is not None:
             self._reliability[r] = p.availability
         return p
+
+    @contextmanager
+    def overlay(self, measured: Mapping[int, ClientProfile]) -> Iterator[None]:
+        """Within the block, each row's profile has the fields set in ``measured`` instead.
+
+        For one round's conditions measured at check-in (e.g. a faded bandwidth): the
+        measured fields are clipped like any profile; what the profiler learned (slowdowns,
+        reliability) is left alone, and the stored profiles are restored on exit.
+        """
+        rows = np.fromiter(measured, dtype=np.int64, count=len(measured))
+        saved_prof, saved_k = self._prof[rows].copy(), self._max_experts[rows].copy()
+        try:
+            for row, profile in measured.items():
+                p = self.bounds.clip(profile)
+                for k, name in enumerate(PROFILE_FIELDS):
+                    value = getattr(p, name)
+                    if value is not None:
+                        self._prof[row, k] = value
+                if p.max_experts is not None:
+                    self._max_experts[row] = p.max_experts
+            yield
+        finally:
+            self._prof[rows] = saved_prof
+            self._max_experts[rows] = saved_k
 
     def profile(self, row: int) -> ClientProfile:
         """The stored (clipped) profile of ``row``."""
@@ -448,21 +520,8 @@ class CapacityProfiler:
         pred = np.where(t, self.base_time(r, used, learned=False), 0.0).sum(axis=1)
         work = used * np.where(t, self.expert_cost[None, :], 0.0).sum(axis=1)
         declared = self._declares_compute(r)
-        inf = self.dropout_inflation
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # declared compute: learn the slowdown, observed / predicted
-            seen = dur / pred
-            censored = np.fmax(np.fmax(seen, dl / pred), self.slowdown(r)) * inf
-            ratio = np.clip(np.where(done, seen, censored), *self.ratio_bounds)
-            ok_ratio = (pred > 0) & np.isfinite(ratio)
-            # undeclared compute: learn the speed; pred is then transfer and latency only
-            speed = work / np.fmax(dur - pred, 0.05 * dur)
-            limit = np.fmax(dur, dl)  # a dropout needed more than this
-            slower = work / np.fmax(limit - pred, 0.05 * limit)
-            speed = np.where(done, speed, np.fmin(slower, self.learned_compute(r)) / inf)
-            lo, hi = self.bounds.compute
-            speed = np.clip(speed, lo, hi)
-            ok_speed = (work > 0) & np.isfinite(speed) & (speed > 0)
+        ratio, ok_ratio = self._observed_slowdown(r, pred, dur, done, dl)
+        speed, ok_speed = self._observed_speed(r, pred, work, dur, done, dl)
         value = np.where(declared, ratio, speed)
         learn = np.where(declared, ok_ratio, ok_speed)
 
@@ -474,6 +533,50 @@ class CapacityProfiler:
         self._reliability[r] = ((1 - a) * self._reliability[r] + a * done).astype(np.float32)
         fresh = done & np.isfinite(smp)
         self._seen_samples[r[fresh]] = smp[fresh]
+
+    def _observed_slowdown(
+        self,
+        r: NDArray[np.int64],
+        pred: NDArray[np.float64],
+        dur: NDArray[np.float64],
+        done: NDArray[np.bool_],
+        dl: NDArray[np.float64],
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """Slowdown seen this round (clients that declare compute), and where it is usable.
+
+        Observed / predicted duration; for a dropout, at least what it had (its duration or
+        the deadline) over the prediction and at least the current slowdown, inflated.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            seen = dur / pred
+            censored = np.fmax(np.fmax(seen, dl / pred), self.slowdown(r)) * self.dropout_inflation
+            ratio = np.clip(np.where(done, seen, censored), *self.ratio_bounds)
+        return ratio, (pred > 0) & np.isfinite(ratio)
+
+    def _observed_speed(
+        self,
+        r: NDArray[np.int64],
+        pred: NDArray[np.float64],
+        work: NDArray[np.float64],
+        dur: NDArray[np.float64],
+        done: NDArray[np.bool_],
+        dl: NDArray[np.float64],
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """Compute speed seen this round (clients that declare none), and where it is usable.
+
+        ``pred`` is then transfer and latency only: the speed is the work over the rest of
+        the duration. A dropout needed more than its duration or the deadline, so it is at
+        most that slow (and no faster than known), deflated.
+        """
+        inf = self.dropout_inflation
+        with np.errstate(divide="ignore", invalid="ignore"):
+            speed = work / np.fmax(dur - pred, 0.05 * dur)
+            limit = np.fmax(dur, dl)
+            slower = work / np.fmax(limit - pred, 0.05 * limit)
+            speed = np.where(done, speed, np.fmin(slower, self.learned_compute(r)) / inf)
+            lo, hi = self.bounds.compute
+            speed = np.clip(speed, lo, hi)
+        return speed, (work > 0) & np.isfinite(speed) & (speed > 0)
 
     # ------------------------------------------------------------------ undo
 

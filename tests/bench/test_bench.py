@@ -11,18 +11,14 @@ import pytest
 
 import fedalign as fa
 from fedalign.bench import FAMILIES, make_instance
-from fedalign.bench.orlib import BEST_KNOWN, find_files, load_file, parse_gap
+from fedalign.bench.orlib import BEST_KNOWN, bundled_dir, find_files, load_file, parse_gap
 from fedalign.bench.report import COLUMNS
 from fedalign.bench.runner import BenchConfig, Instance, run_instance
 from fedalign.cli import main
 
-_ROOT = Path(__file__).resolve().parents[2]
-# The shared data folder sits beside the repository (or inside it, in a full checkout).
-ORLIB = next(
-    (p for p in (_ROOT.parent / "shared", _ROOT / "shared") if (p / "data" / "orlib-gap").is_dir()),
-    _ROOT / "shared",
-) / "data" / "orlib-gap"
-needs_orlib = pytest.mark.skipif(not ORLIB.is_dir(), reason="OR-Library GAP files not found")
+# The OR-Library GAP files ship with fedalign (package data).
+ORLIB = bundled_dir()
+needs_orlib = pytest.mark.skipif(not ORLIB.is_dir(), reason="OR-Library GAP files not installed")
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -165,3 +161,11 @@ def test_bench_cli_bad_flags_exit_2(
     status = main(["bench", "--quick", "--out", str(tmp_path), "--no-progress", *argv])
     assert status == 2
     assert flag in capsys.readouterr().err
+
+
+def test_the_or_library_files_ship_with_fedalign() -> None:
+    """``--orlib`` without a folder reads the bundled copy: all 16 files, with their README."""
+    files = find_files("bundled")
+    assert [p.stem for p in files][:3] == ["gap1", "gap2", "gap3"] and len(files) == 16
+    assert (bundled_dir() / "README.md").is_file()
+    assert [g.best_known for g in load_file(files[0])] == BEST_KNOWN["gap1"]

@@ -614,3 +614,37 @@ def test_start_runs_rounds_end_to_end_on_a_fake_grid(fake_grid, arrays, state):
 def test_import_fedalign_does_not_import_flwr():
     code = "import sys, fedalign; assert 'flwr' not in sys.modules, 'flwr imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------ the round driver underneath
+
+
+def test_history_counts_bytes_and_the_aggregation_hook_reaches_flower(fake_grid, arrays, state):
+    groups = []
+
+    def keep_first(reference, updates, weights, *, expert):
+        groups.append(expert)
+        return dict(updates[0])
+
+    strategy, sched, grid = make_strategy(fake_grid, max_experts=2, aggregate=keep_first)
+    messages = list(strategy.configure_train(1, arrays, ConfigRecord(), grid))
+    replies = [reply_with(m, float(k + 1), 5) for k, m in enumerate(messages)]
+    new, _ = strategy.aggregate_train(1, replies[:-1])  # the last node stays silent
+
+    record = strategy.history[-1]
+    sent = sum(a.numpy().nbytes for m in messages for a in m.content["arrays"].values())
+    back = sum(a.numpy().nbytes for m in messages[:-1] for a in m.content["arrays"].values())
+    assert record.bytes_sent == sent and record.bytes_received == back
+    assert record.to_dict()["bytes_sent"] == sent
+    assert groups[0] is None and groups[1:] == sorted(record.trained_by)
+    got = arrays_to_numpy(new)
+    np.testing.assert_allclose(got["trunk.weight"], state["trunk.weight"] + 1.0, rtol=1e-6)
+
+
+def test_zero_dimensional_arrays_keep_their_shape(fake_grid, make_state):
+    state = {**make_state(), "gate.count": np.array(3, dtype=np.int64)}
+    strategy, sched, grid = make_strategy(fake_grid)
+    messages = list(strategy.configure_train(1, numpy_to_arrays(state), ConfigRecord(), grid))
+    new, _ = strategy.aggregate_train(1, [reply_with(m, 2.0, 4) for m in messages])
+    got = arrays_to_numpy(new)
+    assert got["gate.count"].shape == () and int(got["gate.count"]) == 5

@@ -29,7 +29,15 @@ import numpy as np
 
 from ..problem import AlignmentProblem
 
-__all__ = ["BEST_KNOWN", "GapInstance", "find_files", "load_file", "parse_gap"]
+__all__ = ["BEST_KNOWN", "BUNDLED", "GapInstance", "bundled_dir", "find_files", "load_file", "parse_gap"]
+
+#: What ``--orlib`` without a folder means: the copy of the files fedalign ships.
+BUNDLED = "bundled"
+
+
+def bundled_dir() -> Path:
+    """The folder of the OR-Library GAP files shipped with fedalign (with their README)."""
+    return Path(__file__).resolve().parent / "orlib_data"
 
 #: Published optimal values (best known where no optimum is proven), in file order.
 BEST_KNOWN: dict[str, list[int]] = {
@@ -149,8 +157,11 @@ def _stem_key(stem: str) -> tuple[int, int | str]:
 
 
 def find_files(directory: str | Path) -> list[Path]:
-    """The GAP files (``gap*.txt``) in ``directory``, gap1..gap12 then gapa..gapd."""
-    path = Path(directory)
+    """The GAP files (``gap*.txt``) in ``directory``, gap1..gap12 then gapa..gapd.
+
+    ``directory`` may be :data:`BUNDLED` for the files fedalign ships.
+    """
+    path = bundled_dir() if str(directory) == BUNDLED else Path(directory)
     if not path.is_dir():
         raise FileNotFoundError(f"orlib: {str(path)!r} is not a directory")
     files = [p for p in path.glob("gap*.txt") if re.fullmatch(r"gap(\d+|[a-z])", p.stem)]

@@ -90,15 +90,6 @@ def _index(client: Any) -> int:
     return int(client)
 
 
-def _nbytes(arrays: ArrayRecord, keys: Sequence[str]) -> int:
-    """Bytes of the tensors ``keys`` of ``arrays`` (elements x item size, no header)."""
-    total = 0
-    for key in keys:
-        arr = arrays[key]
-        total += int(np.prod(arr.shape, dtype=np.int64)) * np.dtype(arr.dtype).itemsize
-    return total
-
-
 class _FleetFedAlign(FedAlign):
     """FedAlign whose cohorts and device luck replay :func:`fedalign.sim.server.run_strategy`."""
 
@@ -141,30 +132,27 @@ class _FleetFedAlign(FedAlign):
         messages = list(super().configure_train(server_round, arrays, config, grid))
         state = self._open
         assert state is not None  # a cohort always plans (every client is registered)
-        self.result.solver_seconds.append(float(state.solver_seconds or 0.0))
-        node_of = {_index(c): n for n, c in state.client_of.items()}
+        current = state.current
+        self.result.solver_seconds.append(float(current.solver_seconds or 0.0))
         cohort = self._cohort
-        nodes = [node_of[int(c)] for c in cohort]
-        n_assigned = np.array([len(state.sent.get(n, [])) for n in nodes], dtype=np.int64)
+        node_by_index = {_index(c): n for n, c in state.client_of.items()}
+        nodes = [node_by_index[int(c)] for c in cohort]
+        clients = [state.client_of[n] for n in nodes]
+        n_assigned = np.array([len(current.experts(c)) for c in clients], dtype=np.int64)
         samples = self.setup.samples
         seconds, vanished = self.setup.fleet.round_seconds(
             cohort, n_assigned, samples[cohort], self.world
         )
         late = ~vanished & (seconds > self.setup.deadline)
         pos_of = {n: k for k, n in enumerate(nodes)}
-        shared = [k for k, e in state.key_expert.items() if e is None]
         for msg in messages:
-            node = msg.metadata.dst_node_id
-            pos = pos_of[node]
-            experts = state.sent[node]
+            pos = pos_of[msg.metadata.dst_node_id]
             cfg = msg.content.config_records[self.configrecord_key]
             if vanished[pos] or late[pos]:
                 cfg[SIMULATE_DROPOUT] = True
             else:
                 cfg[SIMULATED_SECONDS] = float(seconds[pos])
-            self.result.expert_load[int(cohort[pos]), experts] += 1
-            keys = shared + [k for k, e in state.key_expert.items() if e in experts]
-            self.down += _nbytes(arrays, keys)
+            self.result.expert_load[int(cohort[pos]), current.experts(clients[pos])] += 1
         self._dropped = int(vanished.sum() + late.sum())
         self.clock += self.setup.deadline if self._dropped else float(np.max(seconds, initial=0.0))
         return messages
@@ -172,19 +160,18 @@ class _FleetFedAlign(FedAlign):
     def aggregate_train(
         self, server_round: int, replies: Any
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        state = self._open
+        closed_before = len(self.history)
         out = super().aggregate_train(server_round, replies)
-        if state is None:
+        if len(self.history) == closed_before:  # the round was not configured
             return out
         record = self.history[-1]
         load = np.zeros(self.setup.config.n_experts, dtype=np.int64)
-        shared = [k for k, e in state.key_expert.items() if e is None]
         for node in record.completed:
-            experts = state.sent[node]
-            self.result.trained_load[_index(state.client_of[node]), experts] += 1
+            experts = record.assignment[node]
+            self.result.trained_load[_index(record.clients[node]), experts] += 1
             load[experts] += 1
-            keys = shared + [k for k, e in state.key_expert.items() if e in experts]
-            self.up += _nbytes(state.global_arrays, keys)
+        self.up += record.bytes_received
+        self.down += record.bytes_sent
         self.result.round_load.append(load.tolist())
         self.result.dropouts.append(self._dropped)
         self.result.bytes_up.append(int(self.up))

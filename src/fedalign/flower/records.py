@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-# The key convention is the simulation model's (torch-free module): ``experts.<j>.<rest>``.
-from ..sim.naming import EXPERT_PREFIX, expert_of_key
+# The key convention is the core's (``experts.<j>.<rest>``), shared with every runtime.
+from ..rounds.naming import EXPERT_PREFIX, expert_of_key
 
 __all__ = [
     "ARRAYS",
@@ -94,7 +94,8 @@ def numpy_to_arrays(state: Mapping[str, Any]) -> Any:
     for key, value in state.items():
         if hasattr(value, "detach"):  # a torch tensor, without importing torch
             value = value.detach().cpu().numpy()
-        out[key] = Array(np.ascontiguousarray(np.asarray(value)))
+        # order="C", not np.ascontiguousarray: that one turns a 0-d array into shape (1,)
+        out[key] = Array(np.asarray(value, order="C"))
     return ArrayRecord(out)
 
 

@@ -1,23 +1,24 @@
 """FedAlign: a Flower Message-API strategy that lets the fedalign scheduler pick experts.
 
 Flower's ``FedAvg`` sends one shared RecordDict to every node and rejects replies whose
-ArrayRecords hold different keys (DESIGN.md §4). A Mixture-of-Experts round needs the
-opposite: every node receives the shared layers plus *its own* experts, and each expert is
-averaged only over the nodes that trained it. :class:`FedAlign` does exactly that and leaves
-every decision about who trains what to a :class:`fedalign.Scheduler`:
+ArrayRecords hold different keys. A Mixture-of-Experts round needs the opposite: every node
+receives the shared layers plus *its own* experts, and each expert is averaged only over the
+nodes that trained it. That round protocol is :class:`fedalign.rounds.RoundDriver`'s;
+:class:`FedAlign` is its Flower transport:
 
 ``configure_train``
     samples a cohort of connected nodes, registers nodes it has not seen (capacity profile
-    from a query round, i.e. the node's ``node_config``, or from ``profile_fn``), calls
-    ``Scheduler.plan`` over their node ids and builds one Message per node.
+    from a query round, i.e. the node's ``node_config``, or from ``profile_fn``), opens the
+    driver's round over their client ids and builds one Message per node from the driver's
+    payload keys.
 ``aggregate_train``
-    validates every reply against what that node was sent, turns its MetricRecord into
-    ``Feedback``, averages each expert over the nodes that returned it (weighted by
-    ``num-examples``) and the shared arrays over all of them; failed, malformed and missing
-    replies become dropouts (``Feedback(completed=False)``) and contribute nothing.
+    reads every reply's wire format (one ArrayRecord, one MetricRecord, ``num-examples``,
+    one reward per expert ...) into arrays and ``Feedback`` and hands it to the driver, which
+    checks it against what the node was sent, reports it, and averages each expert over the
+    nodes that returned it; failed, malformed and missing replies become dropouts.
 
-The strategy only sees ArrayRecords and key names (``expert_of_key``), so it is independent of
-the deep-learning framework. The wire format is in :mod:`fedalign.flower.records`.
+The strategy only sees ArrayRecords and key names, so it is independent of the deep-learning
+framework. The wire format is in :mod:`fedalign.flower.records`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from ..errors import InvalidFeedbackError
+from ..plan import Feedback
+from ..rounds import ActiveRound, Aggregator, ReplyStatus, RoundDriver, RoundSummary, weighted_mean
 from . import records as rec
 
 __all__ = ["FedAlign", "RoundRecord"]
@@ -75,6 +78,8 @@ class RoundRecord:
         Scheduler client id of each node of the round.
     solver_seconds : float or None
         Wall-clock seconds the scheduler's solver took to plan the round.
+    bytes_sent, bytes_received : int
+        Bytes of the arrays sent to the nodes given experts, and of the completed replies.
     """
 
     server_round: int
@@ -86,6 +91,8 @@ class RoundRecord:
     num_examples: int = 0
     clients: dict[int, Hashable] = field(default_factory=dict)
     solver_seconds: float | None = None
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (string keys)."""
@@ -99,6 +106,8 @@ class RoundRecord:
             "num_examples": self.num_examples,
             "clients": {str(k): v for k, v in self.clients.items()},
             "solver_seconds": self.solver_seconds,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
         }
 
 
@@ -107,25 +116,21 @@ class _OpenRound:
     """Server-side state between ``configure_train`` and ``aggregate_train``."""
 
     server_round: int
-    plan_round: int
-    global_arrays: ArrayRecord
-    key_expert: dict[str, int | None]
-    sent: dict[int, list[int]]
-    idle: list[int]
-    client_of: dict[int, Hashable]
-    solver_seconds: float | None = None
+    current: ActiveRound
+    arrays: ArrayRecord  # the global model as received, reused for untouched arrays
+    decoded: dict[str, np.ndarray]  # the same, as numpy arrays (the driver's state)
+    client_of: dict[int, Hashable]  # node -> client id, every node of the cohort
+    node_of: dict[Hashable, int]
+    losses: dict[int, tuple[float | None, float]] = field(default_factory=dict)
+
+    @property
+    def sent(self) -> dict[int, list[int]]:
+        """Experts sent to each node that was given some."""
+        return {self.node_of[c]: self.current.experts(c) for c in self.current.sent}
 
 
 class _BadReply(Exception):
-    """A reply that cannot be used; the message says why."""
-
-
-@dataclass
-class _Accepted:
-    node: int
-    arrays: dict[str, np.ndarray]
-    weight: float
-    loss: float | None
+    """A reply whose wire format cannot be read; the message says why."""
 
 
 class FedAlign(Strategy):
@@ -176,6 +181,8 @@ class FedAlign(Strategy):
     dropout_duration : float, optional
         Seconds reported as a dropout's ``duration`` (e.g. the round deadline); default
         unknown.
+    aggregate : fedalign.rounds.Aggregator, default :func:`fedalign.rounds.weighted_mean`
+        How the replies carrying the shared arrays, or one expert's, are combined.
     weighted_by_key : str, default "num-examples"
         Metric used as each reply's averaging weight.
     arrayrecord_key, configrecord_key : str
@@ -193,15 +200,18 @@ class FedAlign(Strategy):
         Scheduler client id of every node identified so far.
     last_plan : fedalign.Plan or None
         The scheduler's plan of the last configured training round.
+    driver : fedalign.rounds.RoundDriver
+        Runs the round protocol (plan, payloads, checks, feedback, averaging).
 
     Notes
     -----
     Every training reply is checked against what its node was sent: exactly the shared keys
     plus the keys of its experts, same shapes and dtypes, finite values, a scalar
     ``num-examples`` >= 0 and one reward per expert. A reply that fails any check, carries
-    an error, comes from a node that was not asked, or never arrives is a dropout: the
-    scheduler gets ``Feedback(completed=False)`` and none of its arrays are averaged, so an
-    expert is averaged only over complete updates (or keeps its previous value).
+    an error, or never arrives is a dropout: the scheduler gets ``Feedback(completed=False)``
+    and none of its arrays are averaged, so an expert is averaged only over complete updates
+    (or keeps its previous value). Replies from nodes that were not asked, and second
+    replies, are ignored.
     """
 
     def __init__(
@@ -221,6 +231,7 @@ class FedAlign(Strategy):
         cohort_fn: CohortFn | None = None,
         client_key: str | None = None,
         dropout_duration: float | None = None,
+        aggregate: Aggregator = weighted_mean,
         weighted_by_key: str = rec.NUM_EXAMPLES,
         arrayrecord_key: str = rec.ARRAYS,
         configrecord_key: str = rec.CONFIG,
@@ -241,8 +252,6 @@ class FedAlign(Strategy):
                 raise ValueError(f"{name}: must be >= 0, got {ivalue}")
         if client_key is not None and not query_profiles:
             raise ValueError("client_key: needs query_profiles=True (nodes report their id)")
-        if dropout_duration is not None and not dropout_duration >= 0:
-            raise ValueError(f"dropout_duration: must be >= 0, got {dropout_duration}")
         if query_timeout <= 0:
             raise ValueError(f"query_timeout: must be > 0, got {query_timeout}")
         self.scheduler = scheduler
@@ -263,7 +272,14 @@ class FedAlign(Strategy):
         self.history: list[RoundRecord] = []
         self.node_info: dict[int, dict[str, Any]] = {}
         self.client_key = client_key
-        self.dropout_duration = None if dropout_duration is None else float(dropout_duration)
+        # validates expert_of_key, dropout_duration and aggregate
+        self.driver = RoundDriver(
+            scheduler,
+            expert_of_key=expert_of_key,
+            aggregate=aggregate,
+            dropout_duration=dropout_duration,
+        )
+        self.dropout_duration = self.driver.dropout_duration
         self._registered: set[Hashable] = set()
         self._client_of: dict[int, Hashable] = {}
         self.last_plan: Any = None
@@ -315,10 +331,9 @@ class FedAlign(Strategy):
         """
         if self._open is not None:
             # The previous round was configured but never aggregated: close it as all-dropout.
-            self._close_round(self._open, [])
+            self._finish(self._open, missing="round never aggregated")
         if self.fraction_train == 0.0:
             return []
-        key_expert = self._key_experts(arrays)
         nodes = self._wait_for_nodes(grid)
         cohort = self.sample_cohort(server_round, nodes, grid)
         cohort = self._identified(cohort, grid, server_round)
@@ -329,65 +344,53 @@ class FedAlign(Strategy):
                 server_round,
             )
             return []
-        client_of = {n: self._client_of[n] for n in cohort}
-        node_of = {c: n for n, c in client_of.items()}
-        plan = self.scheduler.plan([client_of[n] for n in cohort])
-        model_experts = {e for e in key_expert.values() if e is not None}
-        shared = [k for k, e in key_expert.items() if e is None]
-        keys_of: dict[int, list[str]] = {}
-        for key, e in key_expert.items():
-            if e is not None:
-                keys_of.setdefault(e, []).append(key)
-
-        sent: dict[int, list[int]] = {}
-        idle: list[int] = []
-        messages: list[Message] = []
-        for client, experts in plan.assignment.items():
-            node = node_of[client]
-            experts = [int(e) for e in experts]
-            missing = [e for e in experts if e not in model_experts]
-            if missing:
-                raise ValueError(
-                    f"arrays: the scheduler assigned expert {missing[0]} to node {node}, but "
-                    f"no array key maps to it (model experts: {sorted(model_experts)})"
-                )
-            if not experts:
-                idle.append(int(node))
-                continue
-            keys = shared + [k for e in experts for k in keys_of[e]]
-            node_arrays = ArrayRecord({k: arrays[k] for k in keys})
-            node_config = ConfigRecord(dict(config))
-            node_config[rec.EXPERT_IDS] = experts
-            node_config[rec.SERVER_ROUND] = int(server_round)
-            content = RecordDict(
-                {self.arrayrecord_key: node_arrays, self.configrecord_key: node_config}
-            )
-            messages.append(
-                Message(content=content, dst_node_id=int(node), message_type=MessageType.TRAIN)
-            )
-            sent[int(node)] = experts
-        self._open = _OpenRound(
-            server_round=int(server_round),
-            plan_round=int(plan.round),
-            global_arrays=arrays,
-            key_expert=key_expert,
-            sent=sent,
-            idle=idle,
-            client_of=client_of,
-            solver_seconds=_runtime(plan),
-        )
-        self.last_plan = plan
+        state = self._open_round(int(server_round), cohort, arrays)
+        messages = [self._instruction(state, client, config) for client in state.current.sent]
+        sent = state.sent
         log(
             INFO,
             "configure_train: round %d, %d of %d nodes, experts per node %s",
             server_round,
             len(messages),
             len(nodes),
-            {n: e for n, e in sent.items()}
-            if len(sent) <= 8
-            else f"(mean {np.mean([len(e) for e in sent.values()]):.2f})",
+            sent if len(sent) <= 8 else f"(mean {np.mean([len(e) for e in sent.values()]):.2f})",
         )
         return messages
+
+    def _open_round(self, server_round: int, cohort: list[int], arrays: ArrayRecord) -> _OpenRound:
+        """Open the driver's round for ``cohort``'s clients on the model ``arrays``."""
+        client_of = {n: self._client_of[n] for n in cohort}
+        decoded = rec.arrays_to_numpy(arrays)
+        try:
+            current = self.driver.open([client_of[n] for n in cohort], decoded)
+        except ValueError as exc:
+            text = str(exc)
+            if text.startswith("state: "):  # the model is this method's ``arrays``
+                raise ValueError("arrays: " + text.removeprefix("state: ")) from exc
+            raise
+        self.last_plan = current.plan
+        self._open = _OpenRound(
+            server_round=server_round,
+            current=current,
+            arrays=arrays,
+            decoded=decoded,
+            client_of=client_of,
+            node_of={c: n for n, c in client_of.items()},
+        )
+        return self._open
+
+    def _instruction(self, state: _OpenRound, client: Hashable, config: ConfigRecord) -> Message:
+        """The training Message for ``client``: its payload's arrays, its expert ids."""
+        node_arrays = ArrayRecord({k: state.arrays[k] for k in state.current.keys(client)})
+        node_config = ConfigRecord(dict(config))
+        node_config[rec.EXPERT_IDS] = state.current.experts(client)
+        node_config[rec.SERVER_ROUND] = state.server_round
+        content = RecordDict(
+            {self.arrayrecord_key: node_arrays, self.configrecord_key: node_config}
+        )
+        return Message(
+            content=content, dst_node_id=state.node_of[client], message_type=MessageType.TRAIN
+        )
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -420,24 +423,25 @@ class FedAlign(Strategy):
                 server_round,
             )
             return None, None
-        accepted, record = self._collect(state, replies)
-        self._close_round(state, accepted, record)
-        arrays = self._average(state, accepted, record)
+        self._collect(state, replies)
+        record, new_state = self._finish(state)
         metrics = MetricRecord(
             {
                 rec.NUM_EXAMPLES: int(record.num_examples),
-                "nodes-sent": len(state.sent),
+                "nodes-sent": len(state.current.sent),
                 "nodes-completed": len(record.completed),
                 "nodes-failed": len(record.dropouts),
                 "experts-trained": len(record.trained_by),
             }
         )
-        losses = [a.loss for a in accepted]
-        if accepted and all(loss is not None for loss in losses):
-            w = np.array([a.weight for a in accepted], dtype=float)
-            lv = np.array(losses, dtype=float)
+        losses = [state.losses[n] for n in record.completed]
+        if losses and all(loss is not None for loss, _ in losses):
+            w = np.array([weight for _, weight in losses], dtype=float)
+            lv = np.array([loss for loss, _ in losses], dtype=float)
             metrics[rec.LOSS] = float(lv @ w / w.sum()) if w.sum() > 0 else float(lv.mean())
-        return arrays, metrics
+        if not record.completed:  # nothing usable: Flower keeps the previous model
+            return None, metrics
+        return self._to_arrays(state, new_state), metrics
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -503,14 +507,6 @@ class FedAlign(Strategy):
         return out
 
     # ------------------------------------------------------------------ steps
-    def _key_experts(self, arrays: ArrayRecord) -> dict[str, int | None]:
-        """Expert of every key of the global model (``None`` = shared)."""
-        out: dict[str, int | None] = {}
-        for key in arrays.keys():
-            e = self.expert_of_key(key)
-            out[key] = None if e is None else int(e)
-        return out
-
     def _wait_for_nodes(self, grid: Grid) -> list[int]:
         """Connected node ids (sorted), once at least ``min_available_nodes`` are there."""
         need = max(self.min_available_nodes, self.min_train_nodes)
@@ -663,192 +659,129 @@ class FedAlign(Strategy):
             log(WARNING, "No profile from nodes %s; they sit out round %d", silent, server_round)
         return out
 
-    def _collect(
-        self, state: _OpenRound, replies: Iterable[Message]
-    ) -> tuple[list[_Accepted], RoundRecord]:
-        """Validate replies and report each node's feedback to the scheduler."""
-        import fedalign as fa
-
-        record = RoundRecord(
-            server_round=state.server_round,
-            scheduler_round=state.plan_round,
-            assignment={
-                **{n: list(e) for n, e in state.sent.items()},
-                **{n: [] for n in state.idle},
-            },
-            clients=dict(state.client_of),
-            solver_seconds=state.solver_seconds,
-        )
-        accepted: list[_Accepted] = []
-        seen: set[int] = set()
+    def _collect(self, state: _OpenRound, replies: Iterable[Message]) -> None:
+        """Hand every reply to the driver: errors are dropouts, the rest is read and checked."""
+        current = state.current
+        asked = set(state.sent)
         for msg in replies:
             node = int(msg.metadata.src_node_id)
-            if node not in state.sent:
+            if node not in asked:
                 log(
                     WARNING,
                     "aggregate_train: ignoring a reply from node %d, which was not asked",
                     node,
                 )
                 continue
-            if node in seen:
-                log(WARNING, "aggregate_train: ignoring a second reply from node %d", node)
-                continue
-            seen.add(node)
+            client = state.client_of[node]
             if msg.has_error():
-                record.dropouts[node] = f"error: {msg.error.reason}"
-                continue
-            try:
-                arrays, weight, feedback_kw, loss = self._parse_reply(state, node, msg.content)
-                self.scheduler.report(
-                    state.client_of[node], fa.Feedback(**feedback_kw), round=state.plan_round
-                )
-            except (_BadReply, InvalidFeedbackError) as exc:
-                record.dropouts[node] = f"invalid reply: {exc}"
-                continue
-            accepted.append(_Accepted(node, arrays, weight, loss))
-            record.completed.append(node)
-            record.num_examples += int(feedback_kw["samples"])
-        for node in state.sent:
-            if node not in seen:
-                record.dropouts[node] = "no reply"
+                status = current.drop(client, f"error: {msg.error.reason}")
+            else:
+                status = self._take_reply(state, node, msg.content)
+            if status is ReplyStatus.IGNORED:
+                log(WARNING, "aggregate_train: ignoring a second reply from node %d", node)
+
+    def _take_reply(self, state: _OpenRound, node: int, content: RecordDict) -> ReplyStatus:
+        """Read one reply's wire format and give it to the driver, which checks the rest."""
+        client = state.client_of[node]
+        experts = state.current.experts(client)
+        try:
+            arrays, metrics = _records(content)
+            weight = _scalar(metrics, self.weighted_by_key)
+            samples = (
+                _scalar(metrics, rec.NUM_EXAMPLES)
+                if self.weighted_by_key != rec.NUM_EXAMPLES
+                else weight
+            )
+            has_duration = metrics.get(rec.DURATION) is not None
+            feedback = Feedback(
+                samples=int(round(samples)),
+                rewards=dict(zip(experts, _rewards(metrics, experts), strict=True)),
+                duration=_scalar(metrics, rec.DURATION) if has_duration else None,
+            )
+        except (_BadReply, InvalidFeedbackError) as exc:
+            return state.current.reject(client, str(exc))
+        status = state.current.complete(client, arrays, feedback, weight=weight)
+        if status is ReplyStatus.COMPLETED:
+            loss = metrics.get(rec.LOSS)
+            if isinstance(loss, (int, float)) and np.isfinite(loss):
+                state.losses[node] = (float(loss), weight)
+            else:
+                state.losses[node] = (None, weight)
+        return status
+
+    def _finish(
+        self, state: _OpenRound, missing: str = "no reply"
+    ) -> tuple[RoundRecord, dict[str, np.ndarray]]:
+        """Close the driver's round (silent nodes are dropouts) and record it in the history."""
+        new_state, summary = state.current.close(missing=missing)
+        record = self._record(state, summary)
         for node, reason in record.dropouts.items():
             log(INFO, "aggregate_train: node %d dropped out (%s)", node, reason)
-        return accepted, record
-
-    def _parse_reply(
-        self, state: _OpenRound, node: int, content: RecordDict
-    ) -> tuple[dict[str, np.ndarray], float, dict[str, Any], float | None]:
-        """Check one reply against what ``node`` was sent; raise ``_BadReply`` if unusable."""
-        experts = state.sent[node]
-        if len(content.array_records) != 1:
-            raise _BadReply(f"expected one ArrayRecord, got {len(content.array_records)}")
-        if len(content.metric_records) != 1:
-            raise _BadReply(f"expected one MetricRecord, got {len(content.metric_records)}")
-        arrays = next(iter(content.array_records.values()))
-        metrics = next(iter(content.metric_records.values()))
-
-        wanted = {k for k, e in state.key_expert.items() if e is None or e in experts}
-        got = set(arrays.keys())
-        if got - wanted:
-            raise _BadReply(f"unexpected arrays {sorted(got - wanted)[:3]}")
-        if wanted - got:
-            raise _BadReply(f"missing arrays {sorted(wanted - got)[:3]}")
-        decoded: dict[str, np.ndarray] = {}
-        for key in arrays.keys():
-            ref = state.global_arrays[key]
-            arr = arrays[key]
-            if tuple(arr.shape) != tuple(ref.shape) or arr.dtype != ref.dtype:
-                raise _BadReply(
-                    f"array {key!r} is {arr.dtype}{list(arr.shape)}, expected {ref.dtype}{list(ref.shape)}"
-                )
-            try:
-                value = arr.numpy()
-            except (TypeError, ValueError) as exc:
-                raise _BadReply(f"array {key!r} cannot be decoded: {exc}") from exc
-            if value.dtype.kind in "fc" and not np.isfinite(value).all():
-                raise _BadReply(f"array {key!r} holds non-finite values")
-            decoded[key] = value
-
-        weight = _scalar(metrics, self.weighted_by_key)
-        samples = (
-            _scalar(metrics, rec.NUM_EXAMPLES)
-            if self.weighted_by_key != rec.NUM_EXAMPLES
-            else weight
-        )
-        rewards = metrics.get(rec.REWARDS)
-        if isinstance(rewards, (int, float)) and not isinstance(rewards, bool):
-            rewards = [rewards]
-        if not isinstance(rewards, list) or len(rewards) != len(experts):
-            raise _BadReply(
-                f"'{rec.REWARDS}' must list {len(experts)} values, one per expert in {experts}"
-            )
-        echo = metrics.get(rec.EXPERT_IDS)
-        if echo is not None:
-            echo_list = echo if isinstance(echo, list) else [echo]
-            if [int(e) for e in echo_list] != experts:
-                raise _BadReply(
-                    f"'{rec.EXPERT_IDS}' {echo_list} differs from the experts sent {experts}"
-                )
-        duration = metrics.get(rec.DURATION)
-        if duration is not None:
-            duration = _scalar(metrics, rec.DURATION)
-        loss = metrics.get(rec.LOSS)
-        loss = float(loss) if isinstance(loss, (int, float)) and np.isfinite(loss) else None
-        feedback = {
-            "samples": int(round(samples)),
-            "rewards": {e: float(r) for e, r in zip(experts, rewards, strict=True)},
-            "duration": duration,
-            "completed": True,
-        }
-        return decoded, weight, feedback, loss
-
-    def _close_round(
-        self, state: _OpenRound, accepted: list[_Accepted], record: RoundRecord | None = None
-    ) -> None:
-        """Report dropouts and idle nodes, then close the scheduler's round."""
-        import fedalign as fa
-
-        if record is None:  # configured but never aggregated
-            record = RoundRecord(
-                state.server_round,
-                state.plan_round,
-                {n: list(e) for n, e in state.sent.items()},
-                clients=dict(state.client_of),
-                solver_seconds=state.solver_seconds,
-            )
-            record.dropouts = {n: "round never aggregated" for n in state.sent}
-        for node, _reason in record.dropouts.items():
-            try:
-                self.scheduler.report(
-                    state.client_of[node],
-                    fa.Feedback(
-                        samples=0, rewards={}, duration=self.dropout_duration, completed=False
-                    ),
-                    round=state.plan_round,
-                )
-            except InvalidFeedbackError as exc:  # e.g. already reported; the round closes anyway
-                log(WARNING, "Could not report the dropout of node %d: %s", node, exc)
-        for node in state.idle:
-            try:
-                self.scheduler.report(
-                    state.client_of[node],
-                    fa.Feedback(samples=0, rewards={}, duration=0.0),
-                    round=state.plan_round,
-                )
-            except InvalidFeedbackError as exc:
-                log(WARNING, "Could not report idle node %d: %s", node, exc)
-        self.scheduler.end_round()
         self.history.append(record)
         self._open = None
+        return record, new_state
 
-    def _average(
-        self, state: _OpenRound, accepted: list[_Accepted], record: RoundRecord
-    ) -> ArrayRecord | None:
-        """New global model: per-expert and shared weighted means over the accepted replies.
+    def _record(self, state: _OpenRound, summary: RoundSummary) -> RoundRecord:
+        """The driver's summary in node ids."""
+        node = state.node_of
+        return RoundRecord(
+            server_round=state.server_round,
+            scheduler_round=summary.round,
+            assignment={node[c]: list(e) for c, e in summary.assignment.items()},
+            completed=[node[c] for c in summary.completed],
+            dropouts={node[c]: reason for c, reason in summary.dropouts.items()},
+            trained_by={e: [node[c] for c in cs] for e, cs in summary.trained_by.items()},
+            num_examples=summary.samples,
+            clients=dict(state.client_of),
+            solver_seconds=summary.solver_seconds,
+            bytes_sent=summary.bytes_sent,
+            bytes_received=summary.bytes_received,
+        )
 
-        Uses :func:`fedalign.sim.aggregate.aggregate_partial` (torch-free): every key is
-        averaged over the replies that hold it, which :meth:`_parse_reply` has checked are
-        exactly the nodes that were sent it.
-        """
-        from ..sim.aggregate import aggregate_partial
+    @staticmethod
+    def _to_arrays(state: _OpenRound, new_state: Mapping[str, np.ndarray]) -> ArrayRecord:
+        """The new global model; arrays the round left unchanged are the ones received."""
+        return ArrayRecord(
+            {
+                key: state.arrays[key] if value is state.decoded[key] else Array(value)
+                for key, value in new_state.items()
+            }
+        )
 
-        if not accepted:
-            return None
-        held = {key for a in accepted for key in a.arrays}
-        global_np = {key: state.global_arrays[key].numpy() for key in held}
-        mean = aggregate_partial(global_np, [(a.arrays, a.weight) for a in accepted])
-        out = {
-            key: Array(np.ascontiguousarray(mean[key])) if key in held else state.global_arrays[key]
-            for key in state.key_expert
-        }
-        trained_by: dict[int, list[int]] = {}
-        for key, expert in state.key_expert.items():
-            if expert is not None and expert not in trained_by and key in held:
-                nodes = [a.node for a in accepted if key in a.arrays and a.weight > 0]
-                if nodes:
-                    trained_by[expert] = nodes
-        record.trained_by = dict(sorted(trained_by.items()))
-        return ArrayRecord(out)
+
+def _records(content: RecordDict) -> tuple[dict[str, np.ndarray], MetricRecord]:
+    """The reply's single ArrayRecord, decoded, and its single MetricRecord."""
+    if len(content.array_records) != 1:
+        raise _BadReply(f"expected one ArrayRecord, got {len(content.array_records)}")
+    if len(content.metric_records) != 1:
+        raise _BadReply(f"expected one MetricRecord, got {len(content.metric_records)}")
+    record = next(iter(content.array_records.values()))
+    arrays: dict[str, np.ndarray] = {}
+    for key in record.keys():
+        try:
+            arrays[key] = record[key].numpy()
+        except (TypeError, ValueError) as exc:
+            raise _BadReply(f"array {key!r} cannot be decoded: {exc}") from exc
+    return arrays, next(iter(content.metric_records.values()))
+
+
+def _rewards(metrics: MetricRecord, experts: list[int]) -> list[Any]:
+    """One reward per expert, in ``expert-ids`` order; the optional echo must match."""
+    rewards = metrics.get(rec.REWARDS)
+    if isinstance(rewards, (int, float)) and not isinstance(rewards, bool):
+        rewards = [rewards]
+    if not isinstance(rewards, list) or len(rewards) != len(experts):
+        raise _BadReply(
+            f"'{rec.REWARDS}' must list {len(experts)} values, one per expert in {experts}"
+        )
+    echo = metrics.get(rec.EXPERT_IDS)
+    if echo is not None:
+        echo_list = echo if isinstance(echo, list) else [echo]
+        if [int(e) for e in echo_list] != experts:
+            raise _BadReply(
+                f"'{rec.EXPERT_IDS}' {echo_list} differs from the experts sent {experts}"
+            )
+    return rewards
 
 
 def _scalar(metrics: MetricRecord, key: str) -> float:
@@ -861,8 +794,3 @@ def _scalar(metrics: MetricRecord, key: str) -> float:
     if not np.isfinite(value) or value < 0:
         raise _BadReply(f"metric '{key}' must be finite and >= 0, got {value}")
     return float(value)
-
-
-def _runtime(plan: Any) -> float | None:
-    runtime = getattr(getattr(plan, "solution", None), "runtime", None)
-    return None if runtime is None else float(runtime)

@@ -1,10 +1,12 @@
 """The server's round loop: one federated run of one strategy under one seed.
 
-Each round: sample a cohort, ask :meth:`fedalign.Scheduler.plan` which experts each client
-trains, send each client the shared part and its experts, let it train (or drop out: it
-vanished, or its simulated time passed the deadline), report :class:`fedalign.Feedback`,
-average each expert over the clients that returned it (:func:`~.aggregate.aggregate_partial`),
-and evaluate the global model on the held-out test set. Bytes are counted from the tensors
+Each round: sample a cohort and hand it to a :class:`fedalign.rounds.RoundDriver`, which
+plans it with the :class:`fedalign.Scheduler` and tells each client's experts and payload
+(the shared part and its experts); each client trains (or drops out: it vanished, or its
+simulated time passed the deadline); the driver reports :class:`fedalign.Feedback`, closes
+the round and averages each expert over the clients that returned it. Then the global model
+is evaluated on the held-out test set. This module is the driver's in-process transport:
+torch tensors become numpy arrays at the boundary. Bytes are counted from the arrays
 actually sent; seconds come from the device profiles.
 
 Everything random is seeded: the data split, the model's initial weights, the fleet, the
@@ -25,13 +27,13 @@ from numpy.typing import NDArray
 
 from fedalign import Feedback, Scheduler
 
-from .aggregate import aggregate_partial
+from ..rounds import ActiveRound, RoundDriver
+from ..rounds.naming import expert_of_key
 from .client import as_tensors, local_train
 from .config import SimConfig, Strategy
 from .data import Dataset, load_dataset
 from .devices import DEFAULT_TIERS, UNIFORM_TIERS, Fleet, make_fleet
 from .model import MoEModel, load_partial_state, state_nbytes
-from .naming import expert_of_key
 from .partition import Partition, make_partition
 
 __all__ = [
@@ -237,6 +239,11 @@ def run_strategy(
 ) -> RunResult:
     """Run one strategy for ``config.rounds`` rounds on a seed's :class:`Setup`.
 
+    The round protocol (plan, payloads, feedback, closing, per-expert averaging) is
+    :class:`fedalign.rounds.RoundDriver`'s; this function is its in-process transport:
+    it decides which clients the simulated fleet drops, trains the others in PyTorch, and
+    converts tensors to numpy arrays at the boundary.
+
     Parameters
     ----------
     setup : Setup
@@ -249,81 +256,38 @@ def run_strategy(
     -------
     RunResult
     """
-    cfg, fleet, part = setup.config, setup.fleet, setup.partition
+    cfg, part = setup.config, setup.partition
     torch.set_num_threads(1)
-    seed = setup.seed
     # cohorts and device luck: one stream per seed, identical for every strategy
-    world = np.random.default_rng([seed, 7919])
-    sched = make_scheduler(setup, strategy, seed=seed)
+    world = np.random.default_rng([setup.seed, 7919])
+    driver = RoundDriver(make_scheduler(setup, strategy, seed=setup.seed))
     worker = _model(cfg, setup.data)
-    global_state = {k: v.clone() for k, v in setup.initial_state.items()}
-    samples = setup.samples
+    global_state = {k: v.numpy().copy() for k, v in setup.initial_state.items()}
     n, e = cfg.n_clients, cfg.n_experts
-    cohort_size = cfg.cohort_size or n
-    result = RunResult(strategy.name, seed)
+    result = RunResult(strategy.name, setup.seed)
     result.expert_load = np.zeros((n, e), dtype=np.int64)
     result.trained_load = np.zeros((n, e), dtype=np.int64)
     up = down = 0
     clock = 0.0
 
     for rnd in range(cfg.rounds):
-        cohort = np.sort(world.choice(n, size=cohort_size, replace=False))
-        plan = sched.plan(cohort.tolist())
-        result.solver_seconds.append(float(plan.solution.runtime))
-        # expert ids are the default 0..E-1, so ids are positions
-        assigned = [sorted(int(j) for j in plan.assignment[int(c)]) for c in cohort]  # type: ignore[call-overload]
-        n_assigned = np.array([len(a) for a in assigned], dtype=np.int64)
-        seconds, vanished = fleet.round_seconds(cohort, n_assigned, samples[cohort], world)
-        late = ~vanished & (seconds > setup.deadline)
-        updates = []
+        cohort = np.sort(world.choice(n, size=cfg.cohort_size or n, replace=False))
+        current = driver.open(cohort.tolist(), global_state)
+        seconds, dropped = _train_cohort(setup, current, cohort, global_state, worker, world, rnd)
+        global_state, summary = current.close()
+        up += summary.bytes_received
+        down += summary.bytes_sent
         load = np.zeros(e, dtype=np.int64)
-        for pos, client in enumerate(cohort.tolist()):
-            experts = assigned[pos]
-            if not experts:  # nothing fits this client this round
-                sched.report(
-                    client, Feedback(samples=0, rewards={}, duration=0.0), round=plan.round
-                )
-                continue
-            result.expert_load[client, experts] += 1
-            sent = partial_state_of(global_state, experts)
-            down += state_nbytes(sent)
-            if vanished[pos] or late[pos]:
-                sched.report(
-                    client,
-                    Feedback(samples=0, rewards={}, duration=setup.deadline, completed=False),
-                    round=plan.round,
-                )
-                continue
-            load_partial_state(worker, global_state)
-            state, metrics = local_train(
-                worker,
-                experts,
-                part.clients[client],
-                epochs=cfg.local_epochs,
-                lr=cfg.lr,
-                batch_size=cfg.batch_size,
-                seed=seed * 1_000_003 + rnd * 1009 + client,
-                reward=cfg.reward,
-            )
-            up += state_nbytes(state)
-            updates.append((state, metrics["samples"]))
-            result.trained_load[client, experts] += 1
+        for client, experts in summary.assignment.items():
+            result.expert_load[client, experts] += 1  # type: ignore[index]
+        for client in summary.completed:
+            experts = summary.assignment[client]
+            result.trained_load[client, experts] += 1  # type: ignore[index]
             load[experts] += 1
-            sched.report(
-                client,
-                Feedback(
-                    samples=int(samples[client]),
-                    rewards=metrics["rewards"],
-                    duration=float(seconds[pos]),
-                ),
-                round=plan.round,
-            )
-        sched.end_round()
-        global_state = aggregate_partial(global_state, updates)
-        dropped = int(vanished.sum() + late.sum())
         clock += setup.deadline if dropped else float(np.max(seconds, initial=0.0))
         load_partial_state(worker, global_state)
         acc, per_domain = evaluate(worker, part)
+        result.solver_seconds.append(float(summary.solver_seconds or 0.0))
         result.accuracy.append(acc)
         result.domain_accuracy.append(per_domain)
         result.bytes_up.append(int(up))
@@ -334,6 +298,54 @@ def run_strategy(
         if on_round is not None:
             on_round(rnd, acc)
     return result
+
+
+def _train_cohort(
+    setup: Setup,
+    current: ActiveRound,
+    cohort: NDArray[np.int64],
+    global_state: dict[str, NDArray[Any]],
+    worker: MoEModel,
+    world: np.random.Generator,
+    rnd: int,
+) -> tuple[NDArray[np.float64], int]:
+    """Settle every client of ``current``: the fleet drops some, the others train.
+
+    Returns the simulated seconds of each cohort client and how many the fleet dropped
+    (vanished or past the deadline, idle clients included: device luck, not the protocol).
+    """
+    cfg, samples = setup.config, setup.samples
+    # expert ids are the default 0..E-1, so ids are positions
+    assigned = [sorted(current.experts(int(c))) for c in cohort]
+    n_assigned = np.array([len(a) for a in assigned], dtype=np.int64)
+    seconds, vanished = setup.fleet.round_seconds(cohort, n_assigned, samples[cohort], world)
+    late = ~vanished & (seconds > setup.deadline)
+    for pos, client in enumerate(cohort.tolist()):
+        if not assigned[pos]:  # nothing fits this client: the driver reported it idle
+            continue
+        if vanished[pos] or late[pos]:
+            reason = "vanished" if vanished[pos] else "missed the deadline"
+            current.drop(client, reason, duration=setup.deadline)
+            continue
+        # the simulated client starts from the global model; it trains only its experts
+        load_partial_state(worker, global_state)
+        state, metrics = local_train(
+            worker,
+            assigned[pos],
+            setup.partition.clients[client],
+            epochs=cfg.local_epochs,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            seed=setup.seed * 1_000_003 + rnd * 1009 + client,
+            reward=cfg.reward,
+        )
+        feedback = Feedback(
+            samples=int(samples[client]), rewards=metrics["rewards"], duration=float(seconds[pos])
+        )
+        current.complete(
+            client, {k: v.numpy() for k, v in state.items()}, feedback, weight=metrics["samples"]
+        )
+    return seconds, int(vanished.sum() + late.sum())
 
 
 def partial_state_of(state: dict[str, torch.Tensor], experts: list[int]) -> dict[str, torch.Tensor]:

@@ -235,7 +235,8 @@ def fill_priced(
     Since a window holds only the units at one price, a round could fill cheap pairs into
     one window while a better pair waits for the next band of another; a descending
     threshold keeps the global order: a round adds only pairs worth at least the threshold,
-    which halves when a round adds nothing (down to 1/1000 of the best value, then 0).
+    which falls to a quarter when a round adds nothing (down to 1/100 of the best value,
+    then 0).
     Narrow windows (exact prices) run first; at threshold 0 one wide round lets pairs
     heavier than a band in, and the fill stops when that adds nothing.
 
@@ -267,7 +268,7 @@ def fill_priced(
             return x
         if level is None:
             level = float(value[cand].max())
-            floor = 1e-3 * level
+            floor = 1e-2 * level
         take = cand & (value >= level) if level > 0 else cand
         for room in rooms:  # the windows are rooms the insertion may not leave
             getattr(res, room.over).append(room)
@@ -277,7 +278,7 @@ def fill_priced(
             if wide_from is not None:  # back to narrow windows, from the top
                 wide_from, level = None, None
         elif level > 0:
-            level = level / 2 if level / 2 >= floor else 0.0
+            level = level / 4 if level / 4 >= floor else 0.0
         elif wide_from is None:
             # Narrow windows stalled: widen them to reach the heaviest pair still worth
             # adding at the narrow price (a wider window only raises the price).

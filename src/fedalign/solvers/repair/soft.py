@@ -103,7 +103,8 @@ def price_windows(
     Returns
     -------
     rooms : list of RowRoom
-        The windows' room per member (``end - usage``), for the insertion to respect.
+        The windows' room per member (``end - usage``), for the insertion to respect (none
+        for a row whose windows are all unbounded).
     value : (n, E) float array
         ``priority`` minus every soft row's ``price x weight``.
     """
@@ -117,7 +118,8 @@ def price_windows(
             heaviest = np.where(candidates, row.dense, 0.0).max(axis=axis, initial=0.0)
             reach = np.atleast_1d(heaviest).astype(np.float64)
         end, price = window(row, used, reach)
-        rooms.append(RowRoom(row, end - used))
+        if np.isfinite(end).any():  # past the last breakpoint a window is unbounded
+            rooms.append(RowRoom(row, end - used))
         w = row.weight
         if row.over == "client":
             value -= price[:, None] * w

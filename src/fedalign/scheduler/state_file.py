@@ -7,7 +7,9 @@ the target's directory, fsyncs it and renames it over the target, so a crash mid
 leaves any previous file intact. :func:`read_state` checks magic, version, length and
 checksum before it parses anything.
 
-Private: :meth:`fedalign.Scheduler.save` and :meth:`fedalign.Scheduler.load` are the API.
+The container knows nothing of what it holds: :mod:`fedalign.scheduler.persistence` decides
+the contents, and :meth:`fedalign.Scheduler.save` / :meth:`fedalign.Scheduler.load` are the
+API users call.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidStateError
+from ..errors import InvalidStateError
 
 __all__ = ["read_state", "write_state"]
 

@@ -1,0 +1,877 @@
+"""The :class:`Scheduler`: registry, planning, feedback, and the undo that keeps them safe.
+
+Each round the scheduler turns its state (fitness, usage, client profiles) into one
+:class:`~fedalign.AlignmentProblem` for the cohort of participating clients, solves it with
+the chosen solver, and hands back a :class:`~fedalign.Plan`. Clients train, then
+:meth:`Scheduler.report` their :class:`~fedalign.Feedback`; :meth:`Scheduler.end_round`
+folds the round into usage and fitness (or :meth:`Scheduler.plan` does it when the next
+round starts).
+
+This module is the class and its round-to-round bookkeeping; the rest of the package holds
+what it is built from: :mod:`.settings` (validated settings), :mod:`.desirability` (the
+objective), :mod:`.capacity` (the constraint rows), :mod:`.rounds` (the open round) and
+:mod:`.persistence` (state dicts and files).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .._arrays import check_unit_interval, float_array
+from .._validation import Interval, validate_one
+from ..errors import HerdingWarning, InfeasibleError, InvalidFeedbackError, InvalidStateError
+from ..plan import Feedback, Plan
+from ..problem import AlignmentProblem
+from ..profiles import CapacityProfiler, ClientProfile, ProfileBounds
+from ..rows import Row
+from ..scores import FitnessTracker, UsageTracker
+from ..solvers import Solution, solve
+from .capacity import cohort_capacity, feasible_min
+from .desirability import desirability
+from .persistence import SchedulerState, load_state, malformed_state, save_state
+from .rounds import OpenRound
+from .settings import SchedulerSettings
+
+__all__ = ["Scheduler"]
+
+#: The name of the byte-budget row (setting ``round_bytes``).
+ROUND_BYTES_ROW = "server bytes"
+#: The name of the in-round balance row (setting ``balance_weight``), and its price bands.
+BALANCE_ROW = "round load"
+BALANCE_BANDS = 8
+#: A plan whose busiest quarter of the experts holds more than this share of the round's
+#: trainings (and at least twice their fair share) draws a HerdingWarning.
+HERDING_SHARE = 0.5
+
+#: A round number given by the caller (plan, report).
+_ROUND = [Interval(int, None, None), None]
+
+
+class Scheduler:
+    """Plans which experts each client trains every round, and learns from the outcome.
+
+    Parameters
+    ----------
+    n_experts : int >= 1
+        Number of experts of the model.
+    solver : str
+        Name passed to :func:`fedalign.solve` (``"auto"``, ``"topk"`` for the paper's
+        algorithm, ``"flow"``, ``"lagrangian"``, ...).
+    expert_memory : float or (E,) floats >= 0, optional
+        Memory one expert needs on a client; enables the memory knapsack (clients with
+        unknown memory are unlimited).
+    seed : int, optional
+        Seeds the scheduler's random generator (solver seeds are drawn from it).
+    fitness_weight, usage_weight : float >= 0
+        ``w_fit`` and ``w_use`` of the desirability (defaults 1.0 and 0.5).
+    fitness_ema, fitness_decay, fitness_prior : float in [0, 1]
+        ``a``, ``d`` and the prior of the fitness update (defaults 0.3, 0.02, 0.5).
+    usage_decay : float in [0, 1]
+        ``ρ`` of the usage average (default 0.8: a window of about 5 rounds).
+    time_limit : float, optional
+        Seconds given to the solver each round.
+    usage_norm : {"max", "mean", "share"}
+        How usage is normalised across experts into ``Ũ`` (default ``U / max U``, in [0, 1]).
+    usage_measure : {"samples", "compute"}
+        Load credited to an expert per report: the samples trained, or samples times the
+        expert's ``expert_cost``.
+    time_weight : float >= 0
+        Weight of the time cost ``t[i, j] / deadline_i`` (needs a deadline policy).
+    exploration_weight : float >= 0
+        Weight of the bonus ``sqrt(ln(R + 2) / (1 + n[i, j]))`` for rarely tried pairs.
+    min_experts : int >= 0
+        Experts each cohort client should train (default 1). A client that cannot fit that
+        many on its own (memory, deadline, allowed pairs) gets as many as fit; ``explain``
+        shows why.
+    max_experts : int >= 0 or None
+        Cap for clients whose profile leaves ``max_experts`` unset (default 1; None: no cap
+        beyond memory and time).
+    expert_min_clients, expert_max_clients : int or (E,) ints, optional
+        Per-expert bounds on clients per round, passed to the problem as given (an
+        impossible minimum surfaces as :class:`~fedalign.InfeasibleError`).
+    expert_ids : sequence of E hashable ids, optional
+        Default ``0..E-1``.
+    expert_bytes : float or (E,) floats >= 0, optional
+        Bytes to fetch an expert (and to return its update); enables transfer time.
+    expert_cost : float or (E,) floats >= 0
+        Relative training cost per sample of each expert (default 1).
+    samples_per_round : float, optional
+        Samples assumed for clients that have neither declared nor reported any.
+    deadline : float > 0, optional
+        A fixed time budget per round in seconds (enables the deadline knapsack).
+    deadline_percentile : float in (0, 100], optional
+        Oort-style deadline: this percentile, over the cohort, of the time each client needs
+        for its ``max_experts`` fastest experts. Exclusive with ``deadline``.
+    profile_bounds : ProfileBounds, optional
+        Plausible ranges self-reported profiles are clipped to.
+    profile_window : int
+        Completed rounds per client the profiler's median slowdown looks at (default 8).
+    dropout_inflation : float >= 1
+        How much slower than known a dropout is assumed to be (default 1.25).
+    solver_options : dict, optional
+        Extra options passed to the solver; names are checked against the solver's options.
+    round_bytes : float > 0, optional
+        The server's byte budget per round: a ``"server bytes"`` total row bounds the bytes
+        the plan moves, ``2 * (expert_bytes[j] + shared_bytes)`` per pair (down and up; the
+        shared part counted with every expert, which over-counts a client with several
+        experts, so the budget holds for the bytes actually sent). Needs ``expert_bytes``.
+    shared_bytes : float >= 0
+        Bytes of the shared parameters (trunk, gate) a client downloads and uploads with its
+        experts (default 0); only the byte budget reads it.
+    balance_weight : float >= 0
+        In-round load balance: a soft ``"round load"`` row charges, on each expert, the
+        ``k``-th client above its fair share of the round (the cohort's expert slots over
+        E, rounded up) ``k * balance_weight`` in desirability units (up to
+        ``BALANCE_BANDS * balance_weight`` per further client): a convex cost that
+        couples the clients of a round, so that a cohort whose desirabilities move alike
+        (the usage term moves only between rounds) spreads over the experts instead of
+        herding onto the same ones. 0 turns it off (the paper's published system).
+
+    The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
+    :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
+
+    Raises
+    ------
+    ValueError
+        A setting of the wrong type or out of range (the message names it, and the
+        position for per-expert values), an unknown solver name, or a solver option the
+        solver does not have.
+    SolverUnavailableError
+        The solver's optional dependency is missing.
+    """
+
+    def __init__(
+        self,
+        n_experts: int,
+        *,
+        solver: str = "auto",
+        expert_memory: float | ArrayLike | None = None,
+        seed: int | None = None,
+        fitness_weight: float = 1.0,
+        usage_weight: float = 0.5,
+        fitness_ema: float = 0.3,
+        fitness_decay: float = 0.02,
+        fitness_prior: float = 0.5,
+        usage_decay: float = 0.8,
+        time_limit: float | None = None,
+        usage_norm: str = "max",
+        usage_measure: str = "samples",
+        time_weight: float = 0.0,
+        exploration_weight: float = 0.0,
+        min_experts: int = 1,
+        max_experts: int | None = 1,
+        expert_min_clients: int | ArrayLike = 0,
+        expert_max_clients: int | ArrayLike | None = None,
+        expert_ids: Sequence[Hashable] | None = None,
+        expert_bytes: float | ArrayLike | None = None,
+        expert_cost: float | ArrayLike = 1.0,
+        samples_per_round: float | None = None,
+        deadline: float | None = None,
+        deadline_percentile: float | None = None,
+        profile_bounds: ProfileBounds | None = None,
+        profile_window: int = 8,
+        dropout_inflation: float = 1.25,
+        solver_options: Mapping[str, Any] | None = None,
+        round_bytes: float | None = None,
+        shared_bytes: float = 0.0,
+        balance_weight: float = 0.0,
+    ) -> None:
+        # the arguments above, by name (the first statement: no other local exists yet); typed
+        # Any, as SchedulerSettings' fields are annotated with the canonical forms it stores
+        values: dict[str, Any] = {k: v for k, v in locals().items() if k not in ("self", "n_experts")}
+        self._setup(SchedulerSettings(n_experts, **values))
+
+    @classmethod
+    def from_settings(cls, settings: SchedulerSettings) -> Scheduler:
+        """A new scheduler with ``settings`` (already validated), no clients, no rounds."""
+        if not isinstance(settings, SchedulerSettings):
+            raise TypeError(f"settings: expected a SchedulerSettings, got {type(settings).__name__}")
+        sched = cls.__new__(cls)
+        sched._setup(settings)
+        return sched
+
+    def _setup(self, settings: SchedulerSettings) -> None:
+        """Build the empty state for ``settings``: trackers, profiler, registry, random stream."""
+        s = self._settings = settings
+        e = self.n_experts = s.n_experts
+        self.expert_ids: tuple[Hashable, ...] = s.expert_ids
+        self._expert_pos = {x: k for k, x in enumerate(s.expert_ids)}
+        self._expert_cost = np.asarray(s.expert_cost, dtype=np.float64)
+        self._fit = FitnessTracker(e, ema=s.fitness_ema, decay=s.fitness_decay, prior=s.fitness_prior)
+        self._use = UsageTracker(e, decay=s.usage_decay, norm=s.usage_norm)
+        self._prof = CapacityProfiler(
+            np.zeros(e) if s.expert_bytes is None else s.expert_bytes,
+            s.expert_cost,
+            samples_per_round=s.samples_per_round,
+            bounds=s.profile_bounds,
+            window=s.profile_window,
+            dropout_inflation=s.dropout_inflation,
+        )
+        self._ids: list[Hashable] = []
+        self._index: dict[Hashable, int] = {}
+        self._rng = np.random.default_rng(s.seed)
+        self._last_round = -1  # last planned round
+        self._open: OpenRound | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Scheduler(n_experts={self.n_experts}, solver={self._settings.solver!r}, "
+            f"clients={self.n_clients}, rounds_closed={self.rounds_closed}, open_round={self.round})"
+        )
+
+    # ------------------------------------------------------------------ registry
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings, JSON-ready (a copy)."""
+        return self._settings.to_dict()
+
+    @property
+    def config(self) -> SchedulerSettings:
+        """The validated settings, as the frozen :class:`SchedulerSettings` the scheduler reads."""
+        return self._settings
+
+    @property
+    def n_clients(self) -> int:
+        """Number of registered clients."""
+        return len(self._ids)
+
+    @property
+    def client_ids(self) -> list[Hashable]:
+        """Registered client ids in registration order (the rows of :attr:`fitness`)."""
+        return list(self._ids)
+
+    def register(
+        self,
+        client_id: Hashable,
+        profile: ClientProfile | None = None,
+        *,
+        routing_shares: ArrayLike | None = None,
+    ) -> ClientProfile:
+        """Register a client, or update the profile of a registered one.
+
+        Parameters
+        ----------
+        client_id : hashable
+            Any hashable id (int or str to be savable).
+        profile : ClientProfile, optional
+            Self-reported capacity; clipped to ``profile_bounds``. None: all unknown for a
+            new client, unchanged for a registered one.
+        routing_shares : (E,) floats in [0, 1], optional
+            Cold start for a new client's fitness, e.g. the share of its samples its gate
+            routes to each expert. Only for a client's first registration.
+
+        Returns
+        -------
+        ClientProfile
+            The profile as stored (after clipping).
+        """
+        if profile is not None and not isinstance(profile, ClientProfile):
+            raise TypeError(f"profile: expected a ClientProfile, got {type(profile).__name__}")
+        try:
+            row = self._index.get(client_id)
+        except TypeError:
+            raise TypeError(f"client_id: {client_id!r} is not hashable") from None
+        if row is None:
+            shares = None
+            if routing_shares is not None:
+                shares = self._routing_shares(routing_shares, None)
+            self._fit.add(1, shares)
+            row = int(self._prof.add(1)[0])
+            self._index[client_id] = row
+            self._ids.append(client_id)
+        elif routing_shares is not None:
+            raise ValueError(
+                f"routing_shares: client {client_id!r} is already registered; its fitness is learned"
+            )
+        elif profile is None:
+            return self._prof.profile(row)
+        return self._prof.set_profile(row, profile if profile is not None else ClientProfile())
+
+    def register_many(
+        self,
+        client_ids: Iterable[Hashable],
+        profile: ClientProfile | Sequence[ClientProfile] | None = None,
+        *,
+        routing_shares: ArrayLike | None = None,
+    ) -> None:
+        """Register many new clients at once (vectorised; for large registries).
+
+        Parameters
+        ----------
+        client_ids : iterable of hashable
+            New, distinct ids (use :meth:`register` to update a registered client).
+        profile : ClientProfile or sequence of ClientProfile, optional
+            One profile shared by all, or one per client. None: all unknown.
+        routing_shares : (k, E) floats in [0, 1], optional
+            Cold-start fitness rows, one per new client (see :meth:`register`).
+
+        Raises
+        ------
+        ValueError
+            An id is already registered or repeated, or the profile count does not match.
+        """
+        ids = self._new_ids(client_ids)
+        profs = self._profile_list(profile, len(ids))
+        shares = None if routing_shares is None else self._routing_shares(routing_shares, len(ids))
+        # validated: nothing below can fail half-way
+        self._fit.add(len(ids), shares)
+        rows = self._prof.add(len(ids))
+        start = len(self._ids)
+        self._ids.extend(ids)
+        self._index.update(zip(ids, range(start, start + len(ids)), strict=True))
+        if profs is not None:
+            for r, p in zip(rows.tolist(), profs, strict=True):
+                self._prof.set_profile(r, p)
+        else:
+            shared = profile if isinstance(profile, ClientProfile) else ClientProfile()
+            self._prof.set_profiles(rows, shared)
+
+    def _new_ids(self, client_ids: Iterable[Hashable]) -> list[Hashable]:
+        """``client_ids`` as a list of distinct ids not registered yet."""
+        if isinstance(client_ids, (str, bytes)):
+            raise ValueError("client_ids: expected an iterable of client ids, got a string")
+        ids = list(client_ids)
+        for k, c in enumerate(ids):
+            try:
+                known = c in self._index
+            except TypeError:
+                raise TypeError(f"client_ids[{k}]: {c!r} is not hashable") from None
+            if known:
+                raise ValueError(f"client_ids[{k}]: {c!r} is already registered")
+        if len(set(ids)) != len(ids):
+            raise ValueError("client_ids: ids repeat")
+        return ids
+
+    @staticmethod
+    def _profile_list(
+        profile: ClientProfile | Sequence[ClientProfile] | None, k: int
+    ) -> list[ClientProfile] | None:
+        """One profile per new client when ``profile`` is a sequence; None when it is shared."""
+        if profile is None or isinstance(profile, ClientProfile):
+            return None
+        profs = list(profile)
+        if len(profs) != k:
+            raise ValueError(f"profile: expected {k} profiles, got {len(profs)}")
+        for j, p in enumerate(profs):
+            if not isinstance(p, ClientProfile):
+                raise TypeError(f"profile[{j}]: expected a ClientProfile, got {type(p).__name__}")
+        return profs
+
+    def _routing_shares(self, value: ArrayLike, k: int | None) -> NDArray[np.float64]:
+        """Cold-start rows checked: (E,) for one client (``k`` None), else (k, E), in [0, 1]."""
+        shares = float_array("routing_shares", value)
+        shape = (self.n_experts,) if k is None else (k, self.n_experts)
+        if shares.shape != shape:
+            expected = f"{self.n_experts} values" if k is None else f"shape {shape}"
+            raise ValueError(f"routing_shares: expected {expected}, got shape {shares.shape}")
+        check_unit_interval("routing_shares", shares)
+        return shares
+
+    def profile(self, client_id: Hashable) -> ClientProfile:
+        """The stored (clipped) profile of a registered client."""
+        return self._prof.profile(self._row(client_id))
+
+    def estimates(self, client_id: Hashable) -> dict[str, float | None]:
+        """The profiler's view of a client: slowdown, reliability, effective speeds, samples."""
+        return self._prof.estimates(self._row(client_id))
+
+    def _row(self, client_id: Hashable) -> int:
+        try:
+            return self._index[client_id]
+        except (KeyError, TypeError):
+            raise KeyError(f"client_id: {client_id!r} is not registered") from None
+
+    # ------------------------------------------------------------------ state views
+
+    @property
+    def fitness(self) -> NDArray[np.floating[Any]]:
+        """(n_registered, E) current fitness, rows in registration order (a float32 copy)."""
+        return self._fit.values()
+
+    @property
+    def usage(self) -> NDArray[np.float64]:
+        """(E,) raw exponential average of the samples (or compute) trained per expert."""
+        return self._use.usage.copy()
+
+    @property
+    def round(self) -> int | None:
+        """The open round's number, or None between rounds."""
+        return None if self._open is None else self._open.round
+
+    @property
+    def rounds_closed(self) -> int:
+        """How many rounds have been closed."""
+        return self._fit.rounds_closed
+
+    # ------------------------------------------------------------------ planning
+
+    def build_problem(
+        self,
+        clients: Iterable[Hashable],
+        *,
+        allowed: ArrayLike | None = None,
+        conditions: Mapping[Hashable, ClientProfile] | None = None,
+    ) -> tuple[AlignmentProblem, dict[str, NDArray[np.float64]]]:
+        """The alignment problem for a cohort, and the desirability's terms (no state change).
+
+        Parameters
+        ----------
+        clients : iterable of registered client ids
+        allowed : (n, E) bool, optional
+            False forbids a pair this round.
+        conditions : mapping of client id to ClientProfile, optional
+            This round's measured capacity (see :meth:`plan`).
+
+        Raises
+        ------
+        KeyError
+            A client is not registered.
+        ValueError
+            ``clients`` is a string or not iterable, empty, or repeats a client; or
+            ``allowed`` has the wrong shape.
+        """
+        rows = self._cohort_rows(clients)
+        overrides = self._conditions(conditions, rows)
+        with self._prof.overlay(overrides):
+            return self._build_problem(rows, allowed)
+
+    def _conditions(
+        self, conditions: Mapping[Hashable, ClientProfile] | None, rows: NDArray[np.int64]
+    ) -> dict[int, ClientProfile]:
+        """``conditions`` checked (cohort clients, ClientProfile values) as registry row -> profile."""
+        if conditions is None:
+            return {}
+        if not isinstance(conditions, Mapping):
+            raise ValueError(
+                f"conditions: expected a mapping of client id to ClientProfile, got {type(conditions).__name__}"
+            )
+        cohort = set(rows.tolist())
+        out: dict[int, ClientProfile] = {}
+        for cid, profile in conditions.items():
+            row = self._index.get(cid) if isinstance(cid, Hashable) else None
+            if row is None or row not in cohort:
+                raise KeyError(f"conditions: client {cid!r} is not in this round's cohort")
+            if not isinstance(profile, ClientProfile):
+                raise TypeError(
+                    f"conditions[{cid!r}]: expected a ClientProfile, got {type(profile).__name__}"
+                )
+            out[row] = profile
+        return out
+
+    def _build_problem(
+        self, rows: NDArray[np.int64], allowed: ArrayLike | None
+    ) -> tuple[AlignmentProblem, dict[str, NDArray[np.float64]]]:
+        """:meth:`build_problem` for registry rows already validated by :meth:`_cohort_rows`."""
+        s = self._settings
+        n, e = rows.size, self.n_experts
+        cap = cohort_capacity(s, self._prof, rows)
+        d, terms = desirability(
+            s,
+            fitness=self._fit.get(rows),
+            usage=self._use.usage.copy(),
+            usage_norm=self._use.normalised(),
+            train_time=cap.train_time,
+            deadline=cap.deadline,
+            # counts are an O(cohort · E) copy: only read when the bonus is on
+            times_trained=self._fit.times_trained(rows) if s.exploration_weight > 0 else None,
+            rounds_closed=self._fit.rounds_closed,
+        )
+        allow = np.ones((n, e), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
+        if allow.shape != (n, e):
+            raise ValueError(f"allowed: expected shape {(n, e)}, got {allow.shape}")
+        min_clients = np.asarray(s.expert_min_clients, dtype=np.int64)
+        problem = AlignmentProblem(
+            d,
+            rows=self._round_rows(cap.max_experts),
+            max_experts=cap.max_experts,
+            min_experts=feasible_min(s.min_experts, cap, allow),
+            expert_memory=cap.expert_memory,
+            client_memory=cap.client_memory,
+            train_time=cap.train_time,
+            deadline=cap.deadline,
+            expert_min_clients=min_clients,
+            # "unbounded" must not read as "at most n": a minimum above n is infeasible, not malformed
+            expert_max_clients=(
+                np.maximum(n, min_clients)
+                if s.expert_max_clients is None
+                else np.asarray(s.expert_max_clients, dtype=np.int64)
+            ),
+            allowed=allow,
+            client_ids=[self._ids[r] for r in rows],
+            expert_ids=self.expert_ids,
+        )
+        return problem, terms
+
+    def _round_rows(self, max_experts: NDArray[np.int64]) -> list[Row]:
+        """The rows the settings add to every round: the byte budget, the in-round balance."""
+        s = self._settings
+        out = []
+        if s.round_bytes is not None and s.expert_bytes is not None:
+            per_pair = 2.0 * (np.asarray(s.expert_bytes, dtype=np.float64) + s.shared_bytes)
+            out.append(Row(ROUND_BYTES_ROW, "total", per_pair, upper=s.round_bytes))
+        if s.balance_weight > 0:
+            fair = math.ceil(int(max_experts.sum()) / self.n_experts)
+            prices = (s.balance_weight * np.arange(1, BALANCE_BANDS + 1)).tolist()
+            out.append(Row(BALANCE_ROW, "expert", 1.0, upper=fair, penalty=prices))
+        return out
+
+    def plan(
+        self,
+        clients: Iterable[Hashable],
+        round: int | None = None,
+        *,
+        allowed: ArrayLike | None = None,
+        conditions: Mapping[Hashable, ClientProfile] | None = None,
+    ) -> Plan:
+        """Plan a round for a cohort: which experts each client trains.
+
+        Closes an open round first (clients that did not report count as dropouts).
+
+        Parameters
+        ----------
+        clients : iterable of registered client ids
+            The cohort: distinct ids, at least one.
+        round : int, optional
+            The round's number; must exceed every round planned before. Default: the
+            previous round plus one (the first round is 0).
+        allowed : (n, E) bool, optional
+            False forbids a pair this round (e.g. a client declines an expert).
+        conditions : mapping of client id to ClientProfile, optional
+            What clients measured at check-in (e.g. this round's bandwidth after fading):
+            the fields a profile sets override the registered profile for this round only
+            (clipped like any profile); fields left None keep the registered values.
+
+        Returns
+        -------
+        Plan
+
+        Raises
+        ------
+        KeyError
+            A client is not registered.
+        ValueError
+            ``clients`` is a string or not iterable, the cohort is empty or repeats a
+            client, ``allowed`` has the wrong shape, or the round number does not increase.
+        InfeasibleError
+            The round's constraints cannot all be met (the message names the constraint).
+        UnsupportedProblemError
+            The scheduler's solver cannot handle this round's constraints.
+
+        Any error leaves the scheduler as it was: an open round stays open with its
+        reports, and the random stream is not advanced.
+        """
+        rows = self._cohort_rows(clients)  # bad cohorts raise before anything changes
+        number = self._next_round(round)
+        overrides = self._conditions(conditions, rows)
+        undo = self._checkpoint()
+        try:
+            self.end_round()
+            with self._prof.overlay(overrides):
+                problem, terms = self._build_problem(rows, allowed)
+            solution = self._solve(problem, number)
+        except BaseException:
+            self._rollback(undo)  # a failed plan changes nothing: the open round stays open
+            raise
+        self._last_round = number
+        self._open = OpenRound.start(number, rows, solution.assignment, problem.deadline)
+        _warn_if_herding(solution.assignment, number)
+        return Plan(
+            round=number,
+            assignment=solution.to_dict(),
+            solution=solution,
+            problem=problem,
+            terms=terms,
+        )
+
+    def _next_round(self, round: int | None) -> int:
+        """The number of the round :meth:`plan` opens: ``round``, checked, or the next one."""
+        round = validate_one("round", round, _ROUND)
+        if round is None:
+            return self._last_round + 1
+        if round <= self._last_round:
+            raise ValueError(f"round: {round} is not after the last planned round {self._last_round}")
+        return int(round)
+
+    def _solve(self, problem: AlignmentProblem, number: int) -> Solution:
+        """Solve round ``number``'s problem with the scheduler's solver and a seed drawn from
+        its stream; infeasibility is reported with the round's number."""
+        reason = problem.infeasibility_reason()
+        if reason is not None:
+            raise InfeasibleError(f"round {number}: {reason}")
+        s = self._settings
+        seed = int(self._rng.integers(0, 2**63 - 1))
+        try:
+            return solve(problem, s.solver, time_limit=s.time_limit, seed=seed, **s.solver_options)
+        except InfeasibleError as exc:
+            raise InfeasibleError(f"round {number}: {exc}") from exc
+
+    def _checkpoint(self) -> dict[str, Any]:
+        """What :meth:`_rollback` needs to undo :meth:`end_round` and one plan's draws.
+
+        Only the open round's cohort rows change when a round closes, so this copies
+        O(cohort · E) values, not the registry.
+        """
+        rows = np.empty(0, dtype=np.int64) if self._open is None else self._open.rows
+        return {
+            "fit": self._fit.snapshot(rows),
+            "use": self._use.snapshot(),
+            "prof": self._prof.snapshot(rows),
+            "rng": self._rng.bit_generator.state,
+            "open": self._open,  # end_round only drops it: the object itself is unchanged
+            "last_round": self._last_round,
+        }
+
+    def _rollback(self, undo: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`_checkpoint`."""
+        self._fit.restore(undo["fit"])
+        self._use.restore(undo["use"])
+        self._prof.restore(undo["prof"])
+        self._rng.bit_generator.state = undo["rng"]
+        self._open = undo["open"]
+        self._last_round = undo["last_round"]
+
+    def _cohort_rows(self, clients: Iterable[Hashable]) -> NDArray[np.int64]:
+        """Registry rows of a cohort: distinct registered ids, at least one."""
+        if isinstance(clients, (str, bytes)):  # before list(): "ab" is not the cohort a, b
+            raise ValueError("clients: expected an iterable of client ids, got a string")
+        try:
+            clients = list(clients)
+        except TypeError:
+            raise ValueError(
+                f"clients: expected an iterable of client ids, got {type(clients).__name__}"
+            ) from None
+        rows = np.empty(len(clients), dtype=np.int64)
+        for k, c in enumerate(clients):
+            try:
+                rows[k] = self._index[c]
+            except (KeyError, TypeError):
+                raise KeyError(f"clients[{k}]: client {c!r} is not registered") from None
+        if rows.size == 0:
+            raise ValueError("clients: the cohort is empty")
+        if np.unique(rows).size != rows.size:
+            u, first = np.unique(rows, return_index=True)
+            dup = sorted(set(range(rows.size)) - set(first.tolist()))[0]
+            raise ValueError(f"clients[{dup}]: client {clients[dup]!r} appears twice")
+        return rows
+
+    # ------------------------------------------------------------------ feedback
+
+    def report(self, client_id: Hashable, feedback: Feedback, round: int | None = None) -> None:
+        """Record a client's feedback for the open round.
+
+        Parameters
+        ----------
+        client_id : hashable
+            A client of the open round's cohort.
+        feedback : Feedback
+        round : int, optional
+            The plan's round number (default: the open round).
+
+        Raises
+        ------
+        InvalidFeedbackError
+            Unknown client, a closed or future round, a client not in the cohort, an expert
+            it was not given, a bad reward, or a second report. Nothing changes.
+        """
+        if not isinstance(feedback, Feedback):
+            raise InvalidFeedbackError(f"feedback: expected a Feedback, got {type(feedback).__name__}")
+        op, pos = self._report_position(client_id, round)
+        trained, rewards = self._report_rewards(client_id, feedback, op.assigned[pos], op.round)
+        # validation done: record it; end_round learns from the whole cohort at once
+        op.record(
+            pos,
+            trained=trained,
+            rewards=rewards,
+            samples=feedback.samples,
+            duration=feedback.duration,
+            completed=feedback.completed,
+        )
+
+    def _report_position(self, client_id: Hashable, round: int | None) -> tuple[OpenRound, int]:
+        """The open round and the client's position in its cohort, for a report."""
+        try:
+            row = self._index.get(client_id)
+        except TypeError:
+            row = None
+        if row is None:
+            raise InvalidFeedbackError(f"client_id: {client_id!r} is not registered")
+        op = self._open
+        if op is None:
+            raise InvalidFeedbackError(
+                f"round: no round is open (round {self._last_round} is closed)"
+                if self._last_round >= 0
+                else "round: no round has been planned yet"
+            )
+        if round is not None:  # most reports leave it out: skip the check then
+            round = validate_one("round", round, _ROUND, error=InvalidFeedbackError)
+        if round is not None and round != op.round:
+            kind = "closed" if round < op.round else "future"
+            raise InvalidFeedbackError(f"round: {round} is a {kind} round; the open round is {op.round}")
+        pos = op.position(row)
+        if pos is None:
+            raise InvalidFeedbackError(f"client_id: {client_id!r} is not in round {op.round}'s cohort")
+        if op.reported[pos]:
+            raise InvalidFeedbackError(f"client_id: {client_id!r} already reported for round {op.round}")
+        return op, pos
+
+    def _report_rewards(
+        self, client_id: Hashable, feedback: Feedback, assigned: NDArray[np.bool_], number: int
+    ) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+        """A report's rewards as (E,) rows: which experts it trained, and their rewards."""
+        trained = np.zeros(self.n_experts, dtype=bool)
+        rewards = np.zeros(self.n_experts)
+        for eid, r in feedback.rewards.items():  # the experts one client trained: a few
+            try:
+                j = self._expert_pos[eid]
+            except (KeyError, TypeError):
+                raise InvalidFeedbackError(f"feedback.rewards: {eid!r} is not an expert id") from None
+            if not assigned[j]:
+                raise InvalidFeedbackError(
+                    f"feedback.rewards: expert {eid!r} was not assigned to client "
+                    f"{client_id!r} in round {number}"
+                )
+            trained[j] = True
+            rewards[j] = r
+        return trained, rewards
+
+    def end_round(self) -> None:
+        """Close the open round (a no-op between rounds).
+
+        Clients of the cohort that did not report are recorded as dropouts; usage takes in
+        the round's load; fitness of every pair that did not train drifts toward the prior.
+        """
+        op = self._open
+        if op is None:
+            return
+        done, trained, worked = op.outcome()
+        self._prof.observe(op.rows, worked, op.samples, op.duration, done, op.deadline)
+        if done.any():
+            self._fit.record(op.rows[done], trained[done], op.rewards[done])
+            load = np.where(trained, op.samples[:, None], 0.0).sum(axis=0)
+            if self._settings.usage_measure == "compute":
+                load = load * self._expert_cost
+            self._use.add_load(load)
+        self._fit.close_round()
+        self._use.close_round()
+        self._open = None
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild this scheduler exactly (arrays are copies).
+
+        Returns
+        -------
+        dict
+            ``{"format_version", "settings", "client_ids", "scalars", "rng", "arrays"}``;
+            ``arrays`` maps names to numpy arrays, the rest is JSON-ready. The layout is
+            described in :mod:`fedalign.scheduler.persistence`.
+        """
+        return self._state(copy=True).to_dict()
+
+    def _state(self, *, copy: bool) -> SchedulerState:
+        """This scheduler's state; ``copy=False`` shares the live arrays (to write them out)."""
+        return SchedulerState(
+            settings=self._settings,
+            client_ids=self._ids,
+            rounds_closed=self._fit.rounds_closed,
+            last_round=self._last_round,
+            rng=self._rng.bit_generator.state,
+            fitness=self._fit.state_dict(copy=copy),
+            usage=self._use.state_dict(),
+            profiler=self._prof.state_dict(copy=copy),
+            open_round=self._open,
+        )
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Replace this scheduler's state with ``state`` (from :meth:`state_dict`).
+
+        The state is validated and built into a fresh scheduler first, so a bad state
+        raises :class:`~fedalign.InvalidStateError` and leaves this one untouched.
+        """
+        fresh = self._from_state(state)
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> Scheduler:
+        """A new scheduler rebuilt from :meth:`state_dict`'s output."""
+        return cls._from_state(state)
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], *, copy: bool = True) -> Scheduler:
+        """A scheduler rebuilt from a state dict; ``copy=False`` adopts its arrays."""
+        parts = SchedulerState.from_dict(state)
+        sched = cls.from_settings(parts.settings)
+        with malformed_state():
+            sched._restore(parts, copy=copy)
+        return sched
+
+    def _restore(self, state: SchedulerState, *, copy: bool) -> None:
+        """Load ``state`` into this freshly built scheduler (the trackers check their arrays)."""
+        self._fit.load_state_dict({**state.fitness, "rounds_closed": state.rounds_closed}, copy=copy)
+        self._use.load_state_dict(state.usage)
+        self._prof.load_state_dict(state.profiler, copy=copy)
+        n = len(state.client_ids)
+        if self._fit.n_clients != n or self._prof.n_clients != n:
+            raise InvalidStateError("client_ids: count does not match the stored arrays")
+        self._ids = list(state.client_ids)
+        self._index = {c: k for k, c in enumerate(self._ids)}
+        if len(self._index) != n:
+            raise InvalidStateError("client_ids: duplicate ids")
+        self._last_round = state.last_round
+        self._rng.bit_generator.state = state.rng
+        self._open = state.open_round
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the state to ``path`` atomically (temp file, flush, fsync, rename).
+
+        The file is a versioned container: a magic line, a header (format version, payload
+        length, SHA-256 of the payload), then an ``.npz`` payload holding the arrays and a
+        JSON header (no pickles). Arrays are streamed to disk without copies. A crash
+        mid-save leaves any previous file at ``path`` intact.
+        """
+        state = self._state(copy=False).to_dict()  # fails on unsavable ids before any file exists
+        save_state(path, state)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Scheduler:
+        """A scheduler read from a file written by :meth:`save`.
+
+        Raises
+        ------
+        InvalidStateError
+            The file is not a scheduler state, is truncated or corrupt (checksum), or was
+            written by a newer format version. Nothing is half-loaded.
+        FileNotFoundError
+            No file at ``path``.
+        """
+        return cls._from_state(load_state(path), copy=False)  # just read: adopt the arrays
+
+
+def _warn_if_herding(x: NDArray[np.bool_], number: int) -> None:
+    """Warn when the busiest quarter of the experts holds most of the round's trainings."""
+    e = x.shape[1]
+    load = x.sum(axis=0)
+    total = int(load.sum())
+    top = max(1, math.ceil(e / 4))
+    if e < 4 or total < 2 * e:
+        return  # too few experts or pairs to call it herding
+    busiest = int(np.sort(load)[::-1][:top].sum())
+    if busiest > HERDING_SHARE * total and busiest >= 2 * total * top / e:
+        warnings.warn(
+            f"round {number}: {busiest} of the round's {total} trainings went to {top} of "
+            f"{e} experts; a cohort whose desirabilities move alike herds onto the same "
+            "experts: set balance_weight > 0 (the in-round load row) or use per-expert caps "
+            "(expert_max_clients)",
+            HerdingWarning,
+            stacklevel=3,
+        )

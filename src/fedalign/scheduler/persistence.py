@@ -1,0 +1,205 @@
+"""A scheduler's state in its saved form, format version :data:`STATE_FORMAT_VERSION`.
+
+:class:`SchedulerState` is everything a :class:`~fedalign.Scheduler` needs to continue
+exactly where it was: settings, client ids, the trackers' and the profiler's arrays, the open
+round, round counters and the random generator's state. :meth:`SchedulerState.to_dict`
+gives the layout of :meth:`fedalign.Scheduler.state_dict` (and of a state file's contents),
+:meth:`SchedulerState.from_dict` reads it back and refuses a malformed or newer one with
+:class:`~fedalign.InvalidStateError`. :func:`save_state` / :func:`load_state` put that dict
+in the file container of :mod:`fedalign.scheduler.state_file`.
+
+The layout, version 1 (unchanged since fedalign 0.1.0; ``tests/test_state_format.py`` pins it)::
+
+    format_version  1
+    settings        SchedulerSettings.to_dict()
+    client_ids      [int | str, ...]          registration order = array rows
+    scalars         {rounds_closed, last_round, open_round (int or None)}
+    rng             numpy bit generator state (JSON)
+    arrays          fit.fitness, fit.synced, fit.count      FitnessTracker
+                    use.usage, use.pending                   UsageTracker
+                    prof.*                                   CapacityProfiler
+                    open.*                                   OpenRound (while a round is open)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import InvalidStateError
+from .rounds import ARRAYS as OPEN_ARRAYS
+from .rounds import OpenRound
+from .settings import SchedulerSettings
+from .state_file import read_state, write_state
+
+__all__ = ["STATE_FORMAT_VERSION", "SchedulerState", "load_state", "malformed_state", "save_state"]
+
+#: Version of the layout written by :meth:`fedalign.Scheduler.save` and ``state_dict``.
+STATE_FORMAT_VERSION = 1
+
+_FIT_KEYS = ("fitness", "synced", "count")
+_USE_KEYS = ("usage", "pending")
+
+
+@contextmanager
+def malformed_state() -> Iterator[None]:
+    """Turn the errors a malformed state dict raises while it is read into
+    :class:`~fedalign.InvalidStateError` (a missing key, a wrong type or shape)."""
+    try:
+        yield
+    except InvalidStateError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise InvalidStateError(
+            f"scheduler state is malformed: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def ids_to_json(ids: Sequence[Hashable], what: str) -> list[Any]:
+    """Client ids as JSON values; only int and str ids can be saved.
+
+    Raises
+    ------
+    TypeError
+        Another kind of id (the message names its position).
+    """
+    out = []
+    for k, c in enumerate(ids):
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, str, np.integer, np.str_)):
+            raise TypeError(f"{what}[{k}]: only int and str ids can be saved, got {c!r}")
+        out.append(int(c) if isinstance(c, (int, np.integer)) else str(c))
+    return out
+
+
+@dataclass
+class SchedulerState:
+    """A scheduler's state, unpacked from (or about to become) the saved layout.
+
+    Attributes
+    ----------
+    settings : SchedulerSettings
+    client_ids : list
+        In registration order (the rows of every per-client array).
+    rounds_closed, last_round : int
+    rng : dict
+        The random generator's ``bit_generator.state``.
+    fitness : dict
+        :meth:`FitnessTracker.state_dict`'s arrays (``fitness``, ``synced``, ``count``).
+    usage : dict
+        :meth:`UsageTracker.state_dict`'s arrays (``usage``, ``pending``).
+    profiler : dict
+        :meth:`CapacityProfiler.state_dict`'s arrays.
+    open_round : OpenRound or None
+    """
+
+    settings: SchedulerSettings
+    client_ids: list[Hashable]
+    rounds_closed: int
+    last_round: int
+    rng: Mapping[str, Any]
+    fitness: dict[str, NDArray[Any]]
+    usage: dict[str, NDArray[Any]]
+    profiler: dict[str, NDArray[Any]]
+    open_round: OpenRound | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The saved layout: JSON-ready metadata and ``arrays`` (name -> numpy array).
+
+        Raises
+        ------
+        TypeError
+            A client id that is neither int nor str.
+        """
+        arrays: dict[str, NDArray[Any]] = {}
+        arrays.update({f"fit.{k}": self.fitness[k] for k in _FIT_KEYS})
+        arrays.update({f"use.{k}": self.usage[k] for k in _USE_KEYS})
+        arrays.update({f"prof.{k}": v for k, v in self.profiler.items()})
+        op = self.open_round
+        if op is not None:
+            arrays.update({f"open.{k}": v for k, v in op.arrays().items()})
+        return {
+            "format_version": STATE_FORMAT_VERSION,
+            "settings": self.settings.to_dict(),
+            "client_ids": ids_to_json(self.client_ids, "client_ids"),
+            "scalars": {
+                "rounds_closed": int(self.rounds_closed),
+                "last_round": int(self.last_round),
+                "open_round": None if op is None else int(op.round),
+            },
+            "rng": json.loads(json.dumps(self.rng)),
+            "arrays": arrays,
+        }
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> SchedulerState:
+        """Read the saved layout (arrays are used as given; :class:`OpenRound` copies).
+
+        Raises
+        ------
+        InvalidStateError
+            A format version newer than this fedalign reads, or a malformed state (missing
+            keys, wrong types or shapes, invalid settings).
+        SolverUnavailableError
+            The settings name a solver whose optional dependency is missing here.
+        """
+        with malformed_state():
+            _check_version(state["format_version"])
+            settings = SchedulerSettings.from_dict(state["settings"])
+            ids = list(state["client_ids"])
+            arrays = state["arrays"]
+            scalars = state["scalars"]
+            open_round = None
+            if scalars["open_round"] is not None:
+                open_round = OpenRound.from_arrays(
+                    int(scalars["open_round"]),
+                    {k: arrays[f"open.{k}"] for k in OPEN_ARRAYS},
+                    n_clients=len(ids),
+                    n_experts=settings.n_experts,
+                )
+            return cls(
+                settings=settings,
+                client_ids=ids,
+                rounds_closed=int(scalars["rounds_closed"]),
+                last_round=int(scalars["last_round"]),
+                rng=state["rng"],
+                fitness={k: arrays[f"fit.{k}"] for k in _FIT_KEYS},
+                usage={k: arrays[f"use.{k}"] for k in _USE_KEYS},
+                profiler={k[5:]: v for k, v in arrays.items() if k.startswith("prof.")},
+                open_round=open_round,
+            )
+
+
+def _check_version(version: Any) -> None:
+    if not isinstance(version, int) or version < 1:
+        raise InvalidStateError(f"format_version: invalid value {version!r}")
+    if version > STATE_FORMAT_VERSION:
+        raise InvalidStateError(
+            f"format_version: {version} is newer than this fedalign reads "
+            f"({STATE_FORMAT_VERSION}); upgrade fedalign"
+        )
+
+
+def save_state(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
+    """Write :meth:`SchedulerState.to_dict`'s output to ``path`` atomically."""
+    meta = {k: v for k, v in state.items() if k != "arrays"}
+    write_state(path, meta, state["arrays"], version=STATE_FORMAT_VERSION)
+
+
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The state dict stored at ``path`` (container checked; contents not yet).
+
+    Raises
+    ------
+    InvalidStateError
+        Not a state file, truncated, corrupt, or a newer format version.
+    FileNotFoundError
+        No file at ``path``.
+    """
+    return read_state(path, newest=STATE_FORMAT_VERSION)

@@ -1,0 +1,160 @@
+"""The open round: its cohort, what each client was given, and the reports received so far.
+
+:class:`OpenRound` holds one array per field, indexed by cohort position, so that closing a
+round (:meth:`OpenRound.outcome`) is a handful of vectorised operations whatever the
+cohort's size. :meth:`OpenRound.arrays` and :meth:`OpenRound.from_arrays` are its saved form
+(the ``open.*`` arrays of a state file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import InvalidStateError
+
+__all__ = ["ARRAYS", "OpenRound"]
+
+#: The saved arrays, in file order: dtype, and whether they have an expert axis.
+ARRAYS: dict[str, tuple[Any, bool]] = {
+    "rows": (np.int64, False),
+    "assigned": (bool, True),
+    "deadline": (np.float64, False),
+    "reported": (bool, False),
+    "completed": (bool, False),
+    "samples": (np.float64, False),
+    "duration": (np.float64, False),
+    "trained": (bool, True),
+    "rewards": (np.float64, True),
+}
+
+
+@dataclass(eq=False)
+class OpenRound:
+    """One planned round that has not been closed yet (cohort position ``k`` throughout).
+
+    Attributes
+    ----------
+    round : int
+        The round's number.
+    rows : (m,) int64
+        Registry rows of the cohort.
+    assigned : (m, E) bool
+        The plan.
+    deadline : (m,) float64
+        The round's deadline per client (NaN: none).
+    reported, completed : (m,) bool
+        Who reported, and who finished (False for a dropout).
+    samples, duration : (m,) float64
+        What each report said (NaN: no report, or no duration given).
+    trained : (m, E) bool
+        Experts each report gave a reward for.
+    rewards : (m, E) float64
+        Those rewards (0 elsewhere).
+    """
+
+    round: int
+    rows: NDArray[np.int64]
+    assigned: NDArray[np.bool_]
+    deadline: NDArray[np.float64]
+    reported: NDArray[np.bool_]
+    completed: NDArray[np.bool_]
+    samples: NDArray[np.float64]
+    duration: NDArray[np.float64]
+    trained: NDArray[np.bool_]
+    rewards: NDArray[np.float64]
+    _positions: dict[int, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # registry row -> cohort position: one dict lookup per report
+        self._positions = {int(r): k for k, r in enumerate(self.rows.tolist())}
+
+    @classmethod
+    def start(
+        cls,
+        number: int,
+        rows: NDArray[np.int64],
+        assigned: NDArray[np.bool_],
+        deadline: NDArray[np.float64] | None,
+    ) -> OpenRound:
+        """A round just planned: nobody has reported yet."""
+        m, e = assigned.shape
+        return cls(
+            round=number,
+            rows=rows,
+            assigned=np.array(assigned, dtype=bool),
+            deadline=np.full(m, np.nan) if deadline is None else deadline.copy(),
+            reported=np.zeros(m, dtype=bool),
+            completed=np.zeros(m, dtype=bool),
+            samples=np.full(m, np.nan),
+            duration=np.full(m, np.nan),
+            trained=np.zeros((m, e), dtype=bool),
+            rewards=np.zeros((m, e)),
+        )
+
+    def position(self, row: int) -> int | None:
+        """Cohort position of registry ``row``, or None when it is not in the cohort."""
+        return self._positions.get(row)
+
+    def record(
+        self,
+        pos: int,
+        *,
+        trained: NDArray[np.bool_],
+        rewards: NDArray[np.float64],
+        samples: int,
+        duration: float | None,
+        completed: bool,
+    ) -> None:
+        """Store one validated report at cohort position ``pos``."""
+        self.trained[pos] = trained
+        self.rewards[pos] = rewards
+        self.samples[pos] = samples
+        self.duration[pos] = np.nan if duration is None else duration
+        self.completed[pos] = completed
+        self.reported[pos] = True
+
+    def outcome(self) -> tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]:
+        """What the round did, per cohort position: ``(done, trained, worked)``.
+
+        ``done`` (m,): reported and completed (silent clients are dropouts). ``trained``
+        (m, E): rewarded pairs of the clients that are done. ``worked`` (m, E): the experts
+        each client spent time on, for the profiler: those it trained, or every expert it
+        was given when it names none (a dropout, or a report without rewards).
+        """
+        done = self.completed & self.reported
+        trained = self.trained & done[:, None]
+        named_some = np.asarray(trained.any(axis=1))
+        worked = np.where(named_some[:, None], trained, self.assigned)
+        return done, trained, worked
+
+    def arrays(self) -> dict[str, NDArray[Any]]:
+        """The saved form: copies of the arrays, named as in :data:`ARRAYS`."""
+        return {k: np.array(getattr(self, k)) for k in ARRAYS}
+
+    @classmethod
+    def from_arrays(
+        cls, number: int, arrays: dict[str, Any], *, n_clients: int, n_experts: int
+    ) -> OpenRound:
+        """Rebuild from :meth:`arrays` (copied), checking shapes and rows.
+
+        Raises
+        ------
+        InvalidStateError
+            An array of the wrong shape, or a row outside the registry.
+        KeyError
+            An array is missing.
+        """
+        m = int(np.asarray(arrays["rows"]).shape[0])
+        out: dict[str, Any] = {}
+        for k, (dtype, per_expert) in ARRAYS.items():
+            a = np.asarray(arrays[k])
+            if a.shape != ((m, n_experts) if per_expert else (m,)):
+                raise InvalidStateError(f"open.{k}: shape {a.shape} does not match the cohort")
+            out[k] = a.astype(dtype, copy=True)
+        if m and (out["rows"].min() < 0 or out["rows"].max() >= n_clients):
+            raise InvalidStateError("open.rows: out of range")
+        return cls(round=int(number), **out)
