@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ...problem import AlignmentProblem
-from .capacity import Guard, RowRoom, group_cumsum, residual
+from .capacity import Guard, Residual, RowRoom, block_of, group_cumsum, residual
 
 __all__ = ["Paths", "augment_clients", "augment_experts", "repack"]
 
@@ -83,24 +83,23 @@ def _client_path(clients: list[int], experts: list[int]) -> tuple[Pairs, Pairs]:
     return adds, drops
 
 
-def _swap_rooms(
-    rooms: list[RowRoom], rows: NDArray[np.intp], add: NDArray[np.intp] | None, drop: NDArray[np.intp] | None
-) -> NDArray[np.bool_] | None:
-    """Bool ``(len(rows), E)``: client ``rows[k]`` may add any expert (or drop any, with
-    ``drop=None`` and ``add`` given per row) within its client rows."""
-    ok: NDArray[np.bool_] | None = None
+def _fits_taking_any(
+    rooms: list[RowRoom], rows: NDArray[np.intp], dropped: NDArray[np.intp], ok: NDArray[np.bool_]
+) -> None:
+    """Restrict ``ok`` (``(len(rows), E)``) to the experts client ``rows[k]`` can take within
+    its client rows, after dropping expert ``dropped[k]`` (nothing where it is negative)."""
     for room in rooms:
-        w = room.row.weight
-        wb = w if w.shape[0] == 1 else w[rows]
-        left = room.left[rows][:, None]
-        if add is None:  # rows add any expert, dropping ``drop`` (or nothing where < 0)
-            assert drop is not None
-            freed = np.where(drop >= 0, room.weights(rows, drop), 0.0)
-            fit = wb - freed[:, None] <= left
-        else:  # rows drop any expert, adding ``add``
-            fit = room.weights(rows, add)[:, None] - wb <= left
-        ok = fit if ok is None else ok & fit
-    return ok
+        freed = np.where(dropped >= 0, room.weights(rows, dropped), 0.0)
+        ok &= block_of(room.row, rows) - freed[:, None] <= room.left[rows][:, None]
+
+
+def _fits_giving_any(
+    rooms: list[RowRoom], rows: NDArray[np.intp], taken: NDArray[np.intp], ok: NDArray[np.bool_]
+) -> None:
+    """Restrict ``ok`` (``(len(rows), E)``) to the experts client ``rows[k]`` can give up to
+    take expert ``taken[k]`` within its client rows."""
+    for room in rooms:
+        ok &= room.weights(rows, taken)[:, None] - block_of(room.row, rows) <= room.left[rows][:, None]
 
 
 def augment_clients(
@@ -111,6 +110,7 @@ def augment_clients(
     *,
     fixed: int | None = None,
     first: NDArray[np.bool_] | None = None,
+    res: Residual | None = None,
 ) -> int:
     """Give short clients one more expert each along alternating paths; returns how many.
 
@@ -124,15 +124,16 @@ def augment_clients(
     one exists. The search is breadth first from all roots at once (as in Hopcroft-Karp),
     and every node-disjoint shortest path found is applied. The row of client ``fixed`` is
     left alone; with ``first`` (an ``(n, E)`` mask), a root may only add the experts it
-    marks (the ones that raise a weighted row). Returns 0, changing nothing, when no path
-    exists.
+    marks (the ones that raise a weighted row); ``res`` is the residual of ``x`` if the
+    caller has it (it is not updated). Returns 0, changing nothing, when no path exists.
     """
     n, e = problem.shape
-    res = residual(problem, x)
+    if res is None:
+        res = residual(problem, x)
     roots = roots[res.count[roots] > 0]
     if roots.size == 0:
         return 0
-    count = x.sum(axis=1)
+    count = problem.max_experts - res.count
     guard = Guard(problem, x)
     paths = Paths(n, e, "client", roots)
     client_seen = paths.is_root.copy()
@@ -183,9 +184,7 @@ def augment_clients(
 
     while frontier.size:
         ok = problem.fits[frontier] & ~x[frontier] & ~expert_seen[None, :]
-        fit = _swap_rooms(res.client, frontier, None, dropped)
-        if fit is not None:
-            ok &= fit
+        _fits_taking_any(res.client, frontier, dropped, ok)
         if first is not None and frontier is roots:
             ok &= first[roots]
         reach = ok.any(axis=0)
@@ -315,9 +314,7 @@ def augment_experts(
                 return done
         jc = paths.client_parent[cs]
         swap = x[cs] & ~expert_seen[None, :]
-        fit = _swap_rooms(res.client, cs, jc, None)
-        if fit is not None:
-            swap &= fit
+        _fits_giving_any(res.client, cs, jc, swap)
         reach = swap.any(axis=0)
         if not reach.any():
             return 0

@@ -115,11 +115,11 @@ def trim_totals(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np
 def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
     """Add experts to clients below ``min_experts``: proposals, alternating paths, repacking."""
     while True:
-        need = x.sum(axis=1) < problem.min_experts
+        res = residual(problem, x)
+        need = problem.max_experts - res.count < problem.min_experts
         rows = np.flatnonzero(need)
         if rows.size == 0:
             return
-        res = residual(problem, x)
         ok = addable(problem, x, res, rows)
         has = ok.any(axis=1)
         if has.any():
@@ -133,7 +133,7 @@ def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
             if int(x.sum()) > before:
                 continue
         # Every short client is blocked: augment along alternating paths, else repack a row.
-        if augment_clients(problem, x, key, rows):
+        if augment_clients(problem, x, key, rows, res=res):  # x is still what res describes
             continue
         if not any(
             repack(problem, x, key, int(i)) or repack(problem, x, key, int(i), strict=False)
