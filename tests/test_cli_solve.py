@@ -524,7 +524,7 @@ def test_cohort_is_reproducible() -> None:
 
 
 @pytest.mark.parametrize("solver", fa.available_solvers())
-@pytest.mark.parametrize("example", ["small.json", "cohort.json"])
+@pytest.mark.parametrize("example", ["small.json", "cohort.json", "rows.json"])
 def test_examples_solve_with_real_solvers(
     example: str, solver: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
