@@ -72,7 +72,6 @@ class LPSolver(Solver):
     requires = ("scipy",)
     extra = None
     supports = ALL_ROWS
-    reads_rows = True
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {
         "polish": [Boolean()],
     }

@@ -113,7 +113,6 @@ class MILPSolver(Solver):
     requires = ("pulp",)
     extra = None
     supports = ALL_ROWS
-    reads_rows = True
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {
         "threads": [Interval(int, 1, None), None],
     }

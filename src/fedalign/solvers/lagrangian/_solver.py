@@ -69,7 +69,6 @@ class LagrangianSolver(Solver):
 
     name = "lagrangian"
     exact = False
-    reads_rows = True
     supports = (
         RowSupport("client", "any"),
         RowSupport("expert", "any"),
