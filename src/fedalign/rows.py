@@ -321,24 +321,23 @@ class Row:
     @property
     def upper_cap(self) -> NDArray[np.float64] | None:
         """``upper`` plus the checker's float tolerance (None without an upper bound)."""
-        if self.upper is None:
-            return None
-        if "upper_cap" not in self._cache:
-            cap = self.upper + capacity_tolerance(self.upper)
-            cap.flags.writeable = False
-            self._cache["upper_cap"] = cap
-        return self._cache["upper_cap"]  # type: ignore[no-any-return]
+        return self._with_tolerance("upper", self.upper, +1.0)
 
     @property
     def lower_cap(self) -> NDArray[np.float64] | None:
         """``lower`` minus the checker's float tolerance (None without a lower bound)."""
-        if self.lower is None:
+        return self._with_tolerance("lower", self.lower, -1.0)
+
+    def _with_tolerance(
+        self, key: str, bound: NDArray[np.float64] | None, side: float
+    ) -> NDArray[np.float64] | None:
+        if bound is None:
             return None
-        if "lower_cap" not in self._cache:
-            cap = self.lower - capacity_tolerance(self.lower)
+        if key not in self._cache:
+            cap = bound + side * capacity_tolerance(bound)
             cap.flags.writeable = False
-            self._cache["lower_cap"] = cap
-        return self._cache["lower_cap"]  # type: ignore[no-any-return]
+            self._cache[key] = cap
+        return self._cache[key]  # type: ignore[no-any-return]
 
     def pair_fits(self) -> NDArray[np.bool_] | None:
         """``(n, E)`` bool: pairs whose weight alone stays within the upper bound (None: all)."""
