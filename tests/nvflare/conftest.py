@@ -11,10 +11,12 @@ through the task's own ``result_received_cb`` and ``task_done_cb`` with real
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -193,3 +195,49 @@ def harness() -> Callable[..., Harness]:
         return h
 
     return make
+
+
+def check_job_summary(summary_path: Path, tail: str) -> None:
+    """The example job's summary: 3 sites, 2 rounds, ``site-2`` failing in round 2 (index 1),
+    ``site-1`` allowed two experts.
+
+    Every site trained exactly the experts it was sent, each expert was averaged over
+    exactly the sites that were sent it and completed, the failing site is a dropout with
+    its error as the reason, its experts did not move unless another site trained them, and
+    the round completed with the others. ``tail`` (a log's end) is shown on failure.
+    """
+    assert summary_path.exists(), tail
+    rounds = json.loads(summary_path.read_text())["rounds"]
+    assert [r["round_index"] for r in rounds] == [0, 1], tail
+
+    site_of = rounds[0]["sites"]
+    assert sorted(site_of.values()) == ["site-1", "site-2", "site-3"]
+    client = {site: c for c, site in site_of.items()}
+    for r in rounds:
+        sent = {c: e for c, e in r["assignment"].items() if e}
+        assert all(len(e) <= (2 if c == client["site-1"] else 1) for c, e in sent.items())
+        completed = {str(c) for c in r["completed"]}
+        # each expert averaged over exactly the sites that were sent it and completed
+        expected = {
+            str(j): sorted(c for c in completed if j in sent[c])
+            for j in {j for c in completed for j in sent[c]}
+        }
+        got = {j: sorted(str(c) for c in cs) for j, cs in r["trained_by"].items()}
+        assert got == expected, tail
+        assert r["changed_experts"] == sorted(int(j) for j in expected)
+        assert 0.0 <= r["accuracy"] <= 1.0
+
+    first, second = rounds
+    assert first["dropouts"] == {} and len(first["completed"]) == 3
+    failing = client["site-2"]
+    assert second["dropouts"] == {
+        failing: "error: RuntimeError: site-2 fails round 1 (--fail-rounds)"
+    }
+    assert sorted(str(c) for c in second["completed"]) == sorted(
+        c for c in second["assignment"] if c != failing
+    )
+    assert all(failing not in [str(c) for c in cs] for cs in second["trained_by"].values())
+    # the failing site's experts keep their value unless another site trained them
+    theirs = set(second["assignment"][failing])
+    untouched = theirs - {int(j) for j in second["trained_by"]}
+    assert not untouched & set(second["changed_experts"])
