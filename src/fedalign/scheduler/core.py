@@ -106,9 +106,6 @@ class Scheduler:
     solver_options : dict, optional
         Extra options passed to the solver; names are checked against the solver's options.
 
-    The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
-    :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
-
     Raises
     ------
     ValueError
@@ -117,6 +114,11 @@ class Scheduler:
         solver does not have.
     SolverUnavailableError
         The solver's optional dependency is missing.
+
+    Notes
+    -----
+    The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
+    :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
     """
 
     def __init__(
