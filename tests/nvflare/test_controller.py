@@ -317,6 +317,30 @@ def test_a_reply_for_another_sites_task_is_ignored(harness):
     assert set(ctrl.history[0].dropouts.values()) == {"no reply (task ended: ok)"}
 
 
+def test_a_task_of_an_earlier_round_settles_nobody(harness):
+    """A task left standing by an earlier round (an abort) must not settle this round's site."""
+    stale: list[Any] = []
+
+    def answer(site, task, model):
+        if model.current_round == 0 and site == "site-1":
+            stale.append(task)
+        return reply(model)
+
+    # site-1 answers last: a stale ending counted for it would close the round without it
+    h = harness(answer, num_rounds=2, delay=lambda site: 0.3 if site == "site-1" else 0.0)
+    ctrl = h.controller
+    original = ctrl._start_collecting
+
+    def collecting(round_index, sites):
+        original(round_index, sites)
+        if round_index == 1 and stale:  # round 0's task of site-1 ends again, late
+            ctrl._task_done(stale[0], None)
+
+    ctrl._start_collecting = collecting
+    h.run()
+    assert sorted(ctrl.history[1].completed) == ["site-1", "site-2", "site-3"]
+
+
 def test_a_late_result_is_ignored(harness, caplog):
     h = harness(honest, num_rounds=1)
     ctrl = h.run()
@@ -383,6 +407,8 @@ def test_read_reply_raises_site_error_and_bad_reply():
         ({"num_clients": 0}, "num_clients"),
         ({"train_timeout": -1}, "train_timeout"),
         ({"train_timeout": 1.5}, "train_timeout"),
+        ({"dropout_duration": -1.0}, "dropout_duration"),
+        ({"dropout_duration": float("nan")}, "dropout_duration"),
         ({"scheduler_args": {"n_experts": 0}}, "scheduler_args"),
         ({"scheduler_args": {"n_experts": 2, "colour": "red"}}, "scheduler_args"),
         ({"profiles": {"site-1": {"max-experts": "two"}}}, r"profiles\['site-1'\]"),

@@ -57,8 +57,9 @@ __all__ = ["BadReply", "FedAlignController", "SiteError", "read_reply"]
 
 State = dict[str, np.ndarray]
 
-#: Task property naming the one site a task was scheduled for.
+#: Task properties: the one site a task was scheduled for, and its round.
 _SITE = "fedalign.site"
+_ROUND = "fedalign.round_index"
 
 
 class BadReply(ValueError):
@@ -163,6 +164,13 @@ class FedAlignController(ModelController):
         _check_int("train_timeout", train_timeout, 0)
         if seed is not None:
             _check_int("seed", seed, 0)
+        if dropout_duration is not None and not (
+            isinstance(dropout_duration, (int, float))
+            and not isinstance(dropout_duration, bool)
+            and math.isfinite(dropout_duration)
+            and dropout_duration >= 0
+        ):
+            raise ValueError(f"dropout_duration: expected seconds >= 0, got {dropout_duration!r}")
         for name, value in (
             ("scheduler_args", scheduler_args),
             ("client_ids", client_ids),
@@ -200,6 +208,7 @@ class FedAlignController(ModelController):
         self._replies: dict[str, Shareable] = {}
         self._ended: dict[str, Any] = {}
         self._expected: set[str] = set()
+        self._collecting: int | None = None  # the round whose tasks are awaited
         self._all_ended = threading.Event()
 
     @staticmethod
@@ -321,13 +330,13 @@ class FedAlignController(ModelController):
             + ", ".join(f"{s}: {current.experts(c)}" for s, c in sent.items())
         )
         extra = self.site_configs(round_index, current)
-        self._start_collecting(sent)
+        self._start_collecting(round_index, sent)
         for site, client in sent.items():
             self._send(round_index, site, client, current, extra.get(site, {}))
         self._wait_for_tasks()
         with self._lock:
             replies, ended = dict(self._replies), dict(self._ended)
-            self._expected = set()
+            self._expected, self._collecting = set(), None
         for site, client in sent.items():  # the plan's order: averages never depend on timing
             if site in replies:
                 self.take_reply(current, client, replies[site])
@@ -368,21 +377,30 @@ class FedAlignController(ModelController):
     # ------------------------------------------------------------------ NVFlare callbacks
     def _result_received(self, client_task: ClientTask, fl_ctx: FLContext) -> None:
         """``result_received_cb``: file the reply of the task's site (NVFlare's thread)."""
-        site = client_task.task.get_prop(_SITE)
+        task = client_task.task
+        site = task.get_prop(_SITE)
         if client_task.client.name != site:  # a task is scheduled for one site only
             return
         with self._lock:
-            if site in self._expected and site not in self._replies:
+            if self._awaited(task) and site not in self._replies:
                 self._replies[site] = client_task.result
 
     def _task_done(self, task: Task, fl_ctx: FLContext) -> None:
         """``task_done_cb``: file how the task of one site ended (NVFlare's thread)."""
         site = task.get_prop(_SITE)
         with self._lock:
-            if site in self._expected:
+            if self._awaited(task):
                 self._ended[site] = task.completion_status
                 if set(self._ended) >= self._expected:
                     self._all_ended.set()
+
+    def _awaited(self, task: Task) -> bool:
+        """Whether ``task`` belongs to the round being collected (call with the lock held).
+
+        A task of an earlier round (one left standing when an abort cut the round short)
+        must not settle a site of this one.
+        """
+        return task.get_prop(_ROUND) == self._collecting and task.get_prop(_SITE) in self._expected
 
     def process_result_of_unknown_task(
         self, client: Any, task_name: str, client_task_id: str, result: Shareable, fl_ctx: FLContext
@@ -415,11 +433,12 @@ class FedAlignController(ModelController):
             out.append(site)
         return out
 
-    def _start_collecting(self, sites: Mapping[str, Hashable]) -> None:
+    def _start_collecting(self, round_index: int, sites: Mapping[str, Hashable]) -> None:
         with self._lock:
             self._replies = {}
             self._ended = {}
             self._expected = set(sites)
+            self._collecting = round_index
             self._all_ended.clear()
             if not self._expected:
                 self._all_ended.set()
@@ -448,7 +467,7 @@ class FedAlignController(ModelController):
         task = Task(
             name=self.task_name,
             data=FLModelUtils.to_shareable(model),
-            props={_SITE: site},
+            props={_SITE: site, _ROUND: round_index},
             timeout=self.train_timeout,
             result_received_cb=self._result_received,
             task_done_cb=self._task_done,
