@@ -13,8 +13,8 @@ from nvflare.apis.fl_constant import ReturnCode
 from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
+from nvflare_helpers import N_EXPERTS, Ending, model_state, reply, trained
 
-from conftest import N_EXPERTS, Ending, model_state, reply, trained
 from fedalign.nvflare import BadReply, FedAlignController, SiteError, read_reply, wire
 from fedalign.nvflare.client import error_reply, read_task
 from fedalign.rounds.naming import expert_of_key

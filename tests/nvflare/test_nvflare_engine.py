@@ -13,7 +13,8 @@ from fedalign.sim.config import parse_strategy, preset  # noqa: E402
 from fedalign.sim.server import make_setup  # noqa: E402
 from fedalign.sim.server import run_strategy as run_local  # noqa: E402
 
-pytestmark = [pytest.mark.nvflare, pytest.mark.slow, pytest.mark.torch]
+# xdist_group: the end-to-end runs share one worker (make test: --dist loadgroup)
+pytestmark = [pytest.mark.nvflare, pytest.mark.slow, pytest.mark.torch, pytest.mark.xdist_group("e2e")]
 
 
 def test_the_nvflare_engine_reproduces_the_local_run(tmp_path):

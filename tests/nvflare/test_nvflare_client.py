@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
+from nvflare_helpers import model_state
 
-from conftest import model_state
 from fedalign.nvflare import read_reply, wire
 from fedalign.nvflare.client import (
     MoESite,

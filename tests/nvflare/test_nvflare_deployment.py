@@ -27,9 +27,10 @@ import pytest
 pytest.importorskip("nvflare")
 pytest.importorskip("torch")
 
-from conftest import check_job_summary  # noqa: E402
+from nvflare_helpers import check_job_summary  # noqa: E402
 
-pytestmark = [pytest.mark.nvflare, pytest.mark.slow]
+# xdist_group: the end-to-end runs share one worker (make test: --dist loadgroup)
+pytestmark = [pytest.mark.nvflare, pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 BIN = Path(sys.executable).parent
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nvflare-moe"
