@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from .errors import (
     AlignmentError,
+    HerdingWarning,
     InfeasibleError,
     InvalidFeedbackError,
     InvalidProblemError,
     InvalidStateError,
     SolverUnavailableError,
+    StateConflictError,
     UnsupportedProblemError,
 )
 from .problem import AlignmentProblem, Violation, check
@@ -31,6 +33,7 @@ __all__ = [
     "ClientProfile",
     "Feedback",
     "FitnessTracker",
+    "HerdingWarning",
     "InfeasibleError",
     "InvalidFeedbackError",
     "InvalidProblemError",
@@ -41,6 +44,7 @@ __all__ = [
     "Scheduler",
     "Solution",
     "SolverUnavailableError",
+    "StateConflictError",
     "UnsupportedProblemError",
     "UsageTracker",
     "Violation",

@@ -16,10 +16,10 @@ import argparse
 import json
 import math
 import sys
-import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["build_parser", "main"]
 
@@ -82,6 +82,8 @@ def _run_solve(args: argparse.Namespace) -> int:
     limit = args.time_limit
     if limit is not None and not (math.isfinite(limit) and limit > 0):
         raise CommandError(f"--time-limit: expected seconds > 0, got {limit!r}")
+    if args.seed is not None and args.seed < 0:
+        raise CommandError(f"--seed: expected an int >= 0, got {args.seed}")
 
     problem = problem_from_json(_read_json(args.problem))
     try:
@@ -97,19 +99,40 @@ def _run_solve(args: argparse.Namespace) -> int:
 
 
 def _read_json(source: str) -> Any:
-    """Parse the JSON document at ``source`` (``-`` for stdin)."""
+    """Parse the JSON document at ``source`` (``-`` for stdin).
+
+    A FIFO or ``/dev/fd/N`` (``fedalign solve <(cmd)``) is read like a file. Every way the
+    text can fail to be one JSON document is a :class:`CommandError` (exit 2): not UTF-8,
+    invalid syntax, an object repeating a key, nesting deeper than Python's JSON parser
+    recurses (it raises ``RecursionError``), an integer longer than Python converts (it
+    raises ``ValueError``).
+    """
     label = "stdin" if source == "-" else source
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CommandError(f"PROBLEM.json: cannot read {label}: {exc}") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise CommandError(
             f"PROBLEM.json: {label} is not valid JSON ({exc.msg} at line {exc.lineno} "
             f"column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise CommandError(f"PROBLEM.json: {label} is nested too deeply to read") from None
+    except ValueError as exc:  # a duplicate key, or an integer beyond int's str limit
+        raise CommandError(f"PROBLEM.json: {label} is not valid JSON ({exc})") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict; a repeated key is an error (json keeps the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {json.dumps(key)[:60]} appears twice in one object")
+        out[key] = value
+    return out
 
 
 def problem_from_json(data: Any) -> Any:
@@ -159,17 +182,21 @@ def format_json(result: dict[str, Any]) -> str:
 
 
 def _write(output: str | None, text: str) -> None:
+    """Write ``text`` to stdout (``None`` or ``-``) or whole to the file ``output``.
+
+    The file is written through a temporary file created exclusively under a unique name
+    in the same directory, then renamed over ``output`` (:mod:`fedalign._files`): a reader
+    never sees half a result, and a directory or FIFO is never replaced.
+    """
+    from ._files import write_text_atomic
+
     if output is None or output == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    path = Path(output)
-    tmp = path.with_name(f".{path.name}.{time.monotonic_ns()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(output, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CommandError(f"--output: cannot write {output}: {exc}", EXIT_FAILURE) from None
 
 
@@ -382,16 +409,27 @@ AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], N
 _COMMANDS: list[AddCommand] = [_add_solve, _add_simulate, _add_demo, _add_bench]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr, like every other error
+    (argparse prints the usage lines first); subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fedalign`` argument parser with every subcommand."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fedalign",
         description="Which experts each client trains, every round of federated MoE training.",
     )
     parser.add_argument("--version", action="version", version=f"fedalign {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=_Parser
+    )
     for add in _COMMANDS:
         add(subparsers)
     return parser
@@ -412,11 +450,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
     if run is None:
-        parser.print_usage(sys.stderr)
-        _fail("", "a command is required (try fedalign --help)")
+        _fail("", "a command is required (see fedalign --help)")
         return EXIT_USAGE
     try:
-        return run(args)
+        with warnings.catch_warnings():
+            # numpy's floating-point warnings would make an error more than one line
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return run(args)
     except CommandError as exc:
         _fail(args.command, exc)
         return exc.status

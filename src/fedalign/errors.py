@@ -11,11 +11,13 @@ from __future__ import annotations
 
 __all__ = [
     "AlignmentError",
+    "HerdingWarning",
     "InfeasibleError",
     "InvalidFeedbackError",
     "InvalidProblemError",
     "InvalidStateError",
     "SolverUnavailableError",
+    "StateConflictError",
     "UnsupportedProblemError",
 ]
 
@@ -53,5 +55,19 @@ class InvalidFeedbackError(AlignmentError, ValueError):
     """Feedback reported to a :class:`~fedalign.Scheduler` is invalid; no state was changed."""
 
 
+class HerdingWarning(UserWarning):
+    """A plan put most of the cohort on a few experts (see ``Scheduler(balance_weight=...)``)."""
+
+
 class InvalidStateError(AlignmentError, ValueError):
     """A saved scheduler state is corrupt, truncated, or from an unknown format version."""
+
+
+class StateConflictError(AlignmentError, OSError):
+    """:meth:`~fedalign.Scheduler.save` refused to replace what is at the path.
+
+    The file there is not the one this scheduler loaded or last saved (another writer's
+    state, or a file that is not a state at all), it is a directory or a FIFO, or another
+    process is replacing it at this moment. Nothing was written; the message says which.
+    Also an ``OSError``, like the other ways a save can fail.
+    """

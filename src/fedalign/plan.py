@@ -169,8 +169,8 @@ class Plan:
         p = self.problem
         try:
             i = p.client_position(client_id)
-        except KeyError:
-            raise KeyError(f"client_id: {client_id!r} is not in round {self.round}'s cohort") from None
+        except (KeyError, TypeError):  # absent, or not even hashable
+            raise KeyError(f"client_id: {short_repr(client_id)} is not in round {self.round}'s cohort") from None
         reasons = why_not(p, self.solution.assignment, i)
         chosen = self.solution.assignment[i]
         d = p.desirability[i]

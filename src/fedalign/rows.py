@@ -161,7 +161,7 @@ class Row:
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise InvalidProblemError(f"Row.name: expected a non-empty string, got {short_repr(name)}")
-        label = f"Row {name!r}"
+        label = f"Row {short_repr(name, 40)}"
         if not isinstance(over, str) or over not in OVERS:
             raise InvalidProblemError(
                 f"{label}.over: expected one of {', '.join(map(repr, OVERS))}, got {short_repr(over)}"
