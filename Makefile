@@ -26,11 +26,8 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/fedalign demo
 
-# --dist loadgroup: the end-to-end runs (marked xdist_group("e2e"): Flower's and NVFlare's
-# engines, deployments and the wheel in a fresh venv) take turns on one worker while the
-# other runs the rest; side by side on 2 cores they starve each other's time-outs.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples docs/_ext

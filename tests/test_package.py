@@ -71,7 +71,6 @@ def test_each_extra_is_installed_and_imports_its_adapter(extra):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("e2e")  # with the other end-to-end runs, on one worker
 def test_the_wheel_installs_and_runs_with_the_core_only(tmp_path):
     pytest.importorskip("build")
     dist = tmp_path / "dist"

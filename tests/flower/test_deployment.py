@@ -24,8 +24,7 @@ import pytest
 pytest.importorskip("flwr")
 pytest.importorskip("torch")
 
-# xdist_group: the end-to-end runs share one worker (make test: --dist loadgroup)
-pytestmark = [pytest.mark.flower, pytest.mark.slow, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.flower, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flower-moe"

@@ -20,8 +20,7 @@ from fedalign.flower.engine import run_flower_experiment  # noqa: E402
 from fedalign.sim.config import preset  # noqa: E402
 from fedalign.sim.experiments import run_experiment  # noqa: E402
 
-# xdist_group: the end-to-end runs share one worker (make test: --dist loadgroup)
-pytestmark = [pytest.mark.flower, pytest.mark.slow, pytest.mark.torch, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.flower, pytest.mark.slow, pytest.mark.torch]
 
 
 def test_flower_engine_reproduces_the_local_run(tmp_path):

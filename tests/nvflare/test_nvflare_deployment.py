@@ -29,8 +29,7 @@ pytest.importorskip("torch")
 
 from nvflare_helpers import check_job_summary  # noqa: E402
 
-# xdist_group: the end-to-end runs share one worker (make test: --dist loadgroup)
-pytestmark = [pytest.mark.nvflare, pytest.mark.slow, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.nvflare, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nvflare-moe"

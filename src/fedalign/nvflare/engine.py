@@ -45,7 +45,9 @@ from . import wire
 from .controller import FedAlignController, State, _write_json
 
 __all__ = [
+    "SITE_START_FAILURES",
     "FleetController",
+    "SiteStartFailure",
     "compare_engines",
     "run_nvflare_experiment",
     "run_strategy",
@@ -55,6 +57,20 @@ __all__ = [
 
 def _site(index: int) -> str:
     return f"site-{index}"
+
+
+#: Lines of the simulator's log that mean a site process never came up (seen on a loaded
+#: machine: the simulator's connection to a new site worker was reset). That site would
+#: never answer, so the run is stopped and started again instead of waiting for it.
+SITE_START_FAILURES = (
+    "Communication error with client",
+    "Subprocess died for client",
+    "Failed to create connection to the child process",
+)
+
+
+class SiteStartFailure(RuntimeError):
+    """A simulated site's process did not start; the run can be tried again."""
 
 
 class FleetController(FedAlignController):
@@ -239,6 +255,7 @@ def run_strategy(
     workspace: str | Path | None = None,
     timeout: float = 3600.0,
     round_timeout: int = 0,
+    attempts: int = 2,
 ) -> Any:
     """Run one strategy for ``config.rounds`` rounds on NVFlare's simulator.
 
@@ -257,6 +274,10 @@ def run_strategy(
         Seconds the whole simulation may take; then it is stopped and this raises.
     round_timeout : int
         Seconds a site has for one round's task (0: forever).
+    attempts : int >= 1
+        Runs to try when a site's process fails to start (:data:`SITE_START_FAILURES` in
+        the log): the run is stopped at once and started again in a fresh folder. The
+        seeded run gives the same result whichever attempt completes it.
 
     Returns
     -------
@@ -267,14 +288,53 @@ def run_strategy(
     ------
     RuntimeError
         The simulator failed, timed out, or finished fewer rounds than configured (the
-        message ends with the tail of its log).
+        message ends with the tail of its log); :class:`SiteStartFailure` when a site did
+        not start in any attempt.
     """
     if workspace is None:
         with tempfile.TemporaryDirectory(prefix="fedalign-nvflare-") as tmp:
-            return _run(setup, strategy, Path(tmp), on_round, timeout, round_timeout)
+            return _attempts(setup, strategy, Path(tmp), on_round, timeout, round_timeout, attempts)
     root = Path(workspace)
     root.mkdir(parents=True, exist_ok=True)
-    return _run(setup, strategy, root, on_round, timeout, round_timeout)
+    return _attempts(setup, strategy, root, on_round, timeout, round_timeout, attempts)
+
+
+def _attempts(
+    setup: Any,
+    strategy: Any,
+    root: Path,
+    on_round: Callable[[int, float], None] | None,
+    timeout: float,
+    round_timeout: int,
+    attempts: int,
+) -> Any:
+    """:func:`_run`, again in a fresh folder when a site's process did not start."""
+    import logging
+
+    reported = -1
+
+    def once(round_index: int, accuracy: float) -> None:
+        # a second attempt replays the rounds the first one reported: report each once
+        nonlocal reported
+        if on_round is not None and round_index > reported:
+            reported = round_index
+            on_round(round_index, accuracy)
+
+    for attempt in range(1, max(1, int(attempts)) + 1):
+        folder = root if attempt == 1 else root / f"attempt-{attempt}"
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            return _run(setup, strategy, folder, once, timeout, round_timeout)
+        except SiteStartFailure as exc:
+            if attempt >= attempts:
+                raise
+            logging.getLogger(__name__).warning(
+                "NVFlare simulation of %r, attempt %d: %s; starting again",
+                strategy.name,
+                attempt,
+                str(exc).split(";")[0],
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _run(
@@ -329,6 +389,12 @@ def _run(
                 reported = _report_progress(results, reported, on_round)
                 if finished:
                     break
+                failure = _site_start_failure(log_path)
+                if failure:
+                    raise SiteStartFailure(
+                        f"a site of the NVFlare simulation of {strategy.name!r} did not start "
+                        f"({failure})" + _log_tail(log_path)
+                    )
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f"the NVFlare simulation of {strategy.name!r} took more than {timeout} s"
@@ -368,6 +434,18 @@ def _report_progress(
     for k in range(reported, len(accuracy)):
         on_round(k, float(accuracy[k]))
     return max(reported, len(accuracy))
+
+
+def _site_start_failure(path: Path) -> str:
+    """The first log line saying a site's process did not start, or ``""``."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if any(marker in line for marker in SITE_START_FAILURES):
+            return line.strip()
+    return ""
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
