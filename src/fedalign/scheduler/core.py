@@ -148,9 +148,6 @@ class Scheduler:
         (the usage term moves only between rounds) spreads over the experts instead of
         herding onto the same ones. 0 turns it off (the paper's published system).
 
-    The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
-    :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
-
     Raises
     ------
     ValueError
@@ -159,6 +156,11 @@ class Scheduler:
         solver does not have.
     SolverUnavailableError
         The solver's optional dependency is missing.
+
+    Notes
+    -----
+    The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
+    :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
     """
 
     def __init__(
