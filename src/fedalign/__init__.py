@@ -17,6 +17,7 @@ from .errors import (
     StateConflictError,
     UnsupportedProblemError,
 )
+from .privacy import PrivacyAccountant, PrivacyBudgetError, privatize, privatize_rewards
 from .problem import AlignmentProblem, Violation, check
 from .profiles import CapacityProfiler, ClientProfile, ProfileBounds
 from .rows import Row
@@ -39,6 +40,8 @@ __all__ = [
     "InvalidProblemError",
     "InvalidStateError",
     "Plan",
+    "PrivacyAccountant",
+    "PrivacyBudgetError",
     "ProfileBounds",
     "Row",
     "Scheduler",
@@ -51,6 +54,8 @@ __all__ = [
     "__version__",
     "available_solvers",
     "check",
+    "privatize",
+    "privatize_rewards",
     "solve",
     "solvers_for",
 ]

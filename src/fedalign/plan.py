@@ -30,7 +30,7 @@ from .problem import COUNT_ROW, DEADLINE_ROW, SEAT_ROW, AlignmentProblem
 from .rows import Row
 from .solvers import Solution
 
-__all__ = ["Explanation", "Feedback", "Plan", "why_not"]
+__all__ = ["MAX_NOISY_REWARD", "Explanation", "Feedback", "Plan", "why_not"]
 
 
 # --------------------------------------------------------------------------- feedback
@@ -41,6 +41,14 @@ MAX_SAMPLES = 2**53
 
 #: What one reward may be.
 _REWARD = Interval(float, 0, 1)
+
+#: Largest magnitude of a reward that carries local-differential-privacy noise
+#: (``Feedback.epsilon`` set): the noise is zero-mean, so such rewards leave [0, 1], but a
+#: value beyond this is not noise, it is a lie or a bug (Laplace noise of scale 1/ε exceeds
+#: it with probability exp(-1e6·ε)).
+MAX_NOISY_REWARD = 1e6
+
+_NOISY_REWARD = Interval(float, -MAX_NOISY_REWARD, MAX_NOISY_REWARD)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,12 @@ class Feedback:
         Seconds the round took on the client (for a dropout: until it gave up).
     completed : bool
         False for a dropout: no fitness and no usage credit; the profiler learns from it.
+    epsilon : float > 0, optional
+        The rewards carry local-differential-privacy noise for this ε (see
+        :func:`fedalign.privacy.privatize_rewards`): each may then be any finite number of
+        magnitude at most :data:`MAX_NOISY_REWARD` (the noise is zero-mean, so a noisy
+        reward leaves [0, 1]). A scheduler accepts rewards outside [0, 1] only when built
+        with ``noisy_rewards=True``. None (default): exact rewards in [0, 1].
 
     Raises
     ------
@@ -72,12 +86,14 @@ class Feedback:
         "rewards": [InstanceOf(Mapping, "mapping expert_id -> reward")],
         "duration": [Interval(float, 0, None), None],
         "completed": [Boolean()],
+        "epsilon": [Interval(float, 0, None, closed="neither"), None],
     }
 
     samples: int
     rewards: Mapping[Hashable, float] = field(default_factory=dict)
     duration: float | None = None
     completed: bool = True
+    epsilon: float | None = None
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints
@@ -87,22 +103,28 @@ class Feedback:
             error=InvalidFeedbackError,
             prefix="Feedback.",
         )
-        checked["rewards"] = {k: _reward(k, v) for k, v in checked["rewards"].items()}
+        form = _REWARD if checked["epsilon"] is None else _NOISY_REWARD
+        checked["rewards"] = {k: _reward(k, v, form) for k, v in checked["rewards"].items()}
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
+    @property
+    def noisy(self) -> bool:
+        """Whether a reward lies outside [0, 1] (possible only with ``epsilon`` set)."""
+        return any(not 0.0 <= r <= 1.0 for r in self.rewards.values())
 
-def _reward(expert_id: Hashable, value: Any) -> float:
-    """One reward as a float in [0, 1]; the error names the expert."""
+
+def _reward(expert_id: Hashable, value: Any, form: Interval = _REWARD) -> float:
+    """One reward as a float in ``form``'s range; the error names the expert."""
     try:
-        return float(_REWARD.convert(value))
+        return float(form.convert(value))
     except (ValueError, TypeError, OverflowError):
         # the message (and the expert id's repr) only when it is needed: reports are many
         return float(
             validate_one(
                 f"Feedback.rewards[{short_repr(expert_id)}]",
                 value,
-                [_REWARD],
+                [form],
                 error=InvalidFeedbackError,
             )
         )
@@ -127,7 +149,13 @@ class Plan:
         The problem that was solved.
     terms : dict of str -> ndarray
         The desirability's parts per (cohort client, expert): ``fitness``, ``usage`` (raw,
-        per expert), ``usage_norm`` (per expert), ``time`` (seconds, or NaN), ``exploration``.
+        per expert), ``usage_norm`` (per expert), ``time`` (seconds, or NaN), ``exploration``;
+        and, with a trust setting on, ``trust`` (per cohort client).
+    floored : list of client ids
+        Clients given a minimum of one expert this round because they had been idle for
+        ``max_idle_rounds`` offered rounds (setting ``max_idle_rounds``).
+    idle_violations : list of client ids
+        Clients due the floor that still got no expert (the round could not take the floor).
     """
 
     round: int
@@ -135,6 +163,8 @@ class Plan:
     solution: Solution
     problem: AlignmentProblem = field(repr=False)
     terms: dict[str, NDArray[np.float64]] = field(repr=False, default_factory=dict)
+    floored: list[Hashable] = field(default_factory=list)
+    idle_violations: list[Hashable] = field(default_factory=list)
 
     def explain(self, client_id: Hashable) -> Explanation:
         """Per expert, why the client got it or not.
@@ -146,8 +176,10 @@ class Plan:
             ``usage`` (the expert's raw usage: an EMA of the samples trained on it),
             ``usage_norm``, ``train_time`` and ``deadline`` (seconds, or None without a
             deadline policy), ``exploration``, ``desirability``, ``chosen`` (bool) and
-            ``reason`` (a sentence; for chosen experts, ``"chosen"``). ``print()`` shows
-            it as a table with units; :meth:`Explanation.to_rows` gives the table's cells.
+            ``reason`` (a sentence; for chosen experts, ``"chosen"``); with a trust setting
+            on, also ``trust`` (the client's trust score in [0, 1], which weights its
+            fitness updates). ``print()`` shows it as a table with units;
+            :meth:`Explanation.to_rows` gives the table's cells.
 
         Raises
         ------
@@ -180,20 +212,21 @@ class Plan:
         out = Explanation(client=client_id, round=self.round)
         for j, eid in enumerate(p.expert_ids):
             t = None if t_i is None else float(t_i[j])
-            out.append(
-                {
-                    "expert": eid,
-                    "fitness": float(terms["fitness"][i, j]) if "fitness" in terms else None,
-                    "usage": float(terms["usage"][j]) if "usage" in terms else None,
-                    "usage_norm": float(terms["usage_norm"][j]) if "usage_norm" in terms else None,
-                    "train_time": t,
-                    "deadline": dl_i,
-                    "exploration": float(terms["exploration"][i, j]) if "exploration" in terms else None,
-                    "desirability": float(d[j]),
-                    "chosen": bool(chosen[j]),
-                    "reason": reasons[j],
-                }
-            )
+            row = {
+                "expert": eid,
+                "fitness": float(terms["fitness"][i, j]) if "fitness" in terms else None,
+                "usage": float(terms["usage"][j]) if "usage" in terms else None,
+                "usage_norm": float(terms["usage_norm"][j]) if "usage_norm" in terms else None,
+                "train_time": t,
+                "deadline": dl_i,
+                "exploration": float(terms["exploration"][i, j]) if "exploration" in terms else None,
+                "desirability": float(d[j]),
+                "chosen": bool(chosen[j]),
+                "reason": reasons[j],
+            }
+            if "trust" in terms:
+                row["trust"] = float(terms["trust"][i])
+            out.append(row)
         return out
 
 
@@ -224,6 +257,7 @@ class Explanation(list):  # type: ignore[type-arg]
         ("usage", "usage (samples)", "{:,.1f}"),
         ("usage_norm", "usage (norm.)", "{:.3f}"),
         ("exploration", "exploration", "{:.3f}"),
+        ("trust", "trust", "{:.2f}"),
         ("train_time", "train time (s)", "{:.3g}"),
         ("deadline", "deadline (s)", "{:.3g}"),
         ("reason", "reason", "{}"),

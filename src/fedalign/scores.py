@@ -70,6 +70,10 @@ class FitnessTracker:
     dtype : numpy float dtype
         Storage type of ``F`` (float32 halves the memory of a large registry; arithmetic is
         done in float64 on the rows involved).
+    bounds : (low, high), default (0, 1)
+        The range a saved fitness may hold (checked at :meth:`load_state_dict`). Rewards in
+        [0, 1] keep ``F`` in [0, 1]; rewards carrying zero-mean privacy noise are averaged
+        unclipped (so the average stays unbiased) and need a wider range.
 
     Notes
     -----
@@ -93,6 +97,7 @@ class FitnessTracker:
         decay: float = 0.02,
         prior: float = 0.5,
         dtype: Any = np.float32,
+        bounds: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         a = validate(
             self._parameter_constraints,
@@ -104,6 +109,7 @@ class FitnessTracker:
         self.ema: float = a["ema"]
         self.decay: float = a["decay"]
         self.prior: float = a["prior"]
+        self.bounds: tuple[float, float] = (float(bounds[0]), float(bounds[1]))
         self.rounds_closed = 0
         self._n = 0
         self._f = np.empty((0, self.n_experts), dtype=self.dtype)
@@ -181,7 +187,13 @@ class FitnessTracker:
 
     # ------------------------------------------------------------------ updates
 
-    def record(self, rows: ArrayLike, trained: ArrayLike, rewards: ArrayLike) -> None:
+    def record(
+        self,
+        rows: ArrayLike,
+        trained: ArrayLike,
+        rewards: ArrayLike,
+        weight: ArrayLike | None = None,
+    ) -> None:
         """Apply this round's update to ``rows`` (each at most once per round).
 
         Parameters
@@ -190,16 +202,27 @@ class FitnessTracker:
             Distinct row indices.
         trained : (m, n_experts) bool
             Pairs that trained this round and get their reward.
-        rewards : (m, n_experts) floats in [0, 1]
-            Rewards; read only where ``trained``.
+        rewards : (m, n_experts) floats
+            Rewards (in [0, 1], or noisy around it); read only where ``trained``.
+        weight : (m, n_experts) or (m,) floats in [0, 1], optional
+            How much each pair's reward counts: the pair moves at ``ema · weight`` toward
+            its reward (a trust score, a plausibility verdict). A trained pair of weight 0
+            is not credited: it drifts like an untrained one. Default 1 everywhere.
         """
         r = np.asarray(rows, dtype=np.int64)
         t = np.asarray(trained, dtype=bool)
         rw = np.asarray(rewards, dtype=np.float64)
         cur = self.get(r)
-        new = np.where(
-            t, (1.0 - self.ema) * cur + self.ema * rw, cur - self.decay * (cur - self.prior)
-        )
+        drift = cur - self.decay * (cur - self.prior)
+        if weight is None:
+            new = np.where(t, (1.0 - self.ema) * cur + self.ema * rw, drift)
+        else:
+            w = np.broadcast_to(
+                np.asarray(weight, dtype=np.float64).reshape(len(r), -1), t.shape
+            )
+            t = t & (w > 0)
+            rate = self.ema * w
+            new = np.where(t, (1.0 - rate) * cur + rate * rw, drift)
         self._f[r] = new
         self._synced[r] = self.rounds_closed + 1
         self._count[r] = np.minimum(self._count[r].astype(np.int64) + t, _COUNT_MAX)
@@ -257,7 +280,7 @@ class FitnessTracker:
         Raises
         ------
         ValueError
-            A missing-shaped, non-numeric or out-of-range array (fitness outside [0, 1],
+            A missing-shaped, non-numeric or out-of-range array (fitness outside ``bounds``,
             a round stamp after ``rounds_closed + 1``, a negative count), named.
         """
         closed = state["rounds_closed"]
@@ -268,7 +291,8 @@ class FitnessTracker:
         if raw.ndim != 2 or raw.shape[1] != e:
             raise ValueError(f"fitness: expected shape (n, {e}), got {raw.shape}")
         n = raw.shape[0]
-        f = checked_array("fitness", raw, shape=(n, e), kind="float", low=0.0, high=1.0)
+        low, high = self.bounds
+        f = checked_array("fitness", raw, shape=(n, e), kind="float", low=low, high=high)
         synced = checked_array("synced", state["synced"], shape=(n,), kind="int", low=0, high=closed + 1)
         count = checked_array("count", state["count"], shape=(n, e), kind="int", low=0, high=_COUNT_MAX)
         self._f = f.astype(self.dtype, copy=copy)

@@ -36,7 +36,8 @@ from ..scores import USAGE_MAX, FitnessTracker, UsageTracker
 from ..solvers import Solution, solve
 from .capacity import cohort_capacity, feasible_min
 from .desirability import desirability
-from .persistence import SchedulerState, load_state, malformed_state, save_state
+from .ledger import ClientLedger
+from .persistence import SchedulerState, load_state, malformed_state, reward_bounds, save_state
 from .rounds import MAX_ROUND, OpenRound
 from .settings import SchedulerSettings
 from .state_file import ANY
@@ -54,6 +55,8 @@ HERDING_SHARE = 0.5
 
 #: A round number given by the caller (plan, report).
 _ROUND = [Interval(int, 0, MAX_ROUND), None]
+#: A verdict of the server on a report (:meth:`Scheduler.judge`).
+_VERDICT = [Interval(float, 0, 1)]
 
 
 def _path_key(path: str | os.PathLike[str]) -> str:
@@ -147,6 +150,32 @@ class Scheduler:
         couples the clients of a round, so that a cohort whose desirabilities move alike
         (the usage term moves only between rounds) spreads over the experts instead of
         herding onto the same ones. 0 turns it off (the paper's published system).
+    trust_rate : float in [0, 1]
+        Keep a trust score per client, an exponential average (this weight for the latest
+        round) of the plausibility of its reports, starting at 1; a client's fitness moves
+        toward its rewards at ``fitness_ema x trust`` instead of ``fitness_ema``, so a
+        client whose rewards keep being implausible stops steering its fitness.
+        Plausibility comes from ``reward_z`` and from the server's verdicts
+        (:meth:`judge`, e.g. the round driver's reply screen). 0 (default): no trust score.
+    reward_z : float > 0, optional
+        Judge each reward against the round's rewards for the same expert: with at least
+        three rewards for the expert, a reward farther from their median than
+        ``max(reward_tolerance, reward_z x 1.4826 x MAD)`` is implausible and not credited.
+        None (default): rewards are not judged against each other.
+    reward_tolerance : float >= 0
+        The smallest distance from the median ``reward_z`` judges implausible (default 0.2).
+    max_idle_rounds : int >= 1, optional
+        Fairness floor: a cohort client that could fit an expert but received none in its
+        last ``max_idle_rounds`` offered rounds must receive one (a minimum of one expert
+        for it that round); when the round cannot take every floor, the floors are dropped
+        for that round and the clients left idle are counted (:attr:`idle_violations`).
+        None (default): no floor.
+    noisy_rewards : bool
+        Rewards may carry zero-mean local-differential-privacy noise
+        (``Feedback.epsilon``, :func:`fedalign.privacy.privatize_rewards`): rewards outside
+        [0, 1] are accepted and the fitness average is kept unclipped, so it stays an
+        unbiased estimate of the exact rewards' average (fitness then leaves [0, 1]).
+        False (default): a reward outside [0, 1] is refused.
 
     Raises
     ------
@@ -200,6 +229,11 @@ class Scheduler:
         round_bytes: float | None = None,
         shared_bytes: float = 0.0,
         balance_weight: float = 0.0,
+        trust_rate: float = 0.0,
+        reward_z: float | None = None,
+        reward_tolerance: float = 0.2,
+        max_idle_rounds: int | None = None,
+        noisy_rewards: bool = False,
     ) -> None:
         # the arguments above, by name (the first statement: no other local exists yet); typed
         # Any, as SchedulerSettings' fields are annotated with the canonical forms it stores
@@ -222,7 +256,10 @@ class Scheduler:
         self.expert_ids: tuple[Hashable, ...] = s.expert_ids
         self._expert_pos = {x: k for k, x in enumerate(s.expert_ids)}
         self._expert_cost = np.asarray(s.expert_cost, dtype=np.float64)
-        self._fit = FitnessTracker(e, ema=s.fitness_ema, decay=s.fitness_decay, prior=s.fitness_prior)
+        self._fit = FitnessTracker(
+            e, ema=s.fitness_ema, decay=s.fitness_decay, prior=s.fitness_prior, bounds=reward_bounds(s)
+        )
+        self._ledger = ClientLedger(trust=s.tracks_trust, idle=s.max_idle_rounds is not None)
         self._use = UsageTracker(e, decay=s.usage_decay, norm=s.usage_norm)
         self._prof = CapacityProfiler(
             np.zeros(e) if s.expert_bytes is None else s.expert_bytes,
@@ -304,6 +341,7 @@ class Scheduler:
             if routing_shares is not None:
                 shares = self._routing_shares(routing_shares, None)
             self._fit.add(1, shares)
+            self._ledger.add(1)
             row = int(self._prof.add(1)[0])
             self._index[client_id] = row
             self._ids.append(client_id)
@@ -343,6 +381,7 @@ class Scheduler:
         shares = None if routing_shares is None else self._routing_shares(routing_shares, len(ids))
         # validated: nothing below can fail half-way
         self._fit.add(len(ids), shares)
+        self._ledger.add(len(ids))
         rows = self._prof.add(len(ids))
         start = len(self._ids)
         self._ids.extend(ids)
@@ -436,6 +475,40 @@ class Scheduler:
         return self._use.usage.copy()
 
     @property
+    def trust(self) -> NDArray[np.float64]:
+        """(n_registered,) trust score of every client in [0, 1], registration order (a copy).
+
+        All ones unless ``trust_rate > 0``. A client's fitness moves toward its rewards at
+        ``fitness_ema x trust``; :meth:`Plan.explain <fedalign.Plan.explain>` shows it.
+        """
+        return self._ledger.all_trust()
+
+    @property
+    def idle_violations(self) -> int:
+        """Client-rounds in which the ``max_idle_rounds`` floor was due and not met (0 without
+        the setting)."""
+        return int(self._ledger.violations)
+
+    def idle_rounds(self, client_id: Hashable) -> int:
+        """Offered rounds in a row in which ``client_id`` could fit an expert and got none
+        (0 without the setting ``max_idle_rounds``)."""
+        return int(self._ledger.idle([self._row(client_id)])[0])
+
+    def declared_samples(self, client_ids: Iterable[Hashable]) -> NDArray[np.float64]:
+        """The ``samples`` each client's profile declares (NaN: none, or not registered).
+
+        The reference the scheduler bounds a report's credited samples by (and the round
+        driver a reply's averaging weight): see ``max_report_factor``.
+        """
+        ids = list(client_ids)
+        rows = np.array([self._index.get(c, -1) for c in ids], dtype=np.int64)
+        out = np.full(len(ids), np.nan)
+        known = rows >= 0
+        if known.any():
+            out[known] = self._prof.column("samples", rows[known])
+        return out
+
+    @property
     def round(self) -> int | None:
         """The open round's number, or None between rounds."""
         return None if self._open is None else self._open.round
@@ -478,7 +551,15 @@ class Scheduler:
         rows = self._cohort_rows(clients)
         overrides = self._conditions(conditions, rows)
         with self._prof.overlay(overrides):
-            return self._build_problem(rows, allowed)
+            problem, terms, _ = self._build_problem(rows, allowed, self._due_floor(rows))
+            return problem, terms
+
+    def _due_floor(self, rows: NDArray[np.int64]) -> NDArray[np.bool_] | None:
+        """Cohort clients due the idle floor (None without the setting ``max_idle_rounds``)."""
+        w = self._settings.max_idle_rounds
+        if w is None:
+            return None
+        return self._ledger.idle(rows) >= w
 
     def _conditions(
         self, conditions: Mapping[Hashable, ClientProfile] | None, rows: NDArray[np.int64]
@@ -507,9 +588,17 @@ class Scheduler:
         return out
 
     def _build_problem(
-        self, rows: NDArray[np.int64], allowed: ArrayLike | None
-    ) -> tuple[AlignmentProblem, dict[str, NDArray[np.float64]]]:
-        """:meth:`build_problem` for registry rows already validated by :meth:`_cohort_rows`."""
+        self,
+        rows: NDArray[np.int64],
+        allowed: ArrayLike | None,
+        due: NDArray[np.bool_] | None = None,
+    ) -> tuple[AlignmentProblem, dict[str, NDArray[np.float64]], NDArray[np.bool_] | None]:
+        """:meth:`build_problem` for registry rows already validated by :meth:`_cohort_rows`.
+
+        ``due`` marks clients due the idle floor: each that can fit an expert on its own gets
+        a minimum of one. Also returns, with the floor setting on, which clients can fit an
+        expert on their own this round (None otherwise).
+        """
         s = self._settings
         n, e = rows.size, self.n_experts
         cap = cohort_capacity(s, self._prof, rows)
@@ -524,13 +613,21 @@ class Scheduler:
             times_trained=self._fit.times_trained(rows) if s.exploration_weight > 0 else None,
             rounds_closed=self._fit.rounds_closed,
         )
+        if s.tracks_trust:
+            terms["trust"] = self._ledger.trust(rows)
         allow = np.ones((n, e), dtype=bool) if allowed is None else bool_matrix("allowed", allowed, (n, e))
         min_clients = np.asarray(s.expert_min_clients, dtype=np.int64)
+        min_experts = feasible_min(s.min_experts, cap, allow)
+        could = None
+        if s.max_idle_rounds is not None:
+            could = feasible_min(1, cap, allow) >= 1
+            if due is not None:
+                min_experts = np.where(due & could, np.maximum(min_experts, 1), min_experts)
         problem = AlignmentProblem(
             d,
             rows=self._round_rows(cap.max_experts),
             max_experts=cap.max_experts,
-            min_experts=feasible_min(s.min_experts, cap, allow),
+            min_experts=min_experts,
             expert_memory=cap.expert_memory,
             client_memory=cap.client_memory,
             train_time=cap.train_time,
@@ -546,7 +643,7 @@ class Scheduler:
             client_ids=[self._ids[r] for r in rows],
             expert_ids=self.expert_ids,
         )
-        return problem, terms
+        return problem, terms, could
 
     def _round_rows(self, max_experts: NDArray[np.int64]) -> list[Row]:
         """The rows the settings add to every round: the byte budget, the in-round balance."""
@@ -616,14 +713,33 @@ class Scheduler:
         undo = self._checkpoint()
         try:
             self.end_round()
+            due = self._due_floor(rows)  # after end_round: trust and streaks are current
             with self._prof.overlay(overrides):
-                problem, terms = self._build_problem(rows, allowed)
-            solution = self._solve(problem, number)
+                problem, terms, could = self._build_problem(rows, allowed, due)
+                try:
+                    solution = self._solve(problem, number)
+                except InfeasibleError:
+                    if due is None or not (due & could).any():  # type: ignore[operator]
+                        raise
+                    # the round cannot take every floor: plan it without them (counted below)
+                    due = np.zeros_like(due)
+                    problem, terms, could = self._build_problem(rows, allowed, due)
+                    solution = self._solve(problem, number)
         except BaseException:
             self._rollback(undo)  # a failed plan changes nothing: the open round stays open
             raise
         self._last_round = number
         self._open = OpenRound.start(number, rows, solution.assignment, problem.deadline)
+        floored: list[Hashable] = []
+        missed: list[Hashable] = []
+        if could is not None:
+            was_due = self._due_floor(rows)
+            assert was_due is not None
+            got = solution.assignment.any(axis=1)
+            self._ledger.record_round(rows, got, could, was_due)
+            ids = problem.client_ids
+            floored = [ids[k] for k in np.flatnonzero(due & could)]  # type: ignore[operator]
+            missed = [ids[k] for k in np.flatnonzero(was_due & could & ~got)]
         _warn_if_herding(solution.assignment, number)
         return Plan(
             round=number,
@@ -631,6 +747,8 @@ class Scheduler:
             solution=solution,
             problem=problem,
             terms=terms,
+            floored=floored,
+            idle_violations=missed,
         )
 
     def _next_round(self, round: int | None) -> int:
@@ -666,6 +784,7 @@ class Scheduler:
             "fit": self._fit.snapshot(rows),
             "use": self._use.snapshot(),
             "prof": self._prof.snapshot(rows),
+            "ledger": self._ledger.snapshot(rows),
             "rng": self._rng.bit_generator.state,
             "open": self._open,  # end_round only drops it: the object itself is unchanged
             "last_round": self._last_round,
@@ -676,6 +795,7 @@ class Scheduler:
         self._fit.restore(undo["fit"])
         self._use.restore(undo["use"])
         self._prof.restore(undo["prof"])
+        self._ledger.restore(undo["ledger"])
         self._rng.bit_generator.state = undo["rng"]
         self._open = undo["open"]
         self._last_round = undo["last_round"]
@@ -726,6 +846,11 @@ class Scheduler:
         if not isinstance(feedback, Feedback):
             raise InvalidFeedbackError(f"feedback: expected a Feedback, got {type(feedback).__name__}")
         op, pos = self._report_position(client_id, round)
+        if feedback.noisy and not self._settings.noisy_rewards:
+            raise InvalidFeedbackError(
+                f"feedback.rewards: rewards outside [0, 1] (noisy, epsilon={feedback.epsilon:g}) "
+                "need a scheduler built with noisy_rewards=True"
+            )
         trained, rewards = self._report_rewards(client_id, feedback, op.assigned[pos], op.round)
         # validation done: record it; end_round learns from the whole cohort at once
         op.record(
@@ -737,7 +862,66 @@ class Scheduler:
             completed=feedback.completed,
         )
 
+    def judge(
+        self,
+        client_id: Hashable,
+        verdict: float | Mapping[Hashable, float],
+        round: int | None = None,
+    ) -> None:
+        """Record the server's verdict on a client's report of the open round.
+
+        The verdict is the plausibility, in [0, 1], of what the client sent: 0 for a reply
+        the server found implausible (an update unlike the others', a reward its own
+        validation cannot reach), 1 for a plausible one. When the round closes, a reward of
+        verdict 0 is not credited (its pair drifts like an untrained one), a reward of
+        verdict ``v`` moves fitness at ``fitness_ema x v`` (times the client's trust), and,
+        with ``trust_rate > 0``, the client's mean verdict over its rewards enters its trust
+        score. Called by the round driver's reply screen
+        (:class:`fedalign.rounds.ReplyScreen`); a client judged twice keeps the lower
+        verdict per expert.
+
+        Parameters
+        ----------
+        client_id : hashable
+            A client of the open round's cohort.
+        verdict : float in [0, 1], or mapping of expert id to float in [0, 1]
+            One verdict for every expert the client was given, or one per expert.
+        round : int, optional
+            The plan's round number (default: the open round).
+
+        Raises
+        ------
+        InvalidFeedbackError
+            Unknown client, no open round, a closed or future round, a client outside the
+            cohort, an expert it was not given, a verdict outside [0, 1]. Nothing changes.
+        """
+        op, pos = self._round_position(client_id, round)
+        row = np.full(self.n_experts, np.nan)
+        if isinstance(verdict, Mapping):
+            for eid, v in verdict.items():
+                try:
+                    j = self._expert_pos[eid]
+                except (KeyError, TypeError):
+                    raise InvalidFeedbackError(f"verdict: {short_repr(eid)} is not an expert id") from None
+                if not op.assigned[pos, j]:
+                    raise InvalidFeedbackError(
+                        f"verdict: expert {short_repr(eid)} was not assigned to client "
+                        f"{short_repr(client_id)} in round {op.round}"
+                    )
+                row[j] = validate_one(f"verdict[{short_repr(eid)}]", v, _VERDICT, error=InvalidFeedbackError)
+        else:
+            v = validate_one("verdict", verdict, _VERDICT, error=InvalidFeedbackError)
+            row[op.assigned[pos]] = v
+        op.judge(pos, row)
+
     def _report_position(self, client_id: Hashable, round: int | None) -> tuple[OpenRound, int]:
+        """The open round and the client's position in its cohort, for a first report."""
+        op, pos = self._round_position(client_id, round)
+        if op.reported[pos]:
+            raise InvalidFeedbackError(f"client_id: {short_repr(client_id)} already reported for round {op.round}")
+        return op, pos
+
+    def _round_position(self, client_id: Hashable, round: int | None) -> tuple[OpenRound, int]:
         """The open round and the client's position in its cohort, for a report."""
         try:
             row = self._index.get(client_id)
@@ -760,8 +944,6 @@ class Scheduler:
         pos = op.position(row)
         if pos is None:
             raise InvalidFeedbackError(f"client_id: {short_repr(client_id)} is not in round {op.round}'s cohort")
-        if op.reported[pos]:
-            raise InvalidFeedbackError(f"client_id: {short_repr(client_id)} already reported for round {op.round}")
         return op, pos
 
     def _report_rewards(
@@ -799,7 +981,10 @@ class Scheduler:
         samples = self._credited_samples(op, done)
         self._prof.observe(op.rows, worked, samples, op.duration, done, op.deadline)
         if done.any():
-            self._fit.record(op.rows[done], trained[done], op.rewards[done])
+            weight = self._credit_weights(op, done, trained)
+            self._fit.record(
+                op.rows[done], trained[done], op.rewards[done], None if weight is None else weight[done]
+            )
             load = np.where(trained, samples[:, None], 0.0).sum(axis=0)
             if self._settings.usage_measure == "compute":
                 with np.errstate(over="ignore"):  # a huge expert_cost: clipped just below
@@ -808,6 +993,49 @@ class Scheduler:
         self._fit.close_round()
         self._use.close_round()
         self._open = None
+
+    def _credit_weights(
+        self, op: OpenRound, done: NDArray[np.bool_], trained: NDArray[np.bool_]
+    ) -> NDArray[np.float64] | None:
+        """How much each reward of round ``op`` counts, (m, E) in [0, 1]; None: all fully.
+
+        The plausibility of each reward (the server's verdicts, :meth:`judge`, and the
+        population test of ``reward_z``), times the client's trust after this round's
+        plausibility is folded into it (``trust_rate``).
+        """
+        s = self._settings
+        assert op.verdict is not None
+        judged = not np.isnan(op.verdict).all()
+        if not (judged or s.reward_z is not None or s.tracks_trust):
+            return None
+        plaus = np.where(np.isnan(op.verdict), 1.0, op.verdict)
+        if s.reward_z is not None:
+            plaus = np.where(self._reward_outliers(op, trained), 0.0, plaus)
+        if s.tracks_trust:
+            n_trained = trained.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(trained, plaus, 0.0).sum(axis=1) / n_trained
+            mean = np.where(done & (n_trained > 0), mean, np.nan)
+            self._ledger.update_trust(op.rows, mean, s.trust_rate)
+            plaus = plaus * self._ledger.trust(op.rows)[:, None]
+        return plaus
+
+    def _reward_outliers(self, op: OpenRound, trained: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """(m, E): rewards farther from the median of the round's rewards for the same expert
+        than ``max(reward_tolerance, reward_z x 1.4826 x MAD)`` (experts with >= 3 rewards)."""
+        s = self._settings
+        assert s.reward_z is not None
+        out = np.zeros(trained.shape, dtype=bool)
+        judged = np.flatnonzero(trained.sum(axis=0) >= 3)
+        if judged.size == 0:
+            return out
+        r = np.where(trained[:, judged], op.rewards[:, judged], np.nan)
+        med = np.nanmedian(r, axis=0)
+        dist = np.abs(r - med)
+        mad = np.nanmedian(dist, axis=0)
+        bound = np.maximum(s.reward_tolerance, s.reward_z * 1.4826 * mad)
+        out[:, judged] = np.nan_to_num(dist, nan=0.0) > bound
+        return out
 
     def _credited_samples(self, op: OpenRound, done: NDArray[np.bool_]) -> NDArray[np.float64]:
         """The samples each report of round ``op`` is credited with (NaN: no report).
@@ -855,6 +1083,8 @@ class Scheduler:
             usage=self._use.state_dict(),
             profiler=self._prof.state_dict(copy=copy),
             open_round=self._open,
+            ledger=self._ledger.state_dict(copy=copy),
+            idle_violations=self._ledger.violations if self._ledger.keeps_idle else None,
         )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -891,6 +1121,7 @@ class Scheduler:
         n = len(state.client_ids)
         if self._fit.n_clients != n or self._prof.n_clients != n:
             raise InvalidStateError("client_ids: count does not match the stored arrays")
+        self._ledger.load_state_dict(state.ledger, n, violations=state.idle_violations or 0, copy=copy)
         self._ids = list(state.client_ids)
         self._index = {c: k for k, c in enumerate(self._ids)}
         if len(self._index) != n:

@@ -19,6 +19,14 @@ The layout, version 1 (unchanged since fedalign 0.1.0; ``tests/test_state_format
                     use.usage, use.pending                   UsageTracker
                     prof.*                                   CapacityProfiler
                     open.*                                   OpenRound (while a round is open)
+
+Compatible additions (version 1 still; a state that does not use them is written exactly as
+before, and a file without them loads with their defaults):
+
+    scalars         idle_violations (int)        only with the setting max_idle_rounds
+    arrays          trust.score (float32)        only with the setting trust_rate > 0
+                    trust.idle (int32)           only with the setting max_idle_rounds
+                    open.verdict (float64)       only when the open round holds a verdict
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import json
 import os
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,12 +43,20 @@ from numpy.typing import NDArray
 
 from .._validation import short_repr
 from ..errors import InvalidStateError
+from ..plan import MAX_NOISY_REWARD
 from .rounds import ARRAYS as OPEN_ARRAYS
-from .rounds import MAX_ROUND, OpenRound
+from .rounds import MAX_ROUND, OPTIONAL_ARRAYS, OpenRound
 from .settings import SchedulerSettings
 from .state_file import StateFile, read_state, write_state
 
-__all__ = ["STATE_FORMAT_VERSION", "SchedulerState", "load_state", "malformed_state", "save_state"]
+__all__ = [
+    "STATE_FORMAT_VERSION",
+    "SchedulerState",
+    "load_state",
+    "malformed_state",
+    "reward_bounds",
+    "save_state",
+]
 
 #: Version of the layout written by :meth:`fedalign.Scheduler.save` and ``state_dict``.
 STATE_FORMAT_VERSION = 1
@@ -99,6 +115,10 @@ class SchedulerState:
     profiler : dict
         :meth:`CapacityProfiler.state_dict`'s arrays.
     open_round : OpenRound or None
+    ledger : dict
+        :meth:`ClientLedger.state_dict`'s arrays (``score``, ``idle``): only those kept.
+    idle_violations : int or None
+        Idle violations so far; None when the scheduler keeps no idle streaks.
     """
 
     settings: SchedulerSettings
@@ -110,6 +130,8 @@ class SchedulerState:
     usage: dict[str, NDArray[Any]]
     profiler: dict[str, NDArray[Any]]
     open_round: OpenRound | None
+    ledger: dict[str, NDArray[Any]] = field(default_factory=dict)
+    idle_violations: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The saved layout: JSON-ready metadata and ``arrays`` (name -> numpy array).
@@ -126,15 +148,19 @@ class SchedulerState:
         op = self.open_round
         if op is not None:
             arrays.update({f"open.{k}": v for k, v in op.arrays().items()})
+        arrays.update({f"trust.{k}": v for k, v in self.ledger.items()})
+        scalars: dict[str, Any] = {
+            "rounds_closed": int(self.rounds_closed),
+            "last_round": int(self.last_round),
+            "open_round": None if op is None else int(op.round),
+        }
+        if self.idle_violations is not None:
+            scalars["idle_violations"] = int(self.idle_violations)
         return {
             "format_version": STATE_FORMAT_VERSION,
             "settings": self.settings.to_dict(),
             "client_ids": ids_to_json(self.client_ids, "client_ids"),
-            "scalars": {
-                "rounds_closed": int(self.rounds_closed),
-                "last_round": int(self.last_round),
-                "open_round": None if op is None else int(op.round),
-            },
+            "scalars": scalars,
             "rng": json.loads(json.dumps(self.rng)),
             "arrays": arrays,
         }
@@ -158,15 +184,23 @@ class SchedulerState:
             settings = SchedulerSettings.from_dict(_mapping("settings", state["settings"]))
             ids = _client_ids(state["client_ids"])
             arrays = _mapping("arrays", state["arrays"])
-            closed, last, number = _scalars(_mapping("scalars", state["scalars"]))
+            scalars = _mapping("scalars", state["scalars"])
+            closed, last, number = _scalars(scalars)
+            violations = scalars.get("idle_violations")
+            if violations is not None and (type(violations) is not int or violations < 0):
+                raise InvalidStateError(
+                    f"scalars.idle_violations: expected an int >= 0, got {short_repr(violations)}"
+                )
             rng = _rng_state(state["rng"])
             open_round = None
             if number is not None:
+                names = [*OPEN_ARRAYS, *(k for k in OPTIONAL_ARRAYS if f"open.{k}" in arrays)]
                 open_round = OpenRound.from_arrays(
                     number,
-                    {k: arrays[f"open.{k}"] for k in OPEN_ARRAYS},
+                    {k: arrays[f"open.{k}"] for k in names},
                     n_clients=len(ids),
                     n_experts=settings.n_experts,
+                    reward_bounds=reward_bounds(settings),
                 )
             return cls(
                 settings=settings,
@@ -178,7 +212,16 @@ class SchedulerState:
                 usage={k: arrays[f"use.{k}"] for k in _USE_KEYS},
                 profiler={k[5:]: v for k, v in arrays.items() if k.startswith("prof.")},
                 open_round=open_round,
+                ledger={k[6:]: v for k, v in arrays.items() if k.startswith("trust.")},
+                idle_violations=violations,
             )
+
+
+def reward_bounds(settings: SchedulerSettings) -> tuple[float, float]:
+    """The range a stored reward or fitness may hold: [0, 1], or the noisy rewards' range."""
+    if settings.noisy_rewards:
+        return (-MAX_NOISY_REWARD, MAX_NOISY_REWARD)
+    return (0.0, 1.0)
 
 
 def _mapping(name: str, value: Any) -> Mapping[str, Any]:

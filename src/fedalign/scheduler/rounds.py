@@ -18,7 +18,7 @@ from .._arrays import checked_array
 from ..errors import InvalidStateError
 from ..plan import MAX_SAMPLES
 
-__all__ = ["ARRAYS", "MAX_ROUND", "OpenRound"]
+__all__ = ["ARRAYS", "MAX_ROUND", "OPTIONAL_ARRAYS", "OpenRound"]
 
 #: Largest round number: rounds are counted in int64 and float64 arrays elsewhere, exact up
 #: to 2**53; an integer of 400 digits must be a named error, not a number carried for ever.
@@ -37,6 +37,12 @@ ARRAYS: dict[str, tuple[Any, bool]] = {
     "rewards": (np.float64, True),
 }
 
+#: Saved only when they hold something: the server's verdicts on the round's reports
+#: (:meth:`fedalign.Scheduler.judge`; NaN: none). A round without them is the format-1 layout.
+OPTIONAL_ARRAYS: dict[str, tuple[Any, bool]] = {
+    "verdict": (np.float64, True),
+}
+
 #: What each saved array may hold, beyond its dtype (see :func:`fedalign._arrays.checked_array`):
 #: a deadline is positive seconds (NaN: none), samples what a Feedback accepts, a duration
 #: seconds >= 0, a reward in [0, 1]; NaN marks "no report".
@@ -50,6 +56,7 @@ _VALUES: dict[str, dict[str, Any]] = {
     "duration": {"kind": "float", "low": 0.0, "nan": True},
     "trained": {"kind": "bool"},
     "rewards": {"kind": "float", "low": 0.0, "high": 1.0},
+    "verdict": {"kind": "float", "low": 0.0, "high": 1.0, "nan": True},
 }
 
 
@@ -75,6 +82,9 @@ class OpenRound:
         Experts each report gave a reward for.
     rewards : (m, E) float64
         Those rewards (0 elsewhere).
+    verdict : (m, E) float64
+        The server's plausibility verdict on each (client, expert) of the round, in [0, 1]
+        (NaN: none given).
     """
 
     round: int
@@ -87,11 +97,14 @@ class OpenRound:
     duration: NDArray[np.float64]
     trained: NDArray[np.bool_]
     rewards: NDArray[np.float64]
+    verdict: NDArray[np.float64] | None = None
     _positions: dict[int, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # registry row -> cohort position: one dict lookup per report
         self._positions = {int(r): k for k, r in enumerate(self.rows.tolist())}
+        if self.verdict is None:
+            self.verdict = np.full(self.assigned.shape, np.nan)
 
     @classmethod
     def start(
@@ -138,6 +151,12 @@ class OpenRound:
         self.completed[pos] = completed
         self.reported[pos] = True
 
+    def judge(self, pos: int, verdict: NDArray[np.float64]) -> None:
+        """Store the server's verdict (E,) on the report at cohort position ``pos``; where
+        one was given before, the lower of the two stays (NaN: no verdict for the expert)."""
+        assert self.verdict is not None
+        self.verdict[pos] = np.fmin(self.verdict[pos], verdict)
+
     def outcome(self) -> tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]:
         """What the round did, per cohort position: ``(done, trained, worked)``.
 
@@ -153,14 +172,27 @@ class OpenRound:
         return done, trained, worked
 
     def arrays(self) -> dict[str, NDArray[Any]]:
-        """The saved form: copies of the arrays, named as in :data:`ARRAYS`."""
-        return {k: np.array(getattr(self, k)) for k in ARRAYS}
+        """The saved form: copies of the arrays, named as in :data:`ARRAYS` (and those of
+        :data:`OPTIONAL_ARRAYS` that hold something)."""
+        out = {k: np.array(getattr(self, k)) for k in ARRAYS}
+        if self.verdict is not None and not np.isnan(self.verdict).all():
+            out["verdict"] = np.array(self.verdict)
+        return out
 
     @classmethod
     def from_arrays(
-        cls, number: int, arrays: dict[str, Any], *, n_clients: int, n_experts: int
+        cls,
+        number: int,
+        arrays: dict[str, Any],
+        *,
+        n_clients: int,
+        n_experts: int,
+        reward_bounds: tuple[float, float] = (0.0, 1.0),
     ) -> OpenRound:
         """Rebuild from :meth:`arrays` (copied), checking shapes, kinds and values.
+
+        ``reward_bounds`` is the range a stored reward may hold (wider for a scheduler that
+        takes noisy rewards); an optional array that is absent starts empty (NaN).
 
         Raises
         ------
@@ -174,10 +206,14 @@ class OpenRound:
         rows = np.asarray(arrays["rows"])
         m = int(rows.shape[0]) if rows.ndim == 1 else -1
         out: dict[str, Any] = {}
-        for k, (dtype, per_expert) in ARRAYS.items():
+        wanted = {**ARRAYS, **{k: v for k, v in OPTIONAL_ARRAYS.items() if k in arrays}}
+        for k, (dtype, per_expert) in wanted.items():
             shape = (m, n_experts) if per_expert else (m,)
+            values = dict(_VALUES[k])
+            if k == "rewards":
+                values["low"], values["high"] = reward_bounds
             try:
-                a = checked_array(f"open.{k}", arrays[k], shape=shape, **_VALUES[k])
+                a = checked_array(f"open.{k}", arrays[k], shape=shape, **values)
             except ValueError as exc:
                 raise InvalidStateError(str(exc)) from None
             out[k] = a.astype(dtype, copy=True)

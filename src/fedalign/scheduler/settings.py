@@ -20,7 +20,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._arrays import MAX_N_EXPERTS, PerExpert, validate_table
-from .._validation import Constraint, InstanceOf, Interval, Options, Table, short_repr, validate_one
+from .._validation import (
+    Boolean,
+    Constraint,
+    InstanceOf,
+    Interval,
+    Options,
+    Table,
+    short_repr,
+    validate_one,
+)
 from ..plan import MAX_SAMPLES
 from ..profiles import ProfileBounds
 from ..scores import USAGE_NORMS
@@ -129,6 +138,11 @@ class SchedulerSettings:
         "round_bytes": [_ABOVE_0, None],
         "shared_bytes": [_AT_LEAST_0],
         "balance_weight": _WEIGHT,
+        "trust_rate": _RATE,
+        "reward_z": [_ABOVE_0, None],
+        "reward_tolerance": [_AT_LEAST_0],
+        "max_idle_rounds": [Interval(int, 1, MAX_COUNT), None],
+        "noisy_rewards": [Boolean()],
     }
 
     n_experts: int
@@ -166,6 +180,11 @@ class SchedulerSettings:
     round_bytes: float | None = None
     shared_bytes: float = 0.0
     balance_weight: float = 0.0
+    trust_rate: float = 0.0
+    reward_z: float | None = None
+    reward_tolerance: float = 0.2
+    max_idle_rounds: int | None = None
+    noisy_rewards: bool = False
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints
@@ -201,6 +220,11 @@ class SchedulerSettings:
                 f"expert_min_clients[{k}]: {self.expert_min_clients[k]} is above "
                 f"expert_max_clients[{k}] = {self.expert_max_clients[k]}"
             )
+
+    @property
+    def tracks_trust(self) -> bool:
+        """Whether the scheduler keeps a trust score per client (``trust_rate > 0``)."""
+        return self.trust_rate > 0
 
     @property
     def has_deadline(self) -> bool:
