@@ -9,6 +9,8 @@ and replies. numpy only: nothing here imports torch, flwr or any adapter.
   :class:`ModelLayout`;
 * :mod:`~fedalign.rounds.aggregate` -- per-expert weighted averaging, the
   :class:`Aggregator` hook;
+* :mod:`~fedalign.rounds.robust` -- robust per-expert aggregation (median, trimmed and
+  clipped means, a weight cap) and the :class:`ReplyScreen` that judges replies;
 * :mod:`~fedalign.rounds.replies` -- the checks a reply passes before it is used;
 * :mod:`~fedalign.rounds.driver` -- :class:`RoundDriver`, :class:`ActiveRound`,
   :class:`RoundSummary`.
@@ -33,8 +35,18 @@ from .naming import (
     shared_keys,
 )
 from .replies import InvalidReply
+from .robust import (
+    AGGREGATION_RULES,
+    ReplyScreen,
+    RobustAggregator,
+    ScreenReport,
+    cap_shares,
+    coordinate_median,
+    trimmed_mean,
+)
 
 __all__ = [
+    "AGGREGATION_RULES",
     "EXPERT_PREFIX",
     "Aggregator",
     "Dropout",
@@ -43,14 +55,20 @@ __all__ = [
     "ModelLayout",
     "ActiveRound",
     "Reply",
+    "ReplyScreen",
     "ReplyStatus",
+    "RobustAggregator",
     "RoundDriver",
     "RoundSummary",
+    "ScreenReport",
     "aggregate_partial",
+    "cap_shares",
+    "coordinate_median",
     "expert_keys",
     "expert_of_key",
     "expert_update_counts",
     "shared_keys",
+    "trimmed_mean",
     "weighted_mean",
     "weighted_mean_array",
 ]

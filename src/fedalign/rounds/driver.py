@@ -34,6 +34,7 @@ from ..plan import Feedback
 from .aggregate import Aggregator, weighted_mean
 from .naming import ExpertOfKey, ModelLayout, expert_of_key
 from .replies import InvalidReply, check_arrays, check_feedback, check_weight
+from .robust import ReplyScreen, ScreenReport
 
 __all__ = ["ActiveRound", "Dropout", "Reply", "ReplyStatus", "RoundDriver", "RoundSummary"]
 
@@ -44,6 +45,11 @@ State = dict[str, NDArray[Any]]
 #: Largest averaging weight accepted by default: float64 counts every integer up to 2**53
 #: exactly; a client claiming more samples is lying or broken.
 MAX_WEIGHT = 2.0**53
+
+#: Default bound on the weight a reply is averaged with, as a multiple of a reference (the
+#: client's declared samples, else the round's median weight): the scheduler's own bound on
+#: the samples a report is credited with (``max_report_factor``).
+WEIGHT_FACTOR = 10.0
 
 
 class ReplyStatus(str, Enum):
@@ -116,6 +122,14 @@ class RoundSummary:
         Bytes of the payloads of the clients given experts, and of the completed replies.
     solver_seconds : float or None
         Wall-clock seconds the scheduler's solver took.
+    screened : dict of client id to str
+        Completed replies the driver's :class:`~fedalign.rounds.robust.ReplyScreen` left out
+        of every average, with the reason (empty without a screen).
+    implausible_rewards : dict of client id to list of int
+        Experts whose reward the screen found implausible (not credited to the client).
+    bounded : dict of client id to float
+        Replies whose averaging weight was lowered to the driver's bound (``weight_factor``),
+        with the weight used.
     """
 
     round: int
@@ -128,6 +142,9 @@ class RoundSummary:
     bytes_sent: int = 0
     bytes_received: int = 0
     solver_seconds: float | None = None
+    screened: dict[Hashable, str] = field(default_factory=dict)
+    implausible_rewards: dict[Hashable, list[int]] = field(default_factory=dict)
+    bounded: dict[Hashable, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (client ids and experts as string keys)."""
@@ -142,6 +159,9 @@ class RoundSummary:
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "solver_seconds": self.solver_seconds,
+            "screened": {str(k): v for k, v in self.screened.items()},
+            "implausible_rewards": {str(k): list(v) for k, v in self.implausible_rewards.items()},
+            "bounded": {str(k): v for k, v in self.bounded.items()},
         }
 
 
@@ -153,6 +173,7 @@ class _Accepted:
     arrays: State
     weight: float
     samples: int
+    rewards: Mapping[Hashable, float] = field(default_factory=dict)
 
 
 class RoundDriver:
@@ -168,7 +189,17 @@ class RoundDriver:
     aggregate : Aggregator, default :func:`fedalign.rounds.aggregate.weighted_mean`
         Combines the replies carrying one group (shared, or one expert) into its new value.
     max_weight : float > 0, default 2**53
-        Largest averaging weight a reply may claim.
+        Largest averaging weight a reply may claim (a larger one makes the reply invalid).
+    weight_factor : float >= 1 or None, default 10
+        Bound on the weight a reply is averaged with: at most this many times a reference,
+        the client's declared samples (``Scheduler.declared_samples``), else the median
+        weight of the round's completed replies -- the scheduler's own bound on the samples
+        a report is credited with (``max_report_factor``). A claim of 10**12 samples from a
+        client that declared 100 is averaged as 1,000. None: no bound but ``max_weight``.
+    screen : ReplyScreen, optional
+        Judges each completed reply's update (and, with a validation callback, its rewards)
+        before averaging: an implausible reply is left out of every average and the
+        scheduler is told (``Scheduler.judge``). Default none.
     dropout_duration : float >= 0, optional
         Seconds reported as a dropout's duration when the transport gives none (e.g. the
         round deadline); default unknown.
@@ -195,6 +226,8 @@ class RoundDriver:
         "expert_of_key": [InstanceOf(Callable, "callable")],  # type: ignore[arg-type]
         "aggregate": [InstanceOf(Callable, "callable")],  # type: ignore[arg-type]
         "max_weight": [Interval(float, 0.0, None, closed="neither")],
+        "weight_factor": [Interval(float, 1.0, None), None],
+        "screen": [InstanceOf(ReplyScreen), None],
         "dropout_duration": [Interval(float, 0.0, None), None],
     }
 
@@ -205,6 +238,8 @@ class RoundDriver:
         expert_of_key: ExpertOfKey = expert_of_key,
         aggregate: Aggregator = weighted_mean,
         max_weight: float = MAX_WEIGHT,
+        weight_factor: float | None = WEIGHT_FACTOR,
+        screen: ReplyScreen | None = None,
         dropout_duration: float | None = None,
     ) -> None:
         opts = validate(
@@ -213,6 +248,8 @@ class RoundDriver:
                 "expert_of_key": expert_of_key,
                 "aggregate": aggregate,
                 "max_weight": max_weight,
+                "weight_factor": weight_factor,
+                "screen": screen,
                 "dropout_duration": dropout_duration,
             },
             owner="RoundDriver",
@@ -221,6 +258,8 @@ class RoundDriver:
         self.expert_of_key: ExpertOfKey = opts["expert_of_key"]
         self.aggregate: Aggregator = opts["aggregate"]
         self.max_weight: float = opts["max_weight"]
+        self.weight_factor: float | None = opts["weight_factor"]
+        self.screen: ReplyScreen | None = opts["screen"]
         self.dropout_duration: float | None = opts["dropout_duration"]
         self._current: ActiveRound | None = None
 
@@ -451,7 +490,7 @@ class ActiveRound:
         except (InvalidReply, ValueError) as exc:
             return self.reject(client, str(exc))
         self._settled.add(client)
-        self._accepted.append(_Accepted(client, arrays, w, checked.samples))
+        self._accepted.append(_Accepted(client, arrays, w, checked.samples, checked.rewards))
         return ReplyStatus.COMPLETED
 
     def drop(self, client: Hashable, reason: str, *, duration: float | None = None) -> ReplyStatus:
@@ -517,9 +556,11 @@ class ActiveRound:
             raise RuntimeError(f"round {self.round} is already closed")
         for client in self.pending:
             self._settle_as_dropout(client, missing, None)
+        weights, bounded = self._bounded_weights()
+        screened = self._screen(weights)  # before end_round: verdicts go to the open round
         self._closed = True
         self._driver.scheduler.end_round()
-        state, trained_by = self._aggregate()
+        state, trained_by = self._aggregate(weights)
         summary = RoundSummary(
             round=self.round,
             assignment={c: list(e) for c, e in self._assignment.items()},
@@ -531,6 +572,9 @@ class ActiveRound:
             bytes_sent=sum(self.nbytes(c) for c in self._sent),
             bytes_received=sum(v.nbytes for a in self._accepted for v in a.arrays.values()),
             solver_seconds=self.solver_seconds,
+            screened=screened.excluded,
+            implausible_rewards=screened.implausible_rewards,
+            bounded=bounded,
         )
         return state, summary
 
@@ -559,24 +603,121 @@ class ActiveRound:
         except ValueError as exc:  # e.g. reported behind the driver's back already
             logger.warning("round %d: could not report client %r: %s", self.round, client, exc)
 
-    def _aggregate(self) -> tuple[State, dict[int, list[Hashable]]]:
+    def _holders(self) -> dict[int | None, list[int]]:
+        """Per group (None: shared), the positions of the accepted replies that carry it."""
+        holders: dict[int | None, list[int]] = {None: list(range(len(self._accepted)))}
+        for pos, accepted in enumerate(self._accepted):
+            for e in self._assignment[accepted.client]:
+                holders.setdefault(e, []).append(pos)
+        return holders
+
+    def _group(self, expert: int | None, who: list[int]) -> tuple[State, list[State]]:
+        """A group's current arrays and the arrays of the replies at positions ``who``."""
+        keys = self.layout.shared if expert is None else self.layout.by_expert[expert]
+        reference = {k: self._state[k] for k in keys}
+        return reference, [{k: self._accepted[p].arrays[k] for k in keys} for p in who]
+
+    def _bounded_weights(self) -> tuple[NDArray[np.float64], dict[Hashable, float]]:
+        """The accepted replies' averaging weights, each at most ``weight_factor`` times a
+        reference: the client's declared samples, else the round's median weight."""
+        weights = np.array([a.weight for a in self._accepted], dtype=np.float64)
+        factor = self._driver.weight_factor
+        if factor is None or weights.size == 0:
+            return weights, {}
+        clients = [a.client for a in self._accepted]
+        declared_of = getattr(self._driver.scheduler, "declared_samples", None)
+        declared = np.full(weights.size, np.nan)
+        if callable(declared_of):
+            declared = np.asarray(declared_of(clients), dtype=np.float64)
+        seen = weights[weights > 0]
+        median = float(np.median(seen)) if seen.size else np.nan
+        reference = np.fmax(np.where(np.isnan(declared), median, declared), 1.0)
+        bounded = np.minimum(weights, factor * reference)
+        lowered = np.flatnonzero(bounded < weights)
+        return bounded, {clients[k]: float(bounded[k]) for k in lowered}
+
+    def _screen(self, weights: NDArray[np.float64]) -> ScreenReport:
+        """Judge the accepted replies (the driver's screen); implausible ones get weight 0
+        in ``weights`` (in place) and every verdict goes to the scheduler."""
+        screen = self._driver.screen
+        report = ScreenReport()
+        if screen is None or not self._accepted:
+            return report
+        n = len(self._accepted)
+        excluded: list[str] = [""] * n
+        holders = self._holders()
+        for expert, who in holders.items():
+            if expert is None and not screen.screen_shared:
+                continue
+            reference, updates = self._group(expert, who)
+            verdict = screen.screen_group(reference, updates)
+            group = "shared arrays" if expert is None else f"expert {expert}"
+            for k in np.flatnonzero(~verdict.plausible):
+                p = who[int(k)]
+                if not excluded[p]:
+                    excluded[p] = f"{group}: {verdict.reasons[int(k)]}"
+        bad_rewards: dict[int, list[int]] = {}
+        if screen.validate is not None:
+            self._validate(screen, holders, excluded, bad_rewards)
+        judge = getattr(self._driver.scheduler, "judge", None)
+        for p, accepted in enumerate(self._accepted):
+            experts = self._assignment[accepted.client]
+            if excluded[p]:
+                weights[p] = 0.0
+                report.excluded[accepted.client] = excluded[p]
+            if p in bad_rewards:
+                report.implausible_rewards[accepted.client] = bad_rewards[p]
+            if excluded[p] or p in bad_rewards:
+                wrong = set(experts) if excluded[p] else set(bad_rewards[p])
+                verdicts = {e: (0.0 if e in wrong else 1.0) for e in experts}
+                report.verdicts[accepted.client] = verdicts
+                if callable(judge):
+                    judge(accepted.client, verdicts, round=self.round)
+        return report
+
+    def _validate(
+        self,
+        screen: ReplyScreen,
+        holders: dict[int | None, list[int]],
+        excluded: list[str],
+        bad_rewards: dict[int, list[int]],
+    ) -> None:
+        """The validation tests: returned experts scoring below the sent ones, rewards above."""
+        validate = screen.validate
+        assert validate is not None
+        tol = screen.tolerance
+        experts = sorted(e for e in holders if e is not None)
+        sent = {e: float(validate(e, self._state)) for e in experts}
+        for e in experts:
+            keys = self.layout.by_expert[e]
+            for p in holders[e]:
+                accepted = self._accepted[p]
+                reward = accepted.rewards.get(e)
+                if reward is not None and float(reward) > sent[e] + tol:
+                    bad_rewards.setdefault(p, []).append(e)
+                if excluded[p]:
+                    continue
+                trial = dict(self._state)
+                trial.update({k: accepted.arrays[k] for k in keys})
+                score = float(validate(e, trial))
+                if score < sent[e] - tol:
+                    excluded[p] = (
+                        f"expert {e}: validation score {score:.3f} below the sent expert's "
+                        f"{sent[e]:.3f}"
+                    )
+
+    def _aggregate(self, weights: NDArray[np.float64]) -> tuple[State, dict[int, list[Hashable]]]:
         """New global state: each group combined over the completed replies that carry it."""
         state = dict(self._state)
         trained_by: dict[int, list[Hashable]] = {}
         if not self._accepted:
             return state, trained_by
-        weights = np.array([a.weight for a in self._accepted], dtype=np.float64)
-        holders: dict[int | None, list[int]] = {None: list(range(len(self._accepted)))}
-        for pos, accepted in enumerate(self._accepted):
-            for e in self._assignment[accepted.client]:
-                holders.setdefault(e, []).append(pos)
+        holders = self._holders()
         for expert in [None, *sorted(e for e in holders if e is not None)]:
             who = holders[expert]
-            keys = self.layout.shared if expert is None else self.layout.by_expert[expert]
-            if not keys:  # a model without shared arrays
+            reference, updates = self._group(expert, who)
+            if not reference:  # a model without shared arrays
                 continue
-            reference = {k: self._state[k] for k in keys}
-            updates = [{k: self._accepted[p].arrays[k] for k in keys} for p in who]
             new = self._driver.aggregate(reference, updates, weights[who], expert=expert)
             state.update(_checked_group(new, reference, expert))
             contributors = [self._accepted[p].client for p in who if weights[p] > 0]
