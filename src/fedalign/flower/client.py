@@ -117,6 +117,7 @@ def train_reply(
     duration: float | None = None,
     loss: float | None = None,
     metrics: Mapping[str, float | int] | None = None,
+    epsilon: float | None = None,
 ) -> Message:
     """Build the reply to a training instruction.
 
@@ -136,6 +137,10 @@ def train_reply(
         Training loss, averaged by the server.
     metrics : mapping, optional
         Extra scalar metrics to include.
+    epsilon : float > 0, optional
+        The rewards are already privatized for this ε (:func:`fedalign.privatize_rewards`);
+        sent as ``"reward-epsilon"`` so that the server accepts rewards outside [0, 1]
+        (its scheduler needs ``noisy_rewards=True``).
 
     Returns
     -------
@@ -169,6 +174,8 @@ def train_reply(
         out[rec.DURATION] = float(duration)
     if loss is not None:
         out[rec.LOSS] = float(loss)
+    if epsilon is not None:
+        out[rec.EPSILON] = float(epsilon)
     for key, value in (metrics or {}).items():
         out[key] = value
     return Message(RecordDict({rec.ARRAYS: record, rec.METRICS: out}), reply_to=message)

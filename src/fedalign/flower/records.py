@@ -15,7 +15,9 @@ A training instruction carries
 A training reply carries the trained arrays (same keys as received) and a
 :class:`~flwr.app.MetricRecord` under ``"metrics"``: ``"num-examples"`` (samples trained on),
 ``"rewards"`` (one value in [0, 1] per expert, in the order of ``"expert-ids"``), optionally
-``"expert-ids"`` (echo), ``"duration"`` (seconds) and ``"loss"``.
+``"expert-ids"`` (echo), ``"duration"`` (seconds), ``"loss"`` and ``"reward-epsilon"`` (the
+rewards carry local-differential-privacy noise for this ε, and may leave [0, 1]; see
+:func:`fedalign.privacy.privatize_rewards`).
 
 A profile query (``MessageType.QUERY`` with ``config["fedalign-request"] == "profile"``) is
 answered with a ConfigRecord under ``"profile"`` holding the node's capacity
@@ -36,6 +38,7 @@ __all__ = [
     "ARRAYS",
     "CONFIG",
     "DURATION",
+    "EPSILON",
     "EXPERT_IDS",
     "EXPERT_PREFIX",
     "LOSS",
@@ -63,6 +66,7 @@ SERVER_ROUND = "server-round"
 NUM_EXAMPLES = "num-examples"
 REWARDS = "rewards"
 DURATION = "duration"
+EPSILON = "reward-epsilon"
 LOSS = "loss"
 
 REQUEST = "fedalign-request"

@@ -45,7 +45,16 @@ from flwr.supercore import log
 
 from ..errors import InvalidFeedbackError
 from ..plan import Feedback
-from ..rounds import ActiveRound, Aggregator, ReplyStatus, RoundDriver, RoundSummary, weighted_mean
+from ..rounds import (
+    ActiveRound,
+    Aggregator,
+    ReplyScreen,
+    ReplyStatus,
+    RoundDriver,
+    RoundSummary,
+    weighted_mean,
+)
+from ..rounds.driver import WEIGHT_FACTOR
 from . import records as rec
 
 __all__ = ["FedAlign", "RoundRecord"]
@@ -80,6 +89,10 @@ class RoundRecord:
         Wall-clock seconds the scheduler's solver took to plan the round.
     bytes_sent, bytes_received : int
         Bytes of the arrays sent to the nodes given experts, and of the completed replies.
+    screened : dict of int to str
+        Valid replies the strategy's ``screen`` left out of every average, with the reason.
+    bounded : dict of int to float
+        Replies whose averaging weight was lowered to the bound (``weight_factor``).
     """
 
     server_round: int
@@ -93,6 +106,8 @@ class RoundRecord:
     solver_seconds: float | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
+    screened: dict[int, str] = field(default_factory=dict)
+    bounded: dict[int, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (string keys)."""
@@ -108,6 +123,8 @@ class RoundRecord:
             "solver_seconds": self.solver_seconds,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
+            "screened": {str(k): v for k, v in self.screened.items()},
+            "bounded": {str(k): v for k, v in self.bounded.items()},
         }
 
 
@@ -182,7 +199,18 @@ class FedAlign(Strategy):
         Seconds reported as a dropout's ``duration`` (e.g. the round deadline); default
         unknown.
     aggregate : fedalign.rounds.Aggregator, default :func:`fedalign.rounds.weighted_mean`
-        How the replies carrying the shared arrays, or one expert's, are combined.
+        How the replies carrying the shared arrays, or one expert's, are combined; e.g.
+        ``fedalign.rounds.RobustAggregator("median", max_share=0.5)`` for a robust rule
+        per expert and a cap on any node's share of an expert's weight.
+    screen : fedalign.rounds.ReplyScreen, optional
+        Judges every valid reply before averaging (updates unlike the others', no change
+        at all, and with a validation callback experts that got worse or rewards no data
+        can give): an implausible reply is left out of every average and the scheduler is
+        told (:meth:`fedalign.Scheduler.judge`). Default none.
+    weight_factor : float >= 1 or None, default 10
+        A reply's averaging weight is at most this many times the node's declared
+        ``samples`` (else the round's median weight); see
+        :class:`fedalign.rounds.RoundDriver`. None: only ``num-examples <= 2**53``.
     weighted_by_key : str, default "num-examples"
         Metric used as each reply's averaging weight.
     arrayrecord_key, configrecord_key : str
@@ -232,6 +260,8 @@ class FedAlign(Strategy):
         client_key: str | None = None,
         dropout_duration: float | None = None,
         aggregate: Aggregator = weighted_mean,
+        screen: ReplyScreen | None = None,
+        weight_factor: float | None = WEIGHT_FACTOR,
         weighted_by_key: str = rec.NUM_EXAMPLES,
         arrayrecord_key: str = rec.ARRAYS,
         configrecord_key: str = rec.CONFIG,
@@ -277,6 +307,8 @@ class FedAlign(Strategy):
             scheduler,
             expert_of_key=expert_of_key,
             aggregate=aggregate,
+            screen=screen,
+            weight_factor=weight_factor,
             dropout_duration=dropout_duration,
         )
         self.dropout_duration = self.driver.dropout_duration
@@ -723,10 +755,12 @@ class FedAlign(Strategy):
                 else weight
             )
             has_duration = metrics.get(rec.DURATION) is not None
+            has_epsilon = metrics.get(rec.EPSILON) is not None
             feedback = Feedback(
                 samples=int(round(samples)),
                 rewards=dict(zip(experts, _rewards(metrics, experts), strict=True)),
                 duration=_scalar(metrics, rec.DURATION) if has_duration else None,
+                epsilon=_scalar(metrics, rec.EPSILON) if has_epsilon else None,
             )
         except (_BadReply, InvalidFeedbackError) as exc:
             return state.current.reject(client, str(exc))
@@ -766,6 +800,8 @@ class FedAlign(Strategy):
             solver_seconds=summary.solver_seconds,
             bytes_sent=summary.bytes_sent,
             bytes_received=summary.bytes_received,
+            screened={node[c]: reason for c, reason in summary.screened.items()},
+            bounded={node[c]: w for c, w in summary.bounded.items()},
         )
 
     @staticmethod

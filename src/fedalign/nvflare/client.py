@@ -132,6 +132,7 @@ def train_reply(
     weight: float | None = None,
     loss: float | None = None,
     metrics: Mapping[str, Any] | None = None,
+    epsilon: float | None = None,
 ) -> FLModel:
     """Build the reply to a training instruction.
 
@@ -157,6 +158,10 @@ def train_reply(
         Training loss, sent as ``metrics["loss"]``.
     metrics : mapping, optional
         Other metrics to send.
+    epsilon : float > 0, optional
+        The rewards are already privatized for this ε (:func:`fedalign.privatize_rewards`):
+        sent as ``meta[EPSILON]`` so that the controller accepts rewards outside [0, 1] (its
+        scheduler needs ``noisy_rewards=True``).
 
     Returns
     -------
@@ -187,6 +192,8 @@ def train_reply(
         meta[wire.DURATION] = float(duration)
     if weight is not None:
         meta[wire.WEIGHT] = float(weight)
+    if epsilon is not None:
+        meta[wire.EPSILON] = float(epsilon)
     out_metrics = dict(metrics or {})
     if loss is not None:
         out_metrics["loss"] = float(loss)

@@ -50,7 +50,15 @@ from nvflare.app_common.workflows.model_controller import ModelController
 
 from ..errors import InvalidFeedbackError
 from ..plan import Feedback
-from ..rounds import ActiveRound, ReplyStatus, RoundDriver, RoundSummary
+from ..rounds import (
+    ActiveRound,
+    ReplyScreen,
+    ReplyStatus,
+    RobustAggregator,
+    RoundDriver,
+    RoundSummary,
+)
+from ..rounds.driver import WEIGHT_FACTOR
 from . import wire
 
 __all__ = ["BadReply", "FedAlignController", "SiteError", "read_reply"]
@@ -118,6 +126,18 @@ class FedAlignController(ModelController):
         model after every round; ``""`` for none.
     task_check_period : float > 0, default 0.5
         Seconds between checks for finished tasks and the abort signal.
+    aggregation : dict, optional
+        Keyword arguments of :class:`fedalign.rounds.RobustAggregator` (e.g.
+        ``{"rule": "median", "max_share": 0.5}``): a robust rule per expert and a cap on any
+        site's share of an expert's weight. Default: the weighted mean (FedAvg per expert).
+    screen : dict, optional
+        Keyword arguments of :class:`fedalign.rounds.ReplyScreen` (e.g. ``{"norm_ratio":
+        5.0}``): implausible replies are left out of every average and the scheduler is
+        told. A validation callback cannot travel in a job configuration: override
+        :meth:`build_driver` for one. Default: no screen.
+    weight_factor : float >= 1 or None, default 10
+        A reply's averaging weight is at most this many times the site's declared
+        ``samples`` (else the round's median weight); see :class:`fedalign.rounds.RoundDriver`.
 
     Attributes
     ----------
@@ -153,6 +173,9 @@ class FedAlignController(ModelController):
         seed: int | None = None,
         persistor_id: str = AppConstants.DEFAULT_PERSISTOR_ID,
         task_check_period: float = 0.5,
+        aggregation: dict[str, Any] | None = None,
+        screen: dict[str, Any] | None = None,
+        weight_factor: float | None = WEIGHT_FACTOR,
     ) -> None:
         # ignore_result_error=True: a failing site is the driver's dropout, never a panic
         super().__init__(
@@ -176,9 +199,13 @@ class FedAlignController(ModelController):
             ("client_ids", client_ids),
             ("profiles", profiles),
             ("train_config", train_config),
+            ("aggregation", aggregation),
+            ("screen", screen),
         ):
             if value is not None and not isinstance(value, Mapping):
                 raise TypeError(f"{name}: expected a dict, got {type(value).__name__}")
+        # built once here, so that bad defense arguments fail when the job is defined
+        _defenses(aggregation, screen, weight_factor)
         if scheduler_args is not None:
             self._check_scheduler_args(scheduler_args)
         for site, profile in (profiles or {}).items():
@@ -196,6 +223,9 @@ class FedAlignController(ModelController):
         self.summary_path = summary_path
         self.task_name = str(task_name)
         self.seed = seed
+        self.aggregation = dict(aggregation) if aggregation is not None else None
+        self.screen = dict(screen) if screen is not None else None
+        self.weight_factor = weight_factor
         # filled when the run starts
         self.scheduler: Any = None
         self.driver: RoundDriver | None = None
@@ -231,6 +261,15 @@ class FedAlignController(ModelController):
                 "scheduler_args: needed (at least n_experts) unless build_scheduler is overridden"
             )
         return fa.Scheduler(**self.scheduler_args)
+
+    def build_driver(self, scheduler: Any) -> RoundDriver:
+        """The run's :class:`fedalign.rounds.RoundDriver` over ``scheduler`` (default: with
+        ``aggregation``, ``screen``, ``weight_factor`` and ``dropout_duration``)."""
+        return RoundDriver(
+            scheduler,
+            dropout_duration=self.dropout_duration,
+            **_defenses(self.aggregation, self.screen, self.weight_factor),
+        )
 
     def initial_state(self) -> State:
         """The initial global model as ``{key: ndarray}`` (default: from the persistor).
@@ -294,7 +333,7 @@ class FedAlignController(ModelController):
     def run(self) -> None:
         """The round loop: plan, one task per site, wait, hand replies to the driver, close."""
         self.scheduler = self.build_scheduler()
-        self.driver = RoundDriver(self.scheduler, dropout_duration=self.dropout_duration)
+        self.driver = self.build_driver(self.scheduler)
         state = self.initial_state()
         self.fl_ctx.set_prop(AppConstants.NUM_ROUNDS, self.num_rounds, private=True, sticky=False)
         self.info(
@@ -553,6 +592,7 @@ def read_reply(model: Any, experts: Sequence[int]) -> tuple[State, Feedback, flo
         raise BadReply(f"missing meta '{wire.SAMPLES}'")
     weight = _number(meta, wire.WEIGHT)
     duration = _number(meta, wire.DURATION)
+    epsilon = _number(meta, wire.EPSILON)
     rewards = meta.get(wire.REWARDS)
     if isinstance(rewards, (int, float)) and not isinstance(rewards, bool):
         rewards = [rewards]
@@ -571,11 +611,36 @@ def read_reply(model: Any, experts: Sequence[int]) -> tuple[State, Feedback, flo
         samples=int(samples),
         rewards=dict(zip((int(e) for e in experts), rewards, strict=True)),
         duration=duration,
+        epsilon=epsilon,
     )
     return dict(params), feedback, samples if weight is None else weight
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _defenses(
+    aggregation: Mapping[str, Any] | None,
+    screen: Mapping[str, Any] | None,
+    weight_factor: float | None,
+) -> dict[str, Any]:
+    """The driver's defense arguments built from the controller's JSON-friendly ones.
+
+    Raises
+    ------
+    ValueError, TypeError
+        An argument :class:`RobustAggregator` or :class:`ReplyScreen` refuses, named.
+    """
+    out: dict[str, Any] = {"weight_factor": weight_factor}
+    for name, value, cls in (("aggregation", aggregation, RobustAggregator), ("screen", screen, ReplyScreen)):
+        if value is None:
+            continue
+        try:
+            out["aggregate" if name == "aggregation" else name] = cls(**value)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name}: {exc}") from exc
+    RoundDriver(None, **out)  # checks weight_factor
+    return out
 
 
 def _number(meta: Mapping[str, Any], key: str) -> float | None:

@@ -18,8 +18,9 @@ A training reply (site -> server) is an ``FLModel`` with ``params`` holding exac
 received (same shapes and dtypes, FULL, not a DIFF) and ``meta`` holding :data:`SAMPLES`
 (int >= 0: the scheduler's ``Feedback.samples`` and, unless :data:`WEIGHT` is given, the
 averaging weight), :data:`REWARDS` (one value in [0, 1] per expert, in :data:`EXPERT_IDS`
-order), optionally :data:`EXPERT_IDS` (echo), :data:`DURATION` (seconds) and
-:data:`WEIGHT`; ``metrics`` is free (e.g. ``{"loss": ...}``).
+order), optionally :data:`EXPERT_IDS` (echo), :data:`DURATION` (seconds), :data:`WEIGHT`
+and :data:`EPSILON` (the rewards carry local-differential-privacy noise for this ε and may
+leave [0, 1]); ``metrics`` is free (e.g. ``{"loss": ...}``).
 
 A site that cannot train answers with an ``FLModel`` whose ``meta`` holds :data:`ERROR` (a
 sentence) and no params: the controller records a dropout with that reason.
@@ -38,6 +39,7 @@ from ..rounds.naming import EXPERT_PREFIX, expert_of_key
 __all__ = [
     "CONFIG",
     "DURATION",
+    "EPSILON",
     "ERROR",
     "EXPERT_IDS",
     "EXPERT_PREFIX",
@@ -66,6 +68,7 @@ CONFIG = "fedalign.config"
 SAMPLES = "fedalign.samples"
 REWARDS = "fedalign.rewards"
 DURATION = "fedalign.duration"
+EPSILON = "fedalign.reward_epsilon"
 WEIGHT = "fedalign.weight"
 ERROR = "fedalign.error"
 
