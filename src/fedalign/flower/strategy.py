@@ -807,11 +807,18 @@ def _rewards(metrics: MetricRecord, experts: list[int]) -> list[Any]:
     echo = metrics.get(rec.EXPERT_IDS)
     if echo is not None:
         echo_list = echo if isinstance(echo, list) else [echo]
-        if [int(e) for e in echo_list] != experts:
+        if not all(_is_integral(e) for e in echo_list) or [int(e) for e in echo_list] != experts:
             raise _BadReply(
                 f"'{rec.EXPERT_IDS}' {echo_list} differs from the experts sent {experts}"
             )
     return rewards
+
+
+def _is_integral(value: Any) -> bool:
+    """Whether a wire value is a whole number (NaN, infinities and text are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or (np.isfinite(value) and float(value).is_integer())
 
 
 def _scalar(metrics: MetricRecord, key: str) -> float:

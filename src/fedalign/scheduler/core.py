@@ -809,6 +809,22 @@ class Scheduler:
         self._use.close_round()
         self._open = None
 
+    def credited_samples(self) -> dict[Hashable, float]:
+        """What each completed report of the open round is credited with, by client id.
+
+        The claimed ``samples`` bounded as :meth:`end_round` bounds them (``max_report_factor``
+        times the client's declared samples or the round's median claim, and
+        ``max_report_samples``). Transports cap a reply's averaging weight by it, so that no
+        claimed sample count can dominate an average (:class:`fedalign.rounds.RoundDriver`).
+        Empty between rounds.
+        """
+        op = self._open
+        if op is None:
+            return {}
+        done = op.outcome()[0]
+        samples = self._credited_samples(op, done)
+        return {self._ids[int(r)]: float(samples[k]) for k, r in enumerate(op.rows) if done[k]}
+
     def _credited_samples(self, op: OpenRound, done: NDArray[np.bool_]) -> NDArray[np.float64]:
         """The samples each report of round ``op`` is credited with (NaN: no report).
 
