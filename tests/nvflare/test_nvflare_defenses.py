@@ -64,12 +64,10 @@ def test_build_driver_turns_the_arguments_into_the_drivers_defenses():
         scheduler_args={"n_experts": 2},
         aggregation={"rule": "median", "max_share": 0.5},
         screen={"norm_ratio": 3.0},
-        weight_factor=None,
     )
     driver = ctrl.build_driver(object())
     assert isinstance(driver.aggregate, RobustAggregator) and driver.aggregate.max_share == 0.5
     assert isinstance(driver.screen, ReplyScreen) and driver.screen.norm_ratio == 3.0
-    assert driver.weight_factor is None
 
 
 @pytest.mark.parametrize(
@@ -79,7 +77,6 @@ def test_build_driver_turns_the_arguments_into_the_drivers_defenses():
         ({"aggregation": {"colour": 1}}, TypeError, "aggregation:"),
         ({"screen": {"norm_ratio": 0.5}}, ValueError, "screen: ReplyScreen.norm_ratio"),
         ({"screen": [1]}, TypeError, "screen: expected a dict"),
-        ({"weight_factor": 0.5}, ValueError, "weight_factor"),
     ],
 )
 def test_bad_defense_arguments_fail_when_the_controller_is_built(kwargs, error, match):

@@ -54,7 +54,6 @@ from ..rounds import (
     RoundSummary,
     weighted_mean,
 )
-from ..rounds.driver import WEIGHT_FACTOR
 from . import records as rec
 
 __all__ = ["FedAlign", "RoundRecord"]
@@ -92,7 +91,7 @@ class RoundRecord:
     screened : dict of int to str
         Valid replies the strategy's ``screen`` left out of every average, with the reason.
     bounded : dict of int to float
-        Replies whose averaging weight was lowered to the bound (``weight_factor``).
+        Replies whose averaging weight was scaled down to the samples the scheduler credits.
     """
 
     server_round: int
@@ -207,10 +206,6 @@ class FedAlign(Strategy):
         at all, and with a validation callback experts that got worse or rewards no data
         can give): an implausible reply is left out of every average and the scheduler is
         told (:meth:`fedalign.Scheduler.judge`). Default none.
-    weight_factor : float >= 1 or None, default 10
-        A reply's averaging weight is at most this many times the node's declared
-        ``samples`` (else the round's median weight); see
-        :class:`fedalign.rounds.RoundDriver`. None: only ``num-examples <= 2**53``.
     weighted_by_key : str, default "num-examples"
         Metric used as each reply's averaging weight.
     arrayrecord_key, configrecord_key : str
@@ -261,7 +256,6 @@ class FedAlign(Strategy):
         dropout_duration: float | None = None,
         aggregate: Aggregator = weighted_mean,
         screen: ReplyScreen | None = None,
-        weight_factor: float | None = WEIGHT_FACTOR,
         weighted_by_key: str = rec.NUM_EXAMPLES,
         arrayrecord_key: str = rec.ARRAYS,
         configrecord_key: str = rec.CONFIG,
@@ -308,7 +302,6 @@ class FedAlign(Strategy):
             expert_of_key=expert_of_key,
             aggregate=aggregate,
             screen=screen,
-            weight_factor=weight_factor,
             dropout_duration=dropout_duration,
         )
         self.dropout_duration = self.driver.dropout_duration
@@ -843,11 +836,18 @@ def _rewards(metrics: MetricRecord, experts: list[int]) -> list[Any]:
     echo = metrics.get(rec.EXPERT_IDS)
     if echo is not None:
         echo_list = echo if isinstance(echo, list) else [echo]
-        if [int(e) for e in echo_list] != experts:
+        if not all(_is_integral(e) for e in echo_list) or [int(e) for e in echo_list] != experts:
             raise _BadReply(
                 f"'{rec.EXPERT_IDS}' {echo_list} differs from the experts sent {experts}"
             )
     return rewards
+
+
+def _is_integral(value: Any) -> bool:
+    """Whether a wire value is a whole number (NaN, infinities and text are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or (np.isfinite(value) and float(value).is_integer())
 
 
 def _scalar(metrics: MetricRecord, key: str) -> float:

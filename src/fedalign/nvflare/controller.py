@@ -58,7 +58,6 @@ from ..rounds import (
     RoundDriver,
     RoundSummary,
 )
-from ..rounds.driver import WEIGHT_FACTOR
 from . import wire
 
 __all__ = ["BadReply", "FedAlignController", "SiteError", "read_reply"]
@@ -135,9 +134,6 @@ class FedAlignController(ModelController):
         5.0}``): implausible replies are left out of every average and the scheduler is
         told. A validation callback cannot travel in a job configuration: override
         :meth:`build_driver` for one. Default: no screen.
-    weight_factor : float >= 1 or None, default 10
-        A reply's averaging weight is at most this many times the site's declared
-        ``samples`` (else the round's median weight); see :class:`fedalign.rounds.RoundDriver`.
 
     Attributes
     ----------
@@ -175,7 +171,6 @@ class FedAlignController(ModelController):
         task_check_period: float = 0.5,
         aggregation: dict[str, Any] | None = None,
         screen: dict[str, Any] | None = None,
-        weight_factor: float | None = WEIGHT_FACTOR,
     ) -> None:
         # ignore_result_error=True: a failing site is the driver's dropout, never a panic
         super().__init__(
@@ -205,7 +200,7 @@ class FedAlignController(ModelController):
             if value is not None and not isinstance(value, Mapping):
                 raise TypeError(f"{name}: expected a dict, got {type(value).__name__}")
         # built once here, so that bad defense arguments fail when the job is defined
-        _defenses(aggregation, screen, weight_factor)
+        _defenses(aggregation, screen)
         if scheduler_args is not None:
             self._check_scheduler_args(scheduler_args)
         for site, profile in (profiles or {}).items():
@@ -225,7 +220,6 @@ class FedAlignController(ModelController):
         self.seed = seed
         self.aggregation = dict(aggregation) if aggregation is not None else None
         self.screen = dict(screen) if screen is not None else None
-        self.weight_factor = weight_factor
         # filled when the run starts
         self.scheduler: Any = None
         self.driver: RoundDriver | None = None
@@ -264,11 +258,11 @@ class FedAlignController(ModelController):
 
     def build_driver(self, scheduler: Any) -> RoundDriver:
         """The run's :class:`fedalign.rounds.RoundDriver` over ``scheduler`` (default: with
-        ``aggregation``, ``screen``, ``weight_factor`` and ``dropout_duration``)."""
+        ``aggregation``, ``screen`` and ``dropout_duration``)."""
         return RoundDriver(
             scheduler,
             dropout_duration=self.dropout_duration,
-            **_defenses(self.aggregation, self.screen, self.weight_factor),
+            **_defenses(self.aggregation, self.screen),
         )
 
     def initial_state(self) -> State:
@@ -622,7 +616,6 @@ def read_reply(model: Any, experts: Sequence[int]) -> tuple[State, Feedback, flo
 def _defenses(
     aggregation: Mapping[str, Any] | None,
     screen: Mapping[str, Any] | None,
-    weight_factor: float | None,
 ) -> dict[str, Any]:
     """The driver's defense arguments built from the controller's JSON-friendly ones.
 
@@ -631,7 +624,7 @@ def _defenses(
     ValueError, TypeError
         An argument :class:`RobustAggregator` or :class:`ReplyScreen` refuses, named.
     """
-    out: dict[str, Any] = {"weight_factor": weight_factor}
+    out: dict[str, Any] = {}
     for name, value, cls in (("aggregation", aggregation, RobustAggregator), ("screen", screen, ReplyScreen)):
         if value is None:
             continue
@@ -639,7 +632,6 @@ def _defenses(
             out["aggregate" if name == "aggregation" else name] = cls(**value)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{name}: {exc}") from exc
-    RoundDriver(None, **out)  # checks weight_factor
     return out
 
 

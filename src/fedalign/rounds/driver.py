@@ -20,6 +20,7 @@ numpy only: the global state is a dict of numpy arrays, named as in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,10 +47,6 @@ State = dict[str, NDArray[Any]]
 #: exactly; a client claiming more samples is lying or broken.
 MAX_WEIGHT = 2.0**53
 
-#: Default bound on the weight a reply is averaged with, as a multiple of a reference (the
-#: client's declared samples, else the round's median weight): the scheduler's own bound on
-#: the samples a report is credited with (``max_report_factor``).
-WEIGHT_FACTOR = 10.0
 
 
 class ReplyStatus(str, Enum):
@@ -128,8 +125,8 @@ class RoundSummary:
     implausible_rewards : dict of client id to list of int
         Experts whose reward the screen found implausible (not credited to the client).
     bounded : dict of client id to float
-        Replies whose averaging weight was lowered to the driver's bound (``weight_factor``),
-        with the weight used.
+        Replies whose averaging weight was scaled down because the scheduler credits only
+        part of their claimed samples (``Scheduler.credited_samples``), with the weight used.
     """
 
     round: int
@@ -190,12 +187,6 @@ class RoundDriver:
         Combines the replies carrying one group (shared, or one expert) into its new value.
     max_weight : float > 0, default 2**53
         Largest averaging weight a reply may claim (a larger one makes the reply invalid).
-    weight_factor : float >= 1 or None, default 10
-        Bound on the weight a reply is averaged with: at most this many times a reference,
-        the client's declared samples (``Scheduler.declared_samples``), else the median
-        weight of the round's completed replies -- the scheduler's own bound on the samples
-        a report is credited with (``max_report_factor``). A claim of 10**12 samples from a
-        client that declared 100 is averaged as 1,000. None: no bound but ``max_weight``.
     screen : ReplyScreen, optional
         Judges each completed reply's update (and, with a validation callback, its rewards)
         before averaging: an implausible reply is left out of every average and the
@@ -226,7 +217,6 @@ class RoundDriver:
         "expert_of_key": [InstanceOf(Callable, "callable")],  # type: ignore[arg-type]
         "aggregate": [InstanceOf(Callable, "callable")],  # type: ignore[arg-type]
         "max_weight": [Interval(float, 0.0, None, closed="neither")],
-        "weight_factor": [Interval(float, 1.0, None), None],
         "screen": [InstanceOf(ReplyScreen), None],
         "dropout_duration": [Interval(float, 0.0, None), None],
     }
@@ -238,7 +228,6 @@ class RoundDriver:
         expert_of_key: ExpertOfKey = expert_of_key,
         aggregate: Aggregator = weighted_mean,
         max_weight: float = MAX_WEIGHT,
-        weight_factor: float | None = WEIGHT_FACTOR,
         screen: ReplyScreen | None = None,
         dropout_duration: float | None = None,
     ) -> None:
@@ -248,7 +237,6 @@ class RoundDriver:
                 "expert_of_key": expert_of_key,
                 "aggregate": aggregate,
                 "max_weight": max_weight,
-                "weight_factor": weight_factor,
                 "screen": screen,
                 "dropout_duration": dropout_duration,
             },
@@ -258,7 +246,6 @@ class RoundDriver:
         self.expert_of_key: ExpertOfKey = opts["expert_of_key"]
         self.aggregate: Aggregator = opts["aggregate"]
         self.max_weight: float = opts["max_weight"]
-        self.weight_factor: float | None = opts["weight_factor"]
         self.screen: ReplyScreen | None = opts["screen"]
         self.dropout_duration: float | None = opts["dropout_duration"]
         self._current: ActiveRound | None = None
@@ -556,7 +543,8 @@ class ActiveRound:
             raise RuntimeError(f"round {self.round} is already closed")
         for client in self.pending:
             self._settle_as_dropout(client, missing, None)
-        weights, bounded = self._bounded_weights()
+        bounded = self._bound_weights(self._driver.scheduler.credited_samples())
+        weights = np.array([a.weight for a in self._accepted], dtype=np.float64)
         screened = self._screen(weights)  # before end_round: verdicts go to the open round
         self._closed = True
         self._driver.scheduler.end_round()
@@ -603,6 +591,28 @@ class ActiveRound:
         except ValueError as exc:  # e.g. reported behind the driver's back already
             logger.warning("round %d: could not report client %r: %s", self.round, client, exc)
 
+    def _bound_weights(self, credited: Mapping[Hashable, float]) -> dict[Hashable, float]:
+        """Scale down the weight of each reply whose claim the scheduler does not fully credit.
+
+        The scheduler bounds every claimed sample count (at most ``max_report_factor``
+        times the client's declared samples or the round's median claim); a reply credited
+        with a fraction of its claim keeps that fraction of its averaging weight, so that
+        one client's claimed sample count cannot own the average of every array it returns.
+        Honest claims are credited in full: their weights do not change. Returns the
+        lowered weights by client.
+        """
+        self._accepted = [
+            dataclasses.replace(a, weight=a.weight * credited[a.client] / a.samples)
+            if a.client in credited and a.samples > credited[a.client]
+            else a
+            for a in self._accepted
+        ]
+        return {
+            a.client: a.weight
+            for a in self._accepted
+            if a.client in credited and a.samples > credited[a.client]
+        }
+
     def _holders(self) -> dict[int | None, list[int]]:
         """Per group (None: shared), the positions of the accepted replies that carry it."""
         holders: dict[int | None, list[int]] = {None: list(range(len(self._accepted)))}
@@ -616,25 +626,6 @@ class ActiveRound:
         keys = self.layout.shared if expert is None else self.layout.by_expert[expert]
         reference = {k: self._state[k] for k in keys}
         return reference, [{k: self._accepted[p].arrays[k] for k in keys} for p in who]
-
-    def _bounded_weights(self) -> tuple[NDArray[np.float64], dict[Hashable, float]]:
-        """The accepted replies' averaging weights, each at most ``weight_factor`` times a
-        reference: the client's declared samples, else the round's median weight."""
-        weights = np.array([a.weight for a in self._accepted], dtype=np.float64)
-        factor = self._driver.weight_factor
-        if factor is None or weights.size == 0:
-            return weights, {}
-        clients = [a.client for a in self._accepted]
-        declared_of = getattr(self._driver.scheduler, "declared_samples", None)
-        declared = np.full(weights.size, np.nan)
-        if callable(declared_of):
-            declared = np.asarray(declared_of(clients), dtype=np.float64)
-        seen = weights[weights > 0]
-        median = float(np.median(seen)) if seen.size else np.nan
-        reference = np.fmax(np.where(np.isnan(declared), median, declared), 1.0)
-        bounded = np.minimum(weights, factor * reference)
-        lowered = np.flatnonzero(bounded < weights)
-        return bounded, {clients[k]: float(bounded[k]) for k in lowered}
 
     def _screen(self, weights: NDArray[np.float64]) -> ScreenReport:
         """Judge the accepted replies (the driver's screen); implausible ones get weight 0

@@ -494,20 +494,6 @@ class Scheduler:
         (0 without the setting ``max_idle_rounds``)."""
         return int(self._ledger.idle([self._row(client_id)])[0])
 
-    def declared_samples(self, client_ids: Iterable[Hashable]) -> NDArray[np.float64]:
-        """The ``samples`` each client's profile declares (NaN: none, or not registered).
-
-        The reference the scheduler bounds a report's credited samples by (and the round
-        driver a reply's averaging weight): see ``max_report_factor``.
-        """
-        ids = list(client_ids)
-        rows = np.array([self._index.get(c, -1) for c in ids], dtype=np.int64)
-        out = np.full(len(ids), np.nan)
-        known = rows >= 0
-        if known.any():
-            out[known] = self._prof.column("samples", rows[known])
-        return out
-
     @property
     def round(self) -> int | None:
         """The open round's number, or None between rounds."""
@@ -1036,6 +1022,22 @@ class Scheduler:
         bound = np.maximum(s.reward_tolerance, s.reward_z * 1.4826 * mad)
         out[:, judged] = np.nan_to_num(dist, nan=0.0) > bound
         return out
+
+    def credited_samples(self) -> dict[Hashable, float]:
+        """What each completed report of the open round is credited with, by client id.
+
+        The claimed ``samples`` bounded as :meth:`end_round` bounds them (``max_report_factor``
+        times the client's declared samples or the round's median claim, and
+        ``max_report_samples``). Transports cap a reply's averaging weight by it, so that no
+        claimed sample count can dominate an average (:class:`fedalign.rounds.RoundDriver`).
+        Empty between rounds.
+        """
+        op = self._open
+        if op is None:
+            return {}
+        done = op.outcome()[0]
+        samples = self._credited_samples(op, done)
+        return {self._ids[int(r)]: float(samples[k]) for k, r in enumerate(op.rows) if done[k]}
 
     def _credited_samples(self, op: OpenRound, done: NDArray[np.bool_]) -> NDArray[np.float64]:
         """The samples each report of round ``op`` is credited with (NaN: no report).
