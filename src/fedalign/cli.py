@@ -242,13 +242,86 @@ def _add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     )
     p.add_argument("--out", default="fedalign-results", metavar="DIR", help="output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_threat_flags(p)
     p.set_defaults(run=_run_simulate, command="simulate")
+
+
+def _add_threat_flags(p: argparse.ArgumentParser) -> None:
+    """Attacks, defenses, fairness and privacy (docs/trust.md); local engine only."""
+    g = p.add_argument_group("trust, fairness and privacy (docs/trust.md)")
+    g.add_argument(
+        "--attack",
+        choices=("reward-inflation", "capacity-lie", "poison", "free-ride"),
+        default=None,
+        help="attackers' behaviour (default: none)",
+    )
+    g.add_argument(
+        "--attackers", type=float, default=0.2, metavar="SHARE",
+        help="share of attacking clients with --attack (default 0.2)",
+    )  # fmt: skip
+    g.add_argument(
+        "--defense", default=None, metavar="D1,D2,...",
+        help="median|trimmed-mean|clipped-mean, weight-cap, screen, validation, trust, "
+        "reward-check, all or none (default none)",
+    )  # fmt: skip
+    g.add_argument(
+        "--max-idle-rounds", type=int, default=None, metavar="W",
+        help="fairness floor: an idle client gets an expert after W offered rounds",
+    )  # fmt: skip
+    g.add_argument(
+        "--ldp-epsilon", type=float, default=None, metavar="E",
+        help="local differential privacy of each reward report (epsilon per report)",
+    )  # fmt: skip
+    g.add_argument(
+        "--ldp-mechanism", choices=("laplace", "duchi"), default="laplace",
+        help="LDP mechanism with --ldp-epsilon (default laplace)",
+    )  # fmt: skip
+    g.add_argument(
+        "--exploration-weight", type=float, default=None, metavar="X",
+        help="the scheduler's exploration_weight (default: its own)",
+    )  # fmt: skip
+    g.add_argument(
+        "--audit", action="store_true",
+        help="report what the assignments leak about each client's domain",
+    )  # fmt: skip
+
+
+def _threats(args: argparse.Namespace) -> Any:
+    """The ThreatConfig of the flags (None for a clean run on another engine)."""
+    try:
+        from .sim.threats import ThreatConfig
+    except ModuleNotFoundError as exc:
+        raise CommandError(
+            f"needs the sim extra (pip install 'fedalign[sim]'): {exc}", EXIT_FAILURE
+        ) from None
+    try:
+        config = ThreatConfig(
+            attack=args.attack,
+            attackers=args.attackers if args.attack else 0.0,
+            defenses=args.defense,
+            max_idle_rounds=args.max_idle_rounds,
+            ldp_epsilon=args.ldp_epsilon,
+            ldp_mechanism=args.ldp_mechanism,
+            audit=args.audit,
+            exploration_weight=args.exploration_weight,
+        )
+    except ValueError as exc:
+        raise CommandError(_sim_flag(str(exc))) from None
+    if args.engine != "local":
+        if config != ThreatConfig():
+            raise CommandError(
+                "--attack, --defense, --max-idle-rounds, --ldp-epsilon, --exploration-weight "
+                f"and --audit run only with --engine local, not {args.engine!r}"
+            )
+        return None
+    return config
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
     strategies = None
     if args.strategies:
         strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    threats = _threats(args)  # before any adapter import: a bad flag fails fast
     # fedalign.sim never imports an adapter: the CLI hands it the adapter's runner
     runner = None if args.engine == "local" else _engine_runner(args.engine)
     return _call_sim(
@@ -265,6 +338,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         out=args.out,
         progress=not args.no_progress,
+        threats=threats,
     )
 
 
@@ -326,8 +400,12 @@ def _call_sim(command: str, **kwargs: Any) -> int:
 
 
 def _sim_flag(message: str) -> str:
-    flags = ("strategies", "seeds", "rounds", "engine", "dataset", "partition")
-    for arg, flag in ((a, f"--{a}") for a in flags):
+    flags = (
+        "strategies", "seeds", "rounds", "engine", "dataset", "partition",
+        "attack", "attackers", "defense", "max_idle_rounds", "ldp_epsilon",
+        "ldp_mechanism", "exploration_weight",
+    )  # fmt: skip
+    for arg, flag in ((a, "--" + a.replace("_", "-")) for a in flags):
         if message.startswith(f"{arg}:"):
             return f"{flag}: {message[len(arg) + 1 :].strip()}"
     return message

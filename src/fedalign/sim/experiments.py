@@ -8,7 +8,11 @@ devices, cohorts and device luck per seed), then writes into ``out_dir``:
   ``accuracy`` (per seed, per round), ``rounds_to_target`` (per seed, the first round reaching
   ``target_accuracy``, null if never), ``bytes_up``, ``bytes_down``, ``simulated_seconds``
   (totals, mean over seeds), ``expert_load`` (client x expert assignment counts, summed over
-  seeds); plus per-seed detail under ``per_seed``. At top level: ``target_accuracy``,
+  seeds); plus per-seed detail under ``per_seed``. With a
+  :class:`~fedalign.sim.threats.ThreatConfig` (every local ``fedalign simulate``), also
+  ``attack``, ``attackers``, ``defense``, ``participation``, ``jain_index``,
+  ``idle_violations`` and, when asked for, ``leakage`` and ``epsilon_spent``
+  (:func:`threat_entries`). At top level: ``target_accuracy``,
   ``config`` (every setting, seeds, strategies, engine) and ``ordering`` (per seed, whether
   load-balanced > greedy > random held).
 * ``summary.md`` -- the markdown table of :func:`fedalign.sim.report.markdown_table`;
@@ -26,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .config import DEFAULT_STRATEGIES, SimConfig, Strategy, parse_strategy
+from .threats import ThreatConfig
 
 __all__ = [
     "ENGINES",
@@ -36,6 +41,7 @@ __all__ = [
     "demo",
     "simulate",
     "summary_text",
+    "threat_entries",
     "write_outputs",
 ]
 
@@ -66,6 +72,7 @@ def run_experiment(
     runner: Runner | None = None,
     progress: bool = True,
     plots: bool = True,
+    threats: ThreatConfig | None = None,
 ) -> dict[str, Any]:
     """Run every strategy under every seed and collect ``results.json``'s content.
 
@@ -92,6 +99,9 @@ def run_experiment(
         Show a tqdm progress bar (on stderr).
     plots : bool, default True
         Write the figures (needs matplotlib).
+    threats : ThreatConfig, optional
+        Attack, defenses, fairness floor, reward privacy and audit
+        (:mod:`fedalign.sim.threats`); only with the local engine (the default runner).
 
     Returns
     -------
@@ -101,8 +111,8 @@ def run_experiment(
     Raises
     ------
     ValueError
-        Unknown strategy or engine, another engine than ``"local"`` without ``runner``, no seeds, or
-        duplicates.
+        Unknown strategy or engine, another engine than ``"local"`` without ``runner``, no seeds,
+        duplicates, or an active ``threats`` with another runner.
     TypeError
         ``runner`` is not callable.
     """
@@ -114,6 +124,11 @@ def run_experiment(
         raise ValueError(
             f"engine: {engine!r} needs runner (fedalign.{engine}.engine.run_strategy; "
             f"fedalign.{engine}.engine.run_{engine}_experiment passes it)"
+        )
+    if threats is not None and runner is not None and threats != ThreatConfig():
+        raise ValueError(
+            "attack: attacks, defenses, --max-idle-rounds, --ldp-epsilon and --audit run "
+            "only on the local engine"
         )
     names = list(strategies)
     if not names:
@@ -147,8 +162,9 @@ def run_experiment(
                     bar.update(1)
                     bar.set_postfix(acc=f"{accuracy:.3f}")
 
-                runs[strategy.name].append(run_one(setup, strategy, on_round=tick))
-    results = build_results(config, parsed, seed_list, runs, groups, engine=engine)
+                extra = {} if threats is None or runner is not None else {"threats": threats}
+                runs[strategy.name].append(run_one(setup, strategy, on_round=tick, **extra))
+    results = build_results(config, parsed, seed_list, runs, groups, engine=engine, threats=threats)
     if out_dir is not None:
         write_outputs(results, out_dir, plots=plots)
     return results
@@ -167,6 +183,7 @@ def build_results(
     client_groups: list[list[int]],
     *,
     engine: str = "local",
+    threats: ThreatConfig | None = None,
 ) -> dict[str, Any]:
     """``results.json``'s content from the runs (one :class:`RunResult` per strategy and seed)."""
     finals = {name: [r.accuracy[-1] for r in rs] for name, rs in runs.items()}
@@ -205,6 +222,9 @@ def build_results(
                 "client_group": client_groups,
             },
         }
+        if threats is not None and all(r.threats for r in rs):
+            out[strategy.name].update(threat_entries(threats, [r.threats for r in rs]))
+            out[strategy.name]["per_seed"]["threats"] = [r.threats for r in rs]
     results = {
         "target_accuracy": float(target),
         "config": {
@@ -212,11 +232,77 @@ def build_results(
             "seeds": list(seeds),
             "strategies": [s.name for s in strategies],
             "engine": engine,
+            **({} if threats is None else {"threats": threats.to_dict()}),
         },
         "strategies": out,
     }
     results["ordering"] = ordering_by_seed(results)
     return results
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [float(v) for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def threat_entries(threats: ThreatConfig, per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A strategy's threat names of ``results.json`` from its runs' figures (one per seed).
+
+    ``attack`` (kind or null), ``attackers`` (share), ``defense`` (list), ``participation``
+    (per client index, rounds offered and trained, summed over seeds), ``jain_index`` (of the
+    clients' trained/offered rates, mean over seeds: per tier where the fleet has several
+    tiers, else one number), ``jain_index_overall``, ``idle_violations`` (summed over
+    seeds), ``screened``, ``screened_attackers`` and ``bounded`` (replies left out of the
+    averages, those of them sent by attackers, replies whose weight was bounded; summed over
+    seeds); ``leakage``
+    (``accuracy`` and ``chance``, means over seeds) with ``audit``; ``epsilon_spent`` (max
+    over clients and seeds) with ``ldp_epsilon``; ``over_assigned_rounds`` (mean over seeds
+    and liars) under ``capacity-lie``.
+    """
+    n = max(len(t["participation"]) for t in per_seed)
+    offered = np.zeros(n, dtype=np.int64)
+    trained = np.zeros(n, dtype=np.int64)
+    for t in per_seed:
+        k = len(t["participation"])
+        offered[:k] += [p["offered"] for p in t["participation"]]
+        trained[:k] += [p["trained"] for p in t["participation"]]
+    tiers = sorted({name for t in per_seed for name in t["jain_index"]})
+    overall = _mean([t["jain_index_overall"] for t in per_seed])
+    jain: Any = (
+        {name: _mean([t["jain_index"].get(name) for t in per_seed]) for name in tiers}
+        if len(tiers) > 1
+        else overall
+    )
+    out: dict[str, Any] = {
+        "attack": threats.attack,
+        "attackers": threats.attackers,
+        "defense": list(threats.defenses),
+        "participation": [
+            {"offered": int(o), "trained": int(t)} for o, t in zip(offered, trained, strict=True)
+        ],
+        "jain_index": jain,
+        "jain_index_overall": overall,
+        "idle_violations": int(sum(t["idle_violations"] for t in per_seed)),
+        "screened": int(sum(t["screened"] for t in per_seed)),
+        "screened_attackers": int(sum(t["screened_attackers"] for t in per_seed)),
+        "bounded": int(sum(t["bounded"] for t in per_seed)),
+    }
+    if threats.audit:
+        out["leakage"] = {
+            "accuracy": _mean([t["leakage"]["accuracy"] for t in per_seed]),
+            "chance": _mean([t["leakage"]["chance"] for t in per_seed]),
+        }
+    if threats.ldp_epsilon is not None:
+        out["epsilon_spent"] = float(max(t["epsilon_spent"] for t in per_seed))
+    if threats.attack == "capacity-lie":
+        out["over_assigned_rounds"] = _mean(
+            [
+                float(np.mean(t["over_assigned_rounds"]))
+                for t in per_seed
+                if t["over_assigned_rounds"]
+            ]
+        )
+    return out
 
 
 def ordering_by_seed(results: dict[str, Any], order: Sequence[str] = PAPER_ORDER) -> dict[str, Any]:
@@ -277,6 +363,7 @@ def simulate(
     out: str | Path = "fedalign-results",
     progress: bool = True,
     echo: Any = print,
+    threats: ThreatConfig | None = None,
 ) -> dict[str, Any]:
     """``fedalign simulate``: run the comparison, write the outputs, print the table.
 
@@ -301,6 +388,11 @@ def simulate(
         Progress bar on stderr.
     echo : callable
         Where the table goes (``print``).
+    threats : ThreatConfig, optional
+        Attack, defenses, fairness floor, reward privacy and audit (``--attack``,
+        ``--attackers``, ``--defense``, ``--max-idle-rounds``, ``--ldp-epsilon``, ``--audit``);
+        default a clean run whose participation and fairness are still reported (local
+        engine).
 
     Returns
     -------
@@ -330,6 +422,7 @@ def simulate(
         engine=engine,
         runner=runner,
         progress=progress,
+        threats=threats if threats is not None or engine != "local" else ThreatConfig(),
     )
     echo(summary_text(results))
     echo(f"results, summary and plots written to {Path(out).resolve()}")

@@ -35,6 +35,7 @@ from .data import Dataset, load_dataset
 from .devices import DEFAULT_TIERS, UNIFORM_TIERS, Fleet, make_fleet
 from .model import MoEModel, load_partial_state, state_nbytes
 from .partition import Partition, make_partition
+from .threats import ThreatConfig, ThreatRun
 
 __all__ = [
     "RunResult",
@@ -148,6 +149,10 @@ class RunResult:
         Clients per round that vanished or missed the deadline.
     solver_seconds : list of float
         Wall-clock seconds the solver took each round.
+    threats : dict
+        The threat figures of :meth:`fedalign.sim.threats.ThreatRun.metrics` (participation,
+        Jain's index, idle violations, leakage, ε spent; empty when the run had no
+        :class:`~fedalign.sim.threats.ThreatConfig`).
     """
 
     strategy: str
@@ -162,10 +167,17 @@ class RunResult:
     round_load: list[list[int]] = field(default_factory=list)
     dropouts: list[int] = field(default_factory=list)
     solver_seconds: list[float] = field(default_factory=list)
+    threats: dict[str, Any] = field(default_factory=dict)
 
 
-def make_scheduler(setup: Setup, strategy: Strategy, *, seed: int) -> Scheduler:
-    """The :class:`fedalign.Scheduler` a strategy runs with, every client registered."""
+def make_scheduler(
+    setup: Setup, strategy: Strategy, *, seed: int, threats: ThreatRun | None = None
+) -> Scheduler:
+    """The :class:`fedalign.Scheduler` a strategy runs with, every client registered.
+
+    ``threats`` adds its scheduler settings (trust, reward test, idle floor, noisy rewards)
+    and decides the profile each client registers (a lie under ``capacity-lie``).
+    """
     cfg, fleet = setup.config, setup.fleet
     caps = (
         fleet.max_experts
@@ -194,6 +206,7 @@ def make_scheduler(setup: Setup, strategy: Strategy, *, seed: int) -> Scheduler:
         expert_max_clients=expert_max_clients,
         expert_bytes=float(fleet.expert_bytes),
         deadline=setup.deadline,
+        **({} if threats is None else threats.scheduler_settings()),
     )
     cold = None
     if cfg.cold_start == "routing":
@@ -212,6 +225,8 @@ def make_scheduler(setup: Setup, strategy: Strategy, *, seed: int) -> Scheduler:
         profile = fleet.profile(i, samples=int(samples[i]))
         if cfg.max_experts is not None:
             profile = replace(profile, max_experts=int(caps[i]))
+        if threats is not None:
+            profile = threats.profile(i, profile, int(caps.max()))
         sched.register(i, profile, routing_shares=None if cold is None else cold[i])
     return sched
 
@@ -236,6 +251,7 @@ def run_strategy(
     strategy: Strategy,
     *,
     on_round: Callable[[int, float], None] | None = None,
+    threats: ThreatConfig | None = None,
 ) -> RunResult:
     """Run one strategy for ``config.rounds`` rounds on a seed's :class:`Setup`.
 
@@ -251,6 +267,9 @@ def run_strategy(
     strategy : Strategy
     on_round : callable(round, accuracy), optional
         Called after each round (progress bars).
+    threats : ThreatConfig, optional
+        Attack, defenses, fairness floor, reward privacy and leakage audit
+        (:mod:`fedalign.sim.threats`); its figures go to :attr:`RunResult.threats`.
 
     Returns
     -------
@@ -260,7 +279,11 @@ def run_strategy(
     torch.set_num_threads(1)
     # cohorts and device luck: one stream per seed, identical for every strategy
     world = np.random.default_rng([setup.seed, 7919])
-    driver = RoundDriver(make_scheduler(setup, strategy, seed=setup.seed))
+    run = None if threats is None else ThreatRun(threats, setup, lambda: _model(cfg, setup.data))
+    driver = RoundDriver(
+        make_scheduler(setup, strategy, seed=setup.seed, threats=run),
+        **({} if run is None else run.driver_options()),
+    )
     worker = _model(cfg, setup.data)
     global_state = {k: v.numpy().copy() for k, v in setup.initial_state.items()}
     n, e = cfg.n_clients, cfg.n_experts
@@ -273,8 +296,12 @@ def run_strategy(
     for rnd in range(cfg.rounds):
         cohort = np.sort(world.choice(n, size=cfg.cohort_size or n, replace=False))
         current = driver.open(cohort.tolist(), global_state)
-        seconds, dropped = _train_cohort(setup, current, cohort, global_state, worker, world, rnd)
+        seconds, dropped = _train_cohort(
+            setup, current, cohort, global_state, worker, world, rnd, run
+        )
         global_state, summary = current.close()
+        if run is not None:
+            run.observe(cohort, summary)
         up += summary.bytes_received
         down += summary.bytes_sent
         load = np.zeros(e, dtype=np.int64)
@@ -297,6 +324,8 @@ def run_strategy(
         result.dropouts.append(dropped)
         if on_round is not None:
             on_round(rnd, acc)
+    if run is not None:
+        result.threats = run.metrics(result.expert_load, driver.scheduler)
     return result
 
 
@@ -308,6 +337,7 @@ def _train_cohort(
     worker: MoEModel,
     world: np.random.Generator,
     rnd: int,
+    threats: ThreatRun | None = None,
 ) -> tuple[NDArray[np.float64], int]:
     """Settle every client of ``current``: the fleet drops some, the others train.
 
@@ -327,6 +357,10 @@ def _train_cohort(
             reason = "vanished" if vanished[pos] else "missed the deadline"
             current.drop(client, reason, duration=setup.deadline)
             continue
+        if threats is not None and not threats.fits(client, len(assigned[pos])):
+            # a capacity liar given more experts than its memory holds: it crashes
+            current.drop(client, "out of memory", duration=setup.deadline)
+            continue
         # the simulated client starts from the global model; it trains only its experts
         load_partial_state(worker, global_state)
         state, metrics = local_train(
@@ -342,9 +376,13 @@ def _train_cohort(
         feedback = Feedback(
             samples=int(samples[client]), rewards=metrics["rewards"], duration=float(seconds[pos])
         )
-        current.complete(
-            client, {k: v.numpy() for k, v in state.items()}, feedback, weight=metrics["samples"]
-        )
+        arrays = {k: v.numpy() for k, v in state.items()}
+        weight = float(metrics["samples"])
+        if threats is not None:
+            arrays, feedback, weight = threats.reply(
+                client, assigned[pos], current.payload(client), arrays, feedback, weight
+            )
+        current.complete(client, arrays, feedback, weight=weight)
     return seconds, int(vanished.sum() + late.sum())
 
 

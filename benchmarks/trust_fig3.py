@@ -1,0 +1,177 @@
+"""Attacks, defenses, the fairness floor and reward privacy on the fig3 quick scenario.
+
+Runs ``load-balanced/flow`` on the quick digits scenario (``fedalign simulate --quick``)
+under every scenario below, for each seed, and writes one JSON summary (final accuracy per
+seed and its mean, the threat figures of ``results.json``) and a bar plot. Each scenario is
+what one ``fedalign simulate`` command runs (the command is in the JSON); ``capacity-lie``
+is measured twice, in the quick scenario (one expert per client, as fig3) and with the
+device's memory alone deciding (``max_experts=None``, not a CLI flag), where a liar can be
+given more experts than its device holds.
+
+Run::
+
+    nice -n 10 .venv/bin/python benchmarks/trust_fig3.py [--seeds 5] [--rounds 40]
+        [--only NAME,...] [--out benchmarks/trust-results.json] [--plot docs/img/trust_fig3.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedalign.sim.config import preset
+from fedalign.sim.experiments import run_experiment
+from fedalign.sim.threats import ATTACKS, ThreatConfig
+
+STRATEGY = "load-balanced/flow"
+SHARE = 0.2
+
+
+def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
+    """``(name, ThreatConfig arguments, SimConfig changes, CLI flags)`` of every scenario."""
+    out: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
+        ("clean", {"audit": True}, {}, "--audit"),
+    ]
+    for a in ATTACKS:
+        flags = f"--attack {a} --attackers {SHARE}"
+        out.append((a, {"attack": a, "attackers": SHARE}, {}, flags))
+        out.append(
+            (
+                f"{a} + all",
+                {"attack": a, "attackers": SHARE, "defenses": "all"},
+                {},
+                flags + " --defense all",
+            )
+        )
+    out += [
+        (
+            "reward-inflation + trust,reward-check",
+            {"attack": "reward-inflation", "attackers": SHARE, "defenses": "trust,reward-check"},
+            {},
+            f"--attack reward-inflation --attackers {SHARE} --defense trust,reward-check",
+        ),
+        ("max_idle_rounds=5", {"max_idle_rounds": 5}, {}, "--max-idle-rounds 5"),
+        ("ldp eps=1", {"ldp_epsilon": 1.0, "audit": True}, {}, "--ldp-epsilon 1 --audit"),
+        (
+            "exploration=1",
+            {"exploration_weight": 1.0, "audit": True},
+            {},
+            "--exploration-weight 1 --audit",
+        ),
+        (
+            "ldp eps=1, exploration=1",
+            {"ldp_epsilon": 1.0, "exploration_weight": 1.0, "audit": True},
+            {},
+            "--ldp-epsilon 1 --exploration-weight 1 --audit",
+        ),
+        ("clean, memory caps", {}, {"max_experts": None}, "(max_experts=None)"),
+        (
+            "capacity-lie, memory caps",
+            {"attack": "capacity-lie", "attackers": SHARE},
+            {"max_experts": None},
+            f"--attack capacity-lie --attackers {SHARE} (max_experts=None)",
+        ),
+        (
+            "capacity-lie + all, memory caps",
+            {"attack": "capacity-lie", "attackers": SHARE, "defenses": "all"},
+            {"max_experts": None},
+            f"--attack capacity-lie --attackers {SHARE} --defense all (max_experts=None)",
+        ),
+    ]
+    return out
+
+
+KEEP = (
+    "attack", "attackers", "defense", "jain_index", "jain_index_overall", "idle_violations",
+    "screened", "screened_attackers", "bounded", "leakage", "epsilon_spent", "over_assigned_rounds",
+)  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--only", default=None, help="comma-separated scenario names")
+    p.add_argument("--out", default="benchmarks/trust-results.json")
+    p.add_argument("--plot", default="docs/img/trust_fig3.png")
+    args = p.parse_args()
+    wanted = None if args.only is None else {s.strip() for s in args.only.split(",")}
+    rows: dict[str, Any] = {}
+    for name, threat, changes, flags in scenarios():
+        if wanted is not None and name not in wanted:
+            continue
+        cfg = preset("quick", **changes, **({} if args.rounds is None else {"rounds": args.rounds}))
+        start = time.perf_counter()
+        res = run_experiment(
+            cfg, [STRATEGY], list(range(args.seeds)), progress=False, plots=False,
+            threats=ThreatConfig(**threat),
+        )  # fmt: skip
+        entry = res["strategies"][STRATEGY]
+        rows[name] = {
+            "command": f"fedalign simulate --quick --seeds {args.seeds} --strategies {STRATEGY} {flags}",
+            "final_accuracy": entry["final_accuracy"],
+            "per_seed": entry["per_seed"]["final_accuracy"],
+            **{k: entry[k] for k in KEEP if k in entry},
+            "wall_seconds": round(time.perf_counter() - start, 1),
+        }
+        print(
+            f"{name:40s} {100 * entry['final_accuracy']:.1f} %  ({rows[name]['wall_seconds']} s)",
+            flush=True,
+        )
+    summary = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (2-core CI machine, shared with other jobs)",
+        "seeds": list(range(args.seeds)),
+        "strategy": STRATEGY,
+        "scenarios": rows,
+    }
+    Path(args.out).write_text(json.dumps(summary, indent=1))
+    plot(rows, args.plot)
+
+
+def plot(rows: dict[str, Any], path: str) -> None:
+    """Bars of final accuracy (mean and per-seed points) per scenario."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    means = [100 * rows[n]["final_accuracy"] for n in names]
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(names) + 1.2))
+    y = np.arange(len(names))
+    ax.barh(
+        y,
+        means,
+        color=[
+            "tab:red" if rows[n].get("attack") and not rows[n].get("defense") else "tab:blue"
+            for n in names
+        ],
+    )
+    for k, n in enumerate(names):
+        ax.plot([100 * v for v in rows[n]["per_seed"]], [k] * len(rows[n]["per_seed"]), "k.", ms=3)
+    if "clean" in rows:
+        ax.axvline(
+            100 * rows["clean"]["final_accuracy"] - 3,
+            color="gray",
+            ls="--",
+            lw=1,
+            label="clean - 3 points",
+        )
+        ax.legend(loc="lower right")
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlabel("final test accuracy (%), load-balanced/flow, fig3 quick")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
