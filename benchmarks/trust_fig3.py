@@ -12,6 +12,7 @@ Run::
 
     nice -n 10 .venv/bin/python benchmarks/trust_fig3.py [--seeds 5] [--rounds 40]
         [--only NAME,...] [--out benchmarks/trust-results.json] [--plot docs/img/trust_fig3.png]
+        [--replot]
 """
 
 from __future__ import annotations
@@ -101,9 +102,19 @@ def main() -> None:
     p.add_argument("--only", default=None, help="comma-separated scenario names")
     p.add_argument("--out", default="benchmarks/trust-results.json")
     p.add_argument("--plot", default="docs/img/trust_fig3.png")
+    p.add_argument("--replot", action="store_true", help="only plot the JSON of --out")
     args = p.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.out).read_text())["scenarios"], args.plot)
+        return
     wanted = None if args.only is None else {s.strip() for s in args.only.split(",")}
     rows: dict[str, Any] = {}
+    summary = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (2-core CI machine, shared with other jobs)",
+        "seeds": list(range(args.seeds)),
+        "strategy": STRATEGY,
+        "scenarios": rows,
+    }
     for name, threat, changes, flags in scenarios():
         if wanted is not None and name not in wanted:
             continue
@@ -121,16 +132,11 @@ def main() -> None:
             **{k: entry[k] for k in KEEP if k in entry},
             "wall_seconds": round(time.perf_counter() - start, 1),
         }
+        Path(args.out).write_text(json.dumps(summary, indent=1))  # after each: partial runs keep
         print(
             f"{name:40s} {100 * entry['final_accuracy']:.1f} %  ({rows[name]['wall_seconds']} s)",
             flush=True,
         )
-    summary = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (2-core CI machine, shared with other jobs)",
-        "seeds": list(range(args.seeds)),
-        "strategy": STRATEGY,
-        "scenarios": rows,
-    }
     Path(args.out).write_text(json.dumps(summary, indent=1))
     plot(rows, args.plot)
 

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("flwr")
 
-from flwr.app import ConfigRecord, Message  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord  # noqa: E402
 
 import fedalign as fa  # noqa: E402
 from fedalign.flower import FedAlign, read_train_task, train_reply  # noqa: E402
@@ -116,3 +116,72 @@ def test_a_bad_epsilon_metric_is_a_dropout(fake_grid, arrays):
     strategy.aggregate_train(1, replies)
     reason = strategy.history[-1].dropouts[messages[0].metadata.dst_node_id]
     assert "epsilon" in reason
+
+
+def _training_grid(fake_grid: Any, goal: dict[str, np.ndarray]) -> Any:
+    """A grid whose nodes train: each honest node moves every float array halfway to
+    ``goal``; POISONER moves it 10 x as far the other way and claims 10**12 examples."""
+
+    def responder(messages: list[Message]) -> list[Message]:
+        out = []
+        for m in messages:
+            if m.metadata.message_type != MessageType.TRAIN:
+                continue
+            task = read_train_task(m)
+            node = m.metadata.dst_node_id
+            poisoned = node == POISONER
+            noise = np.random.default_rng(node % 1000)
+            new = {}
+            for k, v in task.state().items():
+                if v.dtype.kind != "f":
+                    new[k] = v.copy()
+                    continue
+                step = 0.5 * (goal[k] - v) * noise.uniform(0.9, 1.1)
+                new[k] = (v - 10 * step if poisoned else v + step).astype(v.dtype)
+            out.append(
+                train_reply(
+                    m,
+                    new,
+                    num_examples=10**12 if poisoned else 50,
+                    rewards=[1.0 if poisoned else 0.6] * len(task.expert_ids),
+                    duration=1.0,
+                )
+            )
+        return out
+
+    configs = {n: {"partition-id": k, "samples": 50.0} for k, n in enumerate(NODES)}
+    return fake_grid(configs, responder=responder)
+
+
+@pytest.mark.parametrize("defended", [False, True])
+def test_a_poisoned_node_with_a_huge_sample_count_over_many_rounds(fake_grid, arrays, state, defended):
+    """Flower's own round loop (Strategy.start) over six rounds, one node poisoning every
+    round with 10**12 examples: undefended (only the default weight bound) the model is
+    driven away from where the honest nodes take it; with median, a weight cap, the reply
+    screen and trust it converges as if the poisoner were absent."""
+    goal = {k: (v * 0 + 1).astype(v.dtype) for k, v in state.items() if v.dtype.kind == "f"}
+    start = max(float(np.abs(state[k] - goal[k]).max()) for k in goal)
+    defenses: dict[str, Any] = (
+        {"aggregate": RobustAggregator("median", max_share=0.25), "screen": ReplyScreen()}
+        if defended
+        else {}
+    )
+    sched = fa.Scheduler(3, seed=0, max_experts=3, solver="flow", trust_rate=0.5 if defended else 0.0)
+    strategy = FedAlign(sched, fraction_evaluate=0.0, min_train_nodes=2, seed=1, **defenses)
+    errors: list[float] = []
+
+    def evaluate_fn(rnd: int, arr: ArrayRecord) -> MetricRecord:
+        got = arrays_to_numpy(arr)
+        errors.append(max(float(np.abs(got[k] - goal[k]).max()) for k in goal))
+        return MetricRecord({"error": errors[-1]})
+
+    strategy.start(_training_grid(fake_grid, goal), arrays, num_rounds=6, evaluate_fn=evaluate_fn)
+
+    assert len(errors) == 7 and errors[0] == pytest.approx(start)
+    assert all(POISONER in r.bounded or POISONER in r.screened for r in strategy.history)
+    if defended:
+        assert all(np.isfinite(errors)) and errors[-1] < 0.05 * start, errors
+        assert all(list(r.screened) == [POISONER] for r in strategy.history)
+        assert sched.trust[sched.client_ids.index(POISONER)] < 0.05
+    else:
+        assert errors[-1] > 10 * start, errors  # what the defenses prevent

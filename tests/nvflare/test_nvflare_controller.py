@@ -240,6 +240,16 @@ MALFORMED = {
     "fractional samples": (lambda m: _tamper(m, **{wire.SAMPLES: 2.5}), "whole number"),
     "nan weight": (lambda m: _tamper(m, **{wire.WEIGHT: float("nan")}), "finite and >= 0"),
     "bad duration": (lambda m: _tamper(m, **{wire.DURATION: -3.0}), "finite and >= 0"),
+    "inf weight": (lambda m: _tamper(m, **{wire.WEIGHT: float("inf")}), "finite and >= 0"),
+    "absurd weight": (lambda m: _tamper(m, **{wire.WEIGHT: 1e300}), "weight: expected a float"),
+    "samples beyond any count": (
+        lambda m: _tamper(m, **{wire.SAMPLES: 10**30}),
+        "Feedback.samples: expected an int",
+    ),
+    "nan rewards": (
+        lambda m: _tamper(m, **{wire.REWARDS: [float("nan")] * len(read_task(m).expert_ids)}),
+        "got nan",
+    ),
     "rewards missing": (lambda m: _tamper(m, **{wire.REWARDS: None}), "must list"),
     "too many rewards": (lambda m: _tamper(m, **{wire.REWARDS: [0.1] * 5}), "must list"),
     "reward above 1": (
