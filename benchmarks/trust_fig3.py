@@ -12,7 +12,7 @@ Run::
 
     nice -n 10 .venv/bin/python benchmarks/trust_fig3.py [--seeds 5] [--rounds 40]
         [--only NAME,...] [--out benchmarks/trust-results.json] [--plot docs/img/trust_fig3.png]
-        [--replot]
+        [--replot] [--table]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
     """``(name, ThreatConfig arguments, SimConfig changes, CLI flags)`` of every scenario."""
     out: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         ("clean", {"audit": True}, {}, "--audit"),
+        ("clean + all", {"defenses": "all"}, {}, "--defense all"),
     ]
     for a in ATTACKS:
         flags = f"--attack {a} --attackers {SHARE}"
@@ -103,9 +104,13 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/trust-results.json")
     p.add_argument("--plot", default="docs/img/trust_fig3.png")
     p.add_argument("--replot", action="store_true", help="only plot the JSON of --out")
+    p.add_argument("--table", action="store_true", help="only print the JSON of --out as markdown")
     args = p.parse_args()
     if args.replot:
         plot(json.loads(Path(args.out).read_text())["scenarios"], args.plot)
+        return
+    if args.table:
+        print(table(json.loads(Path(args.out).read_text())["scenarios"]))
         return
     wanted = None if args.only is None else {s.strip() for s in args.only.split(",")}
     rows: dict[str, Any] = {}
@@ -139,6 +144,36 @@ def main() -> None:
         )
     Path(args.out).write_text(json.dumps(summary, indent=1))
     plot(rows, args.plot)
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def table(rows: dict[str, Any]) -> str:
+    """Markdown: final accuracy (mean ± std over seeds, change against clean) and the
+    threat figures per scenario."""
+    clean = rows.get("clean", {}).get("final_accuracy")
+    out = [
+        "| scenario | final accuracy % (± std) | vs clean | screened (attackers) | idle violations "
+        "| Jain overall | leakage acc. / chance | ε spent | over-assigned rounds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        acc = np.asarray(r["per_seed"])
+        delta = "—" if clean is None else f"{100 * (acc.mean() - clean):+.1f}"
+        leak = r.get("leakage")
+        leak_s = "—" if not leak else f"{_pct(leak['accuracy'])} / {_pct(leak['chance'])}"
+        eps = r.get("epsilon_spent")
+        over = r.get("over_assigned_rounds")
+        out.append(
+            f"| {name} | {100 * acc.mean():.1f} (± {100 * acc.std(ddof=1):.1f}) | {delta} "
+            f"| {r.get('screened', 0)} ({r.get('screened_attackers', '—')}) "
+            f"| {r.get('idle_violations', '—')} | {r.get('jain_index_overall') or 0:.3f} "
+            f"| {leak_s} | {'—' if eps is None else f'{eps:g}'} "
+            f"| {'—' if over is None else f'{over:.1f}'} |"
+        )
+    return "\n".join(out)
 
 
 def plot(rows: dict[str, Any], path: str) -> None:

@@ -37,6 +37,20 @@ def test_a_verdict_of_zero_leaves_the_reward_uncredited():
     assert sched.trust.tolist() == [1.0] * 5  # no trust score without trust_rate
 
 
+def test_a_judged_report_counts_toward_usage_by_its_verdict():
+    """A report left out of the averages trained nothing: its samples are not usage."""
+    usage = []
+    for verdict in (None, 0.0, 0.5):
+        sched = _sched(n=2, e=1, usage_decay=0.0)
+        plan = sched.plan(range(2))
+        _report_all(sched, plan)
+        if verdict is not None:
+            sched.judge(0, verdict)
+        sched.end_round()
+        usage.append(float(sched.usage[0]))
+    assert usage == pytest.approx([20.0, 10.0, 15.0])
+
+
 def test_trust_falls_with_implausible_reports_and_weights_fitness():
     sched = _sched(trust_rate=0.5)
     plan = sched.plan(range(5))

@@ -958,7 +958,8 @@ class Scheduler:
         Clients of the cohort that did not report are recorded as dropouts; usage takes in
         the round's load; fitness of every pair that did not train drifts toward the prior.
         Each report is credited with its ``samples`` bounded by ``max_report_factor`` and
-        ``max_report_samples`` (:meth:`_credited_samples`), for usage and the profiler alike.
+        ``max_report_samples`` (:meth:`_credited_samples`), for usage and the profiler alike;
+        usage takes in a judged report's samples times the server's verdict (:meth:`judge`).
         """
         op = self._open
         if op is None:
@@ -971,7 +972,14 @@ class Scheduler:
             self._fit.record(
                 op.rows[done], trained[done], op.rewards[done], None if weight is None else weight[done]
             )
-            load = np.where(trained, samples[:, None], 0.0).sum(axis=0)
+            share = np.ones(trained.shape)
+            assert op.verdict is not None
+            if not np.isnan(op.verdict).all():
+                # a report the server judged implausible was left out of the averages: its
+                # claimed work does not count as the expert's usage (else a free-rider's
+                # claims make its expert look busy and steer honest clients away)
+                share = np.where(np.isnan(op.verdict), 1.0, op.verdict)
+            load = np.where(trained, samples[:, None] * share, 0.0).sum(axis=0)
             if self._settings.usage_measure == "compute":
                 with np.errstate(over="ignore"):  # a huge expert_cost: clipped just below
                     load = load * self._expert_cost
