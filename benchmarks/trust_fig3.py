@@ -62,6 +62,24 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
         ("max_idle_rounds=5", {"max_idle_rounds": 5}, {}, "--max-idle-rounds 5"),
         ("ldp eps=1", {"ldp_epsilon": 1.0, "audit": True}, {}, "--ldp-epsilon 1 --audit"),
         (
+            "ldp eps=1 duchi",
+            {"ldp_epsilon": 1.0, "ldp_mechanism": "duchi", "audit": True},
+            {},
+            "--ldp-epsilon 1 --ldp-mechanism duchi --audit",
+        ),
+        (
+            "clean, fitness_ema=0.1",
+            {"audit": True},
+            {"fitness_ema": 0.1},
+            "--audit (fitness_ema=0.1)",
+        ),
+        (
+            "ldp eps=1 duchi, fitness_ema=0.1",
+            {"ldp_epsilon": 1.0, "ldp_mechanism": "duchi", "audit": True},
+            {"fitness_ema": 0.1},
+            "--ldp-epsilon 1 --ldp-mechanism duchi --audit (fitness_ema=0.1)",
+        ),
+        (
             "exploration=1",
             {"exploration_weight": 1.0, "audit": True},
             {},
@@ -92,7 +110,7 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
 
 KEEP = (
     "attack", "attackers", "defense", "jain_index", "jain_index_overall", "idle_violations",
-    "screened", "screened_attackers", "bounded", "leakage", "epsilon_spent", "over_assigned_rounds",
+    "screened", "screened_attackers", "bounded", "leakage", "epsilon_spent", "over_assigned_rounds", "last_over_assigned_round",
 )  # fmt: skip
 
 
@@ -151,9 +169,15 @@ def _pct(v: float | None) -> str:
 
 
 def table(rows: dict[str, Any]) -> str:
-    """Markdown: final accuracy (mean ± std over seeds, change against clean) and the
-    threat figures per scenario."""
-    clean = rows.get("clean", {}).get("final_accuracy")
+    """Markdown: final accuracy (mean ± std over seeds, change against the clean run of the
+    same settings) and the threat figures per scenario."""
+
+    def baseline(name: str) -> float | None:
+        """The clean run of the same settings (``clean, <suffix>``), else ``clean``."""
+        suffix = name.rsplit(", ", 1)[-1] if ", " in name else None
+        key = f"clean, {suffix}" if suffix and f"clean, {suffix}" in rows else "clean"
+        return rows.get(key, {}).get("final_accuracy")
+
     out = [
         "| scenario | final accuracy % (± std) | vs clean | screened (attackers) | idle violations "
         "| Jain overall | leakage acc. / chance | ε spent | over-assigned rounds |",
@@ -161,6 +185,7 @@ def table(rows: dict[str, Any]) -> str:
     ]
     for name, r in rows.items():
         acc = np.asarray(r["per_seed"])
+        clean = baseline(name)
         delta = "—" if clean is None else f"{100 * (acc.mean() - clean):+.1f}"
         leak = r.get("leakage")
         leak_s = "—" if not leak else f"{_pct(leak['accuracy'])} / {_pct(leak['chance'])}"
@@ -171,7 +196,8 @@ def table(rows: dict[str, Any]) -> str:
             f"| {r.get('screened', 0)} ({r.get('screened_attackers', '—')}) "
             f"| {r.get('idle_violations', '—')} | {r.get('jain_index_overall') or 0:.3f} "
             f"| {leak_s} | {'—' if eps is None else f'{eps:g}'} "
-            f"| {'—' if over is None else f'{over:.1f}'} |"
+            f"| {'—' if over is None else f'{over:.1f}'}"
+            f"{'' if r.get('last_over_assigned_round') is None else ' (last: round ' + format(r['last_over_assigned_round'] + 1, '.1f') + ')'} |"
         )
     return "\n".join(out)
 

@@ -256,8 +256,8 @@ def threat_entries(threats: ThreatConfig, per_seed: Sequence[dict[str, Any]]) ->
     averages, those of them sent by attackers, replies whose weight was bounded; summed over
     seeds); ``leakage``
     (``accuracy`` and ``chance``, means over seeds) with ``audit``; ``epsilon_spent`` (max
-    over clients and seeds) with ``ldp_epsilon``; ``over_assigned_rounds`` (mean over seeds
-    and liars) under ``capacity-lie``.
+    over clients and seeds) with ``ldp_epsilon``; ``over_assigned_rounds`` and
+    ``last_over_assigned_round`` (means over seeds and liars) under ``capacity-lie``.
     """
     n = max(len(t["participation"]) for t in per_seed)
     offered = np.zeros(n, dtype=np.int64)
@@ -295,12 +295,13 @@ def threat_entries(threats: ThreatConfig, per_seed: Sequence[dict[str, Any]]) ->
     if threats.ldp_epsilon is not None:
         out["epsilon_spent"] = float(max(t["epsilon_spent"] for t in per_seed))
     if threats.attack == "capacity-lie":
+        liars = [t for t in per_seed if t["over_assigned_rounds"]]
         out["over_assigned_rounds"] = _mean(
-            [
-                float(np.mean(t["over_assigned_rounds"]))
-                for t in per_seed
-                if t["over_assigned_rounds"]
-            ]
+            [float(np.mean(t["over_assigned_rounds"])) for t in liars]
+        )
+        # the last round (0-based, -1: never) a liar was over-assigned: how long the lie pays
+        out["last_over_assigned_round"] = _mean(
+            [float(np.mean(t["last_over_assigned_round"])) for t in liars]
         )
     return out
 
