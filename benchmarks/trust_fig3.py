@@ -11,7 +11,7 @@ given more experts than its device holds.
 Run::
 
     nice -n 10 .venv/bin/python benchmarks/trust_fig3.py [--seeds 5] [--rounds 40]
-        [--only NAME,...] [--out benchmarks/trust-results.json] [--plot docs/img/trust_fig3.png]
+        [--only "NAME;..."] [--out benchmarks/trust-results.json] [--plot docs/img/trust_fig3.png]
         [--replot] [--table]
 """
 
@@ -74,6 +74,12 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
             "--audit (fitness_ema=0.1)",
         ),
         (
+            "ldp eps=1, fitness_ema=0.1",
+            {"ldp_epsilon": 1.0, "audit": True},
+            {"fitness_ema": 0.1},
+            "--ldp-epsilon 1 --audit (fitness_ema=0.1)",
+        ),
+        (
             "ldp eps=1 duchi, fitness_ema=0.1",
             {"ldp_epsilon": 1.0, "ldp_mechanism": "duchi", "audit": True},
             {"fitness_ema": 0.1},
@@ -118,7 +124,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--rounds", type=int, default=None)
-    p.add_argument("--only", default=None, help="comma-separated scenario names")
+    p.add_argument("--only", default=None, help="scenario names separated by semicolons")
     p.add_argument("--out", default="benchmarks/trust-results.json")
     p.add_argument("--plot", default="docs/img/trust_fig3.png")
     p.add_argument("--replot", action="store_true", help="only plot the JSON of --out")
@@ -130,7 +136,7 @@ def main() -> None:
     if args.table:
         print(table(json.loads(Path(args.out).read_text())["scenarios"]))
         return
-    wanted = None if args.only is None else {s.strip() for s in args.only.split(",")}
+    wanted = None if args.only is None else {s.strip() for s in args.only.split(";")}
     rows: dict[str, Any] = {}
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (2-core CI machine, shared with other jobs)",
