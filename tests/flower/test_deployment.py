@@ -4,6 +4,9 @@ Runs examples/flower-moe for two rounds in insecure mode on 127.0.0.1 only (free
 at start), with one node that raises in round 2, and checks from the ServerApp's summary that
 every node trained exactly the experts it was sent, that each expert was averaged over the
 nodes that trained it, and that the failing node became a dropout while the round completed.
+A second deployment has one node poisoning its updates with a claim of 10**12 examples, and
+the ServerApp's median and reply screen on (docs/trust.md): the node is screened out of every
+average and the global model keeps learning.
 Every process is started in its own session and killed with its group, whatever happens.
 """
 
@@ -109,8 +112,10 @@ class _Processes:
             out.close()
 
 
-def test_two_rounds_on_a_superlink_with_three_supernodes(tmp_path: Path) -> None:
-    link_port, *node_ports = _free_ports(4)
+def _deploy(tmp_path: Path, node_configs: list[str], run_config: str) -> dict:
+    """Run examples/flower-moe on a SuperLink with one SuperNode per ``node_configs`` entry
+    (``run_config`` added to the summary path); the ServerApp's summary."""
+    link_port, *node_ports = _free_ports(1 + len(node_configs))
     home = tmp_path / "flwr-home"
     home.mkdir()
     (home / "config.toml").write_text(
@@ -126,11 +131,6 @@ def test_two_rounds_on_a_superlink_with_three_supernodes(tmp_path: Path) -> None
     app = tmp_path / "app"
     shutil.copytree(EXAMPLE, app, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     summary_path = tmp_path / "summary.json"
-    node_configs = [
-        "partition-id=0 num-partitions=3 max-experts=2",
-        "partition-id=1 num-partitions=3 fail-rounds=2",
-        "partition-id=2 num-partitions=3",
-    ]
 
     procs = _Processes(env)
     try:
@@ -164,10 +164,7 @@ def test_two_rounds_on_a_superlink_with_three_supernodes(tmp_path: Path) -> None
                 ],
                 tmp_path / f"supernode{k}.log",
             )
-        run_config = (
-            f"summary-path='{summary_path}' num-server-rounds=2 expert-max-clients=2 "
-            "min-nodes=3 round-timeout=150.0"
-        )
+        run_config = f"summary-path='{summary_path}' {run_config}"
         try:
             run = subprocess.run(
                 [
@@ -193,8 +190,20 @@ def test_two_rounds_on_a_superlink_with_three_supernodes(tmp_path: Path) -> None
         assert summary_path.exists(), run.stdout[-3000:] + link_log.read_text()[-3000:]
     finally:
         procs.stop()
+    return json.loads(summary_path.read_text())
 
-    summary = json.loads(summary_path.read_text())
+
+def test_two_rounds_on_a_superlink_with_three_supernodes(tmp_path: Path) -> None:
+    node_configs = [
+        "partition-id=0 num-partitions=3 max-experts=2",
+        "partition-id=1 num-partitions=3 fail-rounds=2",
+        "partition-id=2 num-partitions=3",
+    ]
+    summary = _deploy(
+        tmp_path,
+        node_configs,
+        "num-server-rounds=2 expert-max-clients=2 min-nodes=3 round-timeout=150.0",
+    )
     node_of = {info["partition-id"]: int(node) for node, info in summary["node_info"].items()}
     assert sorted(node_of) == [0, 1, 2]
     first, second = summary["rounds"]
@@ -221,6 +230,31 @@ def test_two_rounds_on_a_superlink_with_three_supernodes(tmp_path: Path) -> None
 
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in summary["rounds"])
     assert len(summary["fitness"]) == 3
+
+
+def test_a_poisoning_supernode_claiming_10_to_the_12_examples_is_screened(tmp_path: Path) -> None:
+    """One SuperNode returns its update scaled by 10 and sign-flipped, claiming 10**12
+    examples, in both rounds; with the median and the reply screen it is left out of every
+    average and the global model keeps learning from the other two."""
+    node_configs = [
+        "partition-id=0 num-partitions=3",
+        "partition-id=1 num-partitions=3 poison-rounds='1,2'",
+        "partition-id=2 num-partitions=3",
+    ]
+    summary = _deploy(
+        tmp_path,
+        node_configs,
+        "num-server-rounds=2 min-nodes=3 round-timeout=150.0 aggregation='median' screen=true",
+    )
+    node_of = {info["partition-id"]: int(node) for node, info in summary["node_info"].items()}
+    poisoner = str(node_of[1])
+    for record in summary["rounds"]:
+        assert sorted(record["completed"]) == sorted(node_of.values())  # a valid reply...
+        assert list(record["screened"]) == [poisoner]  # ...judged implausible
+        assert all(poisoner not in map(str, nodes) for nodes in record["trained_by"].values())
+    accuracy = [r["accuracy"] for r in summary["rounds"]]
+    # not destroyed: well above chance (0.1) and still learning (clean: 0.349, 0.433)
+    assert accuracy[-1] > 0.25 and accuracy[-1] >= accuracy[0] - 0.02, accuracy
 
 
 def _check_averaged_over_trainers(record: dict, assignment: dict[int, list[int]]) -> None:

@@ -20,6 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 import fedalign as fa
 from fedalign.flower import FedAlign
 from fedalign.flower.records import arrays_to_numpy, expert_of_key, numpy_to_arrays
+from fedalign.rounds import ReplyScreen, RobustAggregator
 from fedalign.sim.model import load_partial_state
 from fedalign.sim.server import evaluate
 
@@ -43,8 +44,16 @@ def main(grid: Grid, context: Context) -> None:
         expert_max_clients=int(cfg["expert-max-clients"]) or None,
         seed=seed,
     )
+    # defenses (docs/trust.md): "median", "trimmed-mean" or "clipped-mean", and the screen
+    rule = str(cfg.get("aggregation", "mean"))
+    defenses: dict[str, Any] = {}
+    if rule != "mean":
+        defenses["aggregate"] = RobustAggregator(rule)
+    if bool(cfg.get("screen", False)):
+        defenses["screen"] = ReplyScreen()
     strategy = FedAlign(
         scheduler,
+        **defenses,
         fraction_train=float(cfg["fraction-train"]),
         min_train_nodes=int(cfg["min-nodes"]),
         min_available_nodes=int(cfg["min-nodes"]),
