@@ -165,7 +165,7 @@ class SchedulerSettings:
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     round_bytes: float | None = None
     shared_bytes: float = 0.0
-    balance_weight: float = 0.0
+    balance_weight: float = 0.25
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints
