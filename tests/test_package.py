@@ -44,6 +44,20 @@ def test_the_changelog_names_the_version():
     assert f"## {fa.__version__}" in changelog
 
 
+def test_the_readme_scheduler_example_prints_the_balanced_rounds_it_shows():
+    """The Scheduler snippet runs after the first one and prints exactly the block below it."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    first, second = _readme_python_blocks()[:2]
+    shown = re.search(r"```python\n" + re.escape(second) + r"```\n.*?```\n(.*?)```", text, re.DOTALL)
+    assert shown is not None, "the README shows the Scheduler example's output below it"
+    ran = subprocess.run(
+        [sys.executable, "-W", "error::fedalign.HerdingWarning", "-c", first + second],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[-3:] == shown.group(1).splitlines()
+
+
 EXTRAS = {
     "sim": "import fedalign.sim.server, fedalign.sim.experiments",
     "flower": "import fedalign.flower; from fedalign.flower import FedAlign",

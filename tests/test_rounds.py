@@ -97,7 +97,10 @@ def open_round(
     """Open a round whose plan is exactly ``assign`` (client -> experts)."""
     state = model_state() if state is None else state
     n_experts = 3
-    sched = Recording(fa.Scheduler(n_experts, solver="flow", seed=0, max_experts=None), refuse)
+    # balance_weight=0: every allowed pair is worth taking, so the plan is exactly ``assign``
+    sched = Recording(
+        fa.Scheduler(n_experts, solver="flow", seed=0, max_experts=None, balance_weight=0.0), refuse
+    )
     allowed = np.zeros((len(assign), n_experts), dtype=bool)
     for row, (client, experts) in enumerate(assign.items()):
         sched.inner.register(client, fa.ClientProfile(max_experts=max(1, len(experts))))

@@ -214,20 +214,74 @@ def run_strategy(
         The same measurements as the local runner.
     """
     import torch
-    from flwr.serverapp import ServerApp
     from flwr.simulation import run_simulation
 
-    from ..sim.server import RunResult, evaluate, make_scheduler
+    from ..sim.server import RunResult
 
     cfg = setup.config
     n, e = cfg.n_clients, cfg.n_experts
     result = RunResult(strategy.name, setup.seed)
     result.expert_load = np.zeros((n, e), dtype=np.int64)
     result.trained_load = np.zeros((n, e), dtype=np.int64)
+    failure: list[BaseException] = []
+    server_app = _server_app(setup, strategy, result, on_round, round_timeout, failure)
+    client_app = make_moe_client_app(
+        partial(_moe_node, cfg, setup.seed),
+        epochs=cfg.local_epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=setup.seed,
+        reward=cfg.reward,
+    )
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    if not verbose:
+        # run_simulation is deprecated (warned on every call); keep errors only
+        flwr_logger.setLevel(logging.ERROR)
+        # opt in to Ray's future behaviour now instead of printing its tip on every start
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    threads = torch.get_num_threads()
+    try:
+        run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=n,
+            backend_name="ray",
+            backend_config=backend_config or default_backend_config(),  # type: ignore[arg-type]
+            verbose_logging=False,
+        )
+    finally:
+        flwr_logger.setLevel(level)
+        torch.set_num_threads(threads)
+    if failure:
+        raise RuntimeError(
+            f"the Flower run of {strategy.name!r} failed: {failure[0]!r}"
+        ) from failure[0]
+    if len(result.accuracy) != cfg.rounds:
+        raise RuntimeError(
+            f"the Flower run of {strategy.name!r} finished {len(result.accuracy)} of {cfg.rounds} rounds"
+        )
+    return result
+
+
+def _server_app(
+    setup: Any,
+    strategy: Any,
+    result: Any,
+    on_round: Callable[[int, float], None] | None,
+    round_timeout: float,
+    failure: list[BaseException],
+) -> Any:
+    """The ServerApp of one run: the fleet strategy over the seed's scheduler, with the central
+    evaluation recorded in ``result`` and any exception appended to ``failure``."""
+    from flwr.serverapp import ServerApp
+
+    from ..sim.server import evaluate, make_scheduler
+
+    cfg = setup.config
     scheduler = make_scheduler(setup, strategy, seed=setup.seed)
     worker = _new_model(setup)
     initial = rec.numpy_to_arrays(setup.initial_state)
-    failure: list[BaseException] = []
 
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         if server_round == 0:  # the local runner does not evaluate the initial model either
@@ -267,43 +321,7 @@ def run_strategy(
             failure.append(exc)
             raise
 
-    client_app = make_moe_client_app(
-        partial(_moe_node, cfg, setup.seed),
-        epochs=cfg.local_epochs,
-        lr=cfg.lr,
-        batch_size=cfg.batch_size,
-        seed=setup.seed,
-        reward=cfg.reward,
-    )
-    flwr_logger = logging.getLogger("flwr")
-    level = flwr_logger.level
-    if not verbose:
-        # run_simulation is deprecated (warned on every call); keep errors only
-        flwr_logger.setLevel(logging.ERROR)
-        # opt in to Ray's future behaviour now instead of printing its tip on every start
-        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    threads = torch.get_num_threads()
-    try:
-        run_simulation(
-            server_app=server_app,
-            client_app=client_app,
-            num_supernodes=n,
-            backend_name="ray",
-            backend_config=backend_config or default_backend_config(),  # type: ignore[arg-type]
-            verbose_logging=False,
-        )
-    finally:
-        flwr_logger.setLevel(level)
-        torch.set_num_threads(threads)
-    if failure:
-        raise RuntimeError(
-            f"the Flower run of {strategy.name!r} failed: {failure[0]!r}"
-        ) from failure[0]
-    if len(result.accuracy) != cfg.rounds:
-        raise RuntimeError(
-            f"the Flower run of {strategy.name!r} finished {len(result.accuracy)} of {cfg.rounds} rounds"
-        )
-    return result
+    return server_app
 
 
 def run_flower_experiment(

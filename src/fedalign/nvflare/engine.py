@@ -345,18 +345,40 @@ def _run(
     timeout: float,
     round_timeout: int,
 ) -> Any:
+    cfg = setup.config
+    results = root / "results.json"
+    results.unlink(missing_ok=True)
+    sites = [_site(i) for i in range(cfg.n_clients)]
+    _export_job(setup, strategy, root, results, round_timeout)
+    log_path = root / "simulator.log"
+    command = simulator_command(root / "jobs" / "fedalign", root / "workspace", sites)
+    with open(log_path, "wb") as log:
+        # its own session: a timeout ends the simulator and every site process it started
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _watch(proc, strategy.name, results, log_path, on_round, timeout)
+        finally:
+            _stop(proc)
+    measured = json.loads(results.read_text()) if results.exists() else {}
+    if len(measured.get("accuracy", [])) != cfg.rounds:
+        done = len(measured.get("accuracy", []))
+        raise RuntimeError(
+            f"the NVFlare run of {strategy.name!r} finished {done} of {cfg.rounds} rounds "
+            f"(simulator exit status {proc.returncode})" + _log_tail(log_path)
+        )
+    return _run_result(setup, strategy, measured)
+
+
+def _export_job(setup: Any, strategy: Any, root: Path, results: Path, round_timeout: int) -> None:
+    """Write the seed's world and export the NVFlare job (controller + MoE site script)."""
     from nvflare.job_config.api import FedJob
     from nvflare.job_config.script_runner import FrameworkType, ScriptRunner
 
-    from ..sim.server import RunResult
     from . import moe_site
 
     cfg = setup.config
     world = root / "world.json"
     world.write_text(json.dumps({"config": cfg.to_dict(), "seed": int(setup.seed)}))
-    results = root / "results.json"
-    results.unlink(missing_ok=True)
-    sites = [_site(i) for i in range(cfg.n_clients)]
     job = FedJob(name="fedalign", min_clients=cfg.n_clients)
     job.set_app_packages(["fedalign"])  # installed on every site: never copied into the job
     job.to_server(
@@ -376,40 +398,42 @@ def _run(
         )
     )
     job.export_job(str(root / "jobs"))
-    log_path = root / "simulator.log"
-    command = simulator_command(root / "jobs" / "fedalign", root / "workspace", sites)
+
+
+def _watch(
+    proc: subprocess.Popen[bytes],
+    name: str,
+    results: Path,
+    log_path: Path,
+    on_round: Callable[[int, float], None] | None,
+    timeout: float,
+) -> None:
+    """Follow the simulator until it exits: progress from ``results``; a site that does not
+    start (:class:`SiteStartFailure`) or a run past ``timeout`` raises."""
+    deadline = time.monotonic() + timeout
     reported = 0
-    with open(log_path, "wb") as log:
-        # its own session: a timeout ends the simulator and every site process it started
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                finished = proc.poll() is not None
-                reported = _report_progress(results, reported, on_round)
-                if finished:
-                    break
-                failure = _site_start_failure(log_path)
-                if failure:
-                    raise SiteStartFailure(
-                        f"a site of the NVFlare simulation of {strategy.name!r} did not start "
-                        f"({failure})" + _log_tail(log_path)
-                    )
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"the NVFlare simulation of {strategy.name!r} took more than {timeout} s"
-                        + _log_tail(log_path)
-                    )
-                time.sleep(0.5)
-        finally:
-            _stop(proc)
-    measured = json.loads(results.read_text()) if results.exists() else {}
-    if len(measured.get("accuracy", [])) != cfg.rounds:
-        done = len(measured.get("accuracy", []))
-        raise RuntimeError(
-            f"the NVFlare run of {strategy.name!r} finished {done} of {cfg.rounds} rounds "
-            f"(simulator exit status {proc.returncode})" + _log_tail(log_path)
-        )
+    while True:
+        finished = proc.poll() is not None
+        reported = _report_progress(results, reported, on_round)
+        if finished:
+            return
+        failure = _site_start_failure(log_path)
+        if failure:
+            raise SiteStartFailure(
+                f"a site of the NVFlare simulation of {name!r} did not start "
+                f"({failure})" + _log_tail(log_path)
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the NVFlare simulation of {name!r} took more than {timeout} s" + _log_tail(log_path)
+            )
+        time.sleep(0.5)
+
+
+def _run_result(setup: Any, strategy: Any, measured: dict[str, Any]) -> Any:
+    """The controller's measurements as the local runner's ``RunResult``."""
+    from ..sim.server import RunResult
+
     result = RunResult(strategy.name, setup.seed)
     for key in ("accuracy", "domain_accuracy", "bytes_up", "bytes_down", "seconds"):
         setattr(result, key, measured[key])

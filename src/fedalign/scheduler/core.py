@@ -34,7 +34,7 @@ from ..profiles import CapacityProfiler, ClientProfile, ProfileBounds
 from ..rows import Row
 from ..scores import USAGE_MAX, FitnessTracker, UsageTracker
 from ..solvers import Solution, solve
-from .capacity import cohort_capacity, feasible_min
+from .capacity import cohort_capacity, feasible_min, slots
 from .desirability import desirability
 from .ledger import ClientLedger
 from .persistence import SchedulerState, load_state, malformed_state, reward_bounds, save_state
@@ -144,12 +144,16 @@ class Scheduler:
         experts (default 0); only the byte budget reads it.
     balance_weight : float >= 0
         In-round load balance: a soft ``"round load"`` row charges, on each expert, the
-        ``k``-th client above its fair share of the round (the cohort's expert slots over
-        E, rounded up) ``k * balance_weight`` in desirability units (up to
+        ``k``-th client above its fair share of the round (the cohort's expert slots --
+        what each client's ``max_experts``, memory and deadline allow -- over E, rounded
+        down, at least 1: the cost is convex, so a remainder is spread one per expert) ``k * balance_weight`` in desirability units (up to
         ``BALANCE_BANDS * balance_weight`` per further client): a convex cost that
         couples the clients of a round, so that a cohort whose desirabilities move alike
         (the usage term moves only between rounds) spreads over the experts instead of
-        herding onto the same ones. 0 turns it off (the paper's published system).
+        herding onto the same ones. Default 0.25 (a quarter of the desirability scale
+        for the first client over the fair share): on by default so that defaults never
+        herd; 0 turns it off (the paper's published system, where only the usage term
+        spreads load, between rounds).
     trust_rate : float in [0, 1]
         Keep a trust score per client, an exponential average (this weight for the latest
         round) of the plausibility of its reports, starting at 1; a client's fitness moves
@@ -228,7 +232,7 @@ class Scheduler:
         solver_options: Mapping[str, Any] | None = None,
         round_bytes: float | None = None,
         shared_bytes: float = 0.0,
-        balance_weight: float = 0.0,
+        balance_weight: float = 0.25,
         trust_rate: float = 0.0,
         reward_z: float | None = None,
         reward_tolerance: float = 0.2,
@@ -611,7 +615,7 @@ class Scheduler:
                 min_experts = np.where(due & could, np.maximum(min_experts, 1), min_experts)
         problem = AlignmentProblem(
             d,
-            rows=self._round_rows(cap.max_experts),
+            rows=self._round_rows(slots(cap, allow)),
             max_experts=cap.max_experts,
             min_experts=min_experts,
             expert_memory=cap.expert_memory,
@@ -631,15 +635,16 @@ class Scheduler:
         )
         return problem, terms, could
 
-    def _round_rows(self, max_experts: NDArray[np.int64]) -> list[Row]:
-        """The rows the settings add to every round: the byte budget, the in-round balance."""
+    def _round_rows(self, slots: NDArray[np.int64]) -> list[Row]:
+        """The rows the settings add to every round: the byte budget, the in-round balance
+        (fair share: the cohort's ``slots``, :func:`.capacity.slots`, over E, rounded down)."""
         s = self._settings
         out = []
         if s.round_bytes is not None and s.expert_bytes is not None:
             per_pair = 2.0 * (np.asarray(s.expert_bytes, dtype=np.float64) + s.shared_bytes)
             out.append(Row(ROUND_BYTES_ROW, "total", per_pair, upper=s.round_bytes))
         if s.balance_weight > 0:
-            fair = math.ceil(int(max_experts.sum()) / self.n_experts)
+            fair = max(1, int(slots.sum()) // self.n_experts)
             prices = (s.balance_weight * np.arange(1, BALANCE_BANDS + 1)).tolist()
             out.append(Row(BALANCE_ROW, "expert", 1.0, upper=fair, penalty=prices))
         return out

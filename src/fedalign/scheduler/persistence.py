@@ -49,6 +49,10 @@ from .rounds import MAX_ROUND, OPTIONAL_ARRAYS, OpenRound
 from .settings import SchedulerSettings
 from .state_file import StateFile, read_state, write_state
 
+#: Settings whose default changed after format version 1 was first written, with the value a
+#: state that does not name them was running with.
+PRE_BALANCE_SETTINGS: dict[str, Any] = {"balance_weight": 0.0}
+
 __all__ = [
     "STATE_FORMAT_VERSION",
     "SchedulerState",
@@ -181,7 +185,10 @@ class SchedulerState:
             if not isinstance(state, Mapping):
                 raise InvalidStateError(f"state: expected a mapping, got {type(state).__name__}")
             _check_version(state["format_version"])
-            settings = SchedulerSettings.from_dict(_mapping("settings", state["settings"]))
+            saved = _mapping("settings", state["settings"])
+            # A state written before the in-round load row existed ran without it: resume it
+            # as it ran, not with today's default.
+            settings = SchedulerSettings.from_dict({**PRE_BALANCE_SETTINGS, **saved})
             ids = _client_ids(state["client_ids"])
             arrays = _mapping("arrays", state["arrays"])
             scalars = _mapping("scalars", state["scalars"])

@@ -179,7 +179,7 @@ class SchedulerSettings:
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     round_bytes: float | None = None
     shared_bytes: float = 0.0
-    balance_weight: float = 0.0
+    balance_weight: float = 0.25
     trust_rate: float = 0.0
     reward_z: float | None = None
     reward_tolerance: float = 0.2

@@ -204,6 +204,7 @@ def make_scheduler(
         min_experts=1,
         max_experts=None,
         expert_max_clients=expert_max_clients,
+        balance_weight=0.0,  # the paper's system: usage moves load between rounds only
         expert_bytes=float(fleet.expert_bytes),
         deadline=setup.deadline,
         **({} if threats is None else threats.scheduler_settings()),

@@ -23,7 +23,7 @@ from ..base import Budget
 from ..repair import local_search, repair
 from ._common import MAX_CUTS, NEG
 from ._duals import Duals
-from ._primal import has_user_rows, price_repair
+from ._primal import has_user_rows, price_repair, soft_caps
 from ._subproblems import Subproblems, SubResult
 
 
@@ -233,6 +233,17 @@ def _primal_step(
         t0 = time.perf_counter()
         cand = _repaired(problem, sub, res.x, price, state)
         state.repair_time += time.perf_counter() - t0
+    caps = soft_caps(problem) if problem.soft_rows else None
+    if caps is not None and (load > caps).any() and (
+        state.best_x is None or state.repair_time <= repair_share * budget.elapsed()
+    ):
+        # The choice piles clients onto experts that a soft row charges for: the same
+        # repair with the soft bounds as caps is a second candidate; keep the better.
+        t0 = time.perf_counter()
+        spread = _repaired(problem, sub, res.x, price, state, cap=caps)
+        state.repair_time += time.perf_counter() - t0
+        if spread is not None and (cand is None or problem.objective(spread) > problem.objective(cand)):
+            cand = spread
     if cand is None:
         return
     obj = problem.objective(cand)
@@ -255,15 +266,18 @@ def _repaired(
     x: NDArray[np.bool_],
     price: NDArray[np.float64],
     state: State,
+    cap: NDArray[np.float64] | None = None,
 ) -> NDArray[np.bool_] | None:
-    """The price repair, then :func:`repair`; None (and ``state.last_error``) if it fails."""
+    """The price repair (to ``cap``, default the expert maximums), then :func:`repair`;
+    None (and ``state.last_error``) if it fails."""
     d = problem.desirability
     cand: NDArray[np.bool_] | None = None
     try:
         # Reduced profits as priority: congested experts are dropped and filled
         # last, and the fill only adds pairs worth their expert's price.
-        guided = price_repair(problem, sub, x, price)
-        cand = repair(problem, guided, fill=True, priority=d - price)
+        guided = price_repair(problem, sub, x, price, cap=cap)
+        # With soft caps the fill prices the soft rows' penalties in (no priority given)
+        cand = repair(problem, guided, fill=True, priority=None if cap is not None else d - price)
     except InfeasibleError:
         try:  # tight equality rows (e.g. GAP): the plain desirability order may pass
             cand = repair(problem, x, fill=True)

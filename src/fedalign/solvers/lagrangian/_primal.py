@@ -32,6 +32,7 @@ def price_repair(
     x: NDArray[np.bool_],
     price: NDArray[np.float64],
     rounds: int = 4,
+    cap: NDArray[np.float64] | None = None,
 ) -> NDArray[np.bool_]:
     """Make the subproblem choice respect the expert maximums by re-solving, not trimming.
 
@@ -39,10 +40,17 @@ def price_repair(
     profit) and drops the rest; each client that lost an expert re-solves its own knapsack
     with the experts that are now full closed to it, so it moves to its best remaining
     subset instead of merely losing a member. A few rounds settle most conflicts; what is
-    left (and every minimum) is for :func:`repair`.
+    left (and every minimum) is for :func:`repair`. ``cap`` replaces the expert maximums
+    (:func:`soft_caps`: with the soft count rows' upper bounds as if they were hard).
     """
     x = x.copy()
-    cap = problem.expert_max_clients
+    if cap is None:
+        cap = problem.expert_max_clients.astype(np.float64)
+    else:
+        # Soft caps usually bind on many experts at once (clients that prefer experts alike
+        # move together, one expert further each round): a full expert stays closed, so at
+        # most E rounds.
+        rounds = max(rounds, problem.n_experts + 1)
     r = problem.desirability - _on_rows(price, None)
     for _ in range(rounds):
         load = x.sum(axis=0)
@@ -115,6 +123,24 @@ def cover_minimums(
     if sub.has_low:
         ok &= sub.knapsack_ok(rows, new)
     x[rows[ok]] = new[ok]
+
+
+def soft_caps(problem: AlignmentProblem) -> NDArray[np.float64] | None:
+    """The expert maximums with every soft unit-weight expert row's upper bound as a cap.
+
+    None when there is no such row. When every client's subproblem prefers the same experts
+    (desirabilities that move alike, as in a scheduler's round), the subproblems' choice
+    piles the whole cohort onto them and a soft row only charges for it; re-solving with
+    these caps spreads the cohort, which the caller keeps where it pays (see
+    :func:`._prices._primal_step`).
+    """
+    caps = problem.expert_max_clients.astype(np.float64)
+    found = False
+    for row in problem.soft_rows:
+        if row.over == "expert" and row.upper is not None and row.unit:
+            caps = np.minimum(caps, np.floor(np.broadcast_to(row.upper, caps.shape) + 1e-9))
+            found = True
+    return caps if found else None
 
 
 def _on_rows(price: NDArray[np.float64], rows: NDArray[np.int64] | None) -> NDArray[np.float64]:

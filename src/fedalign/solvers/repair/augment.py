@@ -112,6 +112,61 @@ def _fits_giving_any(
         ok &= room.weights(rows, taken)[:, None] - block_of(room.row, rows) <= room.left[rows][:, None]
 
 
+def _end_at_holders(x: NDArray[np.bool_], paths: Paths, guard: Guard, terminals: list[int]) -> int:
+    """Apply the client-rooted paths ending at holders with experts to spare (they only
+    drop their expert; the rest of the path swaps); returns how many were applied."""
+    done = 0
+    for h in terminals:
+        path = paths.trace(h, True)
+        if path is None:
+            continue
+        clients, experts = path
+        adds, drops = _client_path(clients[1:], experts)
+        drops = (np.r_[drops[0], h], np.r_[drops[1], experts[0]])
+        done += paths.apply(x, guard, path, adds, drops)
+    return done
+
+
+def _end_at_seats(
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    paths: Paths,
+    guard: Guard,
+    res: Residual,
+    frontier: NDArray[np.intp],
+    reach: NDArray[np.bool_],
+    term: NDArray[np.intp],
+) -> int:
+    """Apply the client-rooted paths ending at experts ``term`` with free seats.
+
+    An expert with ``s`` free seats can end up to ``s`` paths, each from a different client
+    of the frontier (``reach[k, t]``: frontier client ``k`` can take ``term[t]``):
+    candidates best first, at most a few per seat.
+    """
+    rows, cols = np.nonzero(reach)
+    cs, js = frontier[rows], term[cols]
+    for room in res.expert:
+        fit = room.admits(cs, js)
+        cs, js = cs[fit], js[fit]
+    order = np.argsort(-key[cs, js], kind="stable")
+    cs, js = cs[order], js[order]
+    keep = group_cumsum(js, np.ones(js.size, np.int64)) <= 2 * res.seats[js] + 2
+    seats = res.seats.copy()
+    done = 0
+    for c, j in zip(cs[keep].tolist(), js[keep].tolist(), strict=True):
+        if seats[j] <= 0:
+            continue
+        path = paths.trace(c, True)
+        if path is None:
+            continue
+        clients, experts = path
+        adds, drops = _client_path(clients, [j, *experts])
+        if paths.apply(x, guard, path, adds, drops):
+            seats[j] -= 1
+            done += 1
+    return done
+
+
 def augment_clients(
     problem: AlignmentProblem,
     x: NDArray[np.bool_],
@@ -152,46 +207,6 @@ def augment_clients(
         client_seen[fixed] = True
     frontier = roots
     dropped = np.full(roots.size, -1)
-
-    def apply(terminals: list[int]) -> int:
-        # Each terminal holder only drops its expert; the rest of the path swaps.
-        done = 0
-        for h in terminals:
-            path = paths.trace(h, True)
-            if path is None:
-                continue
-            clients, experts = path
-            adds, drops = _client_path(clients[1:], experts)
-            drops = (np.r_[drops[0], h], np.r_[drops[1], experts[0]])
-            done += paths.apply(x, guard, path, adds, drops)
-        return done
-
-    def apply_seats(frontier: NDArray[np.intp], reach: NDArray[np.bool_], term: NDArray[np.intp]) -> int:
-        # An expert with s free seats can end up to s paths, each from a different client
-        # of the frontier: candidates best first, at most a few per seat.
-        rows, cols = np.nonzero(reach)
-        cs, js = frontier[rows], term[cols]
-        for room in res.expert:
-            fit = room.admits(cs, js)
-            cs, js = cs[fit], js[fit]
-        order = np.argsort(-key[cs, js], kind="stable")
-        cs, js = cs[order], js[order]
-        keep = group_cumsum(js, np.ones(js.size, np.int64)) <= 2 * res.seats[js] + 2
-        seats = res.seats.copy()
-        done = 0
-        for c, j in zip(cs[keep].tolist(), js[keep].tolist(), strict=True):
-            if seats[j] <= 0:
-                continue
-            path = paths.trace(c, True)
-            if path is None:
-                continue
-            clients, experts = path
-            adds, drops = _client_path(clients, [j, *experts])
-            if paths.apply(x, guard, path, adds, drops):
-                seats[j] -= 1
-                done += 1
-        return done
-
     while frontier.size:
         ok = problem.fits[frontier] & ~x[frontier] & ~expert_seen[None, :]
         _fits_taking_any(res.client, frontier, dropped, ok)
@@ -209,7 +224,7 @@ def augment_clients(
             free &= room.admits(paths.expert_parent[js], js)
         term = js[free]
         if term.size:
-            done = apply_seats(frontier, ok[:, term], term)
+            done = _end_at_seats(x, key, paths, guard, res, frontier, ok[:, term], term)
             if done or not guard:
                 return done
         holds = x[:, js] & ~client_seen[:, None]
@@ -222,12 +237,67 @@ def augment_clients(
         spare = hs[count[hs] > problem.min_experts[hs]]
         if spare.size:
             spare = spare[np.argsort(key[spare, paths.client_parent[spare]], kind="stable")]
-            done = apply(spare.tolist())
+            done = _end_at_holders(x, paths, guard, spare.tolist())
             if done or not guard:
                 return done
         frontier = hs
         dropped = paths.client_parent[hs]
     return 0
+
+
+def _expert_path(clients: list[int], experts: list[int]) -> tuple[Pairs, Pairs]:
+    """Changes of an expert-rooted path: ``clients[k]`` adds ``experts[k]``, ``clients[k + 1]``
+    drops it."""
+    adds = _pairs(clients, experts[: len(clients)])
+    drops = _pairs(clients[1:], experts[: len(clients) - 1])
+    return adds, drops
+
+
+def _end_at_roomy_clients(x: NDArray[np.bool_], paths: Paths, guard: Guard, terminals: list[int]) -> int:
+    """Apply the expert-rooted paths ending at clients with room (they only add)."""
+    done = 0
+    for c in terminals:
+        path = paths.trace(c, True)
+        if path is not None:
+            done += paths.apply(x, guard, path, *_expert_path(*path))
+    return done
+
+
+def _end_at_spare_experts(
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    paths: Paths,
+    guard: Guard,
+    spare_left: NDArray[np.int64],
+    cs: NDArray[np.intp],
+    reach: NDArray[np.bool_],
+    term: NDArray[np.intp],
+) -> int:
+    """Apply the expert-rooted paths ending where client ``cs[k]`` drops an expert ``term[t]``
+    that has clients to spare (``reach[k, t]``).
+
+    An expert with ``s`` clients to spare (``spare_left``, updated) can end up to ``s``
+    paths, each through a different client that drops it: candidates losing least first,
+    at most a few per spare client.
+    """
+    rows, cols = np.nonzero(reach)
+    cc, ks = cs[rows], term[cols]
+    order = np.argsort(key[cc, ks], kind="stable")
+    cc, ks = cc[order], ks[order]
+    keep = group_cumsum(ks, np.ones(ks.size, np.int64)) <= 2 * spare_left[ks] + 2
+    done = 0
+    for c, k in zip(cc[keep].tolist(), ks[keep].tolist(), strict=True):
+        if spare_left[k] <= 0:
+            continue
+        path = paths.trace(c, True)
+        if path is None:
+            continue
+        adds, drops = _expert_path(*path)
+        drops = (np.r_[c, drops[0]], np.r_[k, drops[1]])
+        if paths.apply(x, guard, path, adds, drops):
+            spare_left[k] -= 1
+            done += 1
+    return done
 
 
 def augment_experts(
@@ -262,44 +332,6 @@ def augment_experts(
         client_seen[fixed] = True
     frontier = np.asarray(roots)
     top = frontier
-
-    def changes(clients: list[int], experts: list[int]) -> tuple[Pairs, Pairs]:
-        # clients[k] adds experts[k]; clients[k + 1] drops experts[k]
-        adds = _pairs(clients, experts[: len(clients)])
-        drops = _pairs(clients[1:], experts[: len(clients) - 1])
-        return adds, drops
-
-    def apply(terminals: list[int]) -> int:
-        done = 0
-        for c in terminals:  # each terminal client has room: it only adds
-            path = paths.trace(c, True)
-            if path is not None:
-                done += paths.apply(x, guard, path, *changes(*path))
-        return done
-
-    def apply_spare(cs: NDArray[np.intp], reach: NDArray[np.bool_], term: NDArray[np.intp]) -> int:
-        # An expert with s clients to spare can end up to s paths, each through a different
-        # client that drops it: candidates losing least first, at most a few per spare client.
-        rows, cols = np.nonzero(reach)
-        cc, ks = cs[rows], term[cols]
-        order = np.argsort(key[cc, ks], kind="stable")
-        cc, ks = cc[order], ks[order]
-        spare_left = load - problem.expert_min_clients
-        keep = group_cumsum(ks, np.ones(ks.size, np.int64)) <= 2 * spare_left[ks] + 2
-        done = 0
-        for c, k in zip(cc[keep].tolist(), ks[keep].tolist(), strict=True):
-            if spare_left[k] <= 0:
-                continue
-            path = paths.trace(c, True)
-            if path is None:
-                continue
-            adds, drops = changes(*path)
-            drops = (np.r_[c, drops[0]], np.r_[k, drops[1]])
-            if paths.apply(x, guard, path, adds, drops):
-                spare_left[k] -= 1
-                done += 1
-        return done
-
     while frontier.size:
         can = problem.fits[:, frontier] & ~x[:, frontier] & ~client_seen[:, None]
         if first is not None and frontier is top:
@@ -319,7 +351,7 @@ def augment_experts(
         term = cs[has_room]
         if term.size:
             term = term[np.argsort(-key[term, paths.client_parent[term]], kind="stable")]
-            done = apply(term.tolist())
+            done = _end_at_roomy_clients(x, paths, guard, term.tolist())
             if done or not guard:
                 return done
         jc = paths.client_parent[cs]
@@ -334,7 +366,8 @@ def augment_experts(
         paths.expert_parent[ks] = cs[parent_row]
         spare = ks[load[ks] > problem.expert_min_clients[ks]]
         if spare.size:
-            done = apply_spare(cs, swap[:, spare], spare)
+            spare_left = load - problem.expert_min_clients
+            done = _end_at_spare_experts(x, key, paths, guard, spare_left, cs, swap[:, spare], spare)
             if done or not guard:
                 return done
         frontier = ks
