@@ -256,7 +256,7 @@ def _add_threat_flags(p: argparse.ArgumentParser) -> None:
         help="attackers' behaviour (default: none)",
     )
     g.add_argument(
-        "--attackers", type=float, default=0.2, metavar="SHARE",
+        "--attackers", type=float, default=None, metavar="SHARE",
         help="share of attacking clients with --attack (default 0.2)",
     )  # fmt: skip
     g.add_argument(
@@ -294,10 +294,13 @@ def _threats(args: argparse.Namespace) -> Any:
         raise CommandError(
             f"needs the sim extra (pip install 'fedalign[sim]'): {exc}", EXIT_FAILURE
         ) from None
+    if args.attack is None and args.attackers is not None:
+        raise CommandError("--attackers: needs --attack KIND")
+    share = 0.2 if args.attackers is None else args.attackers
     try:
         config = ThreatConfig(
             attack=args.attack,
-            attackers=args.attackers if args.attack else 0.0,
+            attackers=share if args.attack else 0.0,
             defenses=args.defense,
             max_idle_rounds=args.max_idle_rounds,
             ldp_epsilon=args.ldp_epsilon,

@@ -286,6 +286,7 @@ def test_cli_clean_run_reports_participation(tmp_path):
         (["--max-idle-rounds", "0"], "--max-idle-rounds"),
         (["--ldp-epsilon", "-1"], "--ldp-epsilon"),
         (["--attack", "poison", "--engine", "flower"], "--engine local"),
+        (["--attackers", "0.3"], "--attackers: needs --attack"),
     ],
 )
 def test_cli_bad_threat_flags(tmp_path, capsys, argv, flag):
