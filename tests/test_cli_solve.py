@@ -152,7 +152,8 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
 
 def assert_valid_output(data: dict[str, Any], result: dict[str, Any]) -> None:
     """The printed result is feasible for the problem and its numbers add up."""
-    assert set(result) == {"assignment", "objective", "bound", "gap", "status", "solver", "runtime"}
+    assert set(result) == {"assignment", "objective", "bound", "gap", "status", "solver", "runtime", "info"}
+    assert isinstance(result["info"], dict)  # the solver's extras, JSON-safe
     problem = problem_from_json(data)
     x = np.zeros(problem.shape, bool)
     assert list(result["assignment"]) == [str(c) for c in problem.client_ids]

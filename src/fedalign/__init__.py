@@ -15,6 +15,7 @@ from .errors import (
     InvalidStateError,
     SolverUnavailableError,
     StateConflictError,
+    TimeLimitError,
     UnsupportedProblemError,
 )
 from .problem import AlignmentProblem, Violation, check
@@ -45,6 +46,7 @@ __all__ = [
     "Solution",
     "SolverUnavailableError",
     "StateConflictError",
+    "TimeLimitError",
     "UnsupportedProblemError",
     "UsageTracker",
     "Violation",

@@ -20,7 +20,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._arrays import MAX_N_EXPERTS, PerExpert, validate_table
-from .._validation import Constraint, InstanceOf, Interval, Options, Table, short_repr, validate_one
+from .._validation import (
+    Boolean,
+    Constraint,
+    InstanceOf,
+    Interval,
+    Options,
+    Table,
+    short_repr,
+    validate_one,
+)
 from ..plan import MAX_SAMPLES
 from ..profiles import ProfileBounds
 from ..scores import USAGE_NORMS
@@ -129,6 +138,7 @@ class SchedulerSettings:
         "round_bytes": [_ABOVE_0, None],
         "shared_bytes": [_AT_LEAST_0],
         "balance_weight": _WEIGHT,
+        "warm_start": [Boolean()],
     }
 
     n_experts: int
@@ -166,6 +176,7 @@ class SchedulerSettings:
     round_bytes: float | None = None
     shared_bytes: float = 0.0
     balance_weight: float = 0.0
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints

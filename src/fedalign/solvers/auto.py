@@ -37,7 +37,17 @@ import numpy as np
 
 from ..errors import InfeasibleError, SolverUnavailableError, UnsupportedProblemError
 from ..problem import AlignmentProblem
-from .base import Budget, Result, Solution, Solver, get_solver, register, registered_solvers
+from .base import (
+    Budget,
+    Result,
+    Solution,
+    Solver,
+    check_warm_start,
+    get_solver,
+    register,
+    registered_solvers,
+)
+from .warm import WarmStart
 
 __all__ = ["FEW_EXPERTS", "SMALL_PAIRS", "AutoSolver", "choice", "choose"]
 
@@ -111,6 +121,7 @@ class AutoSolver(Solver):
 
     name = "auto"
     exact = False
+    warm_start = "whatever the chosen solver reuses"
 
     def refusal(self, problem: AlignmentProblem) -> str | None:
         """None when some installed solver supports every row (``auto`` then picks among them)."""
@@ -131,9 +142,11 @@ class AutoSolver(Solver):
         *,
         time_limit: float | None = None,
         seed: int | None = None,
+        warm_start: Solution | None = None,
         **options: Any,
     ) -> Solution:
-        """Choose a solver, run it with the same time limit and seed, return its Solution."""
+        """Choose a solver, run it with the same time limit, seed and warm start; return its Solution."""
+        check_warm_start(warm_start)
         start = time.perf_counter()
         reason = self.unsupported_reason(problem)
         if reason is not None:
@@ -145,7 +158,9 @@ class AutoSolver(Solver):
             "pairs": problem.n_clients * problem.n_experts,
         }
         try:
-            solution = get_solver(chosen).solve(problem, time_limit=time_limit, seed=seed)
+            solution = get_solver(chosen).solve(
+                problem, time_limit=time_limit, seed=seed, warm_start=warm_start
+            )
         except InfeasibleError as exc:
             # An exact solver may give up when its time limit ends before it finds a point;
             # the greedy heuristic is fast and may still find one. If it fails too, the
@@ -154,7 +169,8 @@ class AutoSolver(Solver):
             if chosen == "greedy" or not get_solver("greedy").accepts(problem):
                 raise
             try:
-                solution = get_solver("greedy").solve(problem, time_limit=time_limit, seed=seed)
+                remaining = None if time_limit is None else max(0.05, time_limit - (time.perf_counter() - start))
+                solution = get_solver("greedy").solve(problem, time_limit=remaining, seed=seed)
             except InfeasibleError:
                 raise exc from None
             note["fallback"] = f"{chosen} raised InfeasibleError ({exc}); greedy found a plan"
@@ -168,7 +184,9 @@ class AutoSolver(Solver):
         *,
         budget: Budget,
         rng: np.random.Generator,
+        warm: WarmStart | None = None,
     ) -> Result:
         """Delegate to the chosen solver (used only when called through ``_solve`` directly)."""
         chosen = get_solver(choose(problem, budget.time_limit))
-        return chosen._solve(problem, budget=budget, rng=rng)
+        extra = {} if chosen.warm_start is None else {"warm": warm}
+        return chosen._solve(problem, budget=budget, rng=rng, **extra)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ...errors import InfeasibleError
-from ...problem import AlignmentProblem, check
+from ...errors import InfeasibleError, TimeLimitError
+from ...problem import AlignmentProblem, check, feasible
 from ..base import Budget
 from ..repair import local_search, repair
 from ._common import MAX_CUTS, NEG
@@ -87,11 +87,16 @@ def dual_ascent(
         t_eval = time.perf_counter()
         prices = duals.unpack(z)
         price = duals.price(prices)
+        sub.deadline = _eval_deadline(
+            budget, stop_at, first=it == 0 and primal, pairs=float(problem.n_clients) * problem.n_experts
+        )
         res = sub.solve(price)
         value = duals.value(res.value, prices)
         grad = duals.gradient(res.x, res.load, prices)
         eval_seconds = time.perf_counter() - t_eval
         state.eval_seconds = eval_seconds
+        if not np.isfinite(value):  # a search stopped before any bound of some client
+            break
         proven = value
         if integral and res.exact:
             proven = float(np.floor(value + 1e-9 * max(1.0, abs(value))))
@@ -99,7 +104,7 @@ def dual_ascent(
             state.bound = proven
             state.exact = res.exact
         bundle.add(z, value, grad, first=it == 0)
-        if primal:
+        if primal and not budget.expired():
             _primal_step(
                 problem, sub, res, price, state,
                 budget=budget, stop_at=stop_at, repair_share=repair_share,
@@ -121,6 +126,29 @@ def dual_ascent(
         if bundle.predicted <= 1e-9 * tol or bundle.delta <= 1e-9 * bundle.spread:
             break  # the model cannot promise a lower bound: converged
     state.prices = duals.unpack(bundle.center)
+
+
+#: Seconds per pair a first repair (price repair, repair, fill) takes, generously (about 1.2 s
+#: at 100,000 x 128 under a load of 3): what the first evaluation on every client leaves for it.
+REPAIR_SECONDS_PER_PAIR = 1e-7
+
+
+def _eval_deadline(
+    budget: Budget, stop_at: float, *, first: bool, pairs: float
+) -> float | None:
+    """When an evaluation's searches must stop (perf_counter time; None without a limit).
+
+    A phase's evaluations end by ``stop_at``. The first one on every client of a primal
+    phase ends earlier, by what repairing its choice into a first plan is expected to take
+    (but no earlier than halfway), so that there is a plan when the limit comes.
+    """
+    if not np.isfinite(stop_at):
+        return None
+    now = budget.elapsed()
+    end = stop_at
+    if first:
+        end = max(now + 0.5 * max(0.0, stop_at - now), stop_at - REPAIR_SECONDS_PER_PAIR * pairs)
+    return budget.start + end
 
 
 class _Bundle:
@@ -225,13 +253,13 @@ def _primal_step(
     )
     if feasible_rows:
         # every other row too (a relaxed client choice may miss a minimum)
-        feasible_rows = not check(problem, res.x)
+        feasible_rows = feasible(problem, res.x)
     cand: NDArray[np.bool_] | None = None
     if feasible_rows:
         cand = res.x
     elif state.best_x is None or state.repair_time <= repair_share * budget.elapsed():
         t0 = time.perf_counter()
-        cand = _repaired(problem, sub, res.x, price, state)
+        cand = _repaired(problem, sub, res.x, price, state, budget)
         state.repair_time += time.perf_counter() - t0
     if cand is None:
         return
@@ -255,18 +283,25 @@ def _repaired(
     x: NDArray[np.bool_],
     price: NDArray[np.float64],
     state: State,
+    budget: Budget,
 ) -> NDArray[np.bool_] | None:
-    """The price repair, then :func:`repair`; None (and ``state.last_error``) if it fails."""
+    """The price repair, then :func:`repair`; None (and ``state.last_error``) if it fails.
+
+    Under a time limit the repair looks at the clock: out of time it gives up
+    (``state.last_error`` is then a :class:`~fedalign.TimeLimitError`).
+    """
     d = problem.desirability
     cand: NDArray[np.bool_] | None = None
     try:
         # Reduced profits as priority: congested experts are dropped and filled
         # last, and the fill only adds pairs worth their expert's price.
-        guided = price_repair(problem, sub, x, price)
-        cand = repair(problem, guided, fill=True, priority=d - price)
+        guided = price_repair(problem, sub, x, price, budget=budget)
+        cand = repair(problem, guided, fill=True, priority=d - price, budget=budget)
+    except TimeLimitError as exc:
+        state.last_error = exc
     except InfeasibleError:
         try:  # tight equality rows (e.g. GAP): the plain desirability order may pass
-            cand = repair(problem, x, fill=True)
+            cand = repair(problem, x, fill=True, budget=budget)
         except InfeasibleError as exc:
             state.last_error = exc
     if cand is not None and has_user_rows(problem):

@@ -32,6 +32,7 @@ def price_repair(
     x: NDArray[np.bool_],
     price: NDArray[np.float64],
     rounds: int = 4,
+    budget: Budget | None = None,
 ) -> NDArray[np.bool_]:
     """Make the subproblem choice respect the expert maximums by re-solving, not trimming.
 
@@ -39,12 +40,14 @@ def price_repair(
     profit) and drops the rest; each client that lost an expert re-solves its own knapsack
     with the experts that are now full closed to it, so it moves to its best remaining
     subset instead of merely losing a member. A few rounds settle most conflicts; what is
-    left (and every minimum) is for :func:`repair`.
+    left (and every minimum) is for :func:`repair`. Rounds stop when ``budget`` runs out.
     """
     x = x.copy()
     cap = problem.expert_max_clients
     r = problem.desirability - _on_rows(price, None)
     for _ in range(rounds):
+        if budget is not None and budget.expired():
+            break
         load = x.sum(axis=0)
         over = np.flatnonzero(load > cap)
         if over.size == 0:

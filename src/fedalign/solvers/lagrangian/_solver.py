@@ -7,11 +7,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..._validation import Boolean, Constraint, Interval
-from ...errors import InfeasibleError
+from ...errors import InfeasibleError, TimeLimitError
 from ...problem import AlignmentProblem
 from ..base import Budget, Result, RowSupport, Solver, register
+from ..warm import WarmStart
 from ._common import CHECK_PAIRS
-from ._duals import Duals
+from ._duals import Duals, price_info, warm_prices
 from ._prices import State, dual_ascent
 from ._primal import polish
 from ._sampling import sample_problem, sample_stages
@@ -64,11 +65,20 @@ class LagrangianSolver(Solver):
     -----
     ``Solution.info`` holds ``iterations``, ``exact_subproblems`` (False when the final
     bound came from bounded rather than solved subproblems: still valid, only looser),
-    ``bound_history``, ``objective_history`` and ``repair_seconds``.
+    ``bound_history``, ``objective_history``, ``repair_seconds``, ``seconds`` (per phase:
+    ``setup``, ``samples``, ``full``, ``polish``) and ``prices`` (the final
+    prices of every expert and total row, keyed by row name, side and expert id: what a
+    warm start of the next round reads, :mod:`fedalign.solvers.warm`).
+
+    Warm start: the earlier solution's prices on the rows this problem shares (by row name,
+    side and expert id; unknown ones start at 0, soft ones capped at their last band
+    price) replace the sample phases, and the trust region starts narrow. The bound stays
+    proven: the dual function bounds the optimum at *any* admissible prices.
     """
 
     name = "lagrangian"
     exact = False
+    warm_start = "prices on the expert and total rows (by row name and expert id)"
     supports = (
         RowSupport("client", "any"),
         RowSupport("expert", "any"),
@@ -107,6 +117,7 @@ class LagrangianSolver(Solver):
         sample_share: float = 0.5,
         bb_tol: float = 1e-4,
         node_budget: int = 800,
+        warm: WarmStart | None = None,
     ) -> Result:
         n, e = problem.shape
         if n * e <= CHECK_PAIRS:
@@ -129,11 +140,19 @@ class LagrangianSolver(Solver):
         }
         duals = Duals(problem)
         state = State(prices=duals.zeros())
-        stages = sample_stages(n, sample_clients)
-        full_box = _sample_phases(
-            problem, state, stages, budget=budget, max_iter=max_iter, box=box,
-            sample_share=sample_share, common=common,
-        )
+        seconds: dict[str, float] = {"setup": budget.elapsed()}
+        reused = None if warm is None else warm_prices(duals, warm)
+        if reused is not None:
+            # Prices from a related problem: no need to rediscover them on samples.
+            state.prices, matched = reused
+            full_box = box / 4.0
+        else:
+            stages = sample_stages(n, sample_clients)
+            full_box = _sample_phases(
+                problem, state, stages, budget=budget, max_iter=max_iter, box=box,
+                sample_share=sample_share, common=common,
+            )
+        seconds["samples"] = budget.elapsed() - seconds["setup"]
         bounds: list[float] = []
         objectives: list[float] = []
         # Leave time for the local search at the end.
@@ -143,6 +162,9 @@ class LagrangianSolver(Solver):
             duals=duals, bounds=bounds, objectives=objectives, **common,  # type: ignore[arg-type]
         )
         if state.best_x is None:
+            if isinstance(state.last_error, TimeLimitError) or budget.expired():
+                # No time left to look for a reason either.
+                raise TimeLimitError(budget.message("turning prices into its first plan"))
             reason = problem.infeasibility_reason()
             if reason is not None:
                 raise InfeasibleError(reason)
@@ -151,10 +173,12 @@ class LagrangianSolver(Solver):
                     f"lagrangian: repair found no feasible assignment ({state.last_error})"
                 )
             raise InfeasibleError("lagrangian: no feasible assignment found in the time limit")
+        seconds["full"] = budget.elapsed() - seconds["samples"] - seconds["setup"]
         best_x, best_obj = state.best_x, state.best_obj
         if local_search:
             best_x = polish(problem, best_x, budget)
             best_obj = problem.objective(best_x)
+        seconds["polish"] = budget.elapsed() - sum(seconds.values())
         tol = 1e-9 * max(1.0, abs(state.bound))
         optimal = state.exact and state.bound - best_obj <= tol
         return Result(
@@ -167,6 +191,9 @@ class LagrangianSolver(Solver):
                 "bound_history": bounds,
                 "objective_history": objectives,
                 "repair_seconds": state.repair_time,
+                "seconds": seconds,
+                "prices": price_info(problem, duals, state.prices),
+                **({} if reused is None else {"warm_start": {"reused": "prices", "prices_matched": matched}}),
             },
         )
 
