@@ -228,7 +228,12 @@ def _add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         metavar="S1,S2,...",
         help="comma-separated (default random,greedy,load-balanced,load-balanced/flow)",
     )
-    p.add_argument("--engine", choices=("local", "flower"), default="local", help="runtime")
+    p.add_argument(
+        "--engine",
+        choices=("local", "flower", "nvflare"),
+        default="local",
+        help="runtime: in-process, Flower's simulation engine, or NVIDIA FLARE's simulator",
+    )
     p.add_argument("--dataset", choices=("digits", "mnist1d", "cifar10"), default=None)
     p.add_argument("--partition", choices=("domain", "label-skew", "dirichlet"), default=None)
     p.add_argument("--rounds", type=int, default=None, metavar="R", help="federated rounds")
@@ -244,17 +249,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     strategies = None
     if args.strategies:
         strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    runner = None
-    if args.engine == "flower":  # fedalign.sim never imports fedalign.flower: hand it the runner
-        try:
-            from .flower import engine
-        except ModuleNotFoundError as exc:
-            raise CommandError(
-                "--engine: 'flower' needs fedalign.flower.engine and Flower "
-                f"(pip install 'fedalign[flower,sim]'); import failed: {exc}",
-                EXIT_FAILURE,
-            ) from None
-        runner = engine.run_strategy
+    # fedalign.sim never imports an adapter: the CLI hands it the adapter's runner
+    runner = None if args.engine == "local" else _engine_runner(args.engine)
     return _call_sim(
         "simulate",
         quick=args.quick,
@@ -270,6 +266,23 @@ def _run_simulate(args: argparse.Namespace) -> int:
         out=args.out,
         progress=not args.no_progress,
     )
+
+
+def _engine_runner(name: str) -> Callable[..., Any]:
+    """``run_strategy`` of the adapter behind ``--engine NAME`` (``flower`` or ``nvflare``)."""
+    framework = {"flower": "Flower", "nvflare": "NVIDIA FLARE"}[name]
+    try:
+        if name == "flower":
+            from .flower import engine
+        else:
+            from .nvflare import engine  # type: ignore[no-redef]
+    except ModuleNotFoundError as exc:
+        raise CommandError(
+            f"--engine: {name!r} needs fedalign.{name}.engine and {framework} "
+            f"(pip install 'fedalign[{name},sim]'); import failed: {exc}",
+            EXIT_FAILURE,
+        ) from None
+    return engine.run_strategy  # type: ignore[no-any-return]
 
 
 def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

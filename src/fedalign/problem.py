@@ -45,7 +45,7 @@ from ._checks import (
 )
 from ._validation import short_repr
 from .errors import InvalidProblemError
-from .rows import CAPACITY_RTOL, Counts, Row, Violation, capacity_tolerance
+from .rows import CAPACITY_RTOL, MAX_SUM, Counts, Row, Violation, capacity_tolerance
 
 __all__ = [
     "CAPACITY_RTOL",
@@ -101,7 +101,15 @@ def _desirability(desirability: ArrayLike, expert_ids: Any) -> NDArray[np.float6
         )
     if d.shape[1] == 0:
         raise InvalidProblemError("desirability: needs at least one expert (column)")
-    return as_float_array("desirability", d, d.shape, copy=False)
+    d = as_float_array("desirability", d, d.shape, copy=False)
+    with np.errstate(over="ignore"):
+        total = float(np.abs(d).sum())
+    if not total <= MAX_SUM:
+        raise InvalidProblemError(
+            f"desirability: the sum of |desirability| over all pairs is {total:.3g}; the "
+            f"supported range keeps it at most {MAX_SUM:.0e} (scale the scores down)"
+        )
+    return d
 
 
 def _min_max(
@@ -297,7 +305,11 @@ class AlignmentProblem:
         self.allowed = readonly(allow)
         self.client_ids = ids("client_ids", client_ids, n)
         self.expert_ids = ids("expert_ids", expert_ids, e)
-        self.rows = (*self._keyword_rows(), *extra)
+        keyword = self._keyword_rows()
+        arguments = {MEMORY_ROW: "expert_memory", DEADLINE_ROW: "train_time"}
+        for row in keyword:
+            row.check_sums(arguments.get(row.name, row.name))
+        self.rows = (*keyword, *extra)
         self._cache: dict[str, Any] = {}
         self._client_index: dict[Hashable, int] | None = None
         self._expert_index: dict[Hashable, int] | None = None

@@ -155,9 +155,6 @@ class Scheduler:
         Bounds stay proven for the new round. The warm start is not part of the saved
         state: a scheduler loaded from a file plans its first round cold.
 
-    The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
-    :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
-
     Raises
     ------
     ValueError
@@ -166,6 +163,11 @@ class Scheduler:
         solver does not have.
     SolverUnavailableError
         The solver's optional dependency is missing.
+
+    Notes
+    -----
+    The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
+    :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
     """
 
     def __init__(
@@ -826,6 +828,22 @@ class Scheduler:
         self._fit.close_round()
         self._use.close_round()
         self._open = None
+
+    def credited_samples(self) -> dict[Hashable, float]:
+        """What each completed report of the open round is credited with, by client id.
+
+        The claimed ``samples`` bounded as :meth:`end_round` bounds them (``max_report_factor``
+        times the client's declared samples or the round's median claim, and
+        ``max_report_samples``). Transports cap a reply's averaging weight by it, so that no
+        claimed sample count can dominate an average (:class:`fedalign.rounds.RoundDriver`).
+        Empty between rounds.
+        """
+        op = self._open
+        if op is None:
+            return {}
+        done = op.outcome()[0]
+        samples = self._credited_samples(op, done)
+        return {self._ids[int(r)]: float(samples[k]) for k, r in enumerate(op.rows) if done[k]}
 
     def _credited_samples(self, op: OpenRound, done: NDArray[np.bool_]) -> NDArray[np.float64]:
         """The samples each report of round ``op`` is credited with (NaN: no report).

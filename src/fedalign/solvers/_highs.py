@@ -234,8 +234,12 @@ def to_result(
     *,
     limit: float | None,
     rng: np.random.Generator,
+    obj_scale: float = 1.0,
 ) -> Result:
     """A :class:`Result` from what HiGHS reported (None: stopped at the limit).
+
+    ``obj_scale`` is the factor :meth:`StandardForm.normalised` multiplied the objective by
+    (HiGHS' dual bound is divided by it).
 
     The best of HiGHS' solution and the start is returned; the bound is the smaller of
     HiGHS' dual bound and the start's. Statuses: ``kInfeasible`` raises
@@ -263,7 +267,7 @@ def to_result(
     bounds = [] if start is None or start.bound is None else [start.bound]
     if res is not None and res.dual_bound is not None:
         # HiGHS minimises the negated objective: its dual bound flips sign.
-        value = -res.dual_bound
+        value = -res.dual_bound / obj_scale
         info["mip_dual_bound"] = value
         bounds.append(value + 1e-9 * max(1.0, abs(value)))
     if start is not None and (x is None or problem.objective(start.x) > problem.objective(x)):

@@ -109,6 +109,7 @@ class HighsSolver(Solver):
             raise InfeasibleError(reason)
         if sf.n_pairs == 0:  # nothing fits: the empty assignment is the only one
             return Result(np.zeros(problem.shape, dtype=bool), optimal=True)
+        scaled, obj_scale = sf.normalised()  # units near 1 for HiGHS; exact powers of two
         budget.check("building the model")
         plan = self._start(problem, budget, rng, start, warm)
         options: dict[str, Any] = {"mip_rel_gap": 0.0}
@@ -120,9 +121,11 @@ class HighsSolver(Solver):
                 raise TimeLimitError(budget.message("finding a start for HiGHS"))
             res = None
         else:
-            values = None if plan is None else sf.columns(plan.x)
-            res = _highs.solve(_highs.standard_model(sf), options, start=values, time_limit=limit)
-        result = _highs.to_result(problem, sf, res, plan, limit=budget.time_limit, rng=rng)
+            values = None if plan is None else sf.columns(plan.x)  # unscaled: the columns' meaning
+            res = _highs.solve(_highs.standard_model(scaled), options, start=values, time_limit=limit)
+        result = _highs.to_result(
+            problem, sf, res, plan, limit=budget.time_limit, rng=rng, obj_scale=obj_scale
+        )
         if warm is not None:
             result.info["warm_start"] = {"reused": "MIP start" if plan and plan.source == "warm start" else "nothing"}
         return result

@@ -230,15 +230,19 @@ class MILPSolver(Solver):
             raise InfeasibleError(reason)
         if sf.n_pairs == 0:  # nothing fits: the empty assignment is the only one
             return Result(np.zeros(problem.shape, dtype=bool), optimal=True)
-        model, zs = _build(pulp, sf, budget)
+        # Units near 1 for HiGHS (exact powers of two); the unscaled form keeps the columns'
+        # meaning for the MIP start and for reading the solution back.
+        scaled, obj_scale = sf.normalised()
+        model, zs = _build(pulp, scaled, budget)
         if importlib.util.find_spec("highspy") is not None:
-            return self._solve_highs(problem, sf, pulp, model, zs, budget, rng, threads, warm)
-        return self._solve_pulp(problem, sf, pulp, model, zs, budget, rng, threads)
+            return self._solve_highs(problem, sf, obj_scale, pulp, model, zs, budget, rng, threads, warm)
+        return self._solve_pulp(problem, sf, obj_scale, pulp, model, zs, budget, rng, threads)
 
     @staticmethod
     def _solve_highs(
         problem: AlignmentProblem,
         sf: StandardForm,
+        obj_scale: float,
         pulp: Any,
         model: Any,
         zs: list[Any],
@@ -261,7 +265,9 @@ class MILPSolver(Solver):
             ours = np.empty(sf.n_columns)
             ours[col] = res.values  # HiGHS column i is the standard form's column col[i]
             res.values = ours
-        result = _highs.to_result(problem, sf, res, plan, limit=budget.time_limit, rng=rng)
+        result = _highs.to_result(
+            problem, sf, res, plan, limit=budget.time_limit, rng=rng, obj_scale=obj_scale
+        )
         result.info["backend"] = "HiGHS"
         if warm is not None:
             result.info["warm_start"] = {"reused": "MIP start" if plan is not None else "nothing"}
@@ -271,6 +277,7 @@ class MILPSolver(Solver):
         self,
         problem: AlignmentProblem,
         sf: StandardForm,
+        obj_scale: float,
         pulp: Any,
         model: Any,
         zs: list[Any],
@@ -308,6 +315,7 @@ class MILPSolver(Solver):
             info["repaired"] = True
         bound = self._bound(model, backend)
         if bound is not None:
+            bound /= obj_scale
             info["mip_dual_bound"] = bound
         return Result(assignment=x, bound=bound, optimal=proved, info=info)
 
