@@ -13,7 +13,9 @@ The choice (:func:`choose`) follows what each solver declares it supports (its
    within 1e-4 of its own bound in under a second, while HiGHS, cut short, can stay several
    percent away (measured: 1,000 x 16, 2 s limit: lagrangian gap 3.5e-5, milp 5.9 %).
    Without a time limit the MILP runs to a proven optimum. GAP-like problems, where a
-   client takes many experts (OR-Library), always go to the MILP, which proves them.
+   client takes many experts under a client row (OR-Library), go to ``highs``: HiGHS
+   started from the ``lagrangian`` solver's plan (a MIP start), which it then improves
+   and proves.
 3. Larger problems: ``lagrangian`` (near-optimal, with a dual bound), else ``greedy``.
 
 Within each step the first solver that supports every row of the problem is taken; a name
@@ -38,11 +40,13 @@ import numpy as np
 from ..errors import InfeasibleError, SolverUnavailableError, UnsupportedProblemError
 from ..problem import AlignmentProblem
 from .base import (
+    FEW_EXPERTS,
     Budget,
     Result,
     Solution,
     Solver,
     check_warm_start,
+    gap_like,
     get_solver,
     register,
     registered_solvers,
@@ -53,9 +57,6 @@ __all__ = ["FEW_EXPERTS", "SMALL_PAIRS", "AutoSolver", "choice", "choose"]
 
 #: Largest ``n_clients * n_experts`` for which a knapsack problem goes to an exact MILP.
 SMALL_PAIRS = 20_000
-#: Under a time limit, problems whose clients take at most this many experts go to
-#: ``lagrangian`` even when small (its per-client knapsacks are exact there).
-FEW_EXPERTS = 6
 
 
 def _usable(name: str) -> Solver | None:
@@ -91,8 +92,15 @@ def choice(problem: AlignmentProblem, time_limit: float | None = None) -> tuple[
         return "flow", "every row reduces to counts: exact min-cost flow"
     pairs = problem.n_clients * problem.n_experts
     few = problem.n_clients == 0 or int(problem.max_experts.max()) <= FEW_EXPERTS
-    if pairs <= SMALL_PAIRS and not (time_limit and few):
-        preferred: tuple[str, ...] = ("milp", "cpsat", "lagrangian", "greedy")
+    if pairs <= SMALL_PAIRS and gap_like(problem):
+        preferred: tuple[str, ...] = ("highs", "milp", "cpsat", "lagrangian", "greedy")
+        why = (
+            f"a small GAP-like problem ({pairs} pairs <= {SMALL_PAIRS}, clients taking up to "
+            f"{int(problem.max_experts.max())} experts under a client row): HiGHS, from the "
+            "Lagrangian plan as a MIP start"
+        )
+    elif pairs <= SMALL_PAIRS and not (time_limit and few):
+        preferred = ("milp", "cpsat", "lagrangian", "greedy")
         why = (
             f"a small problem ({pairs} pairs <= {SMALL_PAIRS}) with rows beyond counts"
             + ("" if time_limit else " and no time limit: an exact MILP")

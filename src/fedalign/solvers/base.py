@@ -111,6 +111,21 @@ def _why(solver: Solver, row: Row, problem: AlignmentProblem) -> str:
     return ": its weights are not all 1"
 
 
+#: Clients taking more experts than this make a problem GAP-like (:func:`gap_like`).
+FEW_EXPERTS = 6
+
+
+def gap_like(problem: AlignmentProblem) -> bool:
+    """Whether the problem looks like a generalised assignment problem: some client may take
+    more than :data:`FEW_EXPERTS` experts while a client row limits which (OR-Library's
+    agents take many jobs under a capacity). ``auto`` and ``highs`` treat these apart."""
+    return (
+        problem.n_clients > 0
+        and int(problem.max_experts.max()) > FEW_EXPERTS
+        and bool(problem.client_rows)
+    )
+
+
 #: The rows of the keyword arguments: the two count rows, and client knapsacks (upper bounds).
 KEYWORD_ROWS = (
     RowSupport("client", "unit"),

@@ -29,26 +29,14 @@ from .._validation import Constraint, Interval, Options
 from ..errors import AlignmentError, InfeasibleError, TimeLimitError
 from ..problem import AlignmentProblem
 from . import _highs
-from .base import Budget, Result, Solver, get_solver, register
+from .base import Budget, Result, Solver, gap_like, get_solver, register
 from .standard import ALL_ROWS, check_build_time, standard_form
 from .warm import WarmStart
 
-__all__ = ["FEW_EXPERTS", "HighsSolver", "gap_like"]
+__all__ = ["HighsSolver"]
 
-#: Clients taking more experts than this make a problem GAP-like (see :func:`gap_like`).
-FEW_EXPERTS = 6
 #: Share of the time limit the start heuristic may use.
 START_SHARE = 0.25
-
-
-def gap_like(problem: AlignmentProblem) -> bool:
-    """Whether some client may take more than :data:`FEW_EXPERTS` experts (a generalised
-    assignment problem's agents take many jobs) while a client row limits what it takes."""
-    return (
-        problem.n_clients > 0
-        and int(problem.max_experts.max()) > FEW_EXPERTS
-        and bool(problem.client_rows)
-    )
 
 
 def heuristic_plan(
