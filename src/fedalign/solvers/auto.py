@@ -176,8 +176,10 @@ class AutoSolver(Solver):
             # support the problem's rows).
             if chosen == "greedy" or not get_solver("greedy").accepts(problem):
                 raise
+            remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+            if remaining is not None and remaining < max(0.2, 0.1 * time_limit):  # type: ignore[operator]
+                raise  # no time left for greedy: starting it would only overrun the limit
             try:
-                remaining = None if time_limit is None else max(0.05, time_limit - (time.perf_counter() - start))
                 solution = get_solver("greedy").solve(problem, time_limit=remaining, seed=seed)
             except InfeasibleError:
                 raise exc from None

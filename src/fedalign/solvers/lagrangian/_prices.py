@@ -40,6 +40,7 @@ class State:
     repair_time: float = 0.0
     last_error: InfeasibleError | None = None
     eval_seconds: float = 0.0  # the latest evaluation of the dual function
+    first_seconds: float = 0.0  # setting up the subproblems and their first evaluation
 
 
 def dual_ascent(
@@ -72,7 +73,9 @@ def dual_ascent(
     short local search. ``duals`` gives the priced rows of a sample of the clients (then
     ``primal`` is False); by default those of ``problem``.
     """
+    t_setup = time.perf_counter()
     sub = Subproblems(problem, **sub_options)
+    setup_seconds = time.perf_counter() - t_setup
     duals = Duals(problem) if duals is None else duals
     d = problem.desirability
     # integer desirability and no penalties: the optimum is an integer too
@@ -95,6 +98,8 @@ def dual_ascent(
         grad = duals.gradient(res.x, res.load, prices)
         eval_seconds = time.perf_counter() - t_eval
         state.eval_seconds = eval_seconds
+        if it == 0:
+            state.first_seconds = setup_seconds + eval_seconds
         if not np.isfinite(value):  # a search stopped before any bound of some client
             break
         proven = value
