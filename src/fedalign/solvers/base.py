@@ -346,6 +346,10 @@ class Solver(ABC):
         What it reuses from a warm start, in a few words; None when it reuses nothing (a
         warm start is then ignored). When set, ``_solve`` takes a keyword ``warm``: a
         :class:`~fedalign.solvers.warm.WarmStart`, or None.
+    builds_standard_form : bool
+        It builds :func:`~fedalign.solvers.standard.standard_form`: under a time limit,
+        :meth:`solve` first predicts that build and raises
+        :class:`~fedalign.TimeLimitError` at once when it cannot end in time.
     _parameter_constraints : dict or None
         Its options: name -> allowed forms (:mod:`fedalign._validation`). None reads the
         option names from ``_solve``'s signature and checks no values.
@@ -357,6 +361,7 @@ class Solver(ABC):
     extra: ClassVar[str | None] = None
     supports: ClassVar[tuple[RowSupport, ...]] = KEYWORD_ROWS
     warm_start: ClassVar[str | None] = None
+    builds_standard_form: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = None
 
     @classmethod
@@ -429,10 +434,15 @@ class Solver(ABC):
         check_warm_start(warm_start)
         if self._parameter_constraints is not None:
             options = validate(self._parameter_constraints, options, owner=f"solver {self.name!r}")
+        # The clock starts before the checks of the rows: at scale they are (n, E) passes too.
+        budget = Budget(time_limit, owner=self.name, reserve=finish_reserve(problem, time_limit))
+        if self.builds_standard_form and time_limit is not None:
+            from .standard import check_build_time
+
+            check_build_time(problem, budget)  # a model that cannot be built in time: say so now
         reason = self.unsupported_reason(problem)
         if reason is not None:
             raise UnsupportedProblemError(reason)
-        budget = Budget(time_limit, owner=self.name, reserve=finish_reserve(problem, time_limit))
         rng = np.random.default_rng(seed)
         warm = None
         if self.warm_start is not None:
@@ -452,8 +462,9 @@ class Solver(ABC):
 
 
 #: Seconds per pair that :func:`finish` takes to check a plan and sum its objective, generously
-#: (0.15 s were measured at 100,000 x 128 with four rows on a 2-core machine).
-FINISH_SECONDS_PER_PAIR = 1.5e-8
+#: (0.15 s were measured at 100,000 x 128 with four rows on a 2-core machine, twice that under
+#: a load of 4: docs/benchmarks.md, time limits).
+FINISH_SECONDS_PER_PAIR = 3e-8
 
 
 def finish_reserve(problem: AlignmentProblem, time_limit: float | None) -> float:

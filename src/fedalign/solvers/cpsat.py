@@ -340,6 +340,7 @@ class CPSATSolver(Solver):
     """
 
     name = "cpsat"
+    builds_standard_form = True
     exact = True
     warm_start = "a complete hint: the earlier assignment, repaired into a feasible plan"
     requires = ("ortools",)

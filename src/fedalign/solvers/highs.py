@@ -67,6 +67,7 @@ class HighsSolver(Solver):
     """
 
     name = "highs"
+    builds_standard_form = True
     exact = True
     requires = ("highspy",)
     extra = None

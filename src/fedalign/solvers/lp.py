@@ -68,6 +68,7 @@ class LPSolver(Solver):
     """
 
     name = "lp"
+    builds_standard_form = True
     exact = False
     requires = ("scipy",)
     extra = None

@@ -200,6 +200,7 @@ class MILPSolver(Solver):
     """
 
     name = "milp"
+    builds_standard_form = True
     exact = True
     warm_start = "a MIP start: the earlier assignment, repaired into a feasible plan (HiGHS)"
     requires = ("pulp",)

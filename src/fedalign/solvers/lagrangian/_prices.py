@@ -144,15 +144,19 @@ def _eval_deadline(
     """When an evaluation's searches must stop (perf_counter time; None without a limit).
 
     A phase's evaluations end by ``stop_at``. The first one on every client of a primal
-    phase ends earlier, by what repairing its choice into a first plan is expected to take
-    (but no earlier than halfway), so that there is a plan when the limit comes.
+    phase ends by halfway, and earlier still by what repairing its choice into a first plan
+    is expected to take (but no earlier than a quarter of the way), so that there is a plan
+    when the limit comes: its searches are anytime, and a first evaluation that took all
+    but the expected repair time left no second chance when a hard repair took longer
+    (measured: no plan in 30 s at 100,000 x 128 with memory and deadline rows).
     """
     if not np.isfinite(stop_at):
         return None
     now = budget.elapsed()
     end = stop_at
     if first:
-        end = max(now + 0.5 * max(0.0, stop_at - now), stop_at - REPAIR_SECONDS_PER_PAIR * pairs)
+        span = max(0.0, stop_at - now)
+        end = max(now + 0.25 * span, min(now + 0.5 * span, stop_at - REPAIR_SECONDS_PER_PAIR * pairs))
     return budget.start + end
 
 
