@@ -73,8 +73,9 @@ class LagrangianSolver(Solver):
 
     Warm start: the earlier solution's prices on the rows this problem shares (by row name,
     side and expert id; unknown ones start at 0, soft ones capped at their last band
-    price) replace the sample phases, and the trust region starts narrow. The bound stays
-    proven: the dual function bounds the optimum at *any* admissible prices.
+    price) are where the sample phases start (from 1,000 clients; below, where there are
+    none, the full phase starts there with a narrow trust region). The bound stays proven:
+    the dual function bounds the optimum at *any* admissible prices.
     """
 
     name = "lagrangian"
@@ -146,11 +147,15 @@ class LagrangianSolver(Solver):
         first_pass = _first_pass_seconds(problem, budget)
         _check_first_plan_fits(problem, budget, first_pass)
         if reused is not None:
-            # Prices from a related problem: no need to rediscover them on samples.
+            # Prices from a related problem start the sample phases (which still run: on
+            # 20,000-100,000-client rounds the first full evaluation at another cohort's
+            # prices, without them, was slower and looser than a cold solve; see
+            # docs/benchmarks.md, consecutive rounds).
             state.prices, matched = reused
+        stages = sample_stages(n, sample_clients)
+        if not stages and reused is not None:
             full_box = box / 4.0
         else:
-            stages = sample_stages(n, sample_clients)
             full_box = _sample_phases(
                 problem, state, stages, budget=budget, max_iter=max_iter, box=box,
                 sample_share=sample_share, common=common, reserve=first_pass or 0.0,
