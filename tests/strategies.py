@@ -18,6 +18,10 @@ Strategies
       still easy enough that every solver must succeed.
     * ``"tight"`` -- minimums up to the planted counts and capacities equal to the planted
       use: exact solvers must succeed, heuristics may raise ``InfeasibleError``.
+``warm_pairs()``
+    ``(earlier, problem)``: a tiny problem and one to warm-start it from: the same problem,
+    a *related* one (clients reordered, desirability drifted, maybe a client renamed: what
+    consecutive rounds look like) or an *unrelated* one (any shape, ids and rows).
 ``infeasible_problems()``
     Provably infeasible, for a reason drawn from :data:`INFEASIBLE_REASONS` (each comes
     with its proof in :func:`_break`).
@@ -45,7 +49,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
-from fedalign.problem import AlignmentProblem
+from fedalign.problem import BUILTIN_ROWS, AlignmentProblem
 from fedalign.rows import Row
 
 __all__ = [
@@ -60,8 +64,10 @@ __all__ = [
     "planted_problems",
     "problem_kwargs",
     "problems",
+    "reordered",
     "row_problems",
     "shapes",
+    "warm_pairs",
 ]
 
 #: Arrays with at most this many entries are drawn element by element.
@@ -689,6 +695,67 @@ def row_problems(
         rows += _soft_rows(draw, x)
     kw["rows"] = rows
     return AlignmentProblem(**kw)
+
+
+# --------------------------------------------------------------------------- warm starts
+
+
+def reordered(
+    problem: AlignmentProblem,
+    perm: NDArray[np.intp],
+    desirability: NDArray[np.float64] | None = None,
+    client_ids: list[Hashable] | None = None,
+) -> AlignmentProblem:
+    """``problem`` with its clients in the order ``perm`` (every per-client value and row
+    moved with them), optionally with another desirability and other client ids."""
+    n = problem.n_clients
+    kw: dict[str, Any] = {
+        "max_experts": problem.max_experts[perm],
+        "min_experts": problem.min_experts[perm],
+        "expert_min_clients": problem.expert_min_clients,
+        "expert_max_clients": problem.expert_max_clients,
+        "allowed": problem.allowed[perm],
+        "expert_ids": list(problem.expert_ids),
+        "client_ids": [problem.client_ids[i] for i in perm] if client_ids is None else client_ids,
+    }
+    if problem.expert_memory is not None and problem.client_memory is not None:
+        kw.update(expert_memory=problem.expert_memory, client_memory=problem.client_memory[perm])
+    if problem.train_time is not None and problem.deadline is not None:
+        kw.update(train_time=problem.train_time[perm], deadline=problem.deadline[perm])
+    rows = []
+    for row in problem.rows:
+        if row.name in BUILTIN_ROWS:
+            continue
+        w = row.weight if row.weight.shape[0] == 1 or n == 0 else row.weight[perm]
+        on_clients = row.over == "client"
+        lower = None if row.lower is None else (row.lower[perm] if on_clients else row.lower)
+        upper = None if row.upper is None else (row.upper[perm] if on_clients else row.upper)
+        rows.append(Row(row.name, row.over, w, lower=lower, upper=upper, penalty=row.penalty))
+    d = problem.desirability[perm] if desirability is None else desirability
+    return AlignmentProblem(d, rows=rows, **kw)
+
+
+@st.composite
+def warm_pairs(draw: st.DrawFn, **sizes: Any) -> tuple[AlignmentProblem, AlignmentProblem]:
+    """``(earlier, problem)``: ``problem`` tiny (:func:`brute_force` can check it), ``earlier``
+    the problem a warm start comes from (see the module docstring)."""
+    problem = draw(st.one_of(problems(**sizes), feasible_problems(**sizes), row_problems(**sizes),
+                             row_problems(soft=True, **sizes)))
+    kind = draw(st.sampled_from(["same", "related", "unrelated"]))
+    if kind == "same":
+        return problem, problem
+    if kind == "unrelated":
+        return draw(st.one_of(problems(**sizes), row_problems(**sizes))), problem
+    n = problem.n_clients
+    perm = np.asarray(draw(st.permutations(range(n))), dtype=np.intp) if n else np.zeros(0, np.intp)
+    drift = draw(st.sampled_from([0.0, 0.05, 0.5]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    d = problem.desirability[perm] + drift * rng.standard_normal((n, problem.n_experts))
+    ids_now = [problem.client_ids[i] for i in perm]
+    if n and draw(st.booleans()) and "fresh client" not in ids_now:
+        ids_now[0] = "fresh client"  # one client of the earlier round is gone, a new one came
+    # The earlier round is this one reordered back and drifted: what consecutive rounds share.
+    return reordered(problem, perm, d, ids_now), problem
 
 
 # --------------------------------------------------------------------------- brute force

@@ -152,7 +152,8 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
 
 def assert_valid_output(data: dict[str, Any], result: dict[str, Any]) -> None:
     """The printed result is feasible for the problem and its numbers add up."""
-    assert set(result) == {"assignment", "objective", "bound", "gap", "status", "solver", "runtime"}
+    assert set(result) == {"assignment", "objective", "bound", "gap", "status", "solver", "runtime", "info"}
+    assert isinstance(result["info"], dict)  # the solver's extras, JSON-safe
     problem = problem_from_json(data)
     x = np.zeros(problem.shape, bool)
     assert list(result["assignment"]) == [str(c) for c in problem.client_ids]
@@ -565,3 +566,57 @@ def test_subprocess_module_run(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and bad.stdout == ""
     assert_one_line_error(bad.stderr, "not valid JSON")
+
+
+# --------------------------------------------------------------------------- several solvers
+
+
+def test_solvers_prints_a_comparison_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "runs.json"
+    code, out, err = run(capsys, ["solve", write(tmp_path, TINY), "--solvers", "greedy,highs,flow,auto",
+                                  "--time-limit", "5", "--output", str(target)])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["solver", "objective", "bound", "gap", "seconds", "status"]
+    table = {ln.split()[0]: ln for ln in lines[2:6]}
+    assert set(table) == {"greedy", "highs", "flow", "auto"}
+    assert "optimal" in table["highs"] and "0.000%" in table["highs"]  # gap to the best bound
+    assert "(flow)" in table["auto"]  # auto names its choice
+    for header in ("objective", "bound", "gap", "seconds", "status"):
+        assert any(ln.startswith(f"  {header} ") for ln in lines)  # explained under the table
+    runs = json.loads(target.read_text())["runs"]
+    assert [r["name"] for r in runs] == ["greedy", "highs", "flow", "auto"]
+    assert runs[3]["info"]["auto"]["reason"]  # why auto chose, in the JSON
+
+
+def test_solvers_lists_failures_in_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = {**TINY, "expert_memory": [1.0, 2.0], "client_memory": [2.0, 2.0, 2.0]}
+    code, out, _ = run(capsys, ["solve", write(tmp_path, rows), "--solvers", "flow,greedy"])
+    assert code == 0
+    assert "UnsupportedProblemError" in out.splitlines()[2]
+
+
+def test_unknown_solver_in_solvers_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, ["solve", write(tmp_path, TINY), "--solvers", "greedy,nosuch"])
+    assert code == 2 and "--solvers" in err
+
+
+def test_json_carries_the_solvers_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, ["solve", write(tmp_path, TINY), "--solver", "auto"])
+    assert code == 0
+    info = json.loads(out)["info"]
+    assert info["auto"]["chosen"] == "flow" and "counts" in info["auto"]["reason"]
+
+
+def test_comparison_flags_overruns_and_counts_failed_seconds() -> None:
+    from fedalign.cli import format_comparison
+
+    runs = [
+        {"name": "a", "objective": 1.0, "bound": 1.0, "status": "optimal", "seconds": 0.5,
+         "over_limit": False},
+        {"name": "b", "status": "InfeasibleError", "error": "time limit hit", "seconds": 7.5,
+         "over_limit": True},
+    ]
+    lines = format_comparison(runs).splitlines()
+    assert "OVER THE TIME LIMIT" not in lines[2] and "0.500" in lines[2]
+    assert "OVER THE TIME LIMIT" in lines[3] and "7.500" in lines[3]  # a failed run's time shows

@@ -882,3 +882,57 @@ def test_feedback_fields_are_converted() -> None:
                      duration=np.int64(3), completed=np.bool_(False))
     assert fb == fa.Feedback(samples=4, rewards={1: 0.5, 2: 1.0}, duration=3.0, completed=False)
     assert type(fb.samples) is int and type(fb.duration) is float and fb.completed is False
+
+
+# --------------------------------------------------------------------------- warm starts
+
+
+def _rounds(warm: bool, solver: str = "lagrangian", n: int = 40) -> tuple[fa.Scheduler, list[fa.Plan]]:
+    """Three rounds of a small knapsack scheduler with overlapping cohorts."""
+    rng = np.random.default_rng(3)
+    s = fa.Scheduler(4, solver=solver, expert_memory=[1.0, 2.0, 1.5, 1.0], seed=0, warm_start=warm,
+                     max_experts=2, expert_max_clients=12)
+    for c in range(n):
+        s.register(c, fa.ClientProfile(memory=float(rng.uniform(1, 3))))
+    plans = []
+    for r in range(3):
+        cohort = list(range(5 * r, 5 * r + 25))
+        plan = s.plan(cohort)
+        plans.append(plan)
+        for c, es in plan.assignment.items():
+            s.report(c, fa.Feedback(samples=10, rewards={e: float(rng.random()) for e in es}))
+        s.end_round()
+    return s, plans
+
+
+pytestmark_herding = pytest.mark.filterwarnings("ignore::fedalign.HerdingWarning")
+
+
+@pytestmark_herding
+def test_scheduler_warm_starts_from_its_previous_round_by_default() -> None:
+    s, plans = _rounds(warm=True)
+    assert s.config.warm_start is True
+    assert "warm_start" not in plans[0].solution.info  # the first round has nothing to reuse
+    for plan in plans[1:]:
+        note = plan.solution.info["warm_start"]
+        assert note["reused"] == "prices" and note["from_solver"] == "lagrangian"
+        assert note["clients_matched"] == 20  # the cohorts overlap by 20 clients
+        assert fa.check(plan.problem, plan.solution.assignment) == []
+
+
+@pytestmark_herding
+def test_scheduler_warm_start_can_be_turned_off() -> None:
+    _, plans = _rounds(warm=False)
+    assert all("warm_start" not in p.solution.info for p in plans)
+
+
+@pytestmark_herding
+def test_loaded_scheduler_plans_its_first_round_cold(tmp_path: Path) -> None:
+    s, _ = _rounds(warm=True)
+    s.save(tmp_path / "s.fas")
+    t = fa.Scheduler.load(tmp_path / "s.fas")
+    assert t.config.warm_start is True
+    first = t.plan(list(range(10, 30)))
+    assert "warm_start" not in first.solution.info  # not part of the saved state
+    second = t.plan(list(range(12, 32)))
+    assert second.solution.info["warm_start"]["reused"] == "prices"

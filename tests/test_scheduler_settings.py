@@ -26,8 +26,9 @@ def test_package_exports_what_the_module_did() -> None:
 
 def test_one_table_entry_and_one_field_per_constructor_argument() -> None:
     args = [p for p in inspect.signature(Scheduler.__init__).parameters if p != "self"]
-    # main's 34 + trust_rate, reward_z, reward_tolerance, max_idle_rounds, noisy_rewards (trust)
-    assert len(args) == 39
+    # main's 34 + trust_rate, reward_z, reward_tolerance, max_idle_rounds, noisy_rewards (trust),
+    # warm_start
+    assert len(args) == 40
     assert [f.name for f in dataclasses.fields(SchedulerSettings)] == args
     assert list(SchedulerSettings._parameter_constraints) == args
 

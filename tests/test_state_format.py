@@ -57,7 +57,8 @@ NEWER_SETTINGS = {"max_report_factor": 10.0, "max_report_samples": 1e9,
                   "round_bytes": None, "shared_bytes": 0.0,
                   "balance_weight": 0.0,  # 0: the file predates the load row
                   "trust_rate": 0.0, "reward_z": None, "reward_tolerance": 0.2,
-                  "max_idle_rounds": None, "noisy_rewards": False}
+                  "max_idle_rounds": None, "noisy_rewards": False,
+                  "warm_start": True}
 
 
 def _with_newer_settings(meta: dict) -> dict:

@@ -15,6 +15,7 @@ from .errors import (
     InvalidStateError,
     SolverUnavailableError,
     StateConflictError,
+    TimeLimitError,
     UnsupportedProblemError,
 )
 from .privacy import PrivacyAccountant, PrivacyBudgetError, privatize, privatize_rewards
@@ -48,6 +49,7 @@ __all__ = [
     "Solution",
     "SolverUnavailableError",
     "StateConflictError",
+    "TimeLimitError",
     "UnsupportedProblemError",
     "UsageTracker",
     "Violation",

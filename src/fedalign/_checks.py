@@ -31,6 +31,7 @@ __all__ = [
     "float_vector",
     "ids",
     "int_vector",
+    "is_frozen",
     "json_type",
     "position",
     "readonly",
@@ -92,12 +93,14 @@ def _is_bool_leaf(leaf: Any) -> bool:
 
 
 def as_numbers(
-    name: str, value: ArrayLike, what: str = "numbers", *, booleans: bool = False
+    name: str, value: ArrayLike, what: str = "numbers", *, booleans: bool = False, copy: bool = True
 ) -> NDArray[np.float64]:
     """``value`` as float64; anything that is not real numbers raises a named error.
 
     ``booleans=True`` accepts boolean arrays (converted to 0/1); otherwise a boolean is
-    refused even when it sits among numbers in a list (``[1.0, True]``).
+    refused even when it sits among numbers in a list (``[1.0, True]``). ``copy=False``
+    returns a float64 array given as it is (the caller must then not write into it, nor
+    freeze it: see :func:`readonly`).
     """
     try:
         raw = np.asarray(value)
@@ -116,7 +119,7 @@ def as_numbers(
             k, got = bad
             raise InvalidProblemError(f"{name}{position(k, raw.shape)}: expected {what}, got {got}")
     try:
-        return raw.astype(np.float64)
+        return raw.astype(np.float64, copy=copy)
     except OverflowError:
         raise InvalidProblemError(
             f"{name}: a value is too large for a 64-bit float (largest is about 1.8e308)"
@@ -131,9 +134,14 @@ def _why(exc: BaseException) -> str:
     return short_repr(str(exc), 120).strip("'\"")
 
 
-def as_float_array(name: str, value: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.float64]:
-    """Conversion to a float64 array of exactly ``shape`` (no broadcasting); finite values only."""
-    arr = as_numbers(name, value)
+def as_float_array(
+    name: str, value: ArrayLike, shape: tuple[int, ...], *, copy: bool = True
+) -> NDArray[np.float64]:
+    """Conversion to a float64 array of exactly ``shape`` (no broadcasting); finite values only.
+
+    ``copy=False`` returns a float64 array given as it is (see :func:`as_numbers`).
+    """
+    arr = as_numbers(name, value, copy=copy)
     if arr.shape != shape:
         raise InvalidProblemError(f"{name}: expected shape {shape}, got {arr.shape}")
     check_finite(name, arr)
@@ -241,8 +249,14 @@ def bool_matrix(name: str, value: ArrayLike, shape: tuple[int, int]) -> NDArray[
     """A boolean (or 0/1) matrix of exactly ``shape``, as bool.
 
     Numbers other than 0 and 1, NaN, text, complex numbers and ragged nesting are refused
-    (``numpy.asarray(x, dtype=bool)`` would read them all as True).
+    (``numpy.asarray(x, dtype=bool)`` would read them all as True). A bool array of the
+    right shape is returned as it is (no float temporary, no copy: :func:`readonly`
+    decides whether to copy).
     """
+    if isinstance(value, np.ndarray) and value.dtype == np.bool_:
+        if value.shape != shape:
+            raise InvalidProblemError(f"{name}: expected shape {shape}, got {value.shape}")
+        return value
     raw = as_numbers(name, value, "booleans (or 0/1)", booleans=True)
     if raw.shape != shape:
         raise InvalidProblemError(f"{name}: expected shape {shape}, got {raw.shape}")
@@ -256,10 +270,35 @@ def bool_matrix(name: str, value: ArrayLike, shape: tuple[int, int]) -> NDArray[
 
 
 def readonly(arr: NDArray[Any]) -> NDArray[Any]:
-    """A read-only C-ordered copy (freezing or aliasing the caller's own array would surprise)."""
+    """``arr`` itself when it is already frozen, else a read-only C-ordered copy.
+
+    *Frozen* means read-only and C-ordered, with no writable array underneath it: nobody can
+    change it any more, so sharing it is safe and saves a copy (a caller such as the
+    :class:`~fedalign.Scheduler` hands over large arrays it will not touch again this way).
+    Any other array is copied: freezing or aliasing the caller's own array would surprise.
+    """
+    if is_frozen(arr):
+        return arr
     arr = np.array(arr, order="C", copy=True)
     arr.flags.writeable = False
     return arr
+
+
+def is_frozen(arr: Any) -> bool:
+    """Whether ``arr`` is a read-only, C-ordered ndarray with no writable array beneath it.
+
+    A read-only view of a writable array is not frozen (the owner could still write), nor is
+    an array over a foreign buffer (a memory map, bytes: its owner is not an ndarray we can
+    inspect).
+    """
+    if not isinstance(arr, np.ndarray) or arr.flags.writeable or not arr.flags.c_contiguous:
+        return False
+    base = arr.base
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    return base is None
 
 
 # --------------------------------------------------------------------------- JSON values

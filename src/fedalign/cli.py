@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +59,11 @@ def _add_solve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("problem", metavar="PROBLEM.json", help="problem file, or - for stdin")
     p.add_argument("--solver", default="auto", help="solver name (default: auto)")
+    p.add_argument(
+        "--solvers", default=None, metavar="S1,S2,...",
+        help="compare several solvers: print a table (objective, bound, gap to the best "
+        "bound any of them proved, runtime, status) instead of one JSON result",
+    )
     p.add_argument("--time-limit", type=float, default=None, metavar="SEC", help="seconds")
     p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed")
     p.add_argument(
@@ -73,12 +79,17 @@ def _run_solve(args: argparse.Namespace) -> int:
     from ._fd import stdout_to_stderr
 
     # Check the options before reading anything, so their errors name the flag.
-    try:
-        get_solver(args.solver)
-    except fa.SolverUnavailableError as exc:
-        raise CommandError(f"SolverUnavailableError: {exc}", EXIT_FAILURE) from None
-    except ValueError as exc:
-        raise CommandError(f"--solver: {str(exc).removeprefix('solver: ')}") from None
+    names = [args.solver] if args.solvers is None else [s.strip() for s in args.solvers.split(",") if s.strip()]
+    flag = "--solver" if args.solvers is None else "--solvers"
+    if not names:
+        raise CommandError("--solvers: expected comma-separated solver names")
+    for name in names:
+        try:
+            get_solver(name)
+        except fa.SolverUnavailableError as exc:
+            raise CommandError(f"SolverUnavailableError: {exc}", EXIT_FAILURE) from None
+        except ValueError as exc:
+            raise CommandError(f"{flag}: {str(exc).removeprefix('solver: ')}") from None
     limit = args.time_limit
     if limit is not None and not (math.isfinite(limit) and limit > 0):
         raise CommandError(f"--time-limit: expected seconds > 0, got {limit!r}")
@@ -86,6 +97,8 @@ def _run_solve(args: argparse.Namespace) -> int:
         raise CommandError(f"--seed: expected an int >= 0, got {args.seed}")
 
     problem = problem_from_json(_read_json(args.problem))
+    if args.solvers is not None:
+        return _compare(problem, names, limit, args)
     try:
         # stdout carries the JSON result; a back-end's banner there would corrupt it.
         with stdout_to_stderr():
@@ -96,6 +109,74 @@ def _run_solve(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), EXIT_FAILURE) from None
     _write(args.output, format_json(solution.to_json_dict()))
     return 0
+
+
+#: What each column of ``fedalign solve --solvers`` means (printed under the table).
+COMPARE_HEADERS = (
+    ("objective", "desirability of the plan minus the soft rows' penalties (higher is better)"),
+    ("bound", "the solver's own proven upper bound on the optimum ('-': it proves none)"),
+    ("gap", "(best bound - objective) / max(1, |best bound|), against the smallest bound any "
+            "solver of this table proved: an honest distance to the optimum"),
+    ("seconds", "wall-clock seconds of the call, failed runs included"),
+    ("status", "optimal (proven), feasible, or why it has no plan (infeasible, time limit, "
+               "unsupported rows); OVER THE TIME LIMIT when it ended later than the limit "
+               "+ max(10 %, 0.2 s)"),
+)
+
+
+def _compare(problem: Any, names: list[str], limit: float | None, args: argparse.Namespace) -> int:
+    """Solve with each solver; print the comparison table (and write the runs as JSON with -o)."""
+    import fedalign as fa
+
+    from ._fd import stdout_to_stderr
+    from .bench.runner import over_limit
+
+    runs: list[dict[str, Any]] = []
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            with stdout_to_stderr():
+                sol = fa.solve(problem, name, time_limit=limit, seed=args.seed)
+            run: dict[str, Any] = {"name": name, **sol.to_json_dict()}
+        except (fa.InfeasibleError, fa.UnsupportedProblemError) as exc:
+            run = {"name": name, "status": type(exc).__name__, "error": str(exc)}
+        except fa.AlignmentError as exc:  # a solver bug it reports: keep comparing
+            run = {"name": name, "status": "error", "error": str(exc)}
+        # Wall-clock seconds of the call, failed runs included, judged against the limit.
+        run["seconds"] = time.perf_counter() - t0
+        run["over_limit"] = limit is not None and over_limit(run["seconds"], limit)
+        runs.append(run)
+    print(format_comparison(runs))
+    if args.output is not None:
+        _write(args.output, json.dumps({"runs": runs}, indent=1) + "\n")
+    return 0
+
+
+def format_comparison(runs: list[dict[str, Any]]) -> str:
+    """The ``--solvers`` table: one line per run, the headers explained underneath."""
+    bounds = [r["bound"] for r in runs if r.get("bound") is not None]
+    best = min(bounds) if bounds else None
+    head = f"{'solver':<12} {'objective':>14} {'bound':>14} {'gap':>9} {'seconds':>8}  status"
+    lines = [head, "-" * len(head)]
+    for r in runs:
+        obj, bound = r.get("objective"), r.get("bound")
+        gap = None
+        if obj is not None and best is not None:
+            gap = max(0.0, (best - obj) / max(1.0, abs(best)))
+        chosen = f" ({r['solver']})" if r.get("solver") not in (None, r["name"]) else ""
+        over = " OVER THE TIME LIMIT" if r.get("over_limit") else ""
+        status = r["status"] + chosen + over + (f": {r['error'][:80]}" if "error" in r else "")
+        lines.append(
+            f"{r['name']:<12} {_num(obj, '14.6g'):>14} {_num(bound, '14.6g'):>14} "
+            f"{_num(gap, '9.3%'):>9} {_num(r.get('seconds', r.get('runtime')), '8.3f'):>8}  {status}"
+        )
+    lines.append("")
+    lines.extend(f"  {name:<10} {meaning}" for name, meaning in COMPARE_HEADERS)
+    return "\n".join(lines)
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def _read_json(source: str) -> Any:
@@ -435,6 +516,15 @@ def _add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--orlib", nargs="?", const="bundled", default=None, metavar="DIR",
         help="add the OR-Library GAP instances: those fedalign ships, or the gap*.txt files of DIR",
     )
+    p.add_argument(
+        "--instance", nargs="+", action="extend", default=[], metavar="FILE.json",
+        help="your own problems, in fedalign solve's format (one or more; then the generated "
+        "families are left out unless --families names some)",
+    )
+    p.add_argument(
+        "--families", default=None, metavar="F1,F2,...",
+        help="generated instance families to run (default: all, or none with --instance)",
+    )
     p.add_argument("--out", default="fedalign-bench", metavar="DIR", help="output folder")
     p.add_argument(
         "--time-limit", type=float, default=None, metavar="SEC",
@@ -459,6 +549,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         raise CommandError(f"--seeds: expected an int >= 1, got {args.seeds}")
     if args.orlib not in (None, "bundled") and not Path(args.orlib).is_dir():
         raise CommandError(f"--orlib: {args.orlib} is not a directory")
+    families = None if args.families is None else [f.strip() for f in args.families.split(",") if f.strip()]
+    for path in args.instance:
+        if not Path(path).is_file():
+            raise CommandError(f"--instance: {path} is not a file")
     try:
         _, table = bench.bench(
             args.out,
@@ -467,13 +561,17 @@ def _run_bench(args: argparse.Namespace) -> int:
             orlib=args.orlib,
             time_limit=args.time_limit,
             seeds=args.seeds,
+            families=families,
+            instances=args.instance,
             progress=not args.no_progress,
             log=lambda msg: print(msg, file=sys.stderr),
         )
     except ValueError as exc:
         message = str(exc)
-        if message.startswith("solvers"):
-            message = "--solvers" + message[message.index(":"):]
+        for arg in ("solvers", "families", "instances"):
+            if message.startswith(arg):
+                flag = "--instance" if arg == "instances" else f"--{arg}"
+                message = flag + message[message.index(":"):]
         raise CommandError(message) from None
     except OSError as exc:
         raise CommandError(f"--out: {exc}", EXIT_FAILURE) from None

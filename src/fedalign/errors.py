@@ -18,6 +18,7 @@ __all__ = [
     "InvalidStateError",
     "SolverUnavailableError",
     "StateConflictError",
+    "TimeLimitError",
     "UnsupportedProblemError",
 ]
 
@@ -37,6 +38,14 @@ class InfeasibleError(AlignmentError):
     """No feasible assignment exists (proven), or none was found within the time limit.
 
     The message says which constraint blocks, where the solver can tell.
+    """
+
+
+class TimeLimitError(InfeasibleError):
+    """The time limit ran out before the solver had a feasible assignment to return.
+
+    An :class:`InfeasibleError` (the problem may well be feasible: the message says the
+    limit was hit, how long it was and what the solver was doing).
     """
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "Violation",
     "capacity_tolerance",
     "check",
+    "feasible",
 ]
 
 #: The fixed names of the rows the keyword arguments stand for.
@@ -87,7 +88,7 @@ _ONE.flags.writeable = False
 
 
 def _desirability(desirability: ArrayLike, expert_ids: Any) -> NDArray[np.float64]:
-    d = as_numbers("desirability", desirability)
+    d = as_numbers("desirability", desirability, copy=False)
     if d.ndim == 1 and d.size == 0 and expert_ids is not None:
         # No clients this round, experts known by id: the only way JSON can say (0, E).
         try:
@@ -100,7 +101,7 @@ def _desirability(desirability: ArrayLike, expert_ids: Any) -> NDArray[np.float6
         )
     if d.shape[1] == 0:
         raise InvalidProblemError("desirability: needs at least one expert (column)")
-    d = as_float_array("desirability", d, d.shape)
+    d = as_float_array("desirability", d, d.shape, copy=False)
     with np.errstate(over="ignore"):
         total = float(np.abs(d).sum())
     if not total <= MAX_SUM:
@@ -155,7 +156,7 @@ def _deadline(
     _pair("train_time", train_time, "deadline", deadline)
     if train_time is None:
         return None
-    t = as_float_array("train_time", train_time, (n, e))
+    t = as_float_array("train_time", train_time, (n, e), copy=False)
     check_nonnegative("train_time", t)
     if isinstance(deadline, (bool, np.bool_)):
         raise InvalidProblemError("deadline: expected seconds > 0, got a bool")
@@ -234,6 +235,15 @@ class AlignmentProblem:
     ------
     InvalidProblemError
         Any malformed argument; the message names the argument and first bad position.
+
+    Notes
+    -----
+    Arrays are copied into read-only storage, except those already *frozen*: a read-only,
+    C-ordered array of the stored dtype (float64 for ``desirability`` and ``train_time``,
+    bool for ``allowed``) that is no view of writable memory is kept as it is, without a
+    copy (:func:`fedalign._checks.readonly`). That is how a caller hands over large arrays
+    it will not touch again (the :class:`~fedalign.Scheduler` does, to keep a 100,000 x 128
+    round within memory); such an array must not be made writable again.
     """
 
     __slots__ = (*(f for f in _FIELDS if f != "rows"), "rows", "_cache", "_client_index", "_expert_index")
@@ -420,6 +430,18 @@ class AlignmentProblem:
             self._expert_index = {c: k for k, c in enumerate(self.expert_ids)}
         return self._expert_index[expert_id]
 
+    def client_positions(self, client_ids: Sequence[Hashable]) -> NDArray[np.intp]:
+        """Positions of many client ids in this problem, -1 for an id it does not have."""
+        if self._client_index is None:
+            self._client_index = {c: k for k, c in enumerate(self.client_ids)}
+        return _positions(self._client_index, client_ids)
+
+    def expert_positions(self, expert_ids: Sequence[Hashable]) -> NDArray[np.intp]:
+        """Positions of many expert ids in this problem, -1 for an id it does not have."""
+        if self._expert_index is None:
+            self._expert_index = {c: k for k, c in enumerate(self.expert_ids)}
+        return _positions(self._expert_index, expert_ids)
+
     def penalty(self, assignment: ArrayLike) -> float:
         """What the soft rows charge for ``assignment`` (0 without soft rows)."""
         if not self.soft_rows:
@@ -554,6 +576,23 @@ class AlignmentProblem:
         names = [r.name for r in self.rows if r.name not in (COUNT_ROW, SEAT_ROW)]
         extra = f", rows={names}" if names else ""
         return f"AlignmentProblem(n_clients={self.n_clients}, n_experts={self.n_experts}{extra})"
+
+
+def feasible(problem: AlignmentProblem, x: NDArray[np.bool_]) -> bool:
+    """Whether the bool assignment ``x`` has no violation: what ``check(problem, x) == []``
+    says, with one vectorised pass per row and no :class:`Violation` built (a solver's test).
+    """
+    if x.shape != problem.shape or x.dtype != np.bool_:
+        return not check(problem, x)
+    if (x & ~problem.allowed).any():
+        return False
+    return all(row.holds(x) for row in problem.rows)
+
+
+def _positions(index: Mapping[Hashable, int], wanted: Sequence[Hashable]) -> NDArray[np.intp]:
+    """``index[id]`` for each id (-1 when absent); one dict look-up per id, no pair loop."""
+    get = index.get
+    return np.fromiter((get(c, -1) for c in wanted), dtype=np.intp, count=len(wanted))
 
 
 # --------------------------------------------------------------------------- checking

@@ -431,6 +431,18 @@ class Row:
             return np.zeros_like(usage, dtype=np.float64)
         return band_cost(self.penalty, self.excess(usage))
 
+    def holds(self, x: NDArray[np.bool_]) -> bool:
+        """Whether every row of this row meets its bounds for ``x`` (a soft row always does).
+
+        The yes/no answer of :meth:`violations` (the same tolerance), without building them.
+        """
+        if self.soft:
+            return True
+        used = self.usage(x)
+        if self.upper_cap is not None and (used > self.upper_cap).any():
+            return False
+        return not (self.lower_cap is not None and (used < self.lower_cap).any())
+
     def violations(
         self,
         x: NDArray[np.bool_],

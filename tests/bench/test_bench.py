@@ -169,3 +169,78 @@ def test_the_or_library_files_ship_with_fedalign() -> None:
     assert [p.stem for p in files][:3] == ["gap1", "gap2", "gap3"] and len(files) == 16
     assert (bundled_dir() / "README.md").is_file()
     assert [g.best_known for g in load_file(files[0])] == BEST_KNOWN["gap1"]
+
+
+# --------------------------------------------------------------------------- your own instances
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_own_instances_run_as_their_own_families(tmp_path: Path) -> None:
+    problem = make_instance("deadline", 30, 4, 1)
+    config = BenchConfig(
+        families=(), time_limit=2.0,
+        instances=[EXAMPLES / "rows.json", problem, ("mine", make_instance("uniform", 20, 4, 0))],
+    )
+    from fedalign.bench.runner import instances
+
+    found = list(instances(config))
+    assert [i.family for i in found] == ["instance-rows", "instance-problem-2", "instance-mine"]
+    assert found[1].build() is problem
+    rows = fb_run(config, ["greedy", "highs"])
+    assert {r.family for r in rows} == {i.family for i in found}
+    assert all(r.time_limit == 2.0 and r.over_limit is False for r in rows)
+
+
+def fb_run(config: BenchConfig, solvers: list[str]) -> list:
+    from fedalign.bench.runner import run_benchmark
+
+    return run_benchmark(BenchConfig(**{**config.__dict__, "solvers": tuple(solvers)}), progress=False)
+
+
+def test_bad_own_instance_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"desirability": [[1, 2]], "max_experts": -1}')
+    from fedalign.bench.runner import instances
+
+    with pytest.raises(ValueError, match="broken.json.*max_experts"):
+        list(instances(BenchConfig(families=(), instances=[bad])))
+    with pytest.raises(ValueError, match=r"instances\[0\]"):
+        list(instances(BenchConfig(families=(), instances=[3])))
+
+
+def test_summary_counts_failed_runs_in_runs_and_times() -> None:
+    from fedalign.bench.runner import Row, summarise
+
+    def row(status: str, runtime: float, objective: float | None, gap: float | None) -> Row:
+        return Row("f", "i", 10, 2, 0, "milp", objective, None, None, None, runtime, status,
+                   gap_to_best_bound=gap, time_limit=2.0, over_limit=runtime > 2.2)
+
+    rows = [row("optimal", 0.5, 1.0, 0.0), row("failed", 11.2, None, None),
+            row("failed", 6.2, None, None), row("feasible", 1.0, 0.9, 0.1)]
+    (s,) = summarise(rows)
+    assert s["runs"] == 4 and s["solved"] == 2 and s["failed"] == 2 and s["over_limit"] == 2
+    assert s["mean_gap_to_best_bound"] == pytest.approx(0.05)  # over the solved runs only
+    assert s["mean_runtime"] == pytest.approx((0.5 + 11.2 + 6.2 + 1.0) / 4)  # failed ones count
+    assert s["max_runtime"] == pytest.approx(11.2)
+
+
+def test_bench_cli_own_instances(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    status = main(["bench", "--instance", str(EXAMPLES / "rows.json"), str(EXAMPLES / "small.json"),
+                   "--solvers", "greedy,highs", "--time-limit", "2", "--out", str(out), "--no-progress"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "instance-rows" in printed and "instance-small" in printed
+    for header in ("runs", "solved", "over", "mean/max gap"):
+        assert f"  {header}" in printed  # every column explained under the table
+    rows = _read_csv(out / "results.csv")
+    assert {r["family"] for r in rows} == {"instance-rows", "instance-small"}
+    assert (out / "pareto-instance-rows.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_cli_missing_instance_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["bench", "--instance", str(tmp_path / "nope.json"), "--out", str(tmp_path), "--no-progress"])
+    assert status == 2
+    assert "--instance" in capsys.readouterr().err

@@ -15,11 +15,17 @@ reason. What every solver must do:
 * give a consistent Solution API (gap, status, experts_of, to_dict with ids);
 * do all of the above on problems with rows given as ``fa.Row`` (client, weighted expert
   and total rows, hard or soft) whenever it declares support for them, and refuse them with
-  ``UnsupportedProblemError`` otherwise.
+  ``UnsupportedProblemError`` otherwise;
+* keep all of it under a warm start (``warm_start=`` an earlier Solution): from the same
+  problem, a related one (the next round: clients reordered and renamed, desirability
+  drifted) or an unrelated one (any shape, ids and rows), whichever solver produced it,
+  even with its stored prices garbled: never a bound below the brute-force optimum, never
+  an infeasible plan, never an error other than the contract's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +44,7 @@ from strategies import (
     objective_tolerance,
     problems,
     row_problems,
+    warm_pairs,
 )
 
 SOLVERS = registered_solvers()
@@ -147,11 +154,11 @@ def assert_valid_solution(name: str, problem: fa.AlignmentProblem, sol: fa.Solut
 # --------------------------------------------------------------------------- tiny: brute force
 
 
-def assert_agrees_with_brute_force(name: str, problem: fa.AlignmentProblem) -> None:
+def assert_agrees_with_brute_force(name: str, problem: fa.AlignmentProblem, **kwargs: object) -> None:
     """Objective <= optimum <= bound; "optimal" means optimal; infeasible means infeasible."""
     bf = brute_force(problem)
     note(f"brute force optimum: {bf.optimum}")
-    out = run(name, problem, seed=0)
+    out = run(name, problem, seed=0, **kwargs)
     if out.unsupported:
         return
     if not bf.feasible:
@@ -444,3 +451,69 @@ def test_unknown_option_is_rejected(name: str) -> None:
         pytest.skip(f"{name} accepts any option")
     with pytest.raises(TypeError, match="no_such_option"):
         fa.solve(problem, name, no_such_option=1)
+
+
+# --------------------------------------------------------------------------- warm starts
+
+#: Solvers whose earlier solution a warm start comes from ("same": the solver under test).
+WARM_SOURCES = ["same", "lagrangian", "flow", "greedy", "highs"]
+
+
+def _earlier(source: str, name: str, problem: fa.AlignmentProblem) -> fa.Solution | None:
+    """An earlier solution of ``problem`` by ``source`` (None where that solver cannot)."""
+    solver = name if source == "same" else source
+    if solver not in registered_solvers():
+        return None
+    try:
+        return fa.solve(problem, solver, seed=1)
+    except (fa.InfeasibleError, fa.UnsupportedProblemError, fa.SolverUnavailableError):
+        return None
+
+
+@SOME
+@given(warm_pairs(**TINY), st.sampled_from(WARM_SOURCES))
+def test_warm_started_bounds_stay_proven(
+    name: str, pair: tuple[fa.AlignmentProblem, fa.AlignmentProblem], source: str
+) -> None:
+    """A warm start from the same, a related or an unrelated problem: the contract holds
+    (bound above the brute-force optimum, feasible plan, exact solvers still optimal)."""
+    earlier, problem = pair
+    start = _earlier(source, name, earlier)
+    if start is None:
+        return
+    note(f"warm start from {start.solver}: {describe(earlier)}")
+    assert_agrees_with_brute_force(name, problem, warm_start=start)
+
+
+#: What a tampered ``info["prices"]`` may hold: every level malformed in turn.
+GARBLED_PRICES = [
+    None,
+    "prices",
+    {"expert": "x", "total": 3},
+    {"expert": {"clients per expert": {"upper": [1, 2], "lower": None}}},
+    {"expert": {"clients per expert": {"upper": {0: -1.0, 1: float("nan"), 2: "a", 3: True}}}},
+    {"expert": {"clients per expert": {"upper": {0: float("inf"), 1: 1e300}}},
+     "total": {"round": {"upper": -5.0, "lower": [1]}}},
+]
+
+
+@FEW
+@given(warm_pairs(**TINY), st.sampled_from(GARBLED_PRICES))
+def test_warm_start_with_garbled_prices(
+    name: str, pair: tuple[fa.AlignmentProblem, fa.AlignmentProblem], prices: object
+) -> None:
+    """Stored prices that make no sense are ignored (or clipped into their range): the
+    contract holds as for any warm start."""
+    earlier, problem = pair
+    start = _earlier("lagrangian", name, earlier) or _earlier("greedy", name, earlier)
+    if start is None:
+        return
+    garbled = dataclasses.replace(start, info={**start.info, "prices": prices})
+    assert_agrees_with_brute_force(name, problem, warm_start=garbled)
+
+
+@pytest.mark.parametrize("bad", [3, "solution", {"assignment": []}, np.zeros((2, 2), bool)])
+def test_warm_start_must_be_a_solution(name: str, bad: object) -> None:
+    problem = fa.AlignmentProblem(np.ones((2, 2)))
+    with pytest.raises(TypeError, match="warm_start"):
+        fa.solve(problem, name, warm_start=bad)  # type: ignore[arg-type]

@@ -472,7 +472,7 @@ def test_unequal_memory_is_unsupported() -> None:
         np.ones((2, 3)), expert_memory=[1.0, 2.0, 1.0], client_memory=[3.0, 3.0]
     )
     assert "memory" in FLOW.unsupported_reason(problem)
-    with pytest.raises(fa.UnsupportedProblemError, match="'lp', 'lagrangian', 'cpsat', 'milp'"):
+    with pytest.raises(fa.UnsupportedProblemError, match="'lp', 'lagrangian', 'cpsat', 'highs', 'milp'"):
         fa.solve(problem, solver="flow")
 
 

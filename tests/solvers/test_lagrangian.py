@@ -532,3 +532,17 @@ def test_rows_solved_with_a_valid_bound(seed: int) -> None:
     if state.best_x is not None:
         assert not fa.check(problem, state.best_x)
         assert state.bound >= problem.objective(state.best_x) - 1e-9 * abs(state.bound)
+
+
+def test_a_first_plan_predicted_past_the_limit_raises_at_once() -> None:
+    """The first pass over every client cannot be cut short: when it is predicted to end past
+    the limit and its tolerance, the solver says so at once (a TimeLimitError naming the
+    limit), and never without a limit or a prediction."""
+    from fedalign.solvers.lagrangian._solver import _check_first_plan_fits
+
+    problem = fa.AlignmentProblem(np.ones((3, 2)), max_experts=1)
+    with pytest.raises(fa.TimeLimitError, match="time limit of 1 s.*about 5.0 s"):
+        _check_first_plan_fits(problem, Budget(1.0, "lagrangian"), 5.0)
+    _check_first_plan_fits(problem, Budget(1.0, "lagrangian"), 0.5)  # fits
+    _check_first_plan_fits(problem, Budget(1.0, "lagrangian"), None)  # small: not predicted
+    _check_first_plan_fits(problem, Budget(None, "lagrangian"), 5.0)  # no limit

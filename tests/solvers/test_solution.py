@@ -66,7 +66,7 @@ def test_to_json_dict_fields_and_keys() -> None:
     p = AlignmentProblem([[0.5, 0.25], [0.0, 1.0]], client_ids=[7, "b"], expert_ids=[10, "e"])
     s = make(p, np.array([[1, 0], [0, 1]]), bound=2.0)
     out = s.to_json_dict()
-    assert list(out) == ["assignment", "objective", "bound", "gap", "status", "solver", "runtime"]
+    assert list(out) == ["assignment", "objective", "bound", "gap", "status", "solver", "runtime", "info"]
     assert out["assignment"] == {"7": [10], "b": ["e"]}  # keys are strings, values as given
     assert out["objective"] == 1.5 and out["bound"] == 2.0 and out["gap"] == 0.25
     assert out["status"] == "feasible" and out["solver"] == "test" and out["runtime"] == 0.25

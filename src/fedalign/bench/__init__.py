@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .families import FAMILIES, make_instance
 from .runner import DEFAULT_SIZES, QUICK_SIZES, BenchConfig, Row, run_benchmark
@@ -36,6 +37,7 @@ def bench(
     seeds: int | None = None,
     families: Sequence[str] | None = None,
     sizes: Sequence[tuple[int, int]] | None = None,
+    instances: Sequence[Any] = (),
     progress: bool = True,
     plots: bool = True,
     log: Callable[[str], None] | None = print,
@@ -57,7 +59,11 @@ def bench(
     seeds : int, optional
         Number of seeds per family and size (default 3, or 2 with ``quick``).
     families, sizes : optional
-        Restrict the generated families / sizes (default: all families; the sizes above).
+        Restrict the generated families / sizes (default: all families, or none when
+        ``instances`` are given; the sizes above).
+    instances : sequence, optional
+        Problems of your own (JSON files in ``fedalign solve``'s format, or problems; see
+        :class:`BenchConfig`).
     progress, plots : bool
         Progress bar; PNG plots.
     log : callable, optional
@@ -65,13 +71,16 @@ def bench(
     """
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ValueError(f"seeds: expected an int >= 1, got {seeds!r}")
+    if families is None:
+        families = () if instances else tuple(FAMILIES)
     config = BenchConfig(
-        families=tuple(FAMILIES) if families is None else tuple(families),
+        families=tuple(families),
         sizes=tuple(sizes) if sizes is not None else (QUICK_SIZES if quick else DEFAULT_SIZES),
         seeds=tuple(range(seeds if seeds is not None else (2 if quick else 3))),
         solvers=None if solvers is None else tuple(solvers),
         time_limit=float(time_limit) if time_limit is not None else (2.0 if quick else 10.0),
         orlib=orlib,
+        instances=tuple(instances),
     )
     config.solver_names()  # validate before running anything
     from .report import format_summary, write

@@ -4,8 +4,10 @@ Plots use matplotlib's Agg backend (no display needed):
 
 ``pareto-<family>.png``
     Per family, every solver run as a point: runtime (s) against the gap to the best proven
-    bound of its instance, both on log axes; lower-left is better. Gaps of zero are drawn at
-    the floor ``1e-6`` so they stay visible.
+    bound of its instance, both on log axes; lower-left is better. Gaps of zero are drawn on
+    the floor line ``1e-6`` (labelled so), failed runs as crosses on the ceiling line at
+    their runtime (labelled too), runs past their time limit ringed in red, and the time
+    limit is a dashed vertical line.
 ``scaling.png``
     Median runtime against the number of clients, one line per solver (generated families).
 """
@@ -25,7 +27,7 @@ import numpy as np
 from .._files import write_text_atomic
 from .runner import BenchConfig, Row, summarise
 
-__all__ = ["COLUMNS", "format_summary", "plot_pareto", "plot_scaling", "write"]
+__all__ = ["COLUMNS", "SUMMARY_HEADERS", "format_summary", "plot_pareto", "plot_scaling", "write"]
 
 #: results.csv columns, in order.
 COLUMNS = (
@@ -43,9 +45,27 @@ COLUMNS = (
     "status",
     "gap_to_best_bound",
     "note",
+    "time_limit",
+    "over_limit",
+)
+
+#: What each column of :func:`format_summary`'s table means (printed under it).
+SUMMARY_HEADERS = (
+    ("runs", "solver runs attempted on the family's instances, failed ones included"),
+    ("solved", "runs that returned a feasible plan"),
+    ("opt", "runs that proved their plan optimal"),
+    ("best", "runs whose objective equals the best known (published value, or best found)"),
+    ("fail", "runs that raised: no plan found (infeasible, or the time limit hit) or an error"),
+    ("over", "runs that ended later than the time limit + max(10 %, 0.2 s)"),
+    ("skip", "runs not made: the instance is too large for the solver, or it refuses its rows"),
+    ("mean/max gap", "gap to the instance's best proven bound (any solver's, or the published "
+                     "optimum), over the solved runs only ('-': none solved)"),
+    ("mean/max s", "wall-clock seconds per run, failed runs included"),
 )
 
 _GAP_FLOOR = 1e-6
+#: Where failed runs (no gap at all) are drawn on the Pareto plots.
+_GAP_CEILING = 10.0
 
 
 def _machine() -> dict[str, Any]:
@@ -93,6 +113,7 @@ def write(
         "time_limit": config.time_limit,
         "orlib": None if config.orlib is None else str(config.orlib),
         "max_pairs": dict(config.max_pairs),
+        "instances": [_label(src) for src in config.instances],
     }
     payload = {
         "config": cfg,
@@ -106,12 +127,19 @@ def write(
     if plots:
         for family in sorted({r.family for r in rows}):
             path = out / f"pareto-{family}.png"
-            if plot_pareto(rows, family, path):
+            if plot_pareto(rows, family, path, time_limit=config.time_limit):
                 written.append(path)
         path = out / "scaling.png"
         if plot_scaling(rows, path):
             written.append(path)
     return written
+
+
+def _label(source: Any) -> str:
+    """How results.json names one of the configuration's own instances."""
+    if isinstance(source, tuple):
+        return str(source[0])
+    return source.__class__.__name__ if not isinstance(source, (str, Path)) else str(source)
 
 
 def _pyplot() -> Any:
@@ -129,31 +157,56 @@ def _solver_styles(solvers: Collection[str]) -> dict[str, tuple[str, str]]:
     return {s: (cmap[k % 10], markers[k % len(markers)]) for k, s in enumerate(sorted(solvers))}
 
 
-def plot_pareto(rows: Sequence[Row], family: str, path: str | Path) -> bool:
-    """Runtime vs gap to the best bound for one family (log-log); False if nothing to draw."""
-    pts = [
-        r for r in rows
-        if r.family == family and r.runtime is not None and r.gap_to_best_bound is not None
-    ]
+def plot_pareto(
+    rows: Sequence[Row], family: str, path: str | Path, time_limit: float | None = None
+) -> bool:
+    """Runtime vs gap to the best bound for one family (log-log); False if nothing to draw.
+
+    Zero gaps sit on the labelled floor line, failed runs are crosses on the labelled
+    ceiling line, runs past the limit are ringed in red, the time limit is a dashed line.
+    """
+    pts = [r for r in rows if r.family == family and r.runtime is not None]
     if not pts:
         return False
     plt = _pyplot()
     styles = _solver_styles({r.solver for r in rows})
-    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for solver in sorted({r.solver for r in pts}):
-        rs = [r for r in pts if r.solver == solver]
-        x = [max(r.runtime, 1e-4) for r in rs]  # type: ignore[type-var]
-        y = [max(r.gap_to_best_bound, _GAP_FLOOR) for r in rs]  # type: ignore[type-var]
         color, marker = styles[solver]
-        ax.scatter(x, y, label=solver, color=color, marker=marker, s=22, alpha=0.8)
+        done = [r for r in pts if r.solver == solver and r.gap_to_best_bound is not None]
+        failed = [r for r in pts if r.solver == solver and r.gap_to_best_bound is None]
+        if done:
+            x = [max(r.runtime, 1e-4) for r in done]  # type: ignore[type-var]
+            y = [max(r.gap_to_best_bound, _GAP_FLOOR) for r in done]  # type: ignore[type-var]
+            ax.scatter(x, y, label=solver, color=color, marker=marker, s=22, alpha=0.8)
+        if failed:
+            x = [max(r.runtime, 1e-4) for r in failed]  # type: ignore[type-var]
+            ax.scatter(x, [_GAP_CEILING] * len(x), color=color, marker="x", s=40,
+                       label=f"{solver} failed")
+        over = [r for r in done + failed if r.over_limit]
+        if over:
+            ax.scatter([max(r.runtime, 1e-4) for r in over],  # type: ignore[type-var]
+                       [_GAP_CEILING if r.gap_to_best_bound is None
+                        else max(r.gap_to_best_bound, _GAP_FLOOR) for r in over],
+                       facecolors="none", edgecolors="red", s=90, linewidths=1.0)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("runtime (s)")
     ax.set_ylabel("gap to best proven bound")
     ax.set_title(f"{family}: optimality vs latency")
-    ax.axhline(_GAP_FLOOR, color="0.8", lw=0.8, ls=":")
+    ax.axhline(_GAP_FLOOR, color="0.6", lw=0.8, ls=":")
+    ax.text(0.01, _GAP_FLOOR * 1.4, "gap 0 (drawn at 1e-6)", transform=ax.get_yaxis_transform(),
+            fontsize=6, color="0.4")
+    if any(r.gap_to_best_bound is None for r in pts):
+        ax.axhline(_GAP_CEILING, color="0.6", lw=0.8, ls=":")
+        ax.text(0.01, _GAP_CEILING * 0.6, "failed: no plan (drawn here at their runtime)",
+                transform=ax.get_yaxis_transform(), fontsize=6, color="0.4")
+    if time_limit is not None:
+        ax.axvline(time_limit, color="0.3", lw=0.8, ls="--")
+        ax.text(time_limit, 0.98, " time limit", transform=ax.get_xaxis_transform(),
+                fontsize=6, color="0.3", va="top")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, loc="best", ncol=2)
+    ax.legend(fontsize=6, loc="best", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -192,19 +245,23 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def format_summary(rows: Sequence[Row]) -> str:
-    """A plain-text table: per family and solver, runs, gaps, runtimes, statuses."""
+    """A plain-text table per family and solver, with what each column means under it."""
     summary = sorted(summarise(rows), key=lambda s: (s["family"], s["solver"]))
+    fw = max([14, *(len(s["family"]) for s in summary)])
+    sw = max([11, *(len(s["solver"]) for s in summary)])
     head = (
-        f"{'family':<14} {'solver':<11} {'runs':>4} {'opt':>4} {'best':>4} {'fail':>4} "
-        f"{'skip':>4} {'mean gap':>9} {'max gap':>9} {'mean s':>8} {'max s':>8}"
+        f"{'family':<{fw}} {'solver':<{sw}} {'runs':>4} {'solved':>6} {'opt':>4} {'best':>4} "
+        f"{'fail':>4} {'over':>4} {'skip':>4} {'mean gap':>9} {'max gap':>9} {'mean s':>8} {'max s':>8}"
     )
     lines = [head, "-" * len(head)]
     for s in summary:
         lines.append(
-            f"{s['family']:<14} {s['solver']:<11} {s['runs']:>4} {s['optimal']:>4} "
-            f"{s['at_best_known']:>4} {s['failed']:>4} {s['skipped']:>4} "
+            f"{s['family']:<{fw}} {s['solver']:<{sw}} {s['runs']:>4} {s['solved']:>6} {s['optimal']:>4} "
+            f"{s['at_best_known']:>4} {s['failed']:>4} {s['over_limit']:>4} {s['skipped']:>4} "
             f"{_fmt(s['mean_gap_to_best_bound'], '9.2%'):>9} "
             f"{_fmt(s['max_gap_to_best_bound'], '9.2%'):>9} "
             f"{_fmt(s['mean_runtime'], '8.3f'):>8} {_fmt(s['max_runtime'], '8.3f'):>8}"
         )
+    lines.append("")
+    lines.extend(f"  {name:<13} {meaning}" for name, meaning in SUMMARY_HEADERS)
     return "\n".join(lines)

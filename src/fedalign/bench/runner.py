@@ -9,10 +9,17 @@ skip is recorded (and printed) with its reason, never silently.
 After all solvers ran on an instance, ``best_known`` is filled in: the published optimum
 (OR-Library) or else the best objective any solver found, and ``gap_to_best_bound`` compares
 each objective with the smallest proven bound of any solver.
+
+Instances of your own (``BenchConfig(instances=...)``, ``fedalign bench --instance FILE``)
+are problems in ``fedalign solve``'s JSON format, or :class:`AlignmentProblem` objects;
+each is its own family, ``"instance-<name>"`` (its file's stem), so the summary and the
+Pareto plots show it alone. Every run records its time limit and whether it ended
+later than the limit allows (``over_limit``: past ``max(10 %, 0.2 s)`` beyond it).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +43,8 @@ __all__ = [
     "Instance",
     "Row",
     "instances",
+    "load_instance",
+    "over_limit",
     "run_benchmark",
     "run_instance",
 ]
@@ -53,7 +62,12 @@ QUICK_SIZES: tuple[tuple[int, int], ...] = ((100, 8), (300, 16), (1_000, 32))
 
 #: Largest ``n_clients * n_experts`` each solver is run on (others: no limit). Past these
 #: sizes building the model alone takes longer than any sensible time limit.
-MAX_PAIRS: dict[str, int] = {"milp": 70_000, "cpsat": 70_000, "lp": 2_000_000}
+MAX_PAIRS: dict[str, int] = {"milp": 70_000, "cpsat": 70_000, "lp": 2_000_000, "highs": 2_000_000}
+
+
+def over_limit(runtime: float | None, time_limit: float) -> bool:
+    """Whether a run ended later than its limit allows: past ``max(10 %, 0.2 s)`` beyond it."""
+    return runtime is not None and runtime > time_limit + max(0.1 * time_limit, 0.2)
 
 
 @dataclass
@@ -76,6 +90,11 @@ class BenchConfig:
         Only these file stems (e.g. ``["gap1", "gapd"]``); None takes every file found.
     max_pairs : dict
         Per-solver size limit (``n_clients * n_experts``) above which the solver is skipped.
+    instances : sequence
+        Problems of your own: paths of JSON files in ``fedalign solve``'s format (one
+        problem object per file), :class:`AlignmentProblem` objects, or ``(name,
+        problem)`` pairs; each is reported as its own family ``"instance-<name>"`` (a bare problem is
+        named ``problem-<k>``, k counting from 1).
     """
 
     families: Sequence[str] = tuple(FAMILIES)
@@ -86,6 +105,7 @@ class BenchConfig:
     orlib: str | Path | None = None
     orlib_files: Sequence[str] | None = None
     max_pairs: dict[str, int] = field(default_factory=lambda: dict(MAX_PAIRS))
+    instances: Sequence[Any] = ()
 
     def solver_names(self) -> list[str]:
         """The solvers to run, validated against the registry."""
@@ -133,14 +153,60 @@ class Row:
     status: str
     gap_to_best_bound: float | None = None
     note: str = ""
+    time_limit: float | None = None
+    over_limit: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-Python values (NaN-free) for JSON."""
         return asdict(self)
 
 
+def load_instance(path: str | Path) -> AlignmentProblem:
+    """A problem from a JSON file in ``fedalign solve``'s format.
+
+    Raises
+    ------
+    ValueError
+        The file cannot be read, is not JSON, or does not describe a valid problem (the
+        message names the file, and the field where there is one).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"instances: cannot read {str(path)!r} as JSON: {exc}") from None
+    try:
+        return AlignmentProblem.from_dict(data)
+    except AlignmentError as exc:
+        raise ValueError(f"instances: {str(path)!r}: {exc}") from None
+
+
+def _same(problem: AlignmentProblem) -> AlignmentProblem:
+    return problem
+
+
+def _own_instances(config: BenchConfig) -> Iterator[Instance]:
+    """The configuration's own problems (``instances``), loaded and named."""
+    for k, source in enumerate(config.instances):
+        if isinstance(source, AlignmentProblem):
+            name, problem = f"problem-{k + 1}", source
+        elif isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], AlignmentProblem):
+            name, problem = str(source[0]), source[1]
+        elif isinstance(source, (str, Path)):
+            name, problem = Path(source).stem, load_instance(source)
+        else:
+            raise ValueError(
+                f"instances[{k}]: expected a JSON file's path, an AlignmentProblem or a "
+                f"(name, problem) pair, got {type(source).__name__}"
+            )
+        yield Instance(
+            family=f"instance-{name}", name=name, n_clients=problem.n_clients,
+            n_experts=problem.n_experts, seed=0, build=partial(_same, problem),
+        )
+
+
 def instances(config: BenchConfig) -> Iterator[Instance]:
-    """Every instance of the configuration: generated families first, then OR-Library."""
+    """Every instance of the configuration: generated families, your own, then OR-Library."""
     for family in config.families:
         if family not in FAMILIES:
             raise ValueError(f"families: unknown family {family!r}; choose from {sorted(FAMILIES)}")
@@ -154,6 +220,7 @@ def instances(config: BenchConfig) -> Iterator[Instance]:
                     seed=seed,
                     build=partial(make_instance, family, n, e, seed),
                 )
+    yield from _own_instances(config)
     if config.orlib is not None:
         wanted = None if config.orlib_files is None else set(config.orlib_files)
         for path in find_files(config.orlib):
@@ -204,6 +271,8 @@ def run_instance(inst: Instance, solvers: Sequence[str], config: BenchConfig) ->
                 runtime=runtime,
                 status=status,
                 note=note,
+                time_limit=config.time_limit,
+                over_limit=over_limit(runtime, config.time_limit),
             )
 
         reason = _skip_reason(solver, problem, config)
@@ -223,11 +292,13 @@ def run_instance(inst: Instance, solvers: Sequence[str], config: BenchConfig) ->
         except AlignmentError as exc:  # a solver bug: record it, keep benchmarking
             rows.append(row("error", str(exc), time.perf_counter() - t0))
             continue
+        # Wall-clock seconds around the call, as for failed runs (validation included).
+        seconds = time.perf_counter() - t0
         rows.append(
             row(
                 sol.status,
                 f"chose {sol.solver}" if sol.solver != solver else "",
-                sol.runtime,
+                seconds,
                 objective=sign * sol.objective,
                 bound=None if sol.bound is None else sign * sol.bound,
                 gap=sol.gap,
@@ -307,20 +378,28 @@ def run_benchmark(
 
 
 def summarise(rows: Sequence[Row]) -> list[dict[str, Any]]:
-    """Per family and solver: runs, mean gap to the best bound, mean runtime, statuses."""
+    """Per family and solver: runs, outcomes, gaps and runtimes, failures counted honestly.
+
+    ``runs`` counts every run attempted, failed ones included (``solved`` those that
+    returned a plan); ``mean_runtime`` / ``max_runtime`` include the failed runs' seconds;
+    ``over_limit`` counts the runs that ended later than their limit allows; the gaps (to
+    the best proven bound) are over the solved runs only, and None when none solved.
+    """
     groups: dict[tuple[str, str], list[Row]] = {}
     for r in rows:
         groups.setdefault((r.family, r.solver), []).append(r)
     out = []
     for (family, solver), rs in groups.items():
-        ran = [r for r in rs if r.objective is not None]
-        gaps = [r.gap_to_best_bound for r in ran if r.gap_to_best_bound is not None]
+        ran = [r for r in rs if r.status not in ("skipped", "unsupported")]
+        solved = [r for r in ran if r.objective is not None]
+        gaps = [r.gap_to_best_bound for r in solved if r.gap_to_best_bound is not None]
         times = [r.runtime for r in ran if r.runtime is not None]
         out.append(
             {
                 "family": family,
                 "solver": solver,
                 "runs": len(ran),
+                "solved": len(solved),
                 "optimal": sum(r.status == "optimal" for r in rs),
                 "at_best_known": sum(
                     r.objective is not None and r.best_known is not None
@@ -328,6 +407,7 @@ def summarise(rows: Sequence[Row]) -> list[dict[str, Any]]:
                     for r in rs
                 ),
                 "failed": sum(r.status in ("failed", "error") for r in rs),
+                "over_limit": sum(r.over_limit for r in ran),
                 "skipped": sum(r.status in ("skipped", "unsupported") for r in rs),
                 "mean_gap_to_best_bound": float(np.mean(gaps)) if gaps else None,
                 "max_gap_to_best_bound": float(np.max(gaps)) if gaps else None,

@@ -180,6 +180,13 @@ class Scheduler:
         [0, 1] are accepted and the fitness average is kept unclipped, so it stays an
         unbiased estimate of the exact rewards' average (fitness then leaves [0, 1]).
         False (default): a reward outside [0, 1] is refused.
+    warm_start : bool
+        Pass the previous round's :class:`~fedalign.Solution` to the solver as a warm start
+        (default True): consecutive rounds share clients, experts and rows, and a solver
+        that reuses anything (``lagrangian``'s prices, ``flow``'s expert prices, a hint or
+        MIP start for ``cpsat``, ``highs``, ``milp``) starts close to the new optimum.
+        Bounds stay proven for the new round. The warm start is not part of the saved
+        state: a scheduler loaded from a file plans its first round cold.
 
     Raises
     ------
@@ -238,6 +245,7 @@ class Scheduler:
         reward_tolerance: float = 0.2,
         max_idle_rounds: int | None = None,
         noisy_rewards: bool = False,
+        warm_start: bool = True,
     ) -> None:
         # the arguments above, by name (the first statement: no other local exists yet); typed
         # Any, as SchedulerSettings' fields are annotated with the canonical forms it stores
@@ -278,6 +286,8 @@ class Scheduler:
         self._rng = np.random.default_rng(s.seed)
         self._last_round = -1  # last planned round
         self._open: OpenRound | None = None
+        # the last plan's solution: the next round's warm start (setting warm_start)
+        self._previous: Solution | None = None
         # digest of the state file this scheduler last loaded or saved, per absolute path
         self._files: dict[str, bytes] = {}
 
@@ -606,6 +616,11 @@ class Scheduler:
         if s.tracks_trust:
             terms["trust"] = self._ledger.trust(rows)
         allow = np.ones((n, e), dtype=bool) if allowed is None else bool_matrix("allowed", allowed, (n, e))
+        # The (n, E) arrays are this round's own and nothing writes them again: frozen, the
+        # problem keeps them without a copy (at 100,000 x 128 each is 100 MB).
+        for arr in (d, cap.train_time, allow):
+            if arr is not None and arr is not allowed:
+                arr.flags.writeable = False
         min_clients = np.asarray(s.expert_min_clients, dtype=np.int64)
         min_experts = feasible_min(s.min_experts, cap, allow)
         could = None
@@ -720,6 +735,7 @@ class Scheduler:
             self._rollback(undo)  # a failed plan changes nothing: the open round stays open
             raise
         self._last_round = number
+        self._previous = solution if self._settings.warm_start else None
         self._open = OpenRound.start(number, rows, solution.assignment, problem.deadline)
         floored: list[Hashable] = []
         missed: list[Hashable] = []
@@ -759,8 +775,12 @@ class Scheduler:
             raise InfeasibleError(f"round {number}: {reason}")
         s = self._settings
         seed = int(self._rng.integers(0, 2**63 - 1))
+        warm = self._previous if s.warm_start else None
         try:
-            return solve(problem, s.solver, time_limit=s.time_limit, seed=seed, **s.solver_options)
+            return solve(
+                problem, s.solver, time_limit=s.time_limit, seed=seed, warm_start=warm,
+                **s.solver_options,
+            )
         except InfeasibleError as exc:
             raise InfeasibleError(f"round {number}: {exc}") from exc
 

@@ -143,6 +143,7 @@ class SchedulerSettings:
         "reward_tolerance": [_AT_LEAST_0],
         "max_idle_rounds": [Interval(int, 1, MAX_COUNT), None],
         "noisy_rewards": [Boolean()],
+        "warm_start": [Boolean()],
     }
 
     n_experts: int
@@ -185,6 +186,7 @@ class SchedulerSettings:
     reward_tolerance: float = 0.2
     max_idle_rounds: int | None = None
     noisy_rewards: bool = False
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints

@@ -12,6 +12,7 @@ from .base import (
     RowSupport,
     Solution,
     Solver,
+    WarmStart,
     available_solvers,
     get_solver,
     register,
@@ -22,7 +23,7 @@ from .base import (
 
 # Registration happens on import; this list's order is the registry's order of preference.
 # isort: off
-from . import random_, topk, greedy, flow, lp, lagrangian, cpsat, milp, auto  # noqa: F401
+from . import random_, topk, greedy, flow, lp, lagrangian, cpsat, highs, milp, auto  # noqa: F401
 # isort: on
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "RowSupport",
     "Solution",
     "Solver",
+    "WarmStart",
     "available_solvers",
     "get_solver",
     "register",

@@ -13,7 +13,9 @@ The choice (:func:`choose`) follows what each solver declares it supports (its
    within 1e-4 of its own bound in under a second, while HiGHS, cut short, can stay several
    percent away (measured: 1,000 x 16, 2 s limit: lagrangian gap 3.5e-5, milp 5.9 %).
    Without a time limit the MILP runs to a proven optimum. GAP-like problems, where a
-   client takes many experts (OR-Library), always go to the MILP, which proves them.
+   client takes many experts under a client row (OR-Library), go to ``highs``: HiGHS
+   started from the ``lagrangian`` solver's plan (a MIP start), which it then improves
+   and proves.
 3. Larger problems: ``lagrangian`` (near-optimal, with a dual bound), else ``greedy``.
 
 Within each step the first solver that supports every row of the problem is taken; a name
@@ -37,15 +39,24 @@ import numpy as np
 
 from ..errors import InfeasibleError, SolverUnavailableError, UnsupportedProblemError
 from ..problem import AlignmentProblem
-from .base import Budget, Result, Solution, Solver, get_solver, register, registered_solvers
+from .base import (
+    FEW_EXPERTS,
+    Budget,
+    Result,
+    Solution,
+    Solver,
+    check_warm_start,
+    gap_like,
+    get_solver,
+    register,
+    registered_solvers,
+)
+from .warm import WarmStart
 
 __all__ = ["FEW_EXPERTS", "SMALL_PAIRS", "AutoSolver", "choice", "choose"]
 
 #: Largest ``n_clients * n_experts`` for which a knapsack problem goes to an exact MILP.
 SMALL_PAIRS = 20_000
-#: Under a time limit, problems whose clients take at most this many experts go to
-#: ``lagrangian`` even when small (its per-client knapsacks are exact there).
-FEW_EXPERTS = 6
 
 
 def _usable(name: str) -> Solver | None:
@@ -81,8 +92,15 @@ def choice(problem: AlignmentProblem, time_limit: float | None = None) -> tuple[
         return "flow", "every row reduces to counts: exact min-cost flow"
     pairs = problem.n_clients * problem.n_experts
     few = problem.n_clients == 0 or int(problem.max_experts.max()) <= FEW_EXPERTS
-    if pairs <= SMALL_PAIRS and not (time_limit and few):
-        preferred: tuple[str, ...] = ("milp", "cpsat", "lagrangian", "greedy")
+    if pairs <= SMALL_PAIRS and gap_like(problem):
+        preferred: tuple[str, ...] = ("highs", "milp", "cpsat", "lagrangian", "greedy")
+        why = (
+            f"a small GAP-like problem ({pairs} pairs <= {SMALL_PAIRS}, clients taking up to "
+            f"{int(problem.max_experts.max())} experts under a client row): HiGHS, from the "
+            "Lagrangian plan as a MIP start"
+        )
+    elif pairs <= SMALL_PAIRS and not (time_limit and few):
+        preferred = ("milp", "cpsat", "lagrangian", "greedy")
         why = (
             f"a small problem ({pairs} pairs <= {SMALL_PAIRS}) with rows beyond counts"
             + ("" if time_limit else " and no time limit: an exact MILP")
@@ -111,6 +129,7 @@ class AutoSolver(Solver):
 
     name = "auto"
     exact = False
+    warm_start = "whatever the chosen solver reuses"
 
     def refusal(self, problem: AlignmentProblem) -> str | None:
         """None when some installed solver supports every row (``auto`` then picks among them)."""
@@ -131,9 +150,11 @@ class AutoSolver(Solver):
         *,
         time_limit: float | None = None,
         seed: int | None = None,
+        warm_start: Solution | None = None,
         **options: Any,
     ) -> Solution:
-        """Choose a solver, run it with the same time limit and seed, return its Solution."""
+        """Choose a solver, run it with the same time limit, seed and warm start; return its Solution."""
+        check_warm_start(warm_start)
         start = time.perf_counter()
         reason = self.unsupported_reason(problem)
         if reason is not None:
@@ -145,7 +166,9 @@ class AutoSolver(Solver):
             "pairs": problem.n_clients * problem.n_experts,
         }
         try:
-            solution = get_solver(chosen).solve(problem, time_limit=time_limit, seed=seed)
+            solution = get_solver(chosen).solve(
+                problem, time_limit=time_limit, seed=seed, warm_start=warm_start
+            )
         except InfeasibleError as exc:
             # An exact solver may give up when its time limit ends before it finds a point;
             # the greedy heuristic is fast and may still find one. If it fails too, the
@@ -153,8 +176,11 @@ class AutoSolver(Solver):
             # support the problem's rows).
             if chosen == "greedy" or not get_solver("greedy").accepts(problem):
                 raise
+            remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
+            if remaining is not None and remaining < max(0.2, 0.1 * time_limit):  # type: ignore[operator]
+                raise  # no time left for greedy: starting it would only overrun the limit
             try:
-                solution = get_solver("greedy").solve(problem, time_limit=time_limit, seed=seed)
+                solution = get_solver("greedy").solve(problem, time_limit=remaining, seed=seed)
             except InfeasibleError:
                 raise exc from None
             note["fallback"] = f"{chosen} raised InfeasibleError ({exc}); greedy found a plan"
@@ -168,7 +194,9 @@ class AutoSolver(Solver):
         *,
         budget: Budget,
         rng: np.random.Generator,
+        warm: WarmStart | None = None,
     ) -> Result:
         """Delegate to the chosen solver (used only when called through ``_solve`` directly)."""
         chosen = get_solver(choose(problem, budget.time_limit))
-        return chosen._solve(problem, budget=budget, rng=rng)
+        extra = {} if chosen.warm_start is None else {"warm": warm}
+        return chosen._solve(problem, budget=budget, rng=rng, **extra)

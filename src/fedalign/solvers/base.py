@@ -30,9 +30,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._validation import Constraint, Interval, validate
-from ..errors import AlignmentError, SolverUnavailableError, UnsupportedProblemError
-from ..problem import AlignmentProblem, check
+from ..errors import AlignmentError, SolverUnavailableError, TimeLimitError, UnsupportedProblemError
+from ..problem import AlignmentProblem, check, feasible
 from ..rows import Row
+from .warm import WarmStart
 
 __all__ = [
     "KEYWORD_ROWS",
@@ -41,6 +42,7 @@ __all__ = [
     "RowSupport",
     "Solution",
     "Solver",
+    "WarmStart",
     "available_solvers",
     "get_solver",
     "register",
@@ -107,6 +109,21 @@ def _why(solver: Solver, row: Row, problem: AlignmentProblem) -> str:
                 "different weights"
             )
     return ": its weights are not all 1"
+
+
+#: Clients taking more experts than this make a problem GAP-like (:func:`gap_like`).
+FEW_EXPERTS = 6
+
+
+def gap_like(problem: AlignmentProblem) -> bool:
+    """Whether the problem looks like a generalised assignment problem: some client may take
+    more than :data:`FEW_EXPERTS` experts while a client row limits which (OR-Library's
+    agents take many jobs under a capacity). ``auto`` and ``highs`` treat these apart."""
+    return (
+        problem.n_clients > 0
+        and int(problem.max_experts.max()) > FEW_EXPERTS
+        and bool(problem.client_rows)
+    )
 
 
 #: The rows of the keyword arguments: the two count rows, and client knapsacks (upper bounds).
@@ -202,8 +219,10 @@ class Solution:
         dict
             ``assignment`` (``{str(client_id): [expert_id, ...]}`` for every client, in
             order; expert ids kept as given), ``objective``, ``bound``, ``gap``, ``status``,
-            ``solver`` and ``runtime``. Numbers are floats, or None where unknown or not
-            finite (JSON has no infinity).
+            ``solver``, ``runtime`` and ``info`` (:func:`json_safe`: keys as strings,
+            arrays as lists, numpy numbers as Python numbers, anything else as its
+            ``repr``). Numbers are floats, or None where unknown or not finite (JSON has
+            no infinity).
 
         Raises
         ------
@@ -228,7 +247,30 @@ class Solution:
             "status": self.status,
             "solver": self.solver,
             "runtime": _finite(self.runtime),
+            "info": json_safe(self.info),
         }
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` with only JSON's types: dicts with string keys, lists, str, finite numbers,
+    bools and None (non-finite floats become None, arrays lists, other objects their repr)."""
+    if depth > 32:  # a self-referencing or absurdly deep structure: cut it short
+        return "..."
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return _finite(float(value))
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist(), depth + 1)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, depth + 1) for v in value]
+    return repr(value)
 
 
 def _finite(value: float | None) -> float | None:
@@ -239,12 +281,19 @@ def _finite(value: float | None) -> float | None:
 
 
 class Budget:
-    """A wall-clock budget for anytime solvers: ``remaining()`` seconds, ``expired()``."""
+    """A wall-clock budget for anytime solvers: ``remaining()`` seconds, ``expired()``.
 
-    def __init__(self, time_limit: float | None) -> None:
+    ``owner`` names the solver in :meth:`message`; :meth:`check` raises
+    :class:`~fedalign.TimeLimitError` once the time is up.
+    """
+
+    def __init__(self, time_limit: float | None, owner: str = "", reserve: float = 0.0) -> None:
         self.start = time.perf_counter()
         self.time_limit = time_limit
-        self.deadline = None if time_limit is None else self.start + time_limit
+        #: The solver's own deadline: the limit less ``reserve`` seconds kept for what runs
+        #: after it (``finish``: checking the plan, its objective).
+        self.deadline = None if time_limit is None else self.start + max(0.0, time_limit - reserve)
+        self.owner = owner
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -257,6 +306,19 @@ class Budget:
 
     def expired(self) -> bool:
         return self.deadline is not None and time.perf_counter() >= self.deadline
+
+    def message(self, doing: str) -> str:
+        """``"solver 'x' hit its time limit of 2 s while <doing>, ..."``."""
+        who = f"solver {self.owner!r}" if self.owner else "the solver"
+        return (
+            f"{who} hit its time limit of {self.time_limit:g} s while {doing}, before it had "
+            "a feasible assignment (the problem may well be feasible: give it more time)"
+        )
+
+    def check(self, doing: str) -> None:
+        """Raise :class:`~fedalign.TimeLimitError` (saying what it was ``doing``) when the time is up."""
+        if self.expired():
+            raise TimeLimitError(self.message(doing))
 
 
 # --------------------------------------------------------------------------- the contract
@@ -280,6 +342,14 @@ class Solver(ABC):
         The pip extra that installs ``requires``.
     supports : tuple of RowSupport
         The kinds of row it handles; any other row makes it refuse the problem.
+    warm_start : str or None
+        What it reuses from a warm start, in a few words; None when it reuses nothing (a
+        warm start is then ignored). When set, ``_solve`` takes a keyword ``warm``: a
+        :class:`~fedalign.solvers.warm.WarmStart`, or None.
+    builds_standard_form : bool
+        It builds :func:`~fedalign.solvers.standard.standard_form`: under a time limit,
+        :meth:`solve` first predicts that build and raises
+        :class:`~fedalign.TimeLimitError` at once when it cannot end in time.
     _parameter_constraints : dict or None
         Its options: name -> allowed forms (:mod:`fedalign._validation`). None reads the
         option names from ``_solve``'s signature and checks no values.
@@ -290,6 +360,8 @@ class Solver(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
     supports: ClassVar[tuple[RowSupport, ...]] = KEYWORD_ROWS
+    warm_start: ClassVar[str | None] = None
+    builds_standard_form: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = None
 
     @classmethod
@@ -342,7 +414,7 @@ class Solver(ABC):
         params = inspect.signature(self._solve).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             return None
-        return {k for k in params if k not in {"problem", "budget", "rng"}}
+        return {k for k in params if k not in {"problem", "budget", "rng", "warm"}}
 
     def solve(
         self,
@@ -350,25 +422,72 @@ class Solver(ABC):
         *,
         time_limit: float | None = None,
         seed: int | None = None,
+        warm_start: Solution | None = None,
         **options: Any,
     ) -> Solution:
-        """Run the solver and wrap its result in a checked :class:`Solution`."""
+        """Run the solver and wrap its result in a checked :class:`Solution`.
+
+        ``warm_start`` (an earlier Solution, or None) is matched to ``problem`` by id and
+        handed to ``_solve`` as ``warm`` when the solver reuses anything
+        (:attr:`warm_start`); ``info["warm_start"]`` then says what was matched and reused.
+        """
+        check_warm_start(warm_start)
         if self._parameter_constraints is not None:
             options = validate(self._parameter_constraints, options, owner=f"solver {self.name!r}")
+        # The clock starts before the checks of the rows: at scale they are (n, E) passes too.
+        budget = Budget(time_limit, owner=self.name, reserve=finish_reserve(problem, time_limit))
+        if self.builds_standard_form and time_limit is not None:
+            from .standard import check_build_time
+
+            check_build_time(problem, budget)  # a model that cannot be built in time: say so now
         reason = self.unsupported_reason(problem)
         if reason is not None:
             raise UnsupportedProblemError(reason)
-        budget = Budget(time_limit)
         rng = np.random.default_rng(seed)
+        warm = None
+        if self.warm_start is not None:
+            warm = None if warm_start is None else WarmStart(problem, warm_start)
+            options = {**options, "warm": warm}
         result = self._solve(problem, budget=budget, rng=rng, **options)
         runtime = budget.elapsed()
-        return finish(problem, result, solver=self.name, runtime=runtime)
+        solution = finish(problem, result, solver=self.name, runtime=runtime)
+        if warm_start is not None:
+            used = solution.info.get("warm_start")
+            note = {} if warm is None else warm.summary()
+            note["reused"] = used.get("reused", "nothing") if isinstance(used, dict) else "nothing"
+            if isinstance(used, dict):
+                note.update(used)
+            solution.info["warm_start"] = note
+        return solution
+
+
+#: Seconds per pair that :func:`finish` takes to check a plan and sum its objective, generously
+#: (0.15 s were measured at 100,000 x 128 with four rows on a 2-core machine, twice that under
+#: a load of 4: docs/benchmarks.md, time limits).
+FINISH_SECONDS_PER_PAIR = 3e-8
+
+
+def finish_reserve(problem: AlignmentProblem, time_limit: float | None) -> float:
+    """Seconds of a time limit kept for :func:`finish` (at most half of it)."""
+    if time_limit is None:
+        return 0.0
+    pairs = float(problem.n_clients) * problem.n_experts
+    return min(0.5 * time_limit, FINISH_SECONDS_PER_PAIR * pairs * max(1, len(problem.rows)) / 4)
+
+
+def check_warm_start(warm_start: object) -> None:
+    """A warm start must be a :class:`Solution` or None (a TypeError names what it got)."""
+    if warm_start is not None and not isinstance(warm_start, Solution):
+        raise TypeError(
+            f"warm_start: expected a fedalign.Solution (an earlier solve's result) or None, "
+            f"got {type(warm_start).__name__}"
+        )
 
 
 def finish(problem: AlignmentProblem, result: Result, *, solver: str, runtime: float) -> Solution:
     """Check a solver's result and turn it into a :class:`Solution` (raises on a bug)."""
     x = np.ascontiguousarray(result.assignment, dtype=bool)
-    violations = check(problem, x)
+    violations = [] if feasible(problem, x) else check(problem, x)
     if violations:
         shown = "; ".join(v.message for v in violations[:3])
         raise AlignmentError(
@@ -458,6 +577,7 @@ def solve(
     *,
     time_limit: float | None = None,
     seed: int | None = None,
+    warm_start: Solution | None = None,
     **options: Any,
 ) -> Solution:
     """Solve an alignment problem; return a feasible :class:`Solution` or raise.
@@ -471,6 +591,12 @@ def solve(
         Seconds; anytime solvers return their best assignment when it runs out.
     seed : int, optional
         Seeds every random choice; the same seed reproduces the same result.
+    warm_start : Solution, optional
+        An earlier solution of a related problem (the previous round's): matched to
+        ``problem`` by client id, expert id and row name, and reused where the solver can
+        (``lagrangian``: prices; ``flow``: expert prices; ``cpsat``: a hint; ``highs``,
+        ``milp``: a MIP start; see docs/solvers.md). What does not match is ignored. Bounds
+        stay proven for ``problem`` and the assignment is checked as always.
     **options
         Solver-specific options (see docs/solvers.md).
 
@@ -488,6 +614,7 @@ def solve(
     if not isinstance(problem, AlignmentProblem):
         raise TypeError(f"problem: expected an AlignmentProblem, got {type(problem).__name__}")
     call = validate(_SOLVE_CONSTRAINTS, {"time_limit": time_limit, "seed": seed})
+    check_warm_start(warm_start)
     instance = get_solver(solver)
     names = instance.option_names()
     if names is not None:
@@ -496,7 +623,9 @@ def solve(
             raise TypeError(
                 f"solver {solver!r} has no option {unknown[0]!r}; its options are {sorted(names)}"
             )
-    return instance.solve(problem, time_limit=call["time_limit"], seed=call["seed"], **options)
+    return instance.solve(
+        problem, time_limit=call["time_limit"], seed=call["seed"], warm_start=warm_start, **options
+    )
 
 
 #: What :func:`solve` itself takes besides the solver's options.

@@ -68,11 +68,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._validation import Boolean, Constraint, Interval
-from ..errors import AlignmentError, InfeasibleError
+from ..errors import AlignmentError, InfeasibleError, TimeLimitError
 from ..problem import AlignmentProblem
 from ..rows import capacity_tolerance
 from .base import Budget, Result, Solver, get_solver, register
-from .standard import ALL_ROWS, StandardForm, block_order, block_sums, standard_form
+from .repair import repair
+from .standard import (
+    ALL_ROWS,
+    StandardForm,
+    block_order,
+    block_sums,
+    check_build_time,
+    standard_form,
+)
+from .warm import WarmStart
 
 __all__ = ["CPSATSolver"]
 
@@ -287,6 +296,36 @@ def _hint(problem: AlignmentProblem, budget: Budget) -> NDArray[np.bool_] | None
     return np.asarray(sol.assignment, dtype=bool)
 
 
+def _start(
+    problem: AlignmentProblem, budget: Budget, rng: np.random.Generator, warm: WarmStart | None
+) -> tuple[NDArray[np.bool_] | None, str]:
+    """The hint: a warm start's plan (repaired) if there is one, else greedy's; and its source."""
+    if warm is not None:
+        try:
+            return repair(problem, warm.assignment(), rng=rng, fill=True), "hint"
+        except InfeasibleError:
+            pass
+    return _hint(problem, budget), "nothing"
+
+
+def _with_warm(info: dict[str, Any], warm: WarmStart | None, reused: str) -> dict[str, Any]:
+    """``info`` with ``warm_start`` noted when a warm start was given."""
+    if warm is not None:
+        info["warm_start"] = {"reused": reused}
+    return info
+
+
+def _variables(model: Any, m: int, step_ub: NDArray[np.int64], budget: Budget) -> list[Any]:
+    """CP-SAT has no array API: variable k is column k (pairs, then excess steps); the clock
+    is checked between chunks."""
+    zs: list[Any] = []
+    for s in range(0, m, 20_000):
+        zs += [model.new_bool_var(f"x{k}") for k in range(s, min(m, s + 20_000))]
+        budget.check("building the CP-SAT model")
+    zs += [model.new_int_var(0, int(u), f"y{k}") for k, u in enumerate(step_ub.tolist())]
+    return zs
+
+
 @register
 class CPSATSolver(Solver):
     """OR-Tools CP-SAT on the standard form, hinted with the greedy assignment.
@@ -296,11 +335,14 @@ class CPSATSolver(Solver):
     num_workers : int, default 2
         CP-SAT search workers (threads).
     hint : bool, default True
-        Warm-start from the ``greedy`` solver's assignment (a complete hint).
+        Hint CP-SAT with a complete feasible assignment: a warm start's (the earlier
+        assignment repaired into a plan of this problem), else the ``greedy`` solver's.
     """
 
     name = "cpsat"
+    builds_standard_form = True
     exact = True
+    warm_start = "a complete hint: the earlier assignment, repaired into a feasible plan"
     requires = ("ortools",)
     extra = None
     supports = ALL_ROWS
@@ -321,13 +363,15 @@ class CPSATSolver(Solver):
         rng: np.random.Generator,
         num_workers: int = 2,
         hint: bool = True,
+        warm: WarmStart | None = None,
     ) -> Result:
         from ortools.sat.python import cp_model
 
+        check_build_time(problem, budget)  # before any (n, E) pass: at scale they cost seconds
         reason = problem.infeasibility_reason()
         if reason is not None:
             raise InfeasibleError(reason)
-        sf = standard_form(problem)
+        sf = standard_form(problem, budget)
         reason = sf.empty_conflict(problem)
         if reason is not None:
             raise InfeasibleError(reason)
@@ -339,23 +383,29 @@ class CPSATSolver(Solver):
         cost, scale, exact_cost = _scale_objective(np.concatenate([sf.c[:m], sf.c[m:] / steps]))
         step_ub = np.rint(np.ceil(sf.col_upper[m:] * steps)).astype(np.int64)
 
-        model = cp_model.CpModel()
-        # CP-SAT has no array API: variable k is column k (pairs, then excess steps).
-        zs = [model.new_bool_var(f"x{k}") for k in range(m)]
-        zs += [model.new_int_var(0, int(u), f"y{k}") for k, u in enumerate(step_ub.tolist())]
-        self._add_rows(model, cp_model, sf, zs, _scaled_rows(problem, sf, scales))
-        model.maximize(cp_model.LinearExpr.weighted_sum(zs, cost.tolist()))
-
-        hinted = False
         start: NDArray[np.bool_] | None = None
+        reused = "nothing"
         if hint and m:
-            start = _hint(problem, budget)
-            if start is not None:
-                excess = np.rint(sf.columns(start)[m:] * steps).astype(np.int64)
-                values = start[sf.rows, sf.cols].astype(np.int64).tolist() + excess.tolist()
-                for var, value in zip(zs, values, strict=True):
-                    model.add_hint(var, value)
-                hinted = True
+            # The hint first: if building the model outlasts the limit, it is the answer.
+            start, reused = _start(problem, budget, rng, warm)
+        model = cp_model.CpModel()
+        try:
+            zs = _variables(model, m, step_ub, budget)
+            self._add_rows(model, cp_model, sf, zs, _scaled_rows(problem, sf, scales), budget)
+            model.maximize(cp_model.LinearExpr.weighted_sum(zs, cost.tolist()))
+            budget.check("building the CP-SAT model")
+        except TimeLimitError:
+            if start is None:
+                raise
+            note = {"cp_status": "not run: the model took the whole time limit", "hinted": True,
+                    "returned_hint": True}
+            return Result(assignment=start, info=_with_warm(note, warm, reused))
+        hinted = start is not None
+        if start is not None:
+            excess = np.rint(sf.columns(start)[m:] * steps).astype(np.int64)
+            values = start[sf.rows, sf.cols].astype(np.int64).tolist() + excess.tolist()
+            for var, value in zip(zs, values, strict=True):
+                model.add_hint(var, value)
 
         solver = cp_model.CpSolver()
         if budget.time_limit is not None:
@@ -367,20 +417,20 @@ class CPSATSolver(Solver):
         slots = int(min(problem.max_experts.sum(), problem.expert_max_clients.sum(), m))
         # Half a unit per pair when pair costs are inexact, half per step of inexact bands.
         slack = (0.0 if exact_cost[:m].all() else 0.5 * slots) + 0.5 * float(step_ub[~exact_cost[m:]].sum())
-        info: dict[str, Any] = {
+        info: dict[str, Any] = _with_warm({
             "cp_status": name,
             "hinted": hinted,
             "exact_objective": slack == 0.0,
             "scale": scale,
             "tolerance": 2.0 * slack / scale,
             "wall_time": solver.wall_time,
-        }
+        }, warm, reused)
         if status == cp_model.INFEASIBLE:
             raise InfeasibleError("CP-SAT proved that no assignment meets every constraint")
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             # No bound either: CP-SAT reports best_objective_bound only with a solution.
             if start is None:
-                raise InfeasibleError(
+                raise TimeLimitError(
                     f"CP-SAT found no assignment in the time limit (status {name})"
                 )
             # Out of time before CP-SAT's first solution: the (feasible) hint is the answer.
@@ -393,17 +443,28 @@ class CPSATSolver(Solver):
 
     @staticmethod
     def _add_rows(
-        model: Any, cp_model: Any, sf: StandardForm, zs: list[Any], scaled: tuple[NDArray[Any], ...]
+        model: Any,
+        cp_model: Any,
+        sf: StandardForm,
+        zs: list[Any],
+        scaled: tuple[NDArray[Any], ...],
+        budget: Budget,
     ) -> None:
-        """One linear constraint per matrix row, from slices of the CSR arrays."""
+        """One linear constraint per matrix row, from slices of the CSR arrays (the clock
+        is checked every 20,000 nonzeros: a Python loop, seconds on large problems)."""
         coef, lower, upper, has_lower, has_upper = scaled
         indptr = sf.A.indptr.tolist()
         indices = sf.A.indices.tolist()
         coefs = coef.tolist()
         lo, hi = lower.tolist(), upper.tolist()
+        done = 0
         for r, (low, high) in enumerate(zip(has_lower.tolist(), has_upper.tolist(), strict=True)):
             a, b = indptr[r], indptr[r + 1]
             if a == b or not (low or high):  # empty (empty_conflict() ruled out a violated one) or free
                 continue
+            done += b - a
+            if done >= 20_000:
+                done = 0
+                budget.check("building the CP-SAT model")
             expr = cp_model.LinearExpr.weighted_sum([zs[k] for k in indices[a:b]], coefs[a:b])
             model.add_linear_constraint(expr, lo[r], hi[r])

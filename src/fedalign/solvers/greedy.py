@@ -58,8 +58,10 @@ class GreedySolver(Solver):
         rng: np.random.Generator,
         **options: Any,
     ) -> Result:
-        first = fill(problem, np.zeros(problem.shape, dtype=bool))
-        x = repair(problem, first, fill=True)
+        # Under a time limit the fill stops early (what it added fits every upper bound) and
+        # the repair raises TimeLimitError when the minimums are not met in time.
+        first = fill(problem, np.zeros(problem.shape, dtype=bool), budget=budget)
+        x = repair(problem, first, fill=True, budget=budget)
         return Result(
             assignment=x,
             info={"pairs_before_repair": int(first.sum()), "changed_by_repair": int((first != x).sum())},

@@ -33,11 +33,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._validation import Boolean, Constraint
-from ..errors import InfeasibleError
+from ..errors import InfeasibleError, TimeLimitError
 from ..problem import AlignmentProblem
 from .base import Budget, Result, Solver, register
 from .repair import add_in_order, fill, local_search, repair
-from .standard import ALL_ROWS, standard_form
+from .standard import ALL_ROWS, check_build_time, standard_form
 
 __all__ = ["LPSolver", "dual_bound"]
 
@@ -68,6 +68,7 @@ class LPSolver(Solver):
     """
 
     name = "lp"
+    builds_standard_form = True
     exact = False
     requires = ("scipy",)
     extra = None
@@ -86,10 +87,11 @@ class LPSolver(Solver):
     ) -> Result:
         from scipy.optimize import linprog
 
+        check_build_time(problem, budget)  # before any (n, E) pass: at scale they cost seconds
         reason = problem.infeasibility_reason()
         if reason is not None:
             raise InfeasibleError(reason)
-        sf = standard_form(problem)
+        sf = standard_form(problem, budget)
         reason = sf.empty_conflict(problem)
         if reason is not None:
             raise InfeasibleError(reason)
@@ -99,6 +101,7 @@ class LPSolver(Solver):
         a_ub, b_ub, _, _ = sf.inequalities()
         options: dict[str, Any] = {}
         if budget.time_limit is not None:
+            budget.check("building the LP")
             options["time_limit"] = max(1e-3, 0.8 * budget.remaining())
         bounds = np.column_stack([sf.col_lower, sf.col_upper])
         res = linprog(-sf.c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs", options=options)
@@ -117,7 +120,7 @@ class LPSolver(Solver):
             bound = scaled / obj_scale
             info["lp_objective"] = float(-res.fun) / obj_scale
             info["fractional_pairs"] = int(((xs > 1e-6) & (xs < 1 - 1e-6)).sum())
-        x = self._round(problem, frac, rng)
+        x = self._round(problem, frac, rng, budget)
         if polish and not budget.expired():
             x = local_search(problem, x, budget=budget)
         objective = problem.objective(x)
@@ -127,7 +130,7 @@ class LPSolver(Solver):
 
     @staticmethod
     def _round(
-        problem: AlignmentProblem, frac: NDArray[np.float64], rng: np.random.Generator
+        problem: AlignmentProblem, frac: NDArray[np.float64], rng: np.random.Generator, budget: Budget
     ) -> NDArray[np.bool_]:
         """Best of two roundings of the LP point, each repaired and filled.
 
@@ -147,12 +150,18 @@ class LPSolver(Solver):
         best: NDArray[np.bool_] | None = None
         error: InfeasibleError | None = None
         for start in starts:
+            if best is not None and budget.expired():
+                break  # one rounding is enough when the time is up
             try:
-                x = repair(problem, start, rng=rng, fill=False, priority=priority)
+                x = repair(problem, start, rng=rng, fill=False, priority=priority, budget=budget)
+            except TimeLimitError:
+                if best is None:
+                    raise
+                break
             except InfeasibleError as exc:
                 error = exc
                 continue
-            x = fill(problem, x)
+            x = fill(problem, x, budget=budget)
             if best is None or problem.objective(x) > problem.objective(best):
                 best = x
         if best is None:

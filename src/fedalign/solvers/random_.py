@@ -59,6 +59,8 @@ class RandomSolver(Solver):
         srt = -np.sort(-priority, axis=1)
         cut = srt[np.arange(n), np.maximum(target - 1, 0)]
         start = fits & (priority >= cut[:, None]) & (target > 0)[:, None]
-        x = repair(problem, start, priority=priority, fill=False)
-        add_best_first(problem, x, fits, priority, limit=np.maximum(target, x.sum(axis=1)))
+        x = repair(problem, start, priority=priority, fill=False, budget=budget)
+        add_best_first(
+            problem, x, fits, priority, limit=np.maximum(target, x.sum(axis=1)), budget=budget
+        )
         return Result(assignment=x, info={"target_pairs": int(target.sum())})

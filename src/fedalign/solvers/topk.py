@@ -131,7 +131,7 @@ class TopKSolver(Solver):
         **options: Any,
     ) -> Result:
         first = top_k(problem, rng)
-        x = repair(problem, first, fill=True)
+        x = repair(problem, first, fill=True, budget=budget)
         return Result(
             assignment=x,
             info={"pairs_before_repair": int(first.sum()), "changed_by_repair": int((first != x).sum())},

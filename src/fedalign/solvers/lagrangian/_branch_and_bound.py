@@ -53,7 +53,9 @@ def branch_and_bound(
     is its profit plus the best positive profits that could still follow, so no
     pruned node hides a better subset. When a chunk's frontier exceeds the node
     limit, the search stops there and the client gets the valid bound
-    ``max(incumbent, best live node bound)``; returns False in that case.
+    ``max(incumbent, best live node bound)``; returns False in that case. So does a
+    search stopped by ``sub``'s deadline (:meth:`Subproblems.out_of_time`): every live node
+    is cut, and a chunk not started keeps its incumbent with the count relaxation's bound.
     """
     # Clients with similar numbers of candidates are searched together: the dense
     # node x candidate arrays are then sized by their own count, not the largest.
@@ -66,6 +68,10 @@ def branch_and_bound(
             chunks.append(pos[s : s + BB_CHUNK_CLIENTS])
 
     def run(sel: NDArray[np.int64]) -> bool:
+        if sub.out_of_time():
+            # Not searched: the incumbent stays, the count relaxation bounds the optimum.
+            values[rows[sel]] = np.maximum(values[rows[sel]], sub.count_ub[rows[sel]])
+            return False
         return _bb_chunk(sub, cand_r[sel], rows[sel], x, values)
 
     if len(chunks) > 1 and rows.size >= PARALLEL_CLIENTS and WORKERS > 1:
@@ -255,6 +261,12 @@ def _bb_chunk(
         used = [u[live] for u in c_used]
         items = c_items[live]
         node_ub = c_bound[live]
+        if cl.size and sub.out_of_time():
+            # Out of time: every open node is cut; its bound, within the count relaxation's
+            # (valid for the whole subproblem), bounds what it hid.
+            np.maximum.at(upper, cl, np.minimum(node_ub, sub.count_ub[rows[cl]]))
+            exact = False
+            break
     if improved.any():
         ri = np.flatnonzero(improved)
         x[rows[ri]] = False

@@ -65,10 +65,31 @@ def capacity_need(sub: Subproblems) -> NDArray[np.int8]:
     return need
 
 
+#: Clients filtered at once when an evaluation has a deadline (the clock is read between).
+DEADLINE_CHUNK = 16_384
+
+
 def candidates(
     sub: Subproblems, r: NDArray[np.float64], rows: NDArray[np.int64]
 ) -> NDArray[np.float64]:
-    """``r[rows]`` with every expert that the k-dominance argument rules out set to -inf."""
+    """``r[rows]`` with every expert that the k-dominance argument rules out set to -inf.
+
+    Under a deadline (:attr:`Subproblems.deadline`) clients are filtered in chunks and the
+    ones left when it passes keep every expert (the filter only ever shrinks a search).
+    """
+    if sub.deadline is None or rows.size <= DEADLINE_CHUNK:
+        return _filtered(sub, r, rows)
+    parts = []
+    for s in range(0, rows.size, DEADLINE_CHUNK):
+        chunk = rows[s : s + DEADLINE_CHUNK]
+        parts.append(r[chunk] if sub.out_of_time() else _filtered(sub, r, chunk))
+    return np.concatenate(parts)
+
+
+def _filtered(
+    sub: Subproblems, r: NDArray[np.float64], rows: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """:func:`candidates` for one set of clients."""
     rr = r[rows]
     row = sub.single_row()
     if row is None:

@@ -48,6 +48,8 @@ from numpy.typing import NDArray
 
 from ...problem import SEAT_ROW, AlignmentProblem
 from ...rows import Row
+from ..warm import WarmStart
+from ..warm import price_info as _price_info
 
 
 @dataclass
@@ -243,3 +245,34 @@ def _sides(
         out.append(Side(row.name, row.over, sign, w, np.asarray(bound, dtype=np.float64),
                         active, bands, share, scale))
     return out
+
+
+def warm_prices(
+    duals: Duals, warm: WarmStart
+) -> tuple[list[NDArray[np.float64]], int] | None:
+    """Starting prices from a warm start: each side's earlier prices, matched by name and id.
+
+    Unknown prices start at 0 and every price is clipped into its admissible range
+    ``[0, cap]`` (a soft side's last band price), so the dual function at these prices is
+    still a bound. Returns the prices and how many active ones were matched, or None when
+    none was (then the sample phases find prices as on a cold start).
+    """
+    out: list[NDArray[np.float64]] = []
+    matched = 0
+    for s in duals.sides:
+        earlier = warm.prices(s.name, s.over, "upper" if s.sign > 0 else "lower")
+        known = np.isfinite(earlier)
+        matched += int(known[s.active].sum())
+        out.append(np.minimum(np.where(known, earlier, 0.0), s.cap))
+    return (out, matched) if matched else None
+
+
+def price_info(
+    problem: AlignmentProblem, duals: Duals, prices: Sequence[NDArray[np.float64]]
+) -> dict[str, object]:
+    """``Solution.info["prices"]``: every priced side's prices by row name, side and expert id."""
+    entries = [
+        (s.name, s.over, "upper" if s.sign > 0 else "lower", np.asarray(p, dtype=np.float64))
+        for s, p in zip(duals.sides, prices, strict=True)
+    ]
+    return _price_info(problem.expert_ids, entries)

@@ -70,7 +70,7 @@ def enumerate_clients(
         r_out = np.full(rows.size, NEG)
     mm = idx.shape[1]
     val0 = np.where(np.isfinite(val), val, 0.0)
-    best_v, combo = _best_subsets(sub, rows, idx, val)
+    best_v, combo, done = _best_subsets(sub, rows, idx, val)
     # Certificate: a subset with an expert outside the top m is worth at most
     # r_out + P_(k-1) (its best outside expert plus the k-1 best positive ones).
     pos_cum = np.concatenate(
@@ -82,7 +82,7 @@ def enumerate_clients(
     chosen = combo & has[:, None]
     ri, pi = np.nonzero(chosen)
     x[rows[ri], idx[ri, pi]] = True
-    certified = best_v >= outside
+    certified = (best_v >= outside) & done  # a chunk the deadline skipped proves nothing
     chosen_values[rows] = np.where(has, best_v, 0.0)
     # A certified client without any feasible subset: every fitting expert was enumerated.
     blocked = certified & ~has & ~np.isfinite(outside)
@@ -94,8 +94,8 @@ def enumerate_clients(
     values[rows] = best_v
     open_pos = np.flatnonzero(~certified)
     ok = branch_and_bound(sub, cand_r[open_pos], rows[open_pos], x, values)
-    done = rows[open_pos]
-    chosen_values[done] = np.where(x[done], r[done], 0.0).sum(axis=1)
+    searched = rows[open_pos]
+    chosen_values[searched] = np.where(x[searched], r[searched], 0.0).sum(axis=1)
     return ok
 
 
@@ -116,8 +116,9 @@ def _warm(
     """
     x[rows] = prev
     values[rows] = np.where(prev, r[rows], 0.0).sum(axis=1)
-    if sub.has_low:
-        # A previous choice that missed a lower bound (a search cut short) is no incumbent.
+    if sub.has_low or sub.prev_partial:
+        # A previous choice that missed a lower bound or a minimum (a search cut short) is
+        # no incumbent.
         values[rows] = np.where(sub.complete(rows, prev), values[rows], NEG)
     ok = branch_and_bound(sub, cand_r, rows, x, values)
     chosen_values[rows] = np.where(x[rows], r[rows], 0.0).sum(axis=1)
@@ -129,23 +130,27 @@ def _best_subsets(
     rows: NDArray[np.int64],
     idx: NDArray[np.int64],
     val: NDArray[np.float64],
-) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_]]:
     """Per client, the best subset of its top candidates ``idx`` that holds every client row.
 
-    Returns its value (-inf where none does) and its (h, m) membership, in chunks of clients
-    so that the (clients x subsets) tables stay small.
+    Returns its value (-inf where none does), its (h, m) membership and whether the client
+    was looked at (chunks after the deadline are not), in chunks of clients so that the
+    (clients x subsets) tables stay small.
     """
     kmax = sub.kmax[rows]
     mm = idx.shape[1]
     combos, sizes = combinations(mm, min(int(sub.kmin[rows].min()), mm), min(int(kmax.max()), mm))
     best_v = np.full(rows.size, NEG)
     best_c = np.zeros(rows.size, dtype=np.int64)
+    done = np.zeros(rows.size, dtype=bool)
     finite = np.isfinite(val)
     val0 = np.where(finite, val, 0.0)
     pad = (~finite).astype(np.float64)
     weights = [(k, k.at(rows, idx)) for k in sub.krows]
     step = max(1, CHUNK_CELLS // max(1, len(combos)))
     for s in range(0, rows.size, step):
+        if sub.out_of_time():
+            break  # the rest stay without a subset (-inf): the search bounds them
         sl = slice(s, s + step)
         sub_rows = rows[sl]
         v = val0[sl] @ combos.T
@@ -162,4 +167,5 @@ def _best_subsets(
         c = v.argmax(axis=1)
         best_c[sl] = c
         best_v[sl] = v[np.arange(len(c)), c]
-    return best_v, combos[best_c] > 0
+        done[sl] = True
+    return best_v, (combos[best_c] > 0) & done[:, None], done

@@ -33,6 +33,7 @@ def price_repair(
     price: NDArray[np.float64],
     rounds: int = 4,
     cap: NDArray[np.float64] | None = None,
+    budget: Budget | None = None,
 ) -> NDArray[np.bool_]:
     """Make the subproblem choice respect the expert maximums by re-solving, not trimming.
 
@@ -42,6 +43,7 @@ def price_repair(
     subset instead of merely losing a member. A few rounds settle most conflicts; what is
     left (and every minimum) is for :func:`repair`. ``cap`` replaces the expert maximums
     (:func:`soft_caps`: with the soft count rows' upper bounds as if they were hard).
+    Rounds stop when ``budget`` runs out.
     """
     x = x.copy()
     if cap is None:
@@ -53,6 +55,8 @@ def price_repair(
         rounds = max(rounds, problem.n_experts + 1)
     r = problem.desirability - _on_rows(price, None)
     for _ in range(rounds):
+        if budget is not None and budget.expired():
+            break
         load = x.sum(axis=0)
         over = np.flatnonzero(load > cap)
         if over.size == 0:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..._validation import Boolean, Constraint, Interval
-from ...errors import InfeasibleError
+from ...errors import InfeasibleError, TimeLimitError
 from ...problem import AlignmentProblem
 from ..base import Budget, Result, RowSupport, Solver, register
+from ..warm import WarmStart
 from ._common import CHECK_PAIRS
-from ._duals import Duals
+from ._duals import Duals, price_info, warm_prices
 from ._prices import State, dual_ascent
 from ._primal import polish
 from ._sampling import sample_problem, sample_stages
@@ -64,11 +66,21 @@ class LagrangianSolver(Solver):
     -----
     ``Solution.info`` holds ``iterations``, ``exact_subproblems`` (False when the final
     bound came from bounded rather than solved subproblems: still valid, only looser),
-    ``bound_history``, ``objective_history`` and ``repair_seconds``.
+    ``bound_history``, ``objective_history``, ``repair_seconds``, ``seconds`` (per phase:
+    ``setup``, ``samples``, ``full``, ``polish``) and ``prices`` (the final
+    prices of every expert and total row, keyed by row name, side and expert id: what a
+    warm start of the next round reads, :mod:`fedalign.solvers.warm`).
+
+    Warm start: the earlier solution's prices on the rows this problem shares (by row name,
+    side and expert id; unknown ones start at 0, soft ones capped at their last band
+    price) are where the sample phases start (from 1,000 clients; below, where there are
+    none, the full phase starts there with a narrow trust region). The bound stays proven:
+    the dual function bounds the optimum at *any* admissible prices.
     """
 
     name = "lagrangian"
     exact = False
+    warm_start = "prices on the expert and total rows (by row name and expert id)"
     supports = (
         RowSupport("client", "any"),
         RowSupport("expert", "any"),
@@ -107,6 +119,7 @@ class LagrangianSolver(Solver):
         sample_share: float = 0.5,
         bb_tol: float = 1e-4,
         node_budget: int = 800,
+        warm: WarmStart | None = None,
     ) -> Result:
         n, e = problem.shape
         if n * e <= CHECK_PAIRS:
@@ -129,11 +142,26 @@ class LagrangianSolver(Solver):
         }
         duals = Duals(problem)
         state = State(prices=duals.zeros())
+        seconds: dict[str, float] = {"setup": budget.elapsed()}
+        reused = None if warm is None else warm_prices(duals, warm)
+        first_pass = _first_pass_seconds(problem, budget)
+        _check_first_plan_fits(problem, budget, first_pass)
+        if reused is not None:
+            # Prices from a related problem start the sample phases (which still run: on
+            # 20,000-100,000-client rounds the first full evaluation at another cohort's
+            # prices, without them, was slower and looser than a cold solve; see
+            # docs/benchmarks.md, consecutive rounds).
+            state.prices, matched = reused
         stages = sample_stages(n, sample_clients)
-        full_box = _sample_phases(
-            problem, state, stages, budget=budget, max_iter=max_iter, box=box,
-            sample_share=sample_share, common=common,
-        )
+        if not stages and reused is not None:
+            full_box = box / 4.0
+        else:
+            full_box = _sample_phases(
+                problem, state, stages, budget=budget, max_iter=max_iter, box=box,
+                sample_share=sample_share, common=common, reserve=first_pass or 0.0,
+            )
+        seconds["samples"] = budget.elapsed() - seconds["setup"]
+        _check_first_plan_fits(problem, budget, first_pass)
         bounds: list[float] = []
         objectives: list[float] = []
         # Leave time for the local search at the end.
@@ -143,6 +171,9 @@ class LagrangianSolver(Solver):
             duals=duals, bounds=bounds, objectives=objectives, **common,  # type: ignore[arg-type]
         )
         if state.best_x is None:
+            if isinstance(state.last_error, TimeLimitError) or budget.expired():
+                # No time left to look for a reason either.
+                raise TimeLimitError(budget.message("turning prices into its first plan"))
             reason = problem.infeasibility_reason()
             if reason is not None:
                 raise InfeasibleError(reason)
@@ -151,10 +182,12 @@ class LagrangianSolver(Solver):
                     f"lagrangian: repair found no feasible assignment ({state.last_error})"
                 )
             raise InfeasibleError("lagrangian: no feasible assignment found in the time limit")
+        seconds["full"] = budget.elapsed() - seconds["samples"] - seconds["setup"]
         best_x, best_obj = state.best_x, state.best_obj
         if local_search:
             best_x = polish(problem, best_x, budget)
             best_obj = problem.objective(best_x)
+        seconds["polish"] = budget.elapsed() - sum(seconds.values())
         tol = 1e-9 * max(1.0, abs(state.bound))
         optimal = state.exact and state.bound - best_obj <= tol
         return Result(
@@ -167,6 +200,9 @@ class LagrangianSolver(Solver):
                 "bound_history": bounds,
                 "objective_history": objectives,
                 "repair_seconds": state.repair_time,
+                "seconds": seconds,
+                "prices": price_info(problem, duals, state.prices),
+                **({} if reused is None else {"warm_start": {"reused": "prices", "prices_matched": matched}}),
             },
         )
 
@@ -181,11 +217,13 @@ def _sample_phases(
     box: float,
     sample_share: float,
     common: dict[str, Any],
+    reserve: float = 0.0,
 ) -> float:
     """Prices on growing samples of the clients, each stage warm-started from the last.
 
     Updates ``state.prices``; returns the box for the next phase (narrower once a sample
-    has found prices).
+    has found prices). ``reserve`` seconds of the limit are kept for the first pass over
+    every client.
     """
     n = problem.n_clients
     rng = common["rng"]
@@ -195,6 +233,10 @@ def _sample_phases(
     last_size = 0
     for k, size in enumerate(stages):
         share = sample_share * horizon / len(stages)
+        if np.isfinite(horizon):
+            share = min(share, budget.remaining() - reserve)
+            if share <= 0:
+                break
         if k > 0 and np.isfinite(horizon):
             # Keep room for the work on every client: one evaluation of the dual
             # function (predicted from this sample's cost per client), its repair and
@@ -214,3 +256,54 @@ def _sample_phases(
         full_box = box / 4.0
         last_size = size
     return full_box
+
+
+#: The shortest first pass over every client (setting up the subproblems, one evaluation
+#: cut at its deadline, one repair) in units of the time one read of the desirability
+#: matrix takes (``max`` over each row): 130-180 measured at 100,000 x 128 (uniform,
+#: deadline, tight-memory) on the 2-core CI machine under loads of 4-8.
+FIRST_PASS_READS = 150.0
+#: Problems smaller than this (client-expert pairs) are not predicted: their first pass
+#: takes milliseconds.
+PREDICT_PAIRS = 1_000_000
+
+
+def _first_pass_seconds(problem: AlignmentProblem, budget: Budget) -> float | None:
+    """Predicted seconds of the first pass over every client (None: small, or no limit).
+
+    Measured by reading the desirability matrix once (the best of two reads), so the
+    prediction follows the machine's speed and load at the time.
+    """
+    n, e = problem.shape
+    if budget.time_limit is None or n * e < PREDICT_PAIRS:
+        return None
+    reads = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        problem.desirability.max(axis=1)
+        reads.append(time.perf_counter() - t0)
+    return FIRST_PASS_READS * min(reads)
+
+
+def _check_first_plan_fits(
+    problem: AlignmentProblem, budget: Budget, predicted: float | None
+) -> None:
+    """Raise :class:`TimeLimitError` now when the first plan on every client cannot come in time.
+
+    The first pass over every client (setting up the subproblems, one evaluation, one
+    repair) cannot be cut short without leaving clients with no choice at all, so when it
+    is predicted to end past the limit plus its tolerance (``max(10 %, 0.2 s)``) the solver
+    says so at once instead of returning seconds late.
+    """
+    if predicted is None or budget.time_limit is None:
+        return
+    left = budget.remaining()
+    slack = max(0.1 * budget.time_limit, 0.2)
+    if predicted > left + 0.5 * slack:
+        n, e = problem.shape
+        raise TimeLimitError(
+            f"solver 'lagrangian' cannot have a first plan within its time limit of "
+            f"{budget.time_limit:g} s: at {n:,} x {e} a first pass over every client takes "
+            f"about {predicted:.1f} s on this machine now, and {left:.1f} s are left (the "
+            "problem may well be feasible: give it more time)"
+        )

@@ -21,6 +21,7 @@ method that is exact for it, or to a valid upper bound (see the package docstrin
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,6 +144,16 @@ class Subproblems:
         self.cap_need: NDArray[np.int8] | None = None
         self.prev: NDArray[np.bool_] | None = None  # the last choice, a warm start
         self.strict = True  # a client without any feasible subset proves infeasibility
+        #: perf_counter time after which the searches stop and bound what is left (None:
+        #: never); set per evaluation by the dual ascent under a time limit.
+        self.deadline: float | None = None
+        #: Per client, the count relaxation's value at the current prices: a valid bound of
+        #: its subproblem, what a search stopped by the deadline falls back on.
+        self.count_ub = np.full(n, np.inf)
+        #: Whether the deadline cut the current (or last) evaluation short: its choices may
+        #: miss a minimum, so the next one checks them before using them as incumbents.
+        self.partial = False
+        self.prev_partial = False
 
     def single_row(self) -> ClientRow | None:
         """The only client row besides the count, when it has an upper bound and no lower one.
@@ -171,6 +182,12 @@ class Subproblems:
         ok = (count >= self.problem.min_experts[rows]) & (count <= self.problem.max_experts[rows])
         return ok & self.knapsack_ok(rows, x)
 
+    def out_of_time(self) -> bool:
+        """Whether the deadline of the current evaluation has passed (then it is partial)."""
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            self.partial = True
+        return self.partial
+
     def raise_blocked(self, i: int) -> None:
         """Client ``i`` has no feasible subset: the problem is infeasible (when strict)."""
         if not self.strict:
@@ -192,6 +209,9 @@ class Subproblems:
         n, e = self.problem.shape
         r = self.dm - (price[None, :] if price.ndim == 1 else price)
         x = np.zeros((n, e), dtype=bool)
+        # Bounds of this price vector only (the searches fall back on them).
+        self.count_ub = np.full(n, np.inf)
+        self.prev_partial, self.partial = self.partial, False
         values = np.zeros(n)
         rows_all = np.arange(n)
 
@@ -206,6 +226,7 @@ class Subproblems:
             ri, pi = np.nonzero(take)
             x[ri, idx[ri, pi]] = True
             values = np.where(take, val, 0.0).sum(axis=1)
+            self.count_ub = values.copy()
             if not self.krows:
                 return self._result(x, values, values, True)
             hard = np.flatnonzero(~self.knapsack_ok(rows_all, x))
@@ -241,6 +262,8 @@ class Subproblems:
         """
         n, e = self.problem.shape
         saved, self.prev = self.prev, None
+        # The repair's few clients are searched to the end, and the evaluation's state kept.
+        deadline, partial, self.deadline = self.deadline, self.partial, None
         self.strict = False
         try:
             x = np.zeros((n, e), dtype=bool)
@@ -254,6 +277,7 @@ class Subproblems:
                 relaxation(self, r, rest, x, values, chosen)
         finally:
             self.prev = saved
+            self.deadline, self.partial = deadline, partial
             self.strict = True
         return x[rows]
 

@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ...errors import InfeasibleError
 from ...problem import AlignmentProblem, check
+from ..base import Budget
 from .augment import augment_clients, augment_experts, repack
 from .capacity import Guard, Residual, addable, assigned, group_cumsum, residual, rooms_of
 from .insertion import add_in_order
@@ -154,9 +155,12 @@ def _blocked_by_totals(
     return ok
 
 
-def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+def _meet_client_min(
+    problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], budget: Budget | None = None
+) -> None:
     """Add experts to clients below ``min_experts``: proposals, alternating paths, repacking."""
     while True:
+        _tick(budget, "meeting min_experts")
         rows = np.flatnonzero(x.sum(axis=1) < problem.min_experts)
         if rows.size == 0:
             return
@@ -247,7 +251,9 @@ def _pick_for_min(
     return best
 
 
-def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+def _meet_expert_min(
+    problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], budget: Budget | None = None
+) -> None:
     """Give experts below ``expert_min_clients`` more clients: adds, swaps, alternating paths.
 
     A swap makes client ``i`` drop an expert ``k`` that has clients to spare (load above its
@@ -261,6 +267,7 @@ def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
     for jj in short.tolist():
         j = int(jj)
         while True:
+            _tick(budget, "meeting expert_min_clients")
             deficit = int(emin[j] - x[:, j].sum())
             if deficit <= 0:
                 break
@@ -288,6 +295,7 @@ def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
             if not _swap_in(problem, x, key, j, deficit, res):
                 break
     while True:
+        _tick(budget, "meeting expert_min_clients")
         short = np.flatnonzero(x.sum(axis=0) < emin)
         if short.size == 0 or not augment_experts(problem, x, key, short):
             return
@@ -338,17 +346,30 @@ def _swap_in(
     return done > 0
 
 
+def _tick(budget: Budget | None, doing: str) -> None:
+    """Raise :class:`~fedalign.TimeLimitError` when ``budget`` has run out (None: no limit)."""
+    if budget is not None:
+        budget.check(f"repairing its assignment ({doing})")
+
+
 def make_feasible(
-    problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    budget: Budget | None = None,
 ) -> tuple[NDArray[np.bool_], bool]:
-    """Trim, then meet the minimums, in place; returns ``x`` and whether it is feasible."""
+    """Trim, then meet the minimums, in place; returns ``x`` and whether it is feasible.
+
+    With ``budget``, each round of the minimum phases looks at the clock and raises
+    :class:`~fedalign.TimeLimitError` once it has run out.
+    """
     trim_clients(problem, x, key)
     trim_experts(problem, x, key)
     trim_totals(problem, x, key)
     for _ in range(3):
-        _meet_client_min(problem, x, key)
-        _meet_expert_min(problem, x, key)
-        meet_row_lower(problem, x, key)
+        _meet_client_min(problem, x, key, budget)
+        _meet_expert_min(problem, x, key, budget)
+        meet_row_lower(problem, x, key, budget)
         if not check(problem, x):
             return x, True
     return x, False
@@ -372,6 +393,7 @@ def repair(
     rng: np.random.Generator | None = None,
     fill: bool = True,
     priority: NDArray[np.float64] | None = None,
+    budget: Budget | None = None,
 ) -> NDArray[np.bool_]:
     """Turn any 0/1 matrix into a feasible assignment close to it, preferring high priority.
 
@@ -406,6 +428,9 @@ def repair(
     priority : (n, E) float array, optional
         Preference used for every choice (and "positive" in the fill); defaults to the
         problem's desirability. The random solver passes random priorities.
+    budget : Budget, optional
+        The caller's time budget: the minimum phases look at the clock every round and
+        the final fill stops when it runs out.
 
     Returns
     -------
@@ -418,6 +443,7 @@ def repair(
         ``x`` or ``priority`` has the wrong shape.
     InfeasibleError
         No feasible assignment was reached; the message names the blocking row.
+        :class:`~fedalign.TimeLimitError` (an InfeasibleError) when ``budget`` ran out first.
     """
     x = np.array(x, dtype=bool, copy=True)
     if x.shape != problem.shape:
@@ -427,16 +453,16 @@ def repair(
         raise ValueError(f"priority: expected shape {problem.shape}, got {d.shape}")
     key = d
     start = x & problem.fits
-    x, ok = make_feasible(problem, start.copy(), key)
+    x, ok = make_feasible(problem, start.copy(), key, budget)
     weighted = problem.client_rows or problem.expert_rows or problem.total_rows
     if not ok and weighted and start.any():
         # The start itself can be the trap (heavy experts the minimums cannot pack around):
         # rebuild from nothing, once, with the same preferences.
-        y, ok = make_feasible(problem, np.zeros_like(start), key)
+        y, ok = make_feasible(problem, np.zeros_like(start), key, budget)
         if ok:
             x = y
     if not ok:
         raise _infeasible(problem, x)
     if fill:
-        _fill(problem, x, priority=None if priority is None else d, rng=rng)
+        _fill(problem, x, priority=None if priority is None else d, rng=rng, budget=budget)
     return x

@@ -109,6 +109,7 @@ def add_best_first(
     limit: NDArray[np.int64] | None = None,
     rng: np.random.Generator | None = None,
     res: Residual | None = None,
+    budget: Budget | None = None,
 ) -> NDArray[np.bool_]:
     """Add the candidate pairs in descending ``key`` order, each one only if it still fits.
 
@@ -136,6 +137,9 @@ def add_best_first(
     res : Residual, optional
         The residual of ``x`` to insert against (it may carry extra rooms, such as the
         penalty windows of :func:`fill_priced`); updated in place.
+    budget : Budget, optional
+        Stops between segments when it runs out (what is added so far stays; every upper
+        bound still holds).
 
     Returns
     -------
@@ -169,7 +173,7 @@ def add_best_first(
         else:
             order = np.lexsort((rng.random(vals.size), -vals))
         add_in_order(problem, x, rows[order], cols[order], res=res)
-        if last:
+        if last or (budget is not None and budget.expired()):
             return x
         # Every pair of this segment is now assigned or can never fit again.
         cand &= key < cut
@@ -203,7 +207,7 @@ def fill(
         Price the soft rows' penalties in. Default: when the problem has soft rows and no
         ``priority`` is given (another priority is in other units than the penalties).
     budget : Budget, optional
-        Stops the priced rounds when it runs out (what is added so far stays).
+        Stops adding when it runs out (what is added so far stays).
 
     Returns
     -------
@@ -217,7 +221,7 @@ def fill(
     d = problem.desirability if priority is None else priority
     cand = problem.fits & (d > 0)
     cand &= (residual(problem, x).count > 0)[:, None]
-    return add_best_first(problem, x, cand, d, rng=rng)
+    return add_best_first(problem, x, cand, d, rng=rng, budget=budget)
 
 
 def fill_priced(

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from ...problem import AlignmentProblem
 from ...rows import Row
+from ..base import Budget
 from .augment import augment_clients, augment_experts
 from .capacity import Guard, addable, group_cumsum, residual, slacks
 from .insertion import add_in_order
@@ -43,13 +44,20 @@ MAX_ROUNDS = 64
 MAX_EXCHANGES = 256
 
 
-def meet_row_lower(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
-    """Raise every weighted row below its lower bound, in place (see the module docstring)."""
+def meet_row_lower(
+    problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], budget: Budget | None = None
+) -> None:
+    """Raise every weighted row below its lower bound, in place (see the module docstring).
+
+    With ``budget``, every round looks at the clock (:class:`~fedalign.TimeLimitError`).
+    """
     targets = [
         r for r in (*problem.client_rows, *problem.expert_rows, *problem.total_rows) if r.lower_cap is not None
     ]
     for row in targets:
         for _ in range(MAX_ROUNDS):
+            if budget is not None:
+                budget.check(f"repairing its assignment (the lower bound of row {row.name!r})")
             assert row.lower_cap is not None
             missing = row.lower_cap - row.usage(x)
             if not (missing > 0).any():
