@@ -1,6 +1,6 @@
 """Generate ``examples/cohort.json``: a seeded 200-client x 16-expert alignment problem.
 
-The cohort mimics one round of DESIGN.md §1: each client's fitness peaks on the experts of
+The cohort mimics one round of the scheduler (docs/scheduler.md): each client's fitness peaks on the experts of
 its data domain, recent usage is skewed towards a few popular experts, and desirability is
 ``fitness - 0.3 * normalised usage``. Clients come in three device tiers (memory and the
 number of experts they may train); experts have unequal sizes, so the memory row is a real

@@ -1,4 +1,4 @@
-"""Fitness and usage: the scheduler's learned state (DESIGN.md §1), in plain numpy.
+"""Fitness and usage: the scheduler's learned state (docs/scheduler.md), in plain numpy.
 
 :class:`FitnessTracker` keeps ``F[i, j]`` ∈ [0, 1], how well expert ``j`` suits client ``i``.
 After every round, pairs that trained move toward their reward,

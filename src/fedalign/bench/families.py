@@ -2,7 +2,7 @@
 
 Every generator takes ``(n_clients, n_experts, seed)`` and returns an
 :class:`~fedalign.AlignmentProblem`; the same arguments always give the same problem. The
-families cover the structures of DESIGN.md §1:
+families cover the structures of docs/problem.md (and docs/benchmarks.md lists them):
 
 ``uniform``
     Desirability uniform in [0, 1); memory knapsack (experts of 1–3 units, clients with

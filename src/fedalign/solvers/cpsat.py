@@ -1,7 +1,7 @@
 """``cpsat``: OR-Tools CP-SAT on the standard form, warm-started from a heuristic, anytime.
 
 The model is :func:`~fedalign.solvers.standard.standard_form`. CP-SAT needs integer
-coefficients (DESIGN.md §2), so the model is scaled:
+coefficients, so the model is scaled:
 
 * **Objective.** ``C = rint(c * S)`` over every column, with ``S`` the largest power of two
   that keeps ``max|C| <= 2**30`` (so ``2**29 < max|C|``; a power of two makes ``c * S``

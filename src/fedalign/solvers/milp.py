@@ -5,8 +5,8 @@ allowed and fits, one continuous column per excess band of a soft row, every row
 problem (hard bounds with the checker's float tolerance,
 :func:`~fedalign.problem.capacity_tolerance`). PuLP has no array API: each matrix row
 becomes one ``LpAffineExpression`` made from a zipped slice of the CSR arrays (turned into
-Python lists once), so Python touches each nonzero a constant number of times (DESIGN.md §2
-notes PuLP builds about a million variables in 10 s).
+Python lists once), so Python touches each nonzero a constant number of times (even so,
+PuLP takes about 10 s to build a million variables).
 
 Solver: HiGHS (the highspy library) when available, else PuLP's ``HiGHS_CMD``, else
 ``PULP_CBC_CMD``; quiet, with the time limit and a relative gap of 0. With highspy, the
