@@ -116,7 +116,9 @@ class Scheduler:
         experts, so the budget holds for the bytes actually sent). Needs ``expert_bytes``.
     shared_bytes : float >= 0
         Bytes of the shared parameters (trunk, gate) a client downloads and uploads with its
-        experts (default 0); only the byte budget reads it.
+        experts, once per round (default 0). The byte budget counts them with every pair; the
+        deadline row takes their transfer time off each client's deadline, and the profiler
+        expects it in every observed duration.
 
     The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
     :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
@@ -196,6 +198,7 @@ class Scheduler:
             bounds=s.profile_bounds,
             window=s.profile_window,
             dropout_inflation=s.dropout_inflation,
+            shared_bytes=s.shared_bytes,
         )
         self._ids: list[Hashable] = []
         self._index: dict[Hashable, int] = {}
