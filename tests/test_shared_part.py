@@ -73,6 +73,15 @@ def test_a_duration_that_matches_the_prediction_teaches_no_slowdown() -> None:
         assert s.estimates(c)["slowdown"] == 1.0
 
 
+def test_an_idle_report_keeps_the_clients_sample_count() -> None:
+    s = _sched()
+    plan = s.plan(list("abc"), allowed=np.array([[True] * 3, [False] * 3, [True] * 3]))
+    assert plan.assignment["b"] == []
+    s.report("b", fa.Feedback(samples=0, rewards={}, duration=0.0))  # given nothing: idle
+    s.end_round()
+    assert s.estimates("b")["samples"] == 20.0  # still its declared size, not 0
+
+
 def test_the_driver_passes_conditions_to_the_scheduler() -> None:
     s = _sched()
     driver = RoundDriver(s)

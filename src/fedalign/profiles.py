@@ -575,7 +575,8 @@ class CapacityProfiler:
         self._next[lr] = ((slot + 1) % self.window).astype(np.uint8)
         a = self.reliability_rate
         self._reliability[r] = ((1 - a) * self._reliability[r] + a * done).astype(np.float32)
-        fresh = done & np.isfinite(smp)
+        # an idle client (given nothing) reports 0 samples: not its data size, so not kept
+        fresh = done & np.isfinite(smp) & worked
         self._seen_samples[r[fresh]] = smp[fresh]
 
     def _observed_slowdown(
