@@ -93,3 +93,30 @@ def test_the_driver_passes_conditions_to_the_scheduler() -> None:
     assert current.experts("a") == []
     assert current.plan.problem.deadline[0] == 1e-6
     current.close()
+
+
+def test_a_round_is_learned_against_its_conditions() -> None:
+    """A client on a faded channel took longer, as its check-in report said: no slowdown."""
+    s = _sched()
+    faded = fa.ClientProfile(bandwidth_down=2.5e5, bandwidth_up=1.25e5)  # a quarter
+    plan = s.plan(list("abc"), conditions={"a": faded})
+    for c, experts in plan.assignment.items():
+        k = np.isin(np.arange(3), experts)
+        down, up = (2.5e5, 1.25e5) if c == "a" else (1e6, 5e5)
+        moved = SHARED + float(EXPERT_BYTES[k].sum())
+        seconds = moved / down + moved / up + 2.0 * int(k.sum())
+        s.report(c, fa.Feedback(samples=20, rewards={j: 0.5 for j in experts}, duration=seconds))
+    s.end_round()
+    assert [s.estimates(c)["slowdown"] for c in "abc"] == [1.0, 1.0, 1.0]
+    assert s.profile("a").bandwidth_down == 1e6  # the registered profile is back
+
+
+def test_a_failed_plan_keeps_the_open_rounds_conditions() -> None:
+    s = _sched()
+    s.plan(list("abc"), conditions={"a": fa.ClientProfile(bandwidth_up=1e5)})
+    kept = dict(s._open_conditions)
+    try:
+        s.plan(list("abc"), allowed=np.ones((2, 3), dtype=bool))  # wrong shape: fails
+    except ValueError:
+        pass
+    assert s.round == 0 and s._open_conditions == kept

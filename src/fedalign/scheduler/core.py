@@ -205,6 +205,10 @@ class Scheduler:
         self._rng = np.random.default_rng(s.seed)
         self._last_round = -1  # last planned round
         self._open: OpenRound | None = None
+        # the open round's conditions (registry row -> ClientProfile): its durations were
+        # measured under them, so end_round learns against them too. Kept in memory only: a
+        # scheduler reloaded mid-round learns that round against the registered profiles.
+        self._open_conditions: dict[int, ClientProfile] = {}
 
     def __repr__(self) -> str:
         return (
@@ -563,6 +567,7 @@ class Scheduler:
             raise
         self._last_round = number
         self._open = OpenRound.start(number, rows, solution.assignment, problem.deadline)
+        self._open_conditions = overrides
         return Plan(
             round=number,
             assignment=solution.to_dict(),
@@ -606,6 +611,7 @@ class Scheduler:
             "prof": self._prof.snapshot(rows),
             "rng": self._rng.bit_generator.state,
             "open": self._open,  # end_round only drops it: the object itself is unchanged
+            "open_conditions": self._open_conditions,
             "last_round": self._last_round,
         }
 
@@ -616,6 +622,7 @@ class Scheduler:
         self._prof.restore(undo["prof"])
         self._rng.bit_generator.state = undo["rng"]
         self._open = undo["open"]
+        self._open_conditions = undo["open_conditions"]
         self._last_round = undo["last_round"]
 
     def _cohort_rows(self, clients: Iterable[Hashable]) -> NDArray[np.int64]:
@@ -732,7 +739,10 @@ class Scheduler:
         if op is None:
             return
         done, trained, worked = op.outcome()
-        self._prof.observe(op.rows, worked, op.samples, op.duration, done, op.deadline)
+        # durations were measured under the round's conditions (e.g. a faded channel): a
+        # slowdown learned against the registered profile would be the fading, not the device
+        with self._prof.overlay(self._open_conditions):
+            self._prof.observe(op.rows, worked, op.samples, op.duration, done, op.deadline)
         if done.any():
             self._fit.record(op.rows[done], trained[done], op.rewards[done])
             load = np.where(trained, op.samples[:, None], 0.0).sum(axis=0)
@@ -742,6 +752,7 @@ class Scheduler:
         self._fit.close_round()
         self._use.close_round()
         self._open = None
+        self._open_conditions = {}
 
     # ------------------------------------------------------------------ persistence
 
@@ -810,6 +821,7 @@ class Scheduler:
         self._last_round = state.last_round
         self._rng.bit_generator.state = state.rng
         self._open = state.open_round
+        self._open_conditions = {}
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state to ``path`` atomically (temp file, flush, fsync, rename).
