@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .errors import (
     AlignmentError,
+    HerdingWarning,
     InfeasibleError,
     InvalidFeedbackError,
     InvalidProblemError,
@@ -31,6 +32,7 @@ __all__ = [
     "ClientProfile",
     "Feedback",
     "FitnessTracker",
+    "HerdingWarning",
     "InfeasibleError",
     "InvalidFeedbackError",
     "InvalidProblemError",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlignmentError",
+    "HerdingWarning",
     "InfeasibleError",
     "InvalidFeedbackError",
     "InvalidProblemError",
@@ -51,6 +52,10 @@ class UnsupportedProblemError(AlignmentError):
 
 class InvalidFeedbackError(AlignmentError, ValueError):
     """Feedback reported to a :class:`~fedalign.Scheduler` is invalid; no state was changed."""
+
+
+class HerdingWarning(UserWarning):
+    """A plan put most of the cohort on a few experts (see ``Scheduler(balance_weight=...)``)."""
 
 
 class InvalidStateError(AlignmentError, ValueError):

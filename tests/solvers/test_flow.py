@@ -1,9 +1,11 @@
-"""The ``flow`` solver: exact on count-only problems, sparse graph equal to the dense one.
+"""The ``flow`` solver: exact on problems whose rows reduce to counts, sparse graph = dense.
 
 The generic contract (feasibility, determinism, ...) lives in the shared solver suite; these
 tests cover what is specific to min-cost flow: brute-force optimality with counts, minimums,
-forbidden pairs and knapsack rows that reduce to counts; the sparse candidate graph and its
-certification against the graph over every pair; refusing knapsack rows that are not counts.
+forbidden pairs and rows that reduce to counts (hard client, expert and total rows as count
+intervals; soft rows as parallel arcs of increasing marginal cost, with fractional bounds,
+weights and several bands); the sparse candidate graph and its certification against the
+graph over every pair, with and without soft rows; refusing rows that are not counts.
 """
 
 from __future__ import annotations
@@ -11,18 +13,32 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, note, settings
+from hypothesis import strategies as st
 
 import fedalign as fa
+from fedalign.solvers import _flow_rows, get_solver
 from fedalign.solvers import flow as flow_module
-from fedalign.solvers import get_solver
-from fedalign.solvers.flow import count_caps
-from strategies import brute_force, describe, infeasible_problems, objective_tolerance, problems
+from fedalign.solvers.flow import count_intervals
+from strategies import (
+    brute_force,
+    describe,
+    infeasible_problems,
+    objective_tolerance,
+    problems,
+    row_problems,
+)
 
 FLOW = get_solver("flow")
 
 
 def _random_problem(
-    rng: np.random.Generator, n: int, e: int, *, caps: bool = True, minimums: bool = True
+    rng: np.random.Generator,
+    n: int,
+    e: int,
+    *,
+    caps: bool = True,
+    minimums: bool = True,
+    rows: tuple[str, ...] = (),
 ) -> fa.AlignmentProblem:
     """A count-only problem whose expert caps bind (shared popularity) and ~10 % forbidden."""
     popularity = rng.gamma(2.0, 0.5, e)
@@ -37,7 +53,28 @@ def _random_problem(
     if caps:
         fair = max_e.sum() / e
         kwargs["expert_max_clients"] = rng.integers(int(fair * 0.6) + 3, int(fair * 1.3) + 4, e)
+    kwargs["rows"] = [_ROWS[kind](rng, max_e, e) for kind in rows]
     return fa.AlignmentProblem(d, **kwargs)
+
+
+#: Rows that reduce to counts, for the sparse = dense tests: name -> (rng, max_experts, E) -> Row.
+_ROWS = {
+    # A soft per-expert load target below the fair share (the scheduler's load balancing).
+    "load": lambda rng, max_e, e: fa.Row(
+        "load", "expert", 1.0, upper=np.floor(0.8 * max_e.sum() / e), penalty=[0.05, 0.1, 0.3]
+    ),
+    # A hard per-expert byte budget: each client costs the expert's size.
+    "bytes": lambda rng, max_e, e: fa.Row(
+        "bytes", "expert", rng.uniform(0.5, 2.0, e), upper=1.1 * max_e.sum() / e * 1.25
+    ),
+    # At most 90 % of the slots in all, and a soft wish for more.
+    "total": lambda rng, max_e, e: fa.Row("total", "total", 1.0, upper=int(0.9 * max_e.sum())),
+    "soft total": lambda rng, max_e, e: fa.Row(
+        "soft total", "total", 1.0, lower=int(0.95 * max_e.sum()), penalty=0.2
+    ),
+    # Every client would like two experts, a half-unit price for each missing one.
+    "floor": lambda rng, max_e, e: fa.Row("floor", "client", 1.0, lower=2, penalty=0.5),
+}
 
 
 # --------------------------------------------------------------------------- optimality
@@ -47,7 +84,7 @@ def _random_problem(
 @given(problems(max_pairs=12))
 def test_flow_equals_brute_force(problem: fa.AlignmentProblem) -> None:
     note(describe(problem))
-    if count_caps(problem)[1] is not None:
+    if FLOW.refusal(problem) is not None:
         with pytest.raises(fa.UnsupportedProblemError, match="lp"):
             FLOW.solve(problem)
         return
@@ -82,7 +119,7 @@ def test_reduced_deadline_row_is_a_count() -> None:
     d = np.array([[1.0, 3.0, 2.0, -1.0]])
     train_time = np.array([[1.5, 1.5, 1.5, 1.5]])
     problem = fa.AlignmentProblem(d, max_experts=4, train_time=train_time, deadline=3.2)
-    assert count_caps(problem)[0].tolist() == [2]
+    assert count_intervals(problem).client.upper.tolist() == [2]
     assert fa.solve(problem, solver="flow").experts_of(0) == [1, 2]
 
 
@@ -99,6 +136,237 @@ def test_negative_pairs_only_when_forced() -> None:
         fa.AlignmentProblem(d, max_experts=2, expert_min_clients=[2, 0]), solver="flow"
     )
     assert sol.objective == pytest.approx(-4.0 + 0.5)
+
+
+# --------------------------------------------------------------------------- rows as counts
+
+_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.5)
+
+
+def _grid(draw: st.DrawFn, size: int, hi: int = 12) -> np.ndarray:
+    return np.array(draw(st.lists(st.integers(0, hi), min_size=size, max_size=size))) * 0.25
+
+
+@st.composite
+def count_row_problems(draw: st.DrawFn, *, soft: bool = False) -> fa.AlignmentProblem:
+    """Tiny problems whose every row reduces to counts: per-client weights on client rows,
+    per-expert weights on expert rows, one weight on total rows; bounds on a 0.25 grid (so
+    fractional in counts), soft rows with 1-3 bands, lower and/or upper bounds."""
+    n = draw(st.integers(1, 4))
+    e = draw(st.integers(1, min(4, 12 // n)))
+    d = np.array(draw(st.lists(st.integers(-4, 8), min_size=n * e, max_size=n * e))).reshape(n, e) * 0.25
+    max_e = np.array(draw(st.lists(st.integers(0, e), min_size=n, max_size=n)))
+    kwargs: dict = {
+        "max_experts": max_e,
+        "min_experts": np.minimum(max_e, draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))),
+        "allowed": np.array(draw(st.lists(st.sampled_from([True] * 5 + [False]), min_size=n * e, max_size=n * e))).reshape(n, e),
+    }
+    if draw(st.booleans()):
+        kwargs["expert_max_clients"] = draw(st.lists(st.integers(0, n), min_size=e, max_size=e))
+    rows = []
+    for over, shape, m in (("client", (n, 1), n), ("expert", (1, e), e), ("total", (1, 1), 1)):
+        for k in range(draw(st.integers(0, 2 if soft else 1))):
+            weight = np.array(draw(st.lists(st.sampled_from(_WEIGHTS), min_size=m, max_size=m))).reshape(shape)
+            sides = draw(st.sampled_from(["lower", "upper", "both"]))
+            lower = _grid(draw, m, 10) if sides != "upper" else None
+            upper = _grid(draw, m, 16) if sides != "lower" else None
+            if lower is not None and upper is not None:
+                lower = np.minimum(lower, upper)
+            penalty = None
+            if soft and draw(st.booleans()):
+                penalty = sorted(draw(st.lists(st.integers(1, 6), min_size=1, max_size=3)))
+                penalty = [p * 0.3 for p in penalty]
+            rows.append(fa.Row(f"{over} row {k}", over, weight, lower=lower, upper=upper, penalty=penalty))
+    return fa.AlignmentProblem(d, rows=rows, **kwargs)
+
+
+def _assert_exact(problem: fa.AlignmentProblem, **options: object) -> None:
+    """Flow equals brute force within its own tolerance, or both call it infeasible."""
+    assert FLOW.refusal(problem) is None
+    best = brute_force(problem)
+    if not best.feasible:
+        with pytest.raises(fa.InfeasibleError):
+            FLOW.solve(problem, **options)
+        return
+    sol = FLOW.solve(problem, **options)
+    assert not fa.check(problem, sol.assignment)
+    tol = sol.info["tolerance"] + 1e-12 * (1.0 + abs(best.optimum))
+    assert abs(sol.objective - best.optimum) <= tol, (options, sol.objective, best.optimum)
+    assert sol.status == "optimal"
+
+
+@settings(max_examples=150)
+@given(st.one_of(count_row_problems(), count_row_problems(soft=True)))
+def test_count_rows_equal_brute_force(problem: fa.AlignmentProblem) -> None:
+    note(describe(problem))
+    for options in ({}, {"dense": False, "candidates": 0}):
+        _assert_exact(problem, **options)
+
+
+@settings(max_examples=40)
+@given(count_row_problems(soft=True))
+def test_count_rows_through_sampled_prices_equal_brute_force(problem: fa.AlignmentProblem) -> None:
+    # The sample's scaled bounds (experts', the round's, soft rows') are only a heuristic
+    # for the prices; the certified result must still be exact.
+    note(describe(problem))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(flow_module, "_SAMPLE_MIN", 2)
+        mp.setattr(flow_module, "_SAMPLE_STRIDE", 2)
+        _assert_exact(problem, dense=False, candidates=0)
+
+
+@settings(max_examples=60)
+@given(st.one_of(row_problems(soft=True), row_problems(slack="tight"), row_problems(planted=False)))
+def test_supported_row_problems_equal_brute_force(problem: fa.AlignmentProblem) -> None:
+    note(describe(problem))
+    if FLOW.refusal(problem) is not None:
+        with pytest.raises(fa.UnsupportedProblemError, match="does not reduce to a count|weights"):
+            FLOW.solve(problem)
+        return
+    _assert_exact(problem)
+
+
+def test_count_intervals_of_weighted_rows() -> None:
+    # Client 0 counts 2.0 a pair: [ceil(3 / 2), floor(7 / 2)] = [2, 3]; client 1 weighs 0
+    # (any count, the bounds hold at 0); client 2 has 2.9999999999 within the checker's
+    # tolerance of 3 = 2 * 1.5, and a lower bound a hair above 1.5 that the same tolerance
+    # meets with one pair.
+    row = fa.Row("bandwidth", "client", [[2.0], [0.0], [1.5]], lower=[3.0, 0.0, 1.5000000001],
+                 upper=[7.0, 5.0, 2.9999999999])
+    seats = fa.Row("seats", "expert", [[1.0, 2.0, 0.5]], upper=[2.0, 3.0, 0.9])
+    budget = fa.Row("budget", "total", 0.5, lower=1.2, upper=3.0)
+    problem = fa.AlignmentProblem(np.ones((3, 3)), max_experts=3, rows=[row, seats, budget])
+    counts = count_intervals(problem)
+    assert counts.client.lower.tolist() == [2, 0, 1]
+    assert counts.client.upper.tolist() == [3, 3, 2]
+    assert counts.expert.upper.tolist() == [2, 1, 1]
+    assert counts.total is not None
+    assert (counts.total.lower.tolist(), counts.total.upper.tolist()) == ([3], [6])
+    sol = fa.solve(problem, solver="flow")
+    assert sol.objective == pytest.approx(4.0)  # experts take 2 + 1 + 1 clients
+    assert sol.assignment.sum(axis=1)[0] >= 2
+
+
+def test_keyword_rows_as_count_intervals() -> None:
+    problem = fa.AlignmentProblem(
+        np.ones((2, 3)), max_experts=[3, 1], min_experts=[1, 0], expert_memory=np.full(3, 2.0),
+        client_memory=[4.5, 9.0], expert_min_clients=[0, 1, 0], expert_max_clients=[2, 2, 1],
+    )
+    counts = count_intervals(problem)
+    assert counts.client.lower.tolist() == [1, 0] and counts.client.upper.tolist() == [2, 1]
+    assert counts.expert.lower.tolist() == [0, 1, 0] and counts.expert.upper.tolist() == [2, 2, 1]
+    assert counts.total is None
+    uneven = fa.AlignmentProblem(np.ones((2, 2)), expert_memory=[1.0, 2.0], client_memory=[3.0, 3.0])
+    assert count_intervals(uneven) is None
+
+
+def test_conflicting_rows_are_infeasible_and_named() -> None:
+    # Client 1 must use 3.0 of bandwidth at 1.0 a pair, but its memory holds two experts.
+    bw = fa.Row("bandwidth", "client", 1.0, lower=[0.0, 3.0])
+    problem = fa.AlignmentProblem(
+        np.ones((2, 4)), max_experts=4, expert_memory=np.full(4, 1.0), client_memory=[4.0, 2.0],
+        rows=[bw], client_ids=["a", "b"],
+    )
+    with pytest.raises(fa.InfeasibleError, match=r"bandwidth: client 'b' .*3 experts.*memory allows at most 2"):
+        FLOW.solve(problem)
+    # A lower bound that a zero weight can never reach, and an upper bound below zero.
+    zero = fa.Row("zero", "expert", [[0.0, 1.0]], lower=[0.5, 0.0])
+    with pytest.raises(fa.InfeasibleError, match="zero: expert 0"):
+        FLOW.solve(fa.AlignmentProblem(np.ones((2, 2)), rows=[zero]))
+    below = fa.Row("below", "total", 1.0, upper=-1.0)
+    with pytest.raises(fa.InfeasibleError, match="below: the round"):
+        FLOW.solve(fa.AlignmentProblem(np.ones((2, 2)), rows=[below]))
+
+
+def test_total_row_bounds_the_pairs() -> None:
+    d = np.array([[3.0, 2.0, -1.0], [1.0, -2.0, -3.0]])
+    cap = fa.Row("cap", "total", 1.0, upper=2)
+    sol = FLOW.solve(fa.AlignmentProblem(d, max_experts=3, rows=[cap]))
+    assert sol.assignment.sum() == 2 and sol.objective == pytest.approx(5.0)
+    # A lower bound of 4 pairs forces the least bad one in.
+    floor = fa.Row("floor", "total", 2.0, lower=7.5)  # 4 pairs of weight 2
+    sol = FLOW.solve(fa.AlignmentProblem(d, max_experts=3, rows=[floor]))
+    assert sol.assignment.sum() == 4 and sol.objective == pytest.approx(5.0)
+    # Minimums that need more pairs than the total row allows: the flow proves it.
+    few = fa.Row("few", "total", 1.0, upper=1)
+    for options in ({}, {"dense": False}):
+        with pytest.raises(fa.InfeasibleError, match="few"):
+            FLOW.solve(fa.AlignmentProblem(d, max_experts=3, expert_min_clients=[1, 1, 0], rows=[few]), **options)
+    many = fa.Row("many", "total", 1.0, lower=5)
+    allowed = np.array([[1, 1, 0], [1, 0, 0]], dtype=bool)
+    for options in ({}, {"dense": False}):
+        with pytest.raises(fa.InfeasibleError, match="many"):
+            FLOW.solve(fa.AlignmentProblem(d, max_experts=3, allowed=allowed, rows=[many]), **options)
+
+
+# --------------------------------------------------------------------------- soft rows
+
+
+def test_soft_expert_load_equals_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    d = rng.random((4, 3)) + np.array([0.6, 0.2, 0.0])  # everyone likes expert 0 best
+    load = fa.Row("load", "expert", 1.0, upper=[1, 2, 2], penalty=[0.2, 0.4, 1.0])
+    problem = fa.AlignmentProblem(d, max_experts=2, min_experts=1, rows=[load])
+    best = brute_force(problem)
+    for options in ({}, {"dense": False, "candidates": 0}):
+        sol = FLOW.solve(problem, **options)
+        assert sol.objective == pytest.approx(best.optimum, abs=sol.info["tolerance"])
+        assert problem.penalty(sol.assignment) > 0  # the trade-off is real
+    plain = FLOW.solve(fa.AlignmentProblem(d, max_experts=2, min_experts=1))
+    assert plain.assignment[:, 0].sum() > sol.assignment[:, 0].sum()
+
+
+def test_soft_lower_bound_earns_its_penalty_back() -> None:
+    # Each pair is worth -0.5; a soft floor of 2 experts at 0.75 a missing unit makes two
+    # pairs worth taking (net +0.25 each), a third not.
+    d = np.full((1, 4), -0.5)
+    floor = fa.Row("floor", "client", 1.0, lower=2, penalty=0.75)
+    sol = FLOW.solve(fa.AlignmentProblem(d, max_experts=4, rows=[floor]))
+    assert sol.assignment.sum() == 2 and sol.objective == pytest.approx(-1.0)
+    # Two soft rows on one side add: another 0.5 for the third expert makes it worth it too.
+    more = fa.Row("more", "client", 1.0, lower=3, penalty=0.6)
+    sol = FLOW.solve(fa.AlignmentProblem(d, max_experts=4, rows=[floor, more]))
+    assert sol.assignment.sum() == 3
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper", "prices", "most"),
+    [
+        (None, 3.0, (0.5,), 2),  # free stretch, then the last price
+        (None, 3.0, (0.1, 0.2, 0.4), 4),  # free, one arc per band
+        (None, 2.5, (0.1, 0.2, 0.4), 5),  # a fractional bound adds one straddling unit
+        (2.0, 5.0, (0.1, 0.3), 5),  # below the floor (2 bands) and above the roof (2 bands), free between
+        (None, 3.0, (0.3, 0.3, 0.3), 2),  # equal prices merge into one arc
+    ],
+)
+def test_soft_rows_make_few_arcs(lower, upper, prices, most) -> None:
+    from fedalign.solvers._flow_network import soft_side
+
+    m = 4
+    soft = _flow_rows.SoftCount(
+        np.ones(m), None if lower is None else np.full(m, lower), None if upper is None else np.full(m, upper), prices
+    )
+    side = soft_side(np.zeros(m, np.int64), np.full(m, 1000, np.int64), (soft,), 1024.0)
+    per_row = np.bincount(side.arcs.node, minlength=m)
+    assert per_row.max() <= most
+    assert (np.bincount(side.arcs.node, weights=side.arcs.cap, minlength=m) == 1000).all()
+    for k in range(m):  # increasing costs per row: parallel arcs are exact
+        costs = side.arcs.cost[side.arcs.node == k]
+        assert (np.diff(costs) > 0).all()
+    # The costs are the marginals of the row's band cost, scaled.
+    row = fa.Row("r", "expert", 1.0, lower=lower, upper=upper, penalty=list(prices))
+    bound = fa.AlignmentProblem(np.zeros((1, m)), rows=[row]).row("r")
+    counts = np.arange(1001, dtype=float)
+    marginal = np.diff(np.array([bound.cost(np.full(m, c))[0] for c in counts]))
+    units = np.repeat(side.arcs.cost[side.arcs.node == 0], side.arcs.cap[side.arcs.node == 0])
+    assert np.abs(units / 1024.0 - marginal).max() <= 0.5 / 1024.0 + 1e-12
+
+
+def test_soft_rows_that_do_not_reduce_are_refused() -> None:
+    load = fa.Row("load", "expert", [[1.0, 1.0], [2.0, 1.0]], upper=1, penalty=0.5)
+    problem = fa.AlignmentProblem(np.ones((2, 2)), rows=[load])
+    reason = FLOW.unsupported_reason(problem)
+    assert reason is not None and "load" in reason and "expert 0" in reason
 
 
 # --------------------------------------------------------------------------- sparse == dense
@@ -129,6 +397,57 @@ def test_sampled_prices_path_equals_dense(seed: int, monkeypatch: pytest.MonkeyP
     tol = 2 * dense.info["tolerance"] + 1e-9 * abs(dense.objective)
     assert sparse.objective == pytest.approx(dense.objective, abs=tol)
     assert not sparse.info["dense"]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [("load",), ("load", "bytes"), ("total", "floor"), ("soft total", "load"), ("bytes", "total", "floor", "load")],
+)
+def test_sparse_graph_equals_dense_graph_with_rows(rows: tuple[str, ...]) -> None:
+    rng = np.random.default_rng(len(rows))
+    problem = _random_problem(rng, 300, 16, rows=rows)
+    dense = FLOW.solve(problem, dense=True)
+    tol = 2 * dense.info["tolerance"] + 1e-9 * abs(dense.objective)
+    for candidates in (0, None):
+        sparse = FLOW.solve(problem, candidates=candidates, dense=False)
+        assert not sparse.info["dense"], "the sparse path should certify on these problems"
+        assert sparse.objective == pytest.approx(dense.objective, abs=tol)
+    if "load" in rows:
+        assert problem.penalty(dense.assignment) > 0  # the load row binds
+
+
+@pytest.mark.parametrize("rows", [("load",), ("bytes", "soft total"), ("total", "floor")])
+def test_sampled_prices_path_equals_dense_with_rows(
+    rows: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flow_module, "_SAMPLE_MIN", 100)
+    problem = _random_problem(np.random.default_rng(200 + len(rows)), 400, 40, rows=rows)
+    dense = FLOW.solve(problem, dense=True)
+    sparse = FLOW.solve(problem, dense=False)
+    tol = 2 * dense.info["tolerance"] + 1e-9 * abs(dense.objective)
+    assert sparse.objective == pytest.approx(dense.objective, abs=tol)
+    assert not sparse.info["dense"]
+
+
+def test_large_soft_load_sparse_certified_equals_dense() -> None:
+    # The scheduler's in-round load balancing at scale: a soft per-expert load row on a cohort
+    # large enough for the sampled expert prices (20,000 x 64).
+    rng = np.random.default_rng(9)
+    n, e = 20_000, 64
+    popularity = rng.gamma(2.0, 0.5, e)
+    d = rng.random((n, e)) + 0.5 * popularity[None, :] - 0.6
+    max_e = rng.integers(1, 5, n)
+    fair = max_e.sum() / e
+    load = fa.Row("load", "expert", 1.0, upper=np.floor(0.9 * fair), penalty=[0.05, 0.1, 0.3])
+    problem = fa.AlignmentProblem(
+        d, max_experts=max_e, min_experts=1, expert_max_clients=int(np.ceil(1.1 * fair)), rows=[load]
+    )
+    sparse = FLOW.solve(problem)
+    assert not sparse.info["dense"] and sparse.info["candidate_pairs"] < int(problem.fits.sum()) // 2
+    dense = FLOW.solve(problem, dense=True)
+    tol = 2 * dense.info["tolerance"] + 1e-9 * abs(dense.objective)
+    assert sparse.objective == pytest.approx(dense.objective, abs=tol)
+    assert problem.penalty(sparse.assignment) > 0
 
 
 def test_certification_adds_left_out_pairs() -> None:
@@ -192,7 +511,7 @@ def test_hall_violation_is_infeasible() -> None:
 @given(infeasible_problems())
 def test_infeasible_problems_raise(problem: fa.AlignmentProblem) -> None:
     note(describe(problem))
-    if count_caps(problem)[1] is not None:
+    if FLOW.refusal(problem) is not None:
         return  # knapsack rows that are not counts: flow does not apply
     with pytest.raises(fa.InfeasibleError):
         FLOW.solve(problem)

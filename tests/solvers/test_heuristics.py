@@ -2,7 +2,8 @@
 
 The contract suite (test_contract.py) checks feasibility, objectives and determinism for
 every solver; here each heuristic is compared with a plain-Python reference of its own
-definition on small problems, and ``auto``'s choice table is pinned down.
+definition on small problems (with the keyword rows, and with client, expert, total and
+soft rows from ``strategies.row_problems``), and ``auto``'s choice table is pinned down.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 import fedalign as fa
 from fedalign.problem import capacity_tolerance
 from fedalign.solvers import Solver, get_solver
 from fedalign.solvers import auto as auto_module
 from fedalign.solvers.auto import SMALL_PAIRS, choose
+from fedalign.solvers.repair import ROW_SUPPORT
 from fedalign.solvers.topk import top_k
+from strategies import row_problems
+
+SMALL_ROWS = {"max_clients": 6, "max_experts": 5, "max_pairs": None}
 
 
 def small_problem(seed: int, *, caps: bool = False, minimum: bool = False) -> fa.AlignmentProblem:
@@ -60,6 +66,45 @@ def paper_topk(problem: fa.AlignmentProblem) -> np.ndarray:
             if fits_row(problem, i, chosen, j):
                 chosen.append(j)
         x[i, chosen] = True
+    return x
+
+
+def within_upper_bounds(problem: fa.AlignmentProblem, x: np.ndarray, over: tuple[str, ...]) -> bool:
+    """Whether every hard row over ``over`` is within its upper bound (tolerance included)."""
+    return all(
+        r.upper_cap is None or bool((r.usage(x) <= r.upper_cap).all())
+        for r in problem.rows
+        if not r.soft and r.over in over
+    )
+
+
+def paper_topk_rows(problem: fa.AlignmentProblem) -> np.ndarray:
+    """Plain-Python reference of the per-client ranking under any client rows."""
+    n, e = problem.shape
+    x = np.zeros((n, e), bool)
+    for i in range(n):
+        ranked = sorted((j for j in range(e) if problem.fits[i, j]), key=lambda j: -problem.desirability[i, j])
+        for j in ranked:
+            if x[i].sum() >= problem.min_experts[i] and problem.desirability[i, j] <= 0:
+                break
+            x[i, j] = True
+            if not within_upper_bounds(problem, x, ("client",)):
+                x[i, j] = False
+    return x
+
+
+def greedy_rows(problem: fa.AlignmentProblem) -> np.ndarray:
+    """Plain-Python reference of the global greedy under every upper bound (no minimums)."""
+    n, e = problem.shape
+    pairs = sorted(
+        ((i, j) for i in range(n) for j in range(e) if problem.fits[i, j] and problem.desirability[i, j] > 0),
+        key=lambda p: (-problem.desirability[p], p),
+    )
+    x = np.zeros((n, e), bool)
+    for i, j in pairs:
+        x[i, j] = True
+        if not within_upper_bounds(problem, x, ("client", "expert", "total")):
+            x[i, j] = False
     return x
 
 
@@ -126,7 +171,49 @@ def test_topk_breaks_ties_at_random_but_reproducibly() -> None:
     assert (a.sum(axis=0) > 0).sum() >= 5
 
 
+@settings(max_examples=60)
+@given(row_problems(soft=True, **SMALL_ROWS))
+def test_topk_first_pass_equals_the_per_client_ranking_with_rows(problem: fa.AlignmentProblem) -> None:
+    """Any client rows bound the walk; expert, total and soft rows play no part in it."""
+    np.testing.assert_array_equal(top_k(problem), paper_topk_rows(problem))
+
+
+def test_topk_ignores_soft_rows_when_choosing() -> None:
+    d = np.array([[0.9, 0.1], [0.8, 0.2]])
+    plain = fa.AlignmentProblem(d, max_experts=1)
+    soft = fa.AlignmentProblem(d, max_experts=1, rows=[fa.Row("load", "expert", upper=0, penalty=5.0)])
+    np.testing.assert_array_equal(top_k(soft), top_k(plain))
+    assert fa.solve(soft, "topk").objective == pytest.approx(1.7 - 10.0)
+
+
 # --------------------------------------------------------------------------- greedy
+
+
+@settings(max_examples=60)
+@given(row_problems(slack="none", **SMALL_ROWS))
+def test_greedy_equals_the_global_greedy_with_rows(problem: fa.AlignmentProblem) -> None:
+    """No minimums: the greedy pass under every client, expert and total row is the answer."""
+    np.testing.assert_array_equal(fa.solve(problem, "greedy").assignment, greedy_rows(problem))
+
+
+def test_greedy_does_not_walk_into_soft_penalties() -> None:
+    """The soft cap is a cap; beyond it a pair must be worth its penalty (0.2, then 0.5)."""
+    d = np.array([[0.9, 0.05], [0.6, 0.05], [0.4, 0.05], [0.3, 0.05]])
+    problem = fa.AlignmentProblem(
+        d, max_experts=1, rows=[fa.Row("load", "expert", upper=1, penalty=[0.2, 0.5])]
+    )
+    x = fa.solve(problem, "greedy").assignment
+    assert x[:, 0].tolist() == [True, True, False, False]
+    ignoring = fa.solve(fa.AlignmentProblem(d, max_experts=1), "greedy").assignment
+    assert problem.objective(x) > problem.objective(ignoring)
+
+
+def test_greedy_adds_a_pair_a_soft_floor_pays_for() -> None:
+    problem = fa.AlignmentProblem(
+        np.array([[-0.5, -3.0]]), max_experts=2, rows=[fa.Row("floor", "client", lower=1, penalty=2.0)]
+    )
+    assert fa.solve(problem, "greedy").assignment.tolist() == [[True, False]]
+
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -199,6 +286,43 @@ def test_random_meets_every_constraint_on_a_tight_problem() -> None:
     )
     x = fa.solve(problem, "random", seed=0).assignment
     assert x.sum(axis=0).tolist() == [10, 10, 10, 10]
+
+
+@settings(max_examples=40)
+@given(row_problems(soft=True, **SMALL_ROWS))
+def test_random_ignores_desirability_and_soft_rows_with_rows(problem: fa.AlignmentProblem) -> None:
+    hard = [r for r in problem.rows if not r.soft and r.name not in ("experts per client", "memory", "deadline", "clients per expert")]
+    kw = {k: v for k, v in problem.to_dict().items() if k not in ("desirability", "rows", "client_ids", "expert_ids")}
+    flipped = fa.AlignmentProblem(-problem.desirability, rows=hard, **kw)
+    try:
+        a = fa.solve(problem, "random", seed=1).assignment
+    except fa.InfeasibleError:
+        return
+    np.testing.assert_array_equal(a, fa.solve(flipped, "random", seed=1).assignment)
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@pytest.mark.parametrize("name", ["topk", "greedy", "random"])
+def test_heuristics_support_every_row(name: str) -> None:
+    solver = get_solver(name)
+    assert solver.supports == ROW_SUPPORT and solver.reads_rows
+    rng = np.random.default_rng(0)
+    n, e = 6, 3
+    rows = [
+        fa.Row("bandwidth", "client", rng.uniform(1, 2, e), lower=0.5, upper=4.0),
+        fa.Row("load", "expert", rng.uniform(1, 2, (n, 1)), lower=1.0, upper=8.0),
+        fa.Row("bytes", "total", rng.uniform(1, 2, (n, e)), lower=2.0, upper=20.0),
+        fa.Row("soft load", "expert", upper=2, penalty=[0.1, 0.3]),
+        fa.Row("soft floor", "client", lower=1, penalty=0.5),
+        fa.Row("soft bytes", "total", 2.0, upper=10.0, penalty=0.2),
+    ]
+    problem = fa.AlignmentProblem(rng.random((n, e)), max_experts=2, rows=rows)
+    assert solver.accepts(problem)
+    sol = fa.solve(problem, name, seed=0)
+    assert fa.check(problem, sol.assignment) == []
+    assert sol.objective == pytest.approx(problem.objective(sol.assignment))
 
 
 # --------------------------------------------------------------------------- infeasible

@@ -15,7 +15,9 @@ objective), :mod:`.capacity` (the constraint rows), :mod:`.rounds` (the open rou
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .._arrays import check_unit_interval, float_array
 from .._validation import Interval, validate_one
-from ..errors import InfeasibleError, InvalidFeedbackError, InvalidStateError
+from ..errors import HerdingWarning, InfeasibleError, InvalidFeedbackError, InvalidStateError
 from ..plan import Feedback, Plan
 from ..problem import AlignmentProblem
 from ..profiles import CapacityProfiler, ClientProfile, ProfileBounds
@@ -41,6 +43,12 @@ __all__ = ["Scheduler"]
 
 #: The name of the byte-budget row (setting ``round_bytes``).
 ROUND_BYTES_ROW = "server bytes"
+#: The name of the in-round balance row (setting ``balance_weight``), and its price bands.
+BALANCE_ROW = "round load"
+BALANCE_BANDS = 8
+#: A plan whose busiest quarter of the experts holds more than this share of the round's
+#: trainings (and at least twice their fair share) draws a HerdingWarning.
+HERDING_SHARE = 0.5
 
 #: A round number given by the caller (plan, report).
 _ROUND = [Interval(int, None, None), None]
@@ -119,6 +127,14 @@ class Scheduler:
         experts, once per round (default 0). The byte budget counts them with every pair; the
         deadline row takes their transfer time off each client's deadline, and the profiler
         expects it in every observed duration.
+    balance_weight : float >= 0
+        In-round load balance: a soft ``"round load"`` row charges, on each expert, the
+        ``k``-th client above its fair share of the round (the cohort's expert slots over
+        E, rounded up) ``k * balance_weight`` in desirability units (up to
+        ``BALANCE_BANDS * balance_weight`` per further client): a convex cost that
+        couples the clients of a round, so that a cohort whose desirabilities move alike
+        (the usage term moves only between rounds) spreads over the experts instead of
+        herding onto the same ones. 0 turns it off (the paper's published system).
 
     The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
     :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
@@ -167,6 +183,7 @@ class Scheduler:
         solver_options: Mapping[str, Any] | None = None,
         round_bytes: float | None = None,
         shared_bytes: float = 0.0,
+        balance_weight: float = 0.0,
     ) -> None:
         # the arguments above, by name (the first statement: no other local exists yet); typed
         # Any, as SchedulerSettings' fields are annotated with the canonical forms it stores
@@ -480,7 +497,7 @@ class Scheduler:
         min_clients = np.asarray(s.expert_min_clients, dtype=np.int64)
         problem = AlignmentProblem(
             d,
-            rows=self._round_rows(n),
+            rows=self._round_rows(cap.max_experts),
             max_experts=cap.max_experts,
             min_experts=feasible_min(s.min_experts, cap, allow),
             expert_memory=cap.expert_memory,
@@ -500,13 +517,18 @@ class Scheduler:
         )
         return problem, terms
 
-    def _round_rows(self, n: int) -> list[Row]:
-        """The rows the settings add to every round: the server's byte budget."""
+    def _round_rows(self, max_experts: NDArray[np.int64]) -> list[Row]:
+        """The rows the settings add to every round: the byte budget, the in-round balance."""
         s = self._settings
-        if s.round_bytes is None or s.expert_bytes is None:
-            return []
-        per_pair = 2.0 * (np.asarray(s.expert_bytes, dtype=np.float64) + s.shared_bytes)
-        return [Row(ROUND_BYTES_ROW, "total", per_pair, upper=s.round_bytes)]
+        out = []
+        if s.round_bytes is not None and s.expert_bytes is not None:
+            per_pair = 2.0 * (np.asarray(s.expert_bytes, dtype=np.float64) + s.shared_bytes)
+            out.append(Row(ROUND_BYTES_ROW, "total", per_pair, upper=s.round_bytes))
+        if s.balance_weight > 0:
+            fair = math.ceil(int(max_experts.sum()) / self.n_experts)
+            prices = (s.balance_weight * np.arange(1, BALANCE_BANDS + 1)).tolist()
+            out.append(Row(BALANCE_ROW, "expert", 1.0, upper=fair, penalty=prices))
+        return out
 
     def plan(
         self,
@@ -568,6 +590,7 @@ class Scheduler:
         self._last_round = number
         self._open = OpenRound.start(number, rows, solution.assignment, problem.deadline)
         self._open_conditions = overrides
+        _warn_if_herding(solution.assignment, number)
         return Plan(
             round=number,
             assignment=solution.to_dict(),
@@ -847,3 +870,23 @@ class Scheduler:
             No file at ``path``.
         """
         return cls._from_state(load_state(path), copy=False)  # just read: adopt the arrays
+
+
+def _warn_if_herding(x: NDArray[np.bool_], number: int) -> None:
+    """Warn when the busiest quarter of the experts holds most of the round's trainings."""
+    e = x.shape[1]
+    load = x.sum(axis=0)
+    total = int(load.sum())
+    top = max(1, math.ceil(e / 4))
+    if e < 4 or total < 2 * e:
+        return  # too few experts or pairs to call it herding
+    busiest = int(np.sort(load)[::-1][:top].sum())
+    if busiest > HERDING_SHARE * total and busiest >= 2 * total * top / e:
+        warnings.warn(
+            f"round {number}: {busiest} of the round's {total} trainings went to {top} of "
+            f"{e} experts; a cohort whose desirabilities move alike herds onto the same "
+            "experts: set balance_weight > 0 (the in-round load row) or use per-expert caps "
+            "(expert_max_clients)",
+            HerdingWarning,
+            stacklevel=3,
+        )

@@ -125,6 +125,7 @@ class SchedulerSettings:
         "solver_options": [InstanceOf(Mapping, "mapping of option names to values"), None],
         "round_bytes": [_ABOVE_0, None],
         "shared_bytes": [_AT_LEAST_0],
+        "balance_weight": _WEIGHT,
     }
 
     n_experts: int
@@ -159,6 +160,7 @@ class SchedulerSettings:
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     round_bytes: float | None = None
     shared_bytes: float = 0.0
+    balance_weight: float = 0.0
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints

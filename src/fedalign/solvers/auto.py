@@ -149,8 +149,9 @@ class AutoSolver(Solver):
         except InfeasibleError as exc:
             # An exact solver may give up when its time limit ends before it finds a point;
             # the greedy heuristic is fast and may still find one. If it fails too, the
-            # chosen solver's explanation is the one to report.
-            if chosen == "greedy":
+            # chosen solver's explanation is the one to report (also when greedy does not
+            # support the problem's rows).
+            if chosen == "greedy" or not get_solver("greedy").accepts(problem):
                 raise
             try:
                 solution = get_solver("greedy").solve(problem, time_limit=time_limit, seed=seed)

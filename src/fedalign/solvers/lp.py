@@ -1,90 +1,59 @@
-"""``lp``: the LP relaxation (HiGHS through :func:`scipy.optimize.linprog`), rounding, repair.
+"""``lp``: the LP relaxation of the standard form (HiGHS through :func:`scipy.optimize.linprog`),
+rounding, repair.
 
-The relaxation keeps every row of the problem and relaxes ``x[i, j] in {0, 1}`` to
-``0 <= x[i, j] <= 1`` over the pairs that are allowed and fit (DESIGN.md §1). Without
-knapsack rows its matrix is totally unimodular and HiGHS' basic optimum is integral, so the
-rounded assignment is the optimum itself; with knapsack rows the LP optimum is fractional on
-a few pairs per row and rounding plus :func:`~fedalign.solvers.repair.repair` gives a
-near-optimal assignment, polished by :func:`~fedalign.solvers.repair.local_search`.
+The relaxation is :func:`~fedalign.solvers.standard.standard_form` with ``x[i, j] in {0, 1}``
+relaxed to ``0 <= x[i, j] <= 1``: every row of the problem, hard rows with the checker's
+tolerance, soft rows with their excess bands. Without knapsack rows its matrix is totally
+unimodular and HiGHS' basic optimum is integral, so the rounded assignment is the optimum
+itself; otherwise the LP optimum is fractional on a few pairs per row and rounding plus
+:func:`~fedalign.solvers.repair.repair` gives a near-optimal assignment, polished by
+:func:`~fedalign.solvers.repair.local_search`.
 
 The bound is not HiGHS' reported objective (which carries its feasibility tolerances) but a
-Lagrangian bound recomputed from its row duals ``y`` (clipped to ``y >= 0``): for the
-maximisation ``max d.x, A x <= b, 0 <= x <= 1``, every ``y >= 0`` gives
+Lagrangian bound recomputed from its row duals. Write the rows as ``A_ub z <= b_ub`` (a
+ranged row is split into its ``<=`` part and its negated ``>=`` part); for the maximisation
+``max c.z, A_ub z <= b_ub, lo <= z <= hi`` and every ``y >= 0``,
 
-    d.x <= y.b + sum_k max(0, d_k - (A^T y)_k),
+    c.z = y.A_ub z + (c - A_ub^T y).z <= y.b_ub + sum_k max(r_k lo_k, r_k hi_k),
+    r = c - A_ub^T y,
 
-so the bound is valid whatever HiGHS' tolerances did; a relative ``1e-9`` is added for the
-float sums. Knapsack capacities include the checker's tolerance
-(:func:`~fedalign.problem.capacity_tolerance`), so the bound covers every assignment that
-:func:`fedalign.check` accepts.
+since each ``z_k`` lies in its box. HiGHS' duals, clipped to ``y >= 0``, give the bound,
+valid whatever HiGHS' tolerances did; a relative ``1e-9`` is added for the float sums. It
+covers every assignment :func:`fedalign.check` accepts, at its true objective (desirability
+minus penalties): such an assignment with its excess bands filled in order is a point of
+the LP (hard bounds include the checker's tolerance, the boxes of the excess columns hold
+the most excess a row can have), and there ``c.z`` is its objective.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .._validation import Boolean, Constraint
 from ..errors import InfeasibleError
-from ..problem import AlignmentProblem, capacity_tolerance
+from ..problem import AlignmentProblem
 from .base import Budget, Result, Solver, register
 from .repair import add_in_order, fill, local_search, repair
+from .standard import ALL_ROWS, standard_form
 
-__all__ = ["LPSolver", "relaxation"]
-
-
-def relaxation(problem: AlignmentProblem) -> tuple[Any, NDArray[np.float64], NDArray[np.intp], NDArray[np.intp]]:
-    """The relaxation's rows as ``A x <= b`` over the pairs that fit.
-
-    Parameters
-    ----------
-    problem : AlignmentProblem
-
-    Returns
-    -------
-    A : scipy.sparse.csr_array, shape (n_rows, n_pairs)
-    b : (n_rows,) float array
-    rows, cols : (n_pairs,) int arrays
-        Client and expert of each column.
-    """
-    from scipy import sparse
-
-    n, e = problem.shape
-    rows, cols = np.nonzero(problem.fits)
-    m = rows.size
-    k = np.arange(m)
-    ones = np.ones(m)
-    per_client = sparse.csr_array((ones, (rows, k)), shape=(n, m))
-    per_expert = sparse.csr_array((ones, (cols, k)), shape=(e, m))
-    lo, elo = problem.min_experts, problem.expert_min_clients
-    need_c, need_e = np.flatnonzero(lo > 0), np.flatnonzero(elo > 0)
-    blocks = [per_client, -per_client[need_c], per_expert, -per_expert[need_e]]
-    rhs = [
-        problem.max_experts.astype(np.float64),
-        -lo[need_c].astype(np.float64),
-        problem.expert_max_clients.astype(np.float64),
-        -elo[need_e].astype(np.float64),
-    ]
-    if problem.expert_memory is not None and problem.client_memory is not None:
-        cap = problem.client_memory
-        blocks.append(sparse.csr_array((problem.expert_memory[cols], (rows, k)), shape=(n, m)))
-        rhs.append(cap + capacity_tolerance(cap))
-    if problem.train_time is not None and problem.deadline is not None:
-        cap = problem.deadline
-        blocks.append(sparse.csr_array((problem.train_time[rows, cols], (rows, k)), shape=(n, m)))
-        rhs.append(cap + capacity_tolerance(cap))
-    a = sparse.vstack(blocks, format="csr")
-    return a, np.concatenate(rhs), rows, cols
+__all__ = ["LPSolver", "dual_bound"]
 
 
-def _dual_bound(
-    a: Any, b: NDArray[np.float64], c: NDArray[np.float64], marginals: NDArray[np.float64]
+def dual_bound(
+    a_ub: Any,
+    b_ub: NDArray[np.float64],
+    c: NDArray[np.float64],
+    lower: NDArray[np.float64],
+    upper: NDArray[np.float64],
+    marginals: NDArray[np.float64],
 ) -> float:
-    """Lagrangian upper bound of ``max c.x, A x <= b, 0 <= x <= 1`` from linprog's duals."""
+    """Lagrangian upper bound of ``max c.z, A_ub z <= b_ub, lower <= z <= upper`` from linprog's duals."""
     y = np.maximum(0.0, -np.asarray(marginals, dtype=np.float64))  # min-form marginals are <= 0
-    reduced = c - a.T @ y
-    z = float(y @ b + np.maximum(reduced, 0.0).sum())
+    reduced = c - a_ub.T @ y
+    z = float(y @ b_ub + np.maximum(reduced * lower, reduced * upper).sum())
     return z + 1e-9 * max(1.0, abs(z))
 
 
@@ -102,6 +71,11 @@ class LPSolver(Solver):
     exact = False
     requires = ("scipy",)
     extra = None
+    supports = ALL_ROWS
+    reads_rows = True
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {
+        "polish": [Boolean()],
+    }
 
     def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,
@@ -113,32 +87,35 @@ class LPSolver(Solver):
     ) -> Result:
         from scipy.optimize import linprog
 
-        if not isinstance(polish, (bool, np.bool_)):
-            raise ValueError(f"polish: expected a bool, got {polish!r}")
         reason = problem.infeasibility_reason()
         if reason is not None:
             raise InfeasibleError(reason)
-        a, b, rows, cols = relaxation(problem)
-        if rows.size == 0:  # nothing fits: the empty assignment is the only one
-            return Result(np.zeros(problem.shape, dtype=bool), bound=0.0, optimal=True)
-        c = problem.desirability[rows, cols]
+        sf = standard_form(problem)
+        reason = sf.empty_conflict(problem)
+        if reason is not None:
+            raise InfeasibleError(reason)
+        if sf.n_pairs == 0:  # nothing fits: the empty assignment is the only one
+            return Result(np.zeros(problem.shape, dtype=bool), optimal=True)
+        a_ub, b_ub, _, _ = sf.inequalities()
         options: dict[str, Any] = {}
         if budget.time_limit is not None:
             options["time_limit"] = max(1e-3, 0.8 * budget.remaining())
-        res = linprog(-c, A_ub=a, b_ub=b, bounds=(0.0, 1.0), method="highs", options=options)
+        bounds = np.column_stack([sf.col_lower, sf.col_upper])
+        res = linprog(-sf.c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs", options=options)
         info: dict[str, Any] = {"lp_status": int(res.status), "lp_message": str(res.message)}
         if res.status == 2:
             raise InfeasibleError(
                 "the LP relaxation is infeasible, so no assignment exists "
-                "(no combination of pairs meets every count and knapsack row)"
+                "(no combination of pairs meets every hard row)"
             )
         frac = np.zeros(problem.shape)
         bound: float | None = None
         if res.status == 0 and res.x is not None:
-            frac[rows, cols] = np.clip(res.x, 0.0, 1.0)
-            bound = _dual_bound(a, b, c, res.ineqlin.marginals)
+            xs = res.x[: sf.n_pairs]
+            frac[sf.rows, sf.cols] = np.clip(xs, 0.0, 1.0)
+            bound = dual_bound(a_ub, b_ub, sf.c, sf.col_lower, sf.col_upper, res.ineqlin.marginals)
             info["lp_objective"] = float(-res.fun)
-            info["fractional_pairs"] = int(((res.x > 1e-6) & (res.x < 1 - 1e-6)).sum())
+            info["fractional_pairs"] = int(((xs > 1e-6) & (xs < 1 - 1e-6)).sum())
         x = self._round(problem, frac, rng)
         if polish and not budget.expired():
             x = local_search(problem, x, budget=budget)

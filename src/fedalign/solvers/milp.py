@@ -1,34 +1,38 @@
-"""``milp``: the exact binary model in PuLP, solved by HiGHS (or CBC when HiGHS is missing).
+"""``milp``: the exact model in PuLP, built from the standard form, solved by HiGHS (or CBC).
 
-One binary per pair that is allowed and fits; the rows of DESIGN.md §1 with float
-coefficients (knapsack capacities include the checker's float tolerance,
-:func:`~fedalign.problem.capacity_tolerance`). The model is built from arrays: pairs are
-grouped by client and by expert with numpy, and each row is one ``LpAffineExpression``
-made from a zipped list, so Python touches each pair a constant number of times (PuLP has
-no array API; DESIGN.md §2 notes it builds about a million variables in 10 s).
+The model is :func:`~fedalign.solvers.standard.standard_form`: one binary per pair that is
+allowed and fits, one continuous column per excess band of a soft row, every row of the
+problem (hard bounds with the checker's float tolerance,
+:func:`~fedalign.problem.capacity_tolerance`). PuLP has no array API: each matrix row
+becomes one ``LpAffineExpression`` made from a zipped slice of the CSR arrays (turned into
+Python lists once), so Python touches each nonzero a constant number of times (DESIGN.md §2
+notes PuLP builds about a million variables in 10 s).
 
 Solver: ``pulp.HiGHS`` (the highspy library) when available, else ``HiGHS_CMD``, else
 ``PULP_CBC_CMD``; quiet, with the time limit and a relative gap of 0. HiGHS prints a banner
 from native code when its model object is built, before ``msg=False`` can take effect, so
 file descriptors 1 and 2 point to the null device for that instant (:func:`fedalign._fd.native_silence`).
 The status is ``optimal`` only when the solver proved it; the bound is HiGHS' MIP dual bound
-(None with CBC unless optimal). A solution that HiGHS' integrality or feasibility tolerances leave
-slightly outside a row is rounded and repaired, and then reported as merely feasible.
+(None with CBC unless optimal), a bound on the true objective since at the optimum the excess
+columns cost exactly the penalties. A solution that HiGHS' integrality or feasibility
+tolerances leave slightly outside a row is rounded and repaired, and then reported as merely
+feasible.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from numpy.typing import NDArray
 
 from .._fd import native_silence
+from .._validation import Constraint, Interval
 from ..errors import InfeasibleError
-from ..problem import AlignmentProblem, capacity_tolerance, check
+from ..problem import AlignmentProblem, check
 from .base import Budget, Result, Solver, register
 from .repair import repair
+from .standard import ALL_ROWS, StandardForm, standard_form
 
 __all__ = ["MILPSolver"]
 
@@ -68,15 +72,35 @@ def _pulp_solver(time_limit: float | None, threads: int | None) -> Any:
     return None
 
 
-def _groups(keys: NDArray[np.intp], size: int) -> list[NDArray[np.intp]]:
-    """Pair indices grouped by key (one array per key value ``0..size-1``)."""
-    order = np.argsort(keys, kind="stable")
-    return np.split(order, np.searchsorted(keys[order], np.arange(1, size)))
+def _build(pulp: Any, sf: StandardForm) -> tuple[Any, list[Any]]:
+    """The PuLP model of a standard form, and its variables in column order."""
+    model = pulp.LpProblem("fedalign", pulp.LpMaximize)
+    # PuLP >= 3.3 owns variables through the model; older versions build them directly.
+    new_var = getattr(model, "add_variable", None) or pulp.LpVariable
+    m = sf.n_pairs
+    # PuLP hands columns to the solver sorted by name: pairs "x<k>" first, then bands "y<k>".
+    zs = [new_var(f"x{k}", 0, 1, pulp.LpBinary) for k in range(m)]
+    zs += [new_var(f"y{k}", 0, w, pulp.LpContinuous) for k, w in enumerate(sf.col_upper[m:].tolist())]
+    model += pulp.LpAffineExpression(zip(zs, sf.c.tolist(), strict=True))
+    indptr = sf.A.indptr.tolist()
+    indices = sf.A.indices.tolist()
+    data = sf.A.data.tolist()
+    lower, upper = sf.row_lower.tolist(), sf.row_upper.tolist()
+    for r in range(sf.n_rows):  # one expression per matrix row (a client, an expert, a total)
+        a, b = indptr[r], indptr[r + 1]
+        if a == b:  # no column: empty_conflict() has ruled out a violated one
+            continue
+        expr = pulp.LpAffineExpression(zip([zs[k] for k in indices[a:b]], data[a:b], strict=True))
+        if upper[r] != np.inf:
+            model.addConstraint(expr <= upper[r], f"r{r}_max")
+        if lower[r] != -np.inf:
+            model.addConstraint(expr >= lower[r], f"r{r}_min")
+    return model, zs
 
 
 @register
 class MILPSolver(Solver):
-    """PuLP model of the full problem, solved by HiGHS or CBC.
+    """PuLP model of the standard form, solved by HiGHS or CBC.
 
     Options
     -------
@@ -88,6 +112,11 @@ class MILPSolver(Solver):
     exact = True
     requires = ("pulp",)
     extra = None
+    supports = ALL_ROWS
+    reads_rows = True
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {
+        "threads": [Interval(int, 1, None), None],
+    }
 
     def _solve(  # type: ignore[override]  # options are keyword parameters (base.Solver)
         self,
@@ -99,56 +128,19 @@ class MILPSolver(Solver):
     ) -> Result:
         import pulp
 
-        if threads is not None and (
-            isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
-        ):
-            raise ValueError(f"threads: expected an int >= 1 or None, got {threads!r}")
         reason = problem.infeasibility_reason()
         if reason is not None:
             raise InfeasibleError(reason)
-        n, e = problem.shape
-        rows, cols = np.nonzero(problem.fits)
-        m = rows.size
-        if m == 0:  # nothing fits: the empty assignment is the only one
-            return Result(np.zeros(problem.shape, dtype=bool), bound=0.0, optimal=True)
-
-        model = pulp.LpProblem("fedalign", pulp.LpMaximize)
-        # PuLP >= 3.3 owns variables through the model; older versions build them directly.
-        new_var = getattr(model, "add_variable", None) or pulp.LpVariable
-        xs = [new_var(f"x{k}", 0, 1, pulp.LpBinary) for k in range(m)]
-        model += pulp.LpAffineExpression(
-            zip(xs, problem.desirability[rows, cols].tolist(), strict=True)
-        )
-
-        def add_rows(
-            groups: list[NDArray[np.intp]],
-            coef: NDArray[np.float64] | None,
-            lo: NDArray[Any] | None,
-            hi: NDArray[Any],
-            label: str,
-        ) -> None:
-            for r, pairs in enumerate(groups):
-                if not pairs.size:
-                    continue
-                ks = pairs.tolist()
-                weights = [1.0] * len(ks) if coef is None else coef[pairs].tolist()
-                expr = pulp.LpAffineExpression(zip([xs[k] for k in ks], weights, strict=True))
-                model.addConstraint(expr <= float(hi[r]), f"{label}_max_{r}")
-                if lo is not None and lo[r] > 0:
-                    model.addConstraint(expr >= float(lo[r]), f"{label}_min_{r}")
-
-        by_client = _groups(rows, n)
-        add_rows(by_client, None, problem.min_experts, problem.max_experts, "client")
-        add_rows(_groups(cols, e), None, problem.expert_min_clients, problem.expert_max_clients, "expert")
-        if problem.expert_memory is not None and problem.client_memory is not None:
-            cap = problem.client_memory + capacity_tolerance(problem.client_memory)
-            add_rows(by_client, problem.expert_memory[cols], None, cap, "memory")
-        if problem.train_time is not None and problem.deadline is not None:
-            cap = problem.deadline + capacity_tolerance(problem.deadline)
-            add_rows(by_client, problem.train_time[rows, cols], None, cap, "deadline")
+        sf = standard_form(problem)
+        reason = sf.empty_conflict(problem)
+        if reason is not None:
+            raise InfeasibleError(reason)
+        if sf.n_pairs == 0:  # nothing fits: the empty assignment is the only one
+            return Result(np.zeros(problem.shape, dtype=bool), optimal=True)
+        model, zs = _build(pulp, sf)
 
         limit = None if budget.time_limit is None else max(0.05, budget.remaining())
-        backend = _pulp_solver(limit, None if threads is None else int(threads))
+        backend = _pulp_solver(limit, threads)
         if backend is None:  # pragma: no cover - pulp ships CBC
             raise InfeasibleError("no PuLP back-end (HiGHS or CBC) is installed")
         model.solve(backend)
@@ -157,7 +149,7 @@ class MILPSolver(Solver):
             "status": pulp.LpStatus.get(model.status, str(model.status)),
             "solution_status": int(model.sol_status),
         }
-        values = np.array([v.varValue if v.varValue is not None else np.nan for v in xs])
+        values = np.array([v.varValue if v.varValue is not None else np.nan for v in zs[: sf.n_pairs]])
         if model.sol_status == pulp.LpSolutionInfeasible or model.status == pulp.LpStatusInfeasible:
             raise InfeasibleError(f"{info['backend']} proved that no assignment meets every constraint")
         if np.isnan(values).any() or model.sol_status not in (
@@ -167,9 +159,7 @@ class MILPSolver(Solver):
             raise InfeasibleError(
                 f"{info['backend']} found no assignment in the time limit (status {info['status']})"
             )
-        x = np.zeros(problem.shape, dtype=bool)
-        chosen = values > 0.5
-        x[rows[chosen], cols[chosen]] = True
+        x = sf.assignment(values)
         proved = model.sol_status == pulp.LpSolutionOptimal
         if check(problem, x):
             # Tolerances left a row marginally broken; fix it and claim no optimality.

@@ -8,19 +8,26 @@ priorities instead of desirability (so a choice it has to make is random too), a
 random pass tops each client up towards its target while everything still fits. Seeded by
 ``seed``: the same seed gives the same assignment.
 
+Every hard row is enforced (by repair and by the top-up, which keeps every upper bound).
+Soft rows play no part in the choices (nor does desirability); the objective still pays
+their penalties.
+
 "Uniformly random" in the sense of the paper's baseline: every choice is random and
 independent of desirability. It is not a uniform sample over all feasible assignments
-(counting those is #P-hard); tight per-expert or knapsack constraints bias which
+(counting those is #P-hard); tight per-expert, client-row or total-row constraints bias which
 assignments repair reaches.
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 
+from .._validation import Constraint
 from ..problem import AlignmentProblem
 from .base import Budget, Result, Solver, register
-from .repair import add_best_first, repair
+from .repair import ROW_SUPPORT, add_best_first, repair
 
 __all__ = ["RandomSolver"]
 
@@ -31,13 +38,17 @@ class RandomSolver(Solver):
 
     name = "random"
     exact = False
+    reads_rows = True
+    supports = ROW_SUPPORT
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {}  # no options
 
-    def _solve(  # type: ignore[override]  # no options: base.Solver reads them from this signature
+    def _solve(
         self,
         problem: AlignmentProblem,
         *,
         budget: Budget,
         rng: np.random.Generator,
+        **options: Any,
     ) -> Result:
         n, e = problem.shape
         fits = problem.fits

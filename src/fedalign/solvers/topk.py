@@ -2,12 +2,18 @@
 
 For every client, the candidate experts are those that are allowed and fit it on their own
 (``problem.fits``), ranked by desirability. The client takes them in rank order while its
-count, memory and deadline allow: an expert that no longer fits is skipped and the walk goes
-on. Beyond ``min_experts`` only experts of positive desirability are taken. Per-expert caps
-are ignored in this first pass (each client decides alone, as in the paper); a
-:func:`~fedalign.solvers.repair.repair` pass then restores ``expert_max_clients`` and
-``expert_min_clients`` (and any client minimum the knapsacks blocked), preferring high
-desirability, and refills freed capacity with positive pairs.
+count and every client row's upper bound (memory, deadline, your own) allow: an expert that
+no longer fits is skipped and the walk goes on. Beyond ``min_experts`` only experts of
+positive desirability are taken. Expert rows and total rows are ignored in this first pass
+(each client decides alone, as in the paper); a :func:`~fedalign.solvers.repair.repair`
+pass then restores every upper bound it broke (``expert_max_clients``, weighted expert
+rows, total rows) and meets every minimum (``expert_min_clients``, a client minimum its
+rows blocked, the lower bounds of weighted rows), preferring high desirability, and refills
+freed capacity with positive pairs.
+
+Soft rows play no part in the per-client choice (the paper has none); the objective still
+pays their penalties, and the final fill adds a pair only where its desirability exceeds
+the penalty it adds.
 
 The walk is vectorised over clients: step ``r`` offers every still-active client its
 ``r``-th ranked expert at once, so there are at most ``n_experts`` steps over a shrinking set
@@ -17,12 +23,15 @@ scores do not all pile onto the lowest-numbered expert.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 from numpy.typing import NDArray
 
+from .._validation import Constraint
 from ..problem import AlignmentProblem
 from .base import Budget, Result, Solver, register
-from .repair import repair, residual
+from .repair import ROW_SUPPORT, repair, residual
 
 __all__ = ["TopKSolver", "rank_experts", "top_k"]
 
@@ -42,16 +51,18 @@ def rank_experts(
     srt = np.take_along_axis(d, order, axis=1)
     tied = (srt[:, 1:] == srt[:, :-1]) & np.isfinite(srt[:, 1:])
     rows = np.flatnonzero(tied.any(axis=1))
-    if rows.size and rng is None:
+    if rows.size == 0:
+        return order
+    if rng is None:
         order[rows] = np.argsort(-d[rows], axis=1, kind="stable")
-    elif rows.size:
-        noise = rng.random((rows.size, problem.n_experts))  # type: ignore[union-attr]
+    else:
+        noise = rng.random((rows.size, problem.n_experts))
         order[rows] = np.lexsort((noise, -d[rows]), axis=1)
     return order
 
 
 def top_k(problem: AlignmentProblem, rng: np.random.Generator | None = None) -> NDArray[np.bool_]:
-    """The paper's per-client selection, ignoring per-expert caps (see the module docstring).
+    """The paper's per-client selection, ignoring expert and total rows (see the module docstring).
 
     Parameters
     ----------
@@ -62,22 +73,18 @@ def top_k(problem: AlignmentProblem, rng: np.random.Generator | None = None) -> 
     Returns
     -------
     (n, E) bool ndarray
-        Within every per-client bound; per-expert bounds not yet enforced.
+        Within every client row's upper bound; expert and total rows not yet enforced.
     """
     n, e = problem.shape
     x = np.zeros((n, e), dtype=bool)
     order = rank_experts(problem, rng)
-    res = residual(problem, x)
+    rooms = residual(problem, x).client
     d = problem.desirability
     fits = problem.fits
     count = np.zeros(n, dtype=np.int64)
     active = np.flatnonzero(problem.max_experts > 0)
-    # Smallest memory / time any expert that fits the client needs: below it, a client is full.
-    lightest_mem = lightest_time = None
-    if problem.expert_memory is not None:
-        lightest_mem = np.where(fits, problem.expert_memory[None, :], np.inf).min(axis=1, initial=np.inf)
-    if problem.train_time is not None:
-        lightest_time = np.where(fits, problem.train_time, np.inf).min(axis=1, initial=np.inf)
+    # Per client row, the smallest weight of any expert that fits: below it, a client is full.
+    lightest = [np.where(fits, room.row.dense, np.inf).min(axis=1, initial=np.inf) for room in rooms]
     for r in range(e):
         if active.size == 0:
             break
@@ -86,25 +93,19 @@ def top_k(problem: AlignmentProblem, rng: np.random.Generator | None = None) -> 
         needed = count[active] < problem.min_experts[active]
         wanted = needed | (d[active, j] > 0)
         take = fit & wanted
-        if res.memory is not None:
-            take &= problem.expert_memory[j] <= res.memory[active]  # type: ignore[index]
-        if res.time is not None:
-            take &= problem.train_time[active, j] <= res.time[active]  # type: ignore[index]
+        for room in rooms:
+            take &= room.admits(active, j)
         rows, cols = active[take], j[take]
         x[rows, cols] = True
         count[rows] += 1
-        if res.memory is not None:
-            res.memory[rows] -= problem.expert_memory[cols]  # type: ignore[index]
-        if res.time is not None:
-            res.time[rows] -= problem.train_time[rows, cols]  # type: ignore[index]
+        for room in rooms:
+            room.left[rows] -= room.weights(rows, cols)
         # Ranks only fall from here: a client is done when full, out of candidates, or
         # (with its minimum met) at a non-positive expert.
         done = (count[active] >= problem.max_experts[active]) | ~fit
         done |= ~wanted & (count[active] >= problem.min_experts[active])
-        if lightest_mem is not None:
-            done |= res.memory[active] < lightest_mem[active]  # type: ignore[index]
-        if lightest_time is not None:
-            done |= res.time[active] < lightest_time[active]  # type: ignore[index]
+        for room, low in zip(rooms, lightest, strict=True):
+            done |= room.left[active] < low[active]
         active = active[~done]
     return x
 
@@ -118,13 +119,17 @@ class TopKSolver(Solver):
 
     name = "topk"
     exact = False
+    reads_rows = True
+    supports = ROW_SUPPORT
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {}  # no options
 
-    def _solve(  # type: ignore[override]  # no options: base.Solver reads them from this signature
+    def _solve(
         self,
         problem: AlignmentProblem,
         *,
         budget: Budget,
         rng: np.random.Generator,
+        **options: Any,
     ) -> Result:
         first = top_k(problem, rng)
         x = repair(problem, first, fill=True)

@@ -1,9 +1,11 @@
 """``repair``: any 0/1 matrix to a feasible assignment close to it, and its phases.
 
-The phases run in place on a bool matrix: trim over-full clients and experts, meet
-``min_experts`` (proposals, then alternating paths, then repacking a row), meet
-``expert_min_clients`` (additions, swaps, alternating paths), and finally fill. The
-alternating paths and repacking live in :mod:`.augment`; the insertion in :mod:`.insertion`.
+The phases run in place on a bool matrix: trim what breaks an upper bound (per client, per
+expert, then over all pairs for total rows), meet ``min_experts`` (proposals, then
+alternating paths, then repacking a row), meet ``expert_min_clients`` (additions, swaps,
+alternating paths), meet the lower bounds of weighted rows (:mod:`.lower`), and finally
+fill. The alternating paths and repacking live in :mod:`.augment`; the insertion in
+:mod:`.insertion`. Soft rows play no part: they never make an assignment infeasible.
 """
 
 from __future__ import annotations
@@ -13,24 +15,23 @@ from numpy.typing import ArrayLike, NDArray
 
 from ...errors import InfeasibleError
 from ...problem import AlignmentProblem, check
-from .augment import _augment_clients, _augment_experts, _repack
-from .capacity import Residual, _group_cumsum, addable, residual
+from .augment import augment_clients, augment_experts, repack
+from .capacity import Guard, Residual, addable, assigned, group_cumsum, residual, rooms_of
 from .insertion import add_in_order
 from .insertion import fill as _fill  # ``repair`` has a keyword argument named ``fill``
+from .lower import meet_row_lower
 
-__all__ = ["repair"]
+__all__ = ["repair", "trim_clients", "trim_experts", "trim_totals"]
 
 
-def _trim_clients(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+def trim_clients(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
     """Drop each over-full client's lowest-priority experts until its upper bounds hold."""
     res = residual(problem, x)
 
     def over(rows: NDArray[np.intp]) -> NDArray[np.bool_]:
         bad = res.count[rows] < 0
-        if res.memory is not None:
-            bad |= res.memory[rows] < 0
-        if res.time is not None:
-            bad |= res.time[rows] < 0
+        for room in res.client:
+            bad |= room.left[rows] < 0
         return bad
 
     rows = np.flatnonzero(over(np.arange(problem.n_clients)))
@@ -38,24 +39,77 @@ def _trim_clients(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[
         worst = np.argmin(np.where(x[rows], key[rows], np.inf), axis=1)
         x[rows, worst] = False
         res.count[rows] += 1
-        if res.memory is not None:
-            res.memory[rows] += problem.expert_memory[worst]  # type: ignore[index]
-        if res.time is not None:
-            res.time[rows] += problem.train_time[rows, worst]  # type: ignore[index]
+        for room in res.client:
+            room.left[rows] += room.weights(rows, worst)
         rows = rows[over(rows)]
 
 
-def _trim_experts(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
-    """Drop each over-full expert's lowest-priority clients, preferring clients with spare experts."""
-    load = x.sum(axis=0)
-    count = x.sum(axis=1)
-    for j in np.flatnonzero(load > problem.expert_max_clients):
+def trim_experts(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+    """Drop each over-full expert's lowest-priority clients, preferring clients with spare experts.
+
+    An expert is over-full when its load is above ``expert_max_clients`` or an expert row
+    is above its upper bound; it drops holders in that order until every bound holds
+    (holders that add nothing to a broken weighted row are passed over when the count is
+    not what is broken).
+    """
+    pairs = assigned(x)
+    load = np.bincount(pairs[1], minlength=problem.n_experts)
+    count = np.bincount(pairs[0], minlength=problem.n_clients)
+    rooms = rooms_of(problem.expert_rows, pairs)
+    over = load > problem.expert_max_clients
+    for room in rooms:
+        over |= room.left < 0
+    for j in np.flatnonzero(over):
         holders = np.flatnonzero(x[:, j])
-        excess = int(load[j] - problem.expert_max_clients[j])
         at_min = count[holders] <= problem.min_experts[holders]
-        drop = holders[np.lexsort((key[holders, j], at_min))[:excess]]
+        order = holders[np.lexsort((key[holders, j], at_min))]
+        excess = int(load[j] - problem.expert_max_clients[j])
+        broken = [room for room in rooms if room.left[j] < 0]
+        if broken and excess <= 0:
+            helps = np.zeros(order.size, dtype=bool)
+            for room in broken:
+                helps |= room.weights(order, np.full(order.size, j)) > 0
+            order = order[helps]
+        cut = max(excess, 0)
+        for room in broken:
+            freed = np.cumsum(room.weights(order, np.full(order.size, j)))
+            enough = np.flatnonzero(freed >= -room.left[j])
+            cut = max(cut, int(enough[0]) + 1 if enough.size else order.size)
+        drop = order[:cut]
         x[drop, j] = False
         count[drop] -= 1
+
+
+def trim_totals(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
+    """Drop the lowest-priority pairs until every total row's upper bound holds.
+
+    Pairs whose client and expert both keep their minimum go first; only pairs that use a
+    broken row are dropped.
+    """
+    if not problem.total_rows:
+        return
+    rows, cols = assigned(x)
+    broken = [room for room in rooms_of(problem.total_rows, (rows, cols)) if room.left[0] < 0]
+    if not broken:
+        return
+    helps = np.zeros(rows.size, dtype=bool)
+    for room in broken:
+        helps |= room.weights(rows, cols) > 0
+    rows, cols = rows[helps], cols[helps]
+    # Cheapest first, and among those first the pairs whose client and expert stay at or
+    # above their minimum even after every cheaper pair of theirs is dropped.
+    order = np.argsort(key[rows, cols], kind="stable")
+    rows, cols = rows[order], cols[order]
+    spare = group_cumsum(rows, np.ones(rows.size, np.int64)) <= (x.sum(axis=1) - problem.min_experts)[rows]
+    spare &= group_cumsum(cols, np.ones(cols.size, np.int64)) <= (x.sum(axis=0) - problem.expert_min_clients)[cols]
+    order = np.argsort(~spare, kind="stable")
+    rows, cols = rows[order], cols[order]
+    cut = 0
+    for room in broken:
+        freed = np.cumsum(room.weights(rows, cols))
+        enough = np.flatnonzero(freed >= -room.left[0])
+        cut = max(cut, int(enough[0]) + 1 if enough.size else rows.size)
+    x[rows[:cut], cols[:cut]] = False
 
 
 def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
@@ -79,10 +133,10 @@ def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
             if int(x.sum()) > before:
                 continue
         # Every short client is blocked: augment along alternating paths, else repack a row.
-        if _augment_clients(problem, x, key, rows):
+        if augment_clients(problem, x, key, rows):
             continue
         if not any(
-            _repack(problem, x, key, int(i)) or _repack(problem, x, key, int(i), strict=False)
+            repack(problem, x, key, int(i)) or repack(problem, x, key, int(i), strict=False)
             for i in rows
         ):
             return
@@ -98,30 +152,28 @@ def _pick_for_min(
 ) -> NDArray[np.intp]:
     """Per short client, the expert to add next: the best one that leaves room for the rest.
 
-    With knapsack rows, adding a heavy expert can leave too little memory or time for the
-    experts the client still needs. An expert is *safe* when, after adding it, each knapsack
-    still holds the lightest ``need - 1`` other addable experts. Each client takes its best
-    safe expert; a client with none takes its lightest (normalised) addable expert.
+    With client rows, adding a heavy expert can leave too little room for the experts the
+    client still needs. An expert is *safe* when, after adding it, each client row still
+    holds the lightest ``need - 1`` other addable experts. Each client takes its best safe
+    expert; a client with none takes its lightest (normalised) addable expert.
     """
     best = np.argmax(np.where(ok, key[rows], -np.inf), axis=1)
     need = problem.min_experts[rows] - x[rows].sum(axis=1) - 1  # still needed after this one
     # Clients that need just this one more: every addable expert is safe.
     deep = np.flatnonzero(need > 0)
-    if (res.memory is None and res.time is None) or deep.size == 0:
+    if not res.client or deep.size == 0:
         return best
     sub_rows, sub_ok, need = rows[deep], ok[deep], need[deep]
     safe = sub_ok.copy()
     light = np.zeros(sub_ok.shape)
-    weights: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
-    if res.memory is not None:
-        weights.append((np.broadcast_to(problem.expert_memory, sub_ok.shape), res.memory[sub_rows]))  # type: ignore[arg-type]
-    if res.time is not None:
-        weights.append((problem.train_time[sub_rows], res.time[sub_rows]))  # type: ignore[index]
     m = sub_ok.shape[1]
     ar = np.arange(deep.size)
     kk = np.clip(need, 0, m - 1)
     width = int(min(m, kk.max() + 1))  # only the smallest ``kk + 1`` values of a row matter
-    for w, cap in weights:
+    for room in res.client:
+        weight = room.row.weight
+        w = np.broadcast_to(weight if weight.shape[0] == 1 else weight[sub_rows], sub_ok.shape)
+        cap = room.left[sub_rows]
         vals = np.where(sub_ok, w, np.inf)
         srt = np.sort(np.partition(vals, width - 1, axis=1)[:, :width], axis=1)
         csum = np.concatenate([np.zeros((deep.size, 1)), np.cumsum(srt, axis=1)], axis=1)
@@ -158,20 +210,21 @@ def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
                 break
             res = residual(problem, x)
             col_ok = problem.fits[:, j] & ~x[:, j] & (res.count > 0)
-            if res.memory is not None:
-                col_ok &= problem.expert_memory[j] <= res.memory  # type: ignore[index]
-            if res.time is not None:
-                col_ok &= problem.train_time[:, j] <= res.time  # type: ignore[index]
+            for room in res.rooms:
+                col_ok &= room.column(j)
             cand = np.flatnonzero(col_ok)
             if cand.size:
                 take = cand[np.argsort(-key[cand, j], kind="stable")[:deficit]]
-                x[take, j] = True
+                if res.shared:  # weighted expert rows or total rows: add while they fit
+                    add_in_order(problem, x, take, np.full(take.size, j), res=res)
+                else:
+                    x[take, j] = True
                 continue
             if not _swap_in(problem, x, key, j, deficit, res):
                 break
     while True:
         short = np.flatnonzero(x.sum(axis=0) < emin)
-        if short.size == 0 or not _augment_experts(problem, x, key, short):
+        if short.size == 0 or not augment_experts(problem, x, key, short):
             return
 
 
@@ -191,12 +244,11 @@ def _swap_in(
     spare = load > problem.expert_min_clients
     spare[j] = False
     ok = x[rows] & spare[None, :]
-    if res.memory is not None:
-        m = problem.expert_memory
-        ok &= (m[j] - m[None, :]) <= res.memory[rows, None]  # type: ignore[index]
-    if res.time is not None:
-        t = problem.train_time
-        ok &= (t[rows, j][:, None] - t[rows]) <= res.time[rows, None]  # type: ignore[index]
+    cols = np.full(rows.size, j)
+    for room in res.client:
+        w = room.row.weight
+        wb = w if w.shape[0] == 1 else w[rows]
+        ok &= (room.weights(rows, cols)[:, None] - wb) <= room.left[rows, None]
     loss = np.where(ok, key[rows] - key[rows, j][:, None], np.inf)
     k = np.argmin(loss, axis=1)
     best = loss[np.arange(rows.size), k]
@@ -207,22 +259,31 @@ def _swap_in(
     order = np.argsort(best, kind="stable")
     rows, k = rows[order], k[order]
     # Each dropped expert must stay at or above its own minimum.
-    keep = _group_cumsum(k, np.ones(k.size, dtype=np.int64)) <= (load - problem.expert_min_clients)[k]
+    keep = group_cumsum(k, np.ones(k.size, dtype=np.int64)) <= (load - problem.expert_min_clients)[k]
     rows, k = rows[keep][:deficit], k[keep][:deficit]
-    x[rows, k] = False
-    x[rows, j] = True
-    return True
+    guard = Guard(problem, x)
+    if not guard:
+        x[rows, k] = False
+        x[rows, j] = True
+        return True
+    # Weighted expert rows, total rows or client lower bounds: one swap at a time.
+    done = 0
+    for i, kk in zip(rows.tolist(), k.tolist(), strict=True):
+        done += guard.apply(x, (np.array([i]), np.array([j])), (np.array([i]), np.array([kk])))
+    return done > 0
 
 
-def _make_feasible(
+def make_feasible(
     problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]
 ) -> tuple[NDArray[np.bool_], bool]:
     """Trim, then meet the minimums, in place; returns ``x`` and whether it is feasible."""
-    _trim_clients(problem, x, key)
-    _trim_experts(problem, x, key)
+    trim_clients(problem, x, key)
+    trim_experts(problem, x, key)
+    trim_totals(problem, x, key)
     for _ in range(3):
         _meet_client_min(problem, x, key)
         _meet_expert_min(problem, x, key)
+        meet_row_lower(problem, x, key)
         if not check(problem, x):
             return x, True
     return x, False
@@ -250,14 +311,22 @@ def repair(
     """Turn any 0/1 matrix into a feasible assignment close to it, preferring high priority.
 
     Steps: drop pairs that are not allowed or never fit; per client, drop the lowest-priority
-    experts until ``max_experts``, memory and deadline hold; per expert, drop the
-    lowest-priority clients above ``expert_max_clients`` (clients that keep their minimum
-    first); add experts to clients below ``min_experts`` (each short client's best addable
-    expert that still leaves room in its knapsacks for the rest; when blocked, alternating
-    paths that move seats between clients; else repack the client's row lightest first);
-    add clients to experts below ``expert_min_clients`` (best clients with room first; when
-    blocked, clients swap a spare expert for the short one, or longer alternating paths);
-    finally, with ``fill``, add positive pairs best first while they fit.
+    experts until ``max_experts`` and every client row's upper bound hold; per expert, drop
+    the lowest-priority clients until ``expert_max_clients`` and every expert row's upper
+    bound hold (clients that keep their minimum first); over all pairs, drop the
+    lowest-priority ones until every total row's upper bound holds. Then add experts to
+    clients below ``min_experts`` (each short client's best addable expert that still leaves
+    room in its client rows for the rest; when blocked, alternating paths that move seats
+    between clients; else repack the client's row lightest first); add clients to experts
+    below ``expert_min_clients`` (best clients with room first; when blocked, clients swap a
+    spare expert for the short one, or longer alternating paths); meet the lower bounds of
+    weighted client, expert and total rows (additions, then swaps:
+    :func:`~.lower.meet_row_lower`). Every addition keeps every upper bound; a path, swap or
+    repack that would break another hard row is not applied. Finally, with ``fill``, add
+    positive pairs best first while they fit (where soft rows would charge more than a
+    pair's desirability, it is not added: :func:`~.insertion.fill`).
+
+    Soft rows never constrain feasibility: repair ignores them until the fill.
 
     Parameters
     ----------
@@ -283,7 +352,7 @@ def repair(
     ValueError
         ``x`` or ``priority`` has the wrong shape.
     InfeasibleError
-        No feasible assignment was reached; the message names the blocking constraint.
+        No feasible assignment was reached; the message names the blocking row.
     """
     x = np.array(x, dtype=bool, copy=True)
     if x.shape != problem.shape:
@@ -293,15 +362,16 @@ def repair(
         raise ValueError(f"priority: expected shape {problem.shape}, got {d.shape}")
     key = d
     start = x & problem.fits
-    x, ok = _make_feasible(problem, start.copy(), key)
-    if not ok and problem.has_knapsack and start.any():
+    x, ok = make_feasible(problem, start.copy(), key)
+    weighted = problem.client_rows or problem.expert_rows or problem.total_rows
+    if not ok and weighted and start.any():
         # The start itself can be the trap (heavy experts the minimums cannot pack around):
         # rebuild from nothing, once, with the same preferences.
-        y, ok = _make_feasible(problem, np.zeros_like(start), key)
+        y, ok = make_feasible(problem, np.zeros_like(start), key)
         if ok:
             x = y
     if not ok:
         raise _infeasible(problem, x)
     if fill:
-        _fill(problem, x, priority=d, rng=rng)
+        _fill(problem, x, priority=None if priority is None else d, rng=rng)
     return x

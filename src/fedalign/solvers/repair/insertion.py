@@ -2,7 +2,8 @@
 
 :func:`add_in_order` is the exact sequential greedy computed in vectorised chunks;
 :func:`add_best_first` feeds it candidates in descending key order without sorting them
-all; :func:`fill` adds every positive-priority pair that fits, best first.
+all; :func:`fill` adds every positive-priority pair that fits, best first (pricing the soft
+rows' penalties in through :mod:`.soft`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ...problem import AlignmentProblem
-from .capacity import Residual, _group_cumsum, residual
+from .capacity import Residual, residual
+from .soft import price_windows
 
-__all__ = ["add_best_first", "add_in_order", "fill"]
+__all__ = ["add_best_first", "add_in_order", "fill", "fill_priced"]
 
 
 def add_in_order(
@@ -28,15 +30,20 @@ def add_in_order(
     """Add the pairs ``(rows[k], cols[k])`` in the given order, each one only if it still fits.
 
     The result is exactly that of the sequential greedy ("for each pair in order: add it when
-    no upper bound -- ``max_experts``, memory, deadline, ``expert_max_clients`` -- breaks"),
-    but computed in vectorised chunks. Within a chunk every remaining pair is tested against
-    the current assignment *plus every earlier remaining pair of the chunk on the same client
-    or expert* (running sums per group). A pair that passes this pessimistic test fits
-    whatever the earlier pairs' fate, so it is accepted; a pair that fails even against the
-    current assignment alone can never fit, so it is dropped. The remaining, undecided pairs
-    are retested; the first of them is always decided in the next pass, so each pass makes
-    progress, and in practice a chunk takes two or three passes. All constraints are
-    packing constraints, which is what makes the pessimistic acceptance exact.
+    no upper bound of any hard row breaks" -- the count rows, every client row, every expert
+    row, every total row), but computed in vectorised chunks. Within a chunk every remaining
+    pair is tested against the current assignment *plus every earlier remaining pair of the
+    chunk on the same client (client rows), the same expert (expert rows), or anywhere in the
+    chunk (total rows)* -- running sums per group, a plain running sum for a total row. A
+    pair that passes this pessimistic test fits whatever the earlier pairs' fate, so it is
+    accepted; a pair that fails even against the current assignment alone can never fit, so
+    it is dropped. The remaining, undecided pairs are retested; the first of them is always
+    decided in the next pass, so each pass makes progress, and in practice a chunk takes two
+    or three passes. All rows are packing rows (weights ``>= 0``), which is what makes the
+    pessimistic acceptance exact. With a total row every pair of a pass shares one running
+    sum, so a pass works on a window of the chunk that halves-or-doubles with how much the
+    previous pass decided (any prefix may be decided first: later pairs never change the
+    fate of earlier ones).
 
     Parameters
     ----------
@@ -57,39 +64,36 @@ def add_in_order(
     """
     if res is None:
         res = residual(problem, x)
-    mem_w = problem.expert_memory
-    t = problem.train_time
-    n = problem.n_clients
-    e = problem.n_experts
     fits = problem.fits
+    # A total row makes every pair of a batch share one running sum, so a pass can decide
+    # only a prefix; a window that shrinks when a pass decides little keeps that linear.
+    windowed = bool(res.total)
     for start in range(0, len(rows), chunk):
         r = np.asarray(rows[start : start + chunk], dtype=np.intp)
         c = np.asarray(cols[start : start + chunk], dtype=np.intp)
+        window = r.size
         while r.size:
-            ok = fits[r, c] & ~x[r, c] & (res.count[r] > 0) & (res.seats[c] > 0)
-            if res.memory is not None:
-                ok &= mem_w[c] <= res.memory[r]  # type: ignore[index]
-            if res.time is not None:
-                ok &= t[r, c] <= res.time[r]  # type: ignore[index]
-            r, c = r[ok], c[ok]
-            if not r.size:
-                break
-            acc = _group_cumsum(r, np.ones(r.size, dtype=np.int64)) <= res.count[r]
-            acc &= _group_cumsum(c, np.ones(c.size, dtype=np.int64)) <= res.seats[c]
-            if res.memory is not None:
-                acc &= _group_cumsum(r, mem_w[c]) <= res.memory[r]  # type: ignore[index]
-            if res.time is not None:
-                tt = t[r, c]  # type: ignore[index]
-                acc &= _group_cumsum(r, tt) <= res.time[r]
-            ra, ca = r[acc], c[acc]
-            x[ra, ca] = True
-            res.count -= np.bincount(ra, minlength=n)
-            res.seats -= np.bincount(ca, minlength=e)
-            if res.memory is not None:
-                res.memory -= np.bincount(ra, weights=mem_w[ca], minlength=n)  # type: ignore[index]
-            if res.time is not None:
-                res.time -= np.bincount(ra, weights=t[ra, ca], minlength=n)  # type: ignore[index]
-            r, c = r[~acc], c[~acc]
+            rw, cw = (r[:window], c[:window]) if windowed else (r, c)
+            ok = fits[rw, cw] & ~x[rw, cw] & res.admits(rw, cw)
+            if not windowed:
+                r, c = r[ok], c[ok]
+                if not r.size:
+                    break
+                acc = res.running(r, c)
+                x[r[acc], c[acc]] = True
+                res.take(r[acc], c[acc])
+                r, c = r[~acc], c[~acc]
+                continue
+            acc = np.zeros(rw.size, dtype=bool)
+            acc[ok] = res.running(rw[ok], cw[ok])
+            x[rw[acc], cw[acc]] = True
+            res.take(rw[acc], cw[acc])
+            keep = ok & ~acc
+            decided = rw.size - int(keep.sum())
+            r = np.concatenate([rw[keep], r[window:]])
+            c = np.concatenate([cw[keep], c[window:]])
+            # Halve-or-double: a pass that decides little had too long a shared running sum.
+            window = max(64, 4 * decided) if decided < window // 4 else 2 * window
     return x
 
 
@@ -102,6 +106,7 @@ def add_best_first(
     segment: int = 1 << 19,
     limit: NDArray[np.int64] | None = None,
     rng: np.random.Generator | None = None,
+    res: Residual | None = None,
 ) -> NDArray[np.bool_]:
     """Add the candidate pairs in descending ``key`` order, each one only if it still fits.
 
@@ -109,8 +114,8 @@ def add_best_first(
     ``key`` go to the lower flat position), without sorting them all: about the best
     ``segment`` candidates (every candidate at or above a cut estimated from a sample) are
     sorted and inserted;
-    then the candidates that can no longer fit (their client or expert is full, or the client
-    lacks memory or time for them) are discarded before the next segment. Typically a few
+    then the candidates that can no longer fit (a row of their client, their expert or a
+    total row has no room left for them) are discarded before the next segment. Typically a few
     segments saturate most clients, so a large problem costs a few linear passes.
 
     Parameters
@@ -126,6 +131,9 @@ def add_best_first(
         A per-client count to stop at, below ``max_experts`` (the random solver's targets).
     rng : numpy Generator, optional
         Breaks ties in ``key`` at random (within each segment, so it costs no global pass).
+    res : Residual, optional
+        The residual of ``x`` to insert against (it may carry extra rooms, such as the
+        penalty windows of :func:`fill_priced`); updated in place.
 
     Returns
     -------
@@ -133,15 +141,12 @@ def add_best_first(
         ``x`` with the accepted pairs added.
     """
     cand = candidates & ~x
-    res = residual(problem, x)
+    if res is None:
+        res = residual(problem, x)
     if limit is not None:
         res.count = np.minimum(res.count, limit - x.sum(axis=1))
     while True:
-        cand &= (res.count > 0)[:, None] & (res.seats > 0)[None, :]
-        if res.memory is not None:
-            cand &= problem.expert_memory[None, :] <= res.memory[:, None]  # type: ignore[index]
-        if res.time is not None:
-            cand &= problem.train_time <= res.time[:, None]  # type: ignore[operator]
+        cand &= res.block()
         vals = key[cand]
         if vals.size == 0:
             return x
@@ -174,8 +179,13 @@ def fill(
     *,
     priority: NDArray[np.float64] | None = None,
     rng: np.random.Generator | None = None,
+    soft: bool | None = None,
 ) -> NDArray[np.bool_]:
     """Add every positive-priority pair that still fits, best first (global greedy order).
+
+    With soft rows, and when the priority is the desirability itself, a pair is added only
+    where its desirability exceeds the penalty it adds (:func:`fill_priced`): the
+    objective ``problem.objective`` then rises with every pair added.
 
     Parameters
     ----------
@@ -186,6 +196,59 @@ def fill(
         What "best" and "positive" mean; defaults to the problem's desirability.
     rng : numpy Generator, optional
         Breaks ties at random (deterministic, lowest position first, without it).
+    soft : bool, optional
+        Price the soft rows' penalties in. Default: when the problem has soft rows and no
+        ``priority`` is given (another priority is in other units than the penalties).
+
+    Returns
+    -------
+    (n, E) bool array
+        ``x`` with the pairs added.
+    """
+    if soft is None:
+        soft = priority is None
+    if soft and problem.soft_rows:
+        return fill_priced(problem, x, priority=priority, rng=rng)
+    d = problem.desirability if priority is None else priority
+    cand = problem.fits & (d > 0)
+    cand &= (residual(problem, x).count > 0)[:, None]
+    return add_best_first(problem, x, cand, d, rng=rng)
+
+
+def fill_priced(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    *,
+    priority: NDArray[np.float64] | None = None,
+    rng: np.random.Generator | None = None,
+) -> NDArray[np.bool_]:
+    """Add pairs best first while each one's desirability exceeds the penalty it adds.
+
+    Rounds of :func:`add_best_first`: each prices every soft row's next units
+    (:func:`~.soft.price_windows`: the slope of its penalty, pessimistic over a window that
+    the insertion may not leave) and adds, best value first, the pairs whose desirability
+    minus that price is positive. A soft row between its bounds is thus first filled up to
+    its bound as if the bound were a cap, then beyond it only by pairs worth their penalty;
+    a soft lower bound draws in pairs whose desirability, plus the penalty they save, is
+    positive. Every pair added raises ``problem.objective``.
+
+    Since a window holds only the units at one price, a round could fill cheap pairs into
+    one window while a better pair waits for the next band of another; a descending
+    threshold keeps the global order: a round adds only pairs worth at least the threshold,
+    which falls to a quarter when a round adds nothing (down to 1/100 of the best value,
+    then 0).
+    Narrow windows (exact prices) run first; at threshold 0 one wide round lets pairs
+    heavier than a band in, and the fill stops when that adds nothing.
+
+    Parameters
+    ----------
+    problem : AlignmentProblem
+    x : (n, E) bool array
+        Modified in place and returned; should satisfy every hard upper bound already.
+    priority : (n, E) float array, optional
+        The desirability to price against (default: the problem's).
+    rng : numpy Generator, optional
+        Breaks ties at random.
 
     Returns
     -------
@@ -193,6 +256,32 @@ def fill(
         ``x`` with the pairs added.
     """
     d = problem.desirability if priority is None else priority
-    cand = problem.fits & (d > 0)
-    cand &= (residual(problem, x).count > 0)[:, None]
-    return add_best_first(problem, x, cand, d, rng=rng)
+    wide_from: NDArray[np.bool_] | None = None
+    level: float | None = None  # the threshold; None: start at the best value
+    floor = 0.0
+    while True:
+        res = residual(problem, x)
+        hard = problem.fits & ~x & res.block()
+        rooms, value = price_windows(problem, x, d, candidates=wide_from)
+        cand = hard & (value > 0)
+        if not cand.any():
+            return x
+        if level is None:
+            level = float(value[cand].max())
+            floor = 1e-2 * level
+        take = cand & (value >= level) if level > 0 else cand
+        for room in rooms:  # the windows are rooms the insertion may not leave
+            getattr(res, room.over).append(room)
+        before = int(x.sum())
+        add_best_first(problem, x, take, value, rng=rng, res=res)
+        if int(x.sum()) > before:
+            if wide_from is not None:  # back to narrow windows, from the top
+                wide_from, level = None, None
+        elif level > 0:
+            level = level / 4 if level / 4 >= floor else 0.0
+        elif wide_from is None:
+            # Narrow windows stalled: widen them to reach the heaviest pair still worth
+            # adding at the narrow price (a wider window only raises the price).
+            wide_from = cand
+        else:
+            return x

@@ -1,18 +1,25 @@
 """``local_search``: improving moves that keep an assignment feasible.
 
 Each round applies drop, replace, seat-shift and two-client-trade moves for many clients at
-once, then fills the freed capacity. The per-round moves and their small grouped-ranking
-helpers are private to this module.
+once, then fills the freed capacity. Every move is tested against every hard row: the
+count rows as before, client rows on the client's side, expert rows on the expert's side
+and total rows over the whole batch -- a :class:`~.capacity.Slack` per row holds the room left under
+its upper bound and above its lower bound, and a batch of moves is kept only while the
+running sums of its increases and of its decreases stay within them (a pessimistic test,
+exact for any batch it accepts). The per-round moves and their small grouped-ranking helpers
+are private to this module.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ...problem import AlignmentProblem
 from ..base import Budget
-from .capacity import _group_cumsum, residual
+from .capacity import Slack, floors, group_cumsum, residual, slacks
 from .insertion import fill
 
 __all__ = ["local_search"]
@@ -31,23 +38,28 @@ def local_search(
     Each round applies, for many clients at once:
 
     * **drop**: remove assigned pairs of negative desirability where the client stays at or
-      above ``min_experts`` and the expert at or above ``expert_min_clients``;
+      above ``min_experts``, the expert at or above ``expert_min_clients``, and every row's
+      lower bound holds;
     * **replace**: a client swaps one assigned expert ``k`` for an unassigned ``j`` of higher
-      desirability, where ``j`` has a free seat, ``k`` keeps its minimum and the client's
-      knapsacks still hold (best move per client; moves on the same expert are limited by
-      its free seats / spare clients, so every accepted set stays feasible);
+      desirability, where ``j`` has a free seat, ``k`` keeps its minimum and every row
+      holds (best move per client; moves on the same expert, or under the same total row,
+      are limited by running sums, so every accepted set stays feasible);
     * **shift**: an expert's seat moves from a client that values it less (and has experts
       to spare) to one that values it more and has room for it -- the move that matters
       when expert caps bind;
     * **exchange**: two clients trade experts (``a`` gives ``k`` and takes ``j``, ``b`` the
       reverse), loads and counts unchanged; for each expert pair the gain splits into a term
       per client, so the best trades pair the sorted terms;
-    * **add**: :func:`fill` with the freed capacity.
+    * **add**: :func:`fill` with the freed capacity (pricing soft rows' penalties in).
+
+    The moves are chosen by desirability. With soft rows, each move type's changes are
+    evaluated with ``problem.objective`` (penalties included) and undone when they lower
+    it, so the objective never decreases.
 
     It stops when a round improves the objective by at most ``tol * max(1, |objective|)``,
-    after ``max_rounds`` rounds, or when the budget runs out. The objective never decreases.
-    A round costs about ``n_experts`` times the number of assigned pairs (the exchange
-    move looks at every pair of experts), so give large problems a budget.
+    after ``max_rounds`` rounds, or when the budget runs out. A round costs about
+    ``n_experts`` times the number of assigned pairs (the exchange move looks at every pair
+    of experts), so give large problems a budget.
 
     Parameters
     ----------
@@ -69,31 +81,49 @@ def local_search(
     if not isinstance(budget, Budget):
         budget = Budget(budget)
     x = np.array(x, dtype=bool, copy=True)
-    d = problem.desirability
-    emin = problem.expert_min_clients
+    guarded = bool(problem.soft_rows)
+
+    def step(move: Callable[[], object]) -> None:
+        # With soft rows a move chosen by desirability may cost more in penalties: undo it.
+        if not guarded:
+            move()
+            return
+        keep, was = x.copy(), problem.objective(x)
+        move()
+        if problem.objective(x) < was:
+            x[:] = keep
+
     for _ in range(max_rounds):
         if budget.expired():
             break
         before = problem.objective(x)
-        # drop negative pairs that no minimum needs
-        neg = x & (d < 0)
-        if neg.any():
-            rows, cols = np.nonzero(neg)
-            order = np.argsort(d[rows, cols], kind="stable")
-            rows, cols = rows[order], cols[order]
-            spare_c = (x.sum(axis=1) - problem.min_experts)[rows]
-            spare_e = (x.sum(axis=0) - emin)[cols]
-            keep = (_group_cumsum(rows, np.ones(rows.size, np.int64)) <= spare_c) & (
-                _group_cumsum(cols, np.ones(cols.size, np.int64)) <= spare_e
-            )
-            x[rows[keep], cols[keep]] = False
-        _replace_round(problem, x, budget)
-        _shift_round(problem, x, budget)
-        _exchange_round(problem, x, budget)
-        fill(problem, x)
+        step(lambda: _drop_round(problem, x))
+        step(lambda: _replace_round(problem, x, budget))
+        step(lambda: _shift_round(problem, x, budget))
+        step(lambda: _exchange_round(problem, x, budget))
+        step(lambda: fill(problem, x))
         if problem.objective(x) <= before + tol * max(1.0, abs(before)):
             break
     return x
+
+
+def _drop_round(problem: AlignmentProblem, x: NDArray[np.bool_]) -> None:
+    """Drop negative pairs that no minimum needs (worst first)."""
+    d = problem.desirability
+    neg = x & (d < 0)
+    if not neg.any():
+        return
+    rows, cols = np.nonzero(neg)
+    order = np.argsort(d[rows, cols], kind="stable")
+    rows, cols = rows[order], cols[order]
+    spare_c = (x.sum(axis=1) - problem.min_experts)[rows]
+    spare_e = (x.sum(axis=0) - problem.expert_min_clients)[cols]
+    keep = (group_cumsum(rows, np.ones(rows.size, np.int64)) <= spare_c) & (
+        group_cumsum(cols, np.ones(cols.size, np.int64)) <= spare_e
+    )
+    for room in floors(problem, x):
+        keep &= room.running(rows, cols)
+    x[rows[keep], cols[keep]] = False
 
 
 def _replace_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> None:
@@ -101,9 +131,13 @@ def _replace_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budg
     d = problem.desirability
     n, e = problem.shape
     res = residual(problem, x)
+    client, expert, total = slacks(problem, x)
     load = x.sum(axis=0)
     spare_e = load - problem.expert_min_clients
     open_j = problem.fits & ~x & (res.seats > 0)[None, :]
+    for s in expert:  # expert j gains the pair, on its own
+        if s.up is not None:
+            open_j &= s.row.weight <= s.up[None, :]
     best_gain = np.zeros(n)
     best_k = np.full(n, -1)
     best_j = np.full(n, -1)
@@ -116,12 +150,14 @@ def _replace_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budg
         if rows.size == 0:
             continue
         ok = open_j[rows]
-        if res.memory is not None:
-            m = problem.expert_memory
-            ok &= (m[None, :] - m[k]) <= res.memory[rows, None]  # type: ignore[index]
-        if res.time is not None:
-            t = problem.train_time
-            ok &= (t[rows] - t[rows, k][:, None]) <= res.time[rows, None]  # type: ignore[index]
+        ks = np.full(rows.size, k)
+        for s in (*client, *total):
+            w = s.row.weight
+            owner = rows[:, None] if s.row.over == "client" else np.zeros((1, 1), np.intp)
+            ok &= s.alone(owner, (w if w.shape[0] == 1 else w[rows]) - s.row.at(rows, ks)[:, None])
+        for s in expert:  # expert k loses the pair, on its own
+            if s.lo is not None:
+                ok &= (s.row.at(rows, ks) <= s.lo[k])[:, None]
         gain = np.where(ok, d[rows] - d[rows, k][:, None], -np.inf)
         jj = np.argmax(gain, axis=1)
         g = gain[np.arange(rows.size), jj]
@@ -136,9 +172,16 @@ def _replace_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budg
     order = np.argsort(-best_gain[rows], kind="stable")
     rows = rows[order]
     ks, js = best_k[rows], best_j[rows]
-    keep = (_group_cumsum(js, np.ones(js.size, np.int64)) <= res.seats[js]) & (
-        _group_cumsum(ks, np.ones(ks.size, np.int64)) <= spare_e[ks]
+    keep = (group_cumsum(js, np.ones(js.size, np.int64)) <= res.seats[js]) & (
+        group_cumsum(ks, np.ones(ks.size, np.int64)) <= spare_e[ks]
     )
+    for s in expert:  # j gains, k loses: the two sides' running sums
+        if s.up is not None:
+            keep &= group_cumsum(js, s.row.at(rows, js)) <= s.up[js]
+        if s.lo is not None:
+            keep &= group_cumsum(ks, s.row.at(rows, ks)) <= s.lo[ks]
+    for s in total:
+        keep &= s.running(np.zeros(rows.size, np.intp), s.row.at(rows, js) - s.row.at(rows, ks))
     x[rows[keep], ks[keep]] = False
     x[rows[keep], js[keep]] = True
 
@@ -152,20 +195,23 @@ def _shift_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget
     """
     d = problem.desirability
     res = residual(problem, x)
+    client, expert, total = slacks(problem, x)
+    shared = [*expert, *total]
     count = x.sum(axis=1)
     moved = np.zeros(problem.n_clients, dtype=bool)
-    mem, t = problem.expert_memory, problem.train_time
     for j in range(problem.n_experts):
         if budget.expired():
             return
-        holders = np.flatnonzero(x[:, j] & (count > problem.min_experts) & ~moved)
+        can_drop = x[:, j] & (count > problem.min_experts) & ~moved
+        for s in client:  # the holder loses j
+            if s.lo is not None:
+                can_drop &= s.row.dense[:, j] <= s.lo
+        holders = np.flatnonzero(can_drop)
         if holders.size == 0:
             continue
         ok = problem.fits[:, j] & ~x[:, j] & (res.count > 0) & ~moved
-        if res.memory is not None:
-            ok &= mem[j] <= res.memory  # type: ignore[index]
-        if res.time is not None:
-            ok &= t[:, j] <= res.time  # type: ignore[index]
+        for room in res.client:
+            ok &= room.column(j)
         takers = np.flatnonzero(ok)
         if takers.size == 0:
             continue
@@ -177,6 +223,14 @@ def _shift_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget
         if k == 0:
             continue
         h, r = holders[:k], takers[:k]
+        cols = np.full(k, j)
+        if shared:  # j's rows and the total rows see the difference of the two pairs
+            keep = np.ones(k, dtype=bool)
+            for s in shared:
+                keep &= s.running(s.row.owner(r, cols), s.row.at(r, cols) - s.row.at(h, cols))
+            h, r, cols = h[keep], r[keep], cols[keep]
+            for s in shared:
+                s.apply(s.row.owner(r, cols), s.row.at(r, cols) - s.row.at(h, cols))
         x[h, j] = False
         x[r, j] = True
         moved[h] = moved[r] = True
@@ -184,12 +238,13 @@ def _shift_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget
         count[r] += 1
         res.count[h] += 1
         res.count[r] -= 1
-        if res.memory is not None:
-            res.memory[h] += mem[j]  # type: ignore[index]
-            res.memory[r] -= mem[j]  # type: ignore[index]
-        if res.time is not None:
-            res.time[h] += t[h, j]  # type: ignore[index]
-            res.time[r] -= t[r, j]  # type: ignore[index]
+        for room in res.client:
+            room.left[h] += room.weights(h, cols)
+            room.left[r] -= room.weights(r, cols)
+        for s in client:
+            if s.lo is not None:
+                s.lo[h] -= s.row.at(h, cols)
+                s.lo[r] += s.row.at(r, cols)
 
 
 def _ranked(groups: NDArray[np.intp], values: NDArray[np.float64]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -215,21 +270,29 @@ def _group_max(groups: NDArray[np.intp], values: NDArray[np.float64], size: int)
     return out
 
 
+def _client_side(client: list[Slack], who: NDArray[np.intp], gives: NDArray[np.intp], takes: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """Whether each client ``who[m]`` may give ``gives[m]`` and take ``takes[m]`` (its rows)."""
+    ok = np.ones(who.size, dtype=bool)
+    for s in client:
+        ok &= s.alone(who, s.row.at(who, takes) - s.row.at(who, gives))
+    return ok
+
+
 def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> None:
     """One round of improving two-client trades over every expert pair (each client once).
 
     For experts ``k < j``: ``A`` holds ``k`` but not ``j``, ``B`` holds ``j`` but not ``k``.
     Trading gives ``u_a = d[a, j] - d[a, k]`` plus ``v_b = d[b, k] - d[b, j]``; each client's
-    knapsacks are checked on its own side of the trade. Sorting ``u`` and ``v`` in
-    descending order and pairing equal ranks while ``u + v > 0`` gives the best trades for
-    the pair of experts. For one ``k`` every ``j`` is handled at once (ranks within groups);
-    trades that share a client keep the best one, the rest wait for the next round.
+    rows are checked on its own side of the trade, the expert and total rows on the chosen
+    trades. Sorting ``u`` and ``v`` in descending order and pairing equal ranks while
+    ``u + v > 0`` gives the best trades for the pair of experts. For one ``k`` every ``j``
+    is handled at once (ranks within groups); trades that share a client keep the best one,
+    the rest wait for the next round.
     """
     d = problem.desirability
     fits = problem.fits
     n, e = problem.shape
-    res = residual(problem, x)
-    mem, t = problem.expert_memory, problem.train_time
+    client, expert, total = slacks(problem, x)
     moved = np.zeros(n, dtype=bool)
     # Assigned pairs listed once: a client that trades is marked moved and skipped for the
     # rest of the round, so the lists never need updating.
@@ -247,10 +310,10 @@ def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Bud
         # Side A: (a, j) for a holding k, j > k free for a.
         ok = ~x[a_all] & fits[a_all]
         ok[:, : k + 1] = False
-        if res.memory is not None:
-            ok &= mem[None, :] - mem[k] <= res.memory[a_all, None]  # type: ignore[index]
-        if res.time is not None:
-            ok &= t[a_all] - t[a_all, k][:, None] <= res.time[a_all, None]  # type: ignore[index]
+        ks = np.full(a_all.size, k)
+        for s in client:
+            w = s.row.weight
+            ok &= s.alone(a_all[:, None], (w if w.shape[0] == 1 else w[a_all]) - s.row.at(a_all, ks)[:, None])
         aj, ai = np.nonzero(ok.T)  # grouped by j
         if ai.size == 0:
             continue
@@ -259,10 +322,7 @@ def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Bud
         # Side B: (b, j) for b holding j > k but not k (grouped by j).
         b_cl, bj = rows[offsets[k + 1] :], cols[offsets[k + 1] :]
         keep = ~moved[b_cl] & ~x[b_cl, k] & fits[b_cl, k]
-        if res.memory is not None:
-            keep &= mem[k] - mem[bj] <= res.memory[b_cl]  # type: ignore[index]
-        if res.time is not None:
-            keep &= t[b_cl, k] - t[b_cl, bj] <= res.time[b_cl]  # type: ignore[index]
+        keep &= _client_side(client, b_cl, bj, np.full(b_cl.size, k))
         b_cl, bj = b_cl[keep], bj[keep]
         if b_cl.size == 0:
             continue
@@ -297,14 +357,43 @@ def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Bud
         np.minimum.at(first, tb, pos)
         take = (first[ta] == pos) & (first[tb] == pos)
         ta, tb, tj = ta[take], tb[take], tj[take]
+        if expert or total:
+            ta, tb, tj = _shared_ok(expert, total, ta, tb, tj, k)
+        tk = np.full(ta.size, k)
         x[ta, k] = False
         x[ta, tj] = True
         x[tb, tj] = False
         x[tb, k] = True
         moved[ta] = moved[tb] = True
-        if res.memory is not None:
-            res.memory[ta] -= mem[tj] - mem[k]  # type: ignore[index]
-            res.memory[tb] -= mem[k] - mem[tj]  # type: ignore[index]
-        if res.time is not None:
-            res.time[ta] -= t[ta, tj] - t[ta, k]  # type: ignore[index]
-            res.time[tb] -= t[tb, k] - t[tb, tj]  # type: ignore[index]
+        for s in client:
+            s.apply(ta, s.row.at(ta, tj) - s.row.at(ta, tk))
+            s.apply(tb, s.row.at(tb, tk) - s.row.at(tb, tj))
+
+
+def _shared_ok(
+    expert: list[Slack], total: list[Slack], ta: NDArray[np.intp], tb: NDArray[np.intp], tj: NDArray[np.intp], k: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """The trades (``ta`` gives ``k`` takes ``tj``, ``tb`` the reverse) that keep the expert and
+    total rows, by running sums over the batch; their changes are recorded."""
+    tk = np.full(ta.size, k)
+    keep = np.ones(ta.size, dtype=bool)
+
+    def deltas(s: Slack) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        at = s.row.at
+        return at(tb, tk) - at(ta, tk), at(ta, tj) - at(tb, tj)  # on k, on j
+
+    for s in expert:
+        dk, dj = deltas(s)
+        keep &= s.running(tk, dk) & s.running(tj, dj)
+    for s in total:
+        dk, dj = deltas(s)
+        keep &= s.running(np.zeros(ta.size, np.intp), dk + dj)
+    ta, tb, tj, tk = ta[keep], tb[keep], tj[keep], tk[keep]
+    for s in expert:
+        dk, dj = deltas(s)
+        s.apply(tk, dk)
+        s.apply(tj, dj)
+    for s in total:
+        dk, dj = deltas(s)
+        s.apply(np.zeros(ta.size, np.intp), dk + dj)
+    return ta, tb, tj
