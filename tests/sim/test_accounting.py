@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedalign.sim.accounting import RoundRecord, client_times, round_seconds
-from fedalign.sim.selection import admit, pair_bytes
+from fedalign.sim.selection import admit, client_bytes, pair_bytes
 
 # two experts (1,000 and 3,000 bytes; cost 1 and 3), a 2,000-byte shared part
 SIZES = dict(expert_bytes=[1000.0, 3000.0], shared_bytes=2000.0, expert_cost=[1.0, 3.0])
@@ -64,17 +64,21 @@ def test_a_hand_computed_round_end_to_end():
 
 
 def test_admission_walks_the_order_and_skips_what_does_not_fit():
-    cost = np.array([6000.0, 10000.0])
     x = np.array([[True, True], [True, False], [False, False], [False, True], [True, False]])
-    # needs: 16,000, 6,000, 0, 10,000, 6,000; budget 23,000; order 1, 0, 3, 4, 2
-    keep = admit(x, [1, 0, 3, 4, 2], cost, 23_000.0)
-    # 1 (6,000) and 0 (16,000) fit; 3 (10,000) no longer does; 4 (6,000) does not either
+    need = client_bytes(x, SIZES["expert_bytes"], SIZES["shared_bytes"])
+    # down and up, the shared part once: 2 * (2,000 + experts)
+    np.testing.assert_allclose(need, [12000.0, 6000.0, 0.0, 10000.0, 6000.0])
+    # budget 19,000; order 1, 0, 3, 4, 2
+    keep = admit(need, [1, 0, 3, 4, 2], 19_000.0)
+    # 1 (6,000) and 0 (12,000) fit; 3 (10,000) no longer does; 4 (6,000) does not either
     # (1,000 left); 2 is planned nothing and is never admitted
     assert keep.tolist() == [True, True, False, False, False]
-    keep = admit(x, [3, 4, 0, 1, 2], cost, 23_000.0)
-    assert keep.tolist() == [False, True, False, True, True]  # 0 is skipped, 1 still fits
-    assert (x[keep] @ cost).sum() <= 23_000.0
-    assert admit(x, range(5), cost, None).tolist() == [True, True, False, True, True]
+    keep = admit(need, [3, 4, 0, 1, 2], 19_000.0)
+    assert keep.tolist() == [False, False, False, True, True]  # 0 is skipped (3,000 left)
+    keep = admit(need, [3, 0, 1, 4, 2], 19_000.0)
+    assert keep.tolist() == [False, True, False, True, False]  # 0 skipped, 1 fits, 4 not
+    assert need[keep].sum() <= 19_000.0
+    assert admit(need, range(5), None).tolist() == [True, True, False, True, True]
 
 
 def test_round_record_is_json_ready():

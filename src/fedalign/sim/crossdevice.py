@@ -25,6 +25,7 @@ their decisions.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from numpy.typing import NDArray
 
 import fedalign as fa
 
+from ..errors import HerdingWarning
 from ..rounds import ActiveRound, RoundDriver
 from ..rounds.naming import ModelLayout
 from .accounting import RoundRecord, client_times, round_seconds
@@ -45,7 +47,7 @@ from .gates import LocalGates, domain_accuracy, gate_keys
 from .model import MoEModel, load_partial_state
 from .partition import Partition, cross_device_partition
 from .population import Population, Timeline, make_population, make_timeline
-from .selection import OortSelector, admit, pair_bytes
+from .selection import OortSelector, admit, client_bytes, pair_bytes
 
 __all__ = [
     "CrossDeviceSetup",
@@ -135,6 +137,7 @@ def make_cross_device_setup(
         sizes=config.client_samples,
         label_alpha=config.label_alpha,
         test_per_domain=config.test_per_domain,
+        domain_offset=config.domain_offset,
         seed=seed,
     )
     torch.manual_seed(seed)
@@ -211,8 +214,24 @@ def make_cross_device_scheduler(setup: CrossDeviceSetup, strategy: Strategy) -> 
         pop.profile(i, samples=float(setup.samples[i]), max_experts=kmax)
         for i in range(pop.n_clients)
     ]
-    sched.register_many(range(pop.n_clients), profiles)
+    shares = _routing_shares(setup) if cfg.cold_start == "routing" else None
+    sched.register_many(range(pop.n_clients), profiles, routing_shares=shares)
     return sched
+
+
+@torch.no_grad()
+def _routing_shares(setup: CrossDeviceSetup) -> NDArray[np.float64]:
+    """Per client, the share of its samples the initial gate routes to each expert (top-1):
+    the cold-start fitness of ``cold_start="routing"`` (one forward pass over all clients)."""
+    model = _model(setup.config, setup.data)
+    model.load_state_dict(setup.initial_state)
+    clients = setup.partition.clients
+    x = torch.as_tensor(np.concatenate([c[0] for c in clients]))
+    owner = np.repeat(np.arange(len(clients)), [len(c[1]) for c in clients])
+    top = model.routing(x).argmax(dim=1).numpy()
+    counts = np.zeros((len(clients), setup.config.n_experts))
+    np.add.at(counts, (owner, top), 1.0)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
 
 
 @dataclass
@@ -242,7 +261,6 @@ class _Run:
         if strategy.gate == "local":  # the gate stays on the clients: not in the global state
             self.gates = LocalGates({k: state.pop(k) for k in gate_keys(state)})
         self.state: State = state
-        self.pair_cost = pair_bytes(setup.expert_bytes, setup.shared_bytes[strategy.gate])
         self.rng = np.random.default_rng([setup.seed, 271828])  # dry-run solver seeds
         self.oort: OortSelector | None = None
         if strategy.selection == "oort":
@@ -304,16 +322,16 @@ class _Run:
             seed=int(self.rng.integers(0, 2**63 - 1)),
         )
         x = solution.assignment
-        keep = admit(x, self._order(rnd, problem, x), self.pair_cost, self.setup.round_bytes)
+        need = client_bytes(x, self.setup.expert_bytes, self.setup.shared_bytes[self.strategy.gate])
+        keep = admit(need, self._order(rnd, problem, need), self.setup.round_bytes)
         return rnd.online[keep], x[keep], float(solution.runtime)
 
     def _order(
-        self, rnd: _Round, problem: fa.AlignmentProblem, x: NDArray[np.bool_]
+        self, rnd: _Round, problem: fa.AlignmentProblem, need: NDArray[np.float64]
     ) -> NDArray[np.int64]:
         """Positions of the online clients in the order the server admits them."""
         if self.oort is None:  # check-in order
             return np.argsort(self.setup.timeline.arrival[rnd.number, rnd.online], kind="stable")
-        need = x @ self.pair_cost
         budget = self.setup.round_bytes
         wanted = need[need > 0]
         k = rnd.online.size if budget is None or not wanted.size else int(budget // wanted.mean())
@@ -462,10 +480,18 @@ def run_cross_device(
         ``seconds`` is the simulated clock, planning included; ``solver_seconds`` the
         planning seconds per round.
     """
+    torch.set_num_threads(1)
+    with warnings.catch_warnings():
+        # the paper's top-k herds by design; the harness measures it, a warning per round is noise
+        warnings.simplefilter("ignore", HerdingWarning)
+        return _run_rounds(_Run(setup, strategy), on_round)
+
+
+def _run_rounds(run: _Run, on_round: Any) -> Any:
+    """:func:`run_cross_device`'s loop over the rounds."""
     from .server import RunResult
 
-    torch.set_num_threads(1)
-    run = _Run(setup, strategy)
+    setup, strategy = run.setup, run.strategy
     n, e = setup.config.n_clients, setup.config.n_experts
     result = RunResult(strategy.name, setup.seed)
     result.expert_load = np.zeros((n, e), dtype=np.int64)

@@ -446,7 +446,8 @@ def default_strategies(config: SimConfig, *, quick: bool = False) -> list[str]:
     three, ``oort``, ``balanced``, and ``load-balanced/<solver>`` for every solver whose
     declarations support the scenario's rows (:func:`fedalign.solvers_for`; not ``auto``,
     which ``balanced`` uses, nor ``random``); ``quick`` keeps ``random``, ``load-balanced``,
-    ``oort``, ``balanced`` and the first of ``lagrangian``, ``greedy`` that is supported.
+    ``oort``, ``balanced`` and the first of ``lp``, ``lagrangian``, ``greedy`` that is
+    supported (a solver with a bound at heuristic speed; the exact ones cost seconds a round).
     """
     if config.scenario != "cross-device":
         return list(DEFAULT_STRATEGIES)
@@ -456,7 +457,7 @@ def default_strategies(config: SimConfig, *, quick: bool = False) -> list[str]:
     solvers = [s for s in supported if s not in ("auto", "random")]
     balanced = ["balanced"] if "auto" in supported else []
     if quick:
-        first = [s for s in ("lagrangian", "greedy") if s in solvers][:1]
+        first = [s for s in ("lp", "lagrangian", "greedy") if s in solvers][:1]
         return ["random", "load-balanced", "oort", *balanced, *(f"load-balanced/{s}" for s in first)]
     return ["random", "greedy", "load-balanced", "oort", *balanced, *(f"load-balanced/{s}" for s in solvers)]
 

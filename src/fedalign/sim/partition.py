@@ -28,16 +28,24 @@ PARTITIONS = ("domain", "label-skew", "dirichlet")
 
 @dataclass(frozen=True)
 class DomainTransform:
-    """A domain's fixed view of the data: feature permutation and label shift."""
+    """A domain's fixed view of the data: feature permutation, label shift, optional offset.
+
+    ``offset`` (``cross-device`` only) is added to the permuted features: a fixed marker of
+    the domain (as a device family's calibration would leave) that a gate can read.
+    """
 
     permutation: NDArray[np.int64]
     label_shift: int
+    offset: NDArray[np.float32] | None = None
 
     def apply(
         self, x: NDArray[np.float32], y: NDArray[np.int64], n_classes: int
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The samples ``(x, y)`` as this domain sees them."""
-        return x[:, self.permutation], (y + self.label_shift) % n_classes
+        seen = x[:, self.permutation]
+        if self.offset is not None:
+            seen = (seen + self.offset).astype(x.dtype)
+        return seen, (y + self.label_shift) % n_classes
 
 
 @dataclass(frozen=True)
@@ -225,6 +233,7 @@ def cross_device_partition(
     sizes: tuple[int, int],
     label_alpha: float,
     test_per_domain: int | None = None,
+    domain_offset: float = 0.0,
     seed: int = 0,
 ) -> Partition:
     """The ``cross-device`` split: domains, label skew within them, sizes over a decade.
@@ -245,6 +254,10 @@ def cross_device_partition(
     label_alpha : float
     test_per_domain : int, optional
         Held-out samples seen through each domain's transform (None: the whole test split).
+    domain_offset : float
+        Scale of each domain's fixed input offset (a normal vector times this, drawn once;
+        0: none), which makes the domain readable from the input where a permutation alone
+        is not (MNIST-1D's positions have nearly equal statistics).
     seed : int
 
     Returns
@@ -261,6 +274,9 @@ def cross_device_partition(
         DomainTransform(
             np.arange(data.n_features) if d == 0 else rng.permutation(data.n_features),
             int(shifts[d]),
+            (domain_offset * rng.standard_normal(data.n_features)).astype(np.float32)
+            if domain_offset > 0
+            else None,
         )
         for d in range(n_domains)
     ]

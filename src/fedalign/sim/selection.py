@@ -3,9 +3,11 @@
 The strategies without the byte-budget row (``random``, ``greedy``, ``load-balanced``,
 ``oort``) plan their clients' experts one client at a time; the server then meets its budget
 by *admission* (:func:`admit`): it walks the clients in an order -- check-in order, or
-Oort's -- and admits each whose planned bytes still fit, counting a pair as the scheduler's
-byte row does (``2 * (expert bytes + shared bytes)``: down and up, the shared part with
-every expert), so every strategy answers to the same budget rule.
+Oort's -- and admits each whose payload, down and up (:func:`client_bytes`: the shared part
+once, its experts), still fits. That is exactly what it will move, so the budget holds for
+the bytes actually sent; the byte *row* of the other strategies must count the shared part
+with every pair instead (:func:`pair_bytes`), a linear over-count that costs them room
+whenever a client takes several experts.
 
 :class:`OortSelector` is Oort's guided participant selection (Lai et al., "Oort: Efficient
 Federated Learning via Guided Participant Selection", OSDI 2021, §4 and Algorithm 1), written
@@ -36,27 +38,34 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["OortSelector", "admit", "pair_bytes"]
+__all__ = ["OortSelector", "admit", "client_bytes", "pair_bytes"]
 
 Floats = NDArray[np.float64]
 
 
 def pair_bytes(expert_bytes: ArrayLike, shared_bytes: float) -> Floats:
-    """Bytes the byte budget counts per (client, expert) pair: down and up, shared included."""
+    """Bytes the scheduler's byte row counts per (client, expert) pair: down and up, the
+    shared part with every pair (``Scheduler(round_bytes=..., shared_bytes=...)``)."""
     return 2.0 * (np.asarray(expert_bytes, dtype=np.float64) + float(shared_bytes))
 
 
-def admit(assigned: ArrayLike, order: ArrayLike, cost: ArrayLike, budget: float | None) -> NDArray[np.bool_]:
+def client_bytes(assigned: ArrayLike, expert_bytes: ArrayLike, shared_bytes: float) -> Floats:
+    """Bytes each client's payload moves down and up: the shared part once, its experts
+    (0 for a client planned nothing), ``(m,)``."""
+    x = np.asarray(assigned, dtype=bool)
+    moved = float(shared_bytes) + x @ np.asarray(expert_bytes, dtype=np.float64)
+    return np.where(x.any(axis=1), 2.0 * moved, 0.0)
+
+
+def admit(need: ArrayLike, order: ArrayLike, budget: float | None) -> NDArray[np.bool_]:
     """Which clients the server admits under its byte budget, walking them in ``order``.
 
     Parameters
     ----------
-    assigned : (m, E) bool
-        Each client's planned experts.
+    need : (m,) floats
+        Bytes each client would move (:func:`client_bytes`); 0: planned nothing.
     order : (m,) ints
-        Positions into ``assigned``, first admitted first.
-    cost : (E,) floats
-        Bytes per pair (:func:`pair_bytes`).
+        Positions into ``need``, first admitted first.
     budget : float or None
         None admits everyone.
 
@@ -67,9 +76,8 @@ def admit(assigned: ArrayLike, order: ArrayLike, cost: ArrayLike, budget: float 
         client that does not fit is skipped and the walk goes on (a smaller one may fit).
         Clients planned nothing are never admitted.
     """
-    x = np.asarray(assigned, dtype=bool)
-    need = x @ np.asarray(cost, dtype=np.float64)
-    out = np.zeros(x.shape[0], dtype=bool)
+    need = np.asarray(need, dtype=np.float64)
+    out = np.zeros(need.shape[0], dtype=bool)
     wanted = need > 0
     if budget is None:
         return wanted
