@@ -269,17 +269,7 @@ def cross_device_partition(
         raise ValueError(f"n_domains: must be in 1..n_clients={n_clients}, got {n_domains}")
     rng = np.random.default_rng(seed)
     c = data.n_classes
-    shifts = (np.arange(n_domains) * max(1, c // n_domains)) % c
-    transforms = [
-        DomainTransform(
-            np.arange(data.n_features) if d == 0 else rng.permutation(data.n_features),
-            int(shifts[d]),
-            (domain_offset * rng.standard_normal(data.n_features)).astype(np.float32)
-            if domain_offset > 0
-            else None,
-        )
-        for d in range(n_domains)
-    ]
+    transforms = _offset_transforms(data, n_domains, domain_offset, rng)
     group = rng.permutation(np.arange(n_clients, dtype=np.int64) % n_domains)
     lo, hi = sizes
     size = np.floor(np.exp(rng.uniform(np.log(lo), np.log(hi + 1), n_clients))).astype(np.int64)
@@ -304,6 +294,28 @@ def cross_device_partition(
         "cross-device",
         transforms,
     )
+
+
+def _offset_transforms(
+    data: Dataset, n_domains: int, offset: float, rng: np.random.Generator
+) -> list[DomainTransform]:
+    """One transform per domain (domain 0 as is), each with a fixed input offset of scale ``offset``.
+
+    The offset (not the permutation) is what makes a domain recognisable to a gate on
+    MNIST-1D; the label shift makes domains conflict.
+    """
+    c = data.n_classes
+    shifts = (np.arange(n_domains) * max(1, c // n_domains)) % c
+    return [
+        DomainTransform(
+            np.arange(data.n_features) if d == 0 else rng.permutation(data.n_features),
+            int(shifts[d]),
+            (offset * rng.standard_normal(data.n_features)).astype(np.float32)
+            if offset > 0
+            else None,
+        )
+        for d in range(n_domains)
+    ]
 
 
 def _draw_by_class(
