@@ -206,7 +206,7 @@ def _add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         type=int,
         default=None,
         metavar="K",
-        help="number of seeds (default 2 quick, 5 full)",
+        help="number of seeds (default 5; quick: 2, cross-device 1)",
     )
     p.add_argument(
         "--strategies",

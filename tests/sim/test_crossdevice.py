@@ -266,3 +266,17 @@ def test_cli_refuses_what_the_scenarios_cannot_run(tmp_path, capsys):
                 "--strategies", "load-balanced/flow", "--out", str(tmp_path), "--no-progress"]  # fmt: skip
         assert main(argv) == 2
         assert "does not support the cross-device rows" in capsys.readouterr().err
+
+
+def test_the_quick_run_compares_every_kind_of_strategy():
+    from fedalign.sim.experiments import _default_seeds, default_strategies
+
+    quick = preset("quick", scenario="cross-device")
+    names = default_strategies(quick, quick=True)
+    for name in ("random", "greedy", "load-balanced", "oort", "balanced"):
+        assert name in names
+    assert any(n.startswith("load-balanced/") for n in names)
+    full = default_strategies(preset("full", scenario="cross-device"))
+    assert {f"load-balanced/{s}" for s in solvers_for_rows(quick) if s not in ("auto", "random")} <= set(full)
+    assert _default_seeds(quick, True) == 1 and _default_seeds(quick, False) == 5
+    assert _default_seeds(preset("quick"), True) == 2

@@ -201,6 +201,8 @@ def make_cross_device_scheduler(setup: CrossDeviceSetup, strategy: Strategy) -> 
             fitness_decay=cfg.fitness_decay,
             fitness_prior=cfg.fitness_prior,
             usage_decay=cfg.usage_decay,
+            # the paper's algorithm as published: no in-round load row (``balanced`` has it)
+            balance_weight=0.0,
         )
     if strategy.balanced:
         kw.update(

@@ -368,12 +368,12 @@ def simulate(
     quick : bool
         The quick scenario (:func:`~fedalign.sim.config.preset` ``"quick"``: 40 rounds,
         2 seeds by default) instead of the full one (80 rounds, 5 seeds by default); in
-        ``cross-device``, 60 rounds, 2 seeds and fewer strategies
+        ``cross-device``, 60 rounds, 1 seed and fewer strategies
         (:func:`default_strategies`) instead of 150 rounds and 5 seeds.
     seed : int
         First seed; the run uses ``seed, seed + 1, ..., seed + seeds - 1``.
     seeds : int, optional
-        Number of seeds (default 2 quick, 5 full).
+        Number of seeds (default 5 full; quick 2, or 1 in ``cross-device``).
     strategies : sequence of str, optional
         Default :data:`~fedalign.sim.config.DEFAULT_STRATEGIES`.
     engine : {"local", "flower"}
@@ -410,7 +410,7 @@ def simulate(
     if scenario != "fig3":
         changes["scenario"] = scenario
     config = preset("quick" if quick else "full", **changes)
-    k = (2 if quick else 5) if seeds is None else int(seeds)
+    k = _default_seeds(config, quick) if seeds is None else int(seeds)
     if k < 1:
         raise ValueError(f"seeds: expected a count >= 1, got {seeds!r}")
     names = list(strategies) if strategies else default_strategies(config, quick=quick)
@@ -426,6 +426,14 @@ def simulate(
     echo(summary_text(results))
     echo(f"results, summary and plots written to {Path(out).resolve()}")
     return results
+
+
+def _default_seeds(config: SimConfig, quick: bool) -> int:
+    """Seeds unless told: 5 full; quick 2, or 1 in ``cross-device`` (one seed of its six
+    strategies takes about 6 minutes on a 2-core machine; docs/experiments.md)."""
+    if not quick:
+        return 5
+    return 1 if config.scenario == "cross-device" else 2
 
 
 def with_gates(names: Sequence[str], gate: str) -> list[str]:
@@ -445,9 +453,10 @@ def default_strategies(config: SimConfig, *, quick: bool = False) -> list[str]:
     ``fig3``: :data:`~fedalign.sim.config.DEFAULT_STRATEGIES`. ``cross-device``: the paper's
     three, ``oort``, ``balanced``, and ``load-balanced/<solver>`` for every solver whose
     declarations support the scenario's rows (:func:`fedalign.solvers_for`; not ``auto``,
-    which ``balanced`` uses, nor ``random``); ``quick`` keeps ``random``, ``load-balanced``,
-    ``oort``, ``balanced`` and the first of ``lp``, ``lagrangian``, ``greedy`` that is
-    supported (a solver with a bound at heuristic speed; the exact ones cost seconds a round).
+    which ``balanced`` uses, nor ``random``); ``quick`` keeps ``random``, ``greedy``,
+    ``load-balanced``, ``oort``, ``balanced`` and the first of ``lp``, ``lagrangian``,
+    ``greedy`` that is supported (a solver with a bound at heuristic speed; the exact ones
+    cost seconds a round).
     """
     if config.scenario != "cross-device":
         return list(DEFAULT_STRATEGIES)
@@ -458,7 +467,8 @@ def default_strategies(config: SimConfig, *, quick: bool = False) -> list[str]:
     balanced = ["balanced"] if "auto" in supported else []
     if quick:
         first = [s for s in ("lp", "lagrangian", "greedy") if s in solvers][:1]
-        return ["random", "load-balanced", "oort", *balanced, *(f"load-balanced/{s}" for s in first)]
+        lb = [f"load-balanced/{s}" for s in first]
+        return ["random", "greedy", "load-balanced", "oort", *balanced, *lb]
     return ["random", "greedy", "load-balanced", "oort", *balanced, *(f"load-balanced/{s}" for s in solvers)]
 
 
