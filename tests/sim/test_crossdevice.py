@@ -256,6 +256,20 @@ def test_cli_runs_the_scenario_with_both_gates(tmp_path, capsys):
     assert "| oort@local |" in capsys.readouterr().out
 
 
+def test_cli_gate_local_keeps_every_gate_on_the_clients(tmp_path):
+    out = tmp_path / "local"
+    status = main([
+        "simulate", "--scenario", "cross-device", "--dataset", "digits", "--rounds", "1",
+        "--seeds", "1", "--strategies", "greedy,random@global", "--gate", "local",
+        "--out", str(out), "--no-progress",
+    ])  # fmt: skip
+    assert status == 0
+    data = json.loads((out / "results.json").read_text())
+    # the suffixed name keeps its gate; the plain one runs with local gates only
+    assert list(data["strategies"]) == ["random@global", "greedy@local"]
+    assert data["config"]["gate"] == "global" and data["scenario"] == "cross-device"
+
+
 def test_cli_refuses_what_the_scenarios_cannot_run(tmp_path, capsys):
     assert main(["simulate", "--strategies", "oort", "--out", str(tmp_path), "--no-progress"]) == 2
     assert "--strategies" in capsys.readouterr().err
