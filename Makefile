@@ -1,6 +1,7 @@
 # fedalign — the two commands a newcomer needs:
 #   make demo   set up .venv and run the main job (federated MoE comparison, ./fedalign-demo/)
 #   make test   set up .venv and run the whole test suite
+# Also: make docs (the documentation site in site/, strict), make dist (wheel and sdist in dist/).
 # Both create the virtual environment on first use and install everything needed.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fedalign-installed
 
-.PHONY: demo test lint typecheck bench-quick clean venv
+.PHONY: demo test lint typecheck bench-quick docs dist clean venv
 
 venv: $(STAMP)
 
@@ -29,11 +30,20 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docs/_ext
 	$(BIN)/mypy
 
 bench-quick: $(STAMP)
 	$(BIN)/fedalign bench --quick --orlib --out bench-out
 
+# The documentation site from docs/ (API reference from the docstrings) into site/; strict:
+# a broken link, anchor or reference fails. tests/test_docs_site.py runs the same build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# Wheel and sdist in dist/; tests/test_package.py installs the wheel in a fresh venv.
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis fedalign-demo bench-out
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .hypothesis fedalign-demo bench-out

@@ -378,6 +378,116 @@ def test_unwritable_output_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert not target.parent.exists()
 
 
+def test_output_temp_file_is_exclusive_and_unique(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary file is created with O_EXCL under a fresh random name: a file (or a
+    symbolic link to a victim) already at a drawn name is never written through; the next
+    name is drawn."""
+    import fedalign._files as files
+
+    target = tmp_path / "out.json"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    trap = tmp_path / f".out.json.{'0' * 16}.tmp"
+    trap.symlink_to(victim)
+    draws = iter(["0" * 16, "1" * 16])
+    monkeypatch.setattr(files.secrets, "token_hex", lambda n: next(draws))
+    code, _, err = run(
+        capsys, ["solve", write(tmp_path, TINY), "--solver", "test-bruteforce", "-o", str(target)]
+    )
+    assert code == 0, err
+    assert victim.read_text() == "keep me" and trap.is_symlink()
+    assert json.loads(target.read_text())["solver"] == "test-bruteforce"
+    assert not (tmp_path / f".out.json.{'1' * 16}.tmp").exists()
+
+
+def test_failed_output_write_leaves_old_file_and_no_temp(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out.json"
+    target.write_text("old result")
+
+    def boom(*args: object) -> None:
+        raise OSError("disk pulled out")
+
+    monkeypatch.setattr("os.replace", boom)
+    code, _, err = run(
+        capsys, ["solve", write(tmp_path, TINY), "--solver", "test-bruteforce", "-o", str(target)]
+    )
+    assert code == 1
+    assert_one_line_error(err, "--output", "disk pulled out")
+    assert target.read_text() == "old result"
+    assert {p.name for p in tmp_path.iterdir()} == {"problem.json", "out.json"}
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_output_that_is_not_a_file_is_left_alone_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    import os
+    import stat
+
+    target = tmp_path / "out"
+    if kind == "directory":
+        target.mkdir()
+    else:
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(target)
+    code, _, err = run(
+        capsys, ["solve", write(tmp_path, TINY), "--solver", "test-bruteforce", "-o", str(target)]
+    )
+    assert code == 1
+    assert_one_line_error(err, "--output")
+    mode = os.stat(target).st_mode
+    assert stat.S_ISDIR(mode) if kind == "directory" else stat.S_ISFIFO(mode)
+    assert {p.name for p in tmp_path.iterdir()} == {"problem.json", "out"}
+
+
+def test_duplicate_json_keys_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """json keeps the last of two equal keys silently; the CLI refuses the document."""
+    text = '{"desirability": [[1, 2]], "max_experts": 1, "desirability": [[3, 4]]}'
+    code, out, err = run(capsys, ["solve", write(tmp_path, text), "--solver", "test-bruteforce"])
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "PROBLEM.json", '"desirability" appears twice')
+
+
+def test_numpy_warnings_never_reach_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two pairs worth 1e308 overflow the objective's sum; numpy's RuntimeWarning must not
+    make stderr more than the one line a failure prints (here: nothing at all)."""
+    data = {"desirability": [[1e308], [1e308]], "max_experts": 1}
+    code, _, err = run(capsys, ["solve", write(tmp_path, data), "--solver", "test-bruteforce"])
+    assert "Warning" not in err and "overflow" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('{"desirability": ' + "[" * 50_000 + "1" + "]" * 50_000 + "}", "nested too deeply"),
+        ('{"desirability": [[1' + "0" * 5000 + "]]}", "not valid JSON"),
+        ('{"desirability": [[1e400, 1]]}', "desirability[0, 0]: must be finite"),
+        ('{"desirability": [[1, 2]], "client_ids": [{"a": 1}]}', "client_ids[0]"),
+        ('{"desirability": [[true, 1]]}', "desirability[0, 0]"),
+        ('{"desirability": [[1, 2]], "rows": [' + "[" * 500 + "]" * 500 + "]}", "rows[0]"),
+    ],
+    ids=["deep", "int-digits", "1e400", "dict-id", "bool", "deep-rows"],
+)
+def test_hostile_json_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, fragment: str
+) -> None:
+    code, out, err = run(capsys, ["solve", write(tmp_path, text), "--solver", "test-bruteforce"])
+    assert code == 2 and out == ""
+    assert_one_line_error(err, fragment)
+
+
+@pytest.mark.parametrize("seed", ["-1", "-99999999999999999999"])
+def test_negative_seed_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: str) -> None:
+    code, out, err = run(capsys, ["solve", write(tmp_path, TINY), "--solver", "test-bruteforce", "--seed", seed])
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "--seed: expected an int >= 0")
+
+
 # --------------------------------------------------------------------------- version, examples
 
 
@@ -414,7 +524,7 @@ def test_cohort_is_reproducible() -> None:
 
 
 @pytest.mark.parametrize("solver", fa.available_solvers())
-@pytest.mark.parametrize("example", ["small.json", "cohort.json"])
+@pytest.mark.parametrize("example", ["small.json", "cohort.json", "rows.json"])
 def test_examples_solve_with_real_solvers(
     example: str, solver: str, capfd: pytest.CaptureFixture[str]
 ) -> None:

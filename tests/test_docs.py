@@ -90,3 +90,15 @@ def test_solvers_page_code_runs() -> None:
     solution = namespace["solution"]
     assert isinstance(solution, fa.Solution)
     assert solution.to_dict() == {0: [0], 1: [1]}
+
+
+def test_reliability_page_doctest() -> None:
+    results = doctest.testfile(
+        str(DOCS / "reliability.md"),
+        module_relative=False,
+        parser=MarkdownParser(),
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+        verbose=False,
+    )
+    assert results.attempted > 15
+    assert results.failed == 0, "docs/reliability.md: see the doctest report above"

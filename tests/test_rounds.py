@@ -71,6 +71,9 @@ class Recording:
         self.inner.report(client, feedback, round=round)
         self.reports.append((client, feedback, round))
 
+    def credited_samples(self) -> dict[Any, float]:
+        return self.inner.credited_samples()
+
     def end_round(self) -> None:
         self.inner.end_round()
         self.rounds_closed += 1
@@ -94,7 +97,10 @@ def open_round(
     """Open a round whose plan is exactly ``assign`` (client -> experts)."""
     state = model_state() if state is None else state
     n_experts = 3
-    sched = Recording(fa.Scheduler(n_experts, solver="flow", seed=0, max_experts=None), refuse)
+    # balance_weight=0: every allowed pair is worth taking, so the plan is exactly ``assign``
+    sched = Recording(
+        fa.Scheduler(n_experts, solver="flow", seed=0, max_experts=None, balance_weight=0.0), refuse
+    )
     allowed = np.zeros((len(assign), n_experts), dtype=bool)
     for row, (client, experts) in enumerate(assign.items()):
         sched.inner.register(client, fa.ClientProfile(max_experts=max(1, len(experts))))
@@ -607,3 +613,20 @@ def test_rounds_page_code_runs(tmp_path, monkeypatch):
     assert isinstance(summary, RoundSummary) and summary.completed == [3, 4, 5]
     state = namespace["state"]
     assert all(np.isfinite(v).all() for v in state.values())  # type: ignore[attr-defined]
+
+
+def test_an_inflated_sample_claim_does_not_own_the_average():
+    """One of four clients claims 10**6 samples: its weight is bounded as the scheduler bounds
+    its credit (10x the round's median claim), so the others still move the average."""
+    sched = fa.Scheduler(1, solver="greedy", seed=0, max_experts=1)
+    for c in "abcd":
+        sched.register(c)
+    driver = RoundDriver(sched)
+    state = {"gate.w": np.zeros(2), "experts.0.w": np.zeros(2)}
+    rnd = driver.open(list("abcd"), state)
+    for c, value, samples in (("a", 100.0, 10**6), ("b", 0.0, 10), ("c", 0.0, 10), ("d", 0.0, 10)):
+        arrays = {k: np.full(2, value) for k in rnd.keys(c)}
+        rnd.complete(c, arrays, fa.Feedback(samples=samples, rewards={0: 0.5}))
+    new, _ = rnd.close()
+    # credited 10 x median(10, 10, 10, 10**6) = 100: weight 100 against 3 x 10
+    np.testing.assert_allclose(new["experts.0.w"], 100.0 * 100 / 130)

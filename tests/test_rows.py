@@ -278,3 +278,52 @@ def test_plan_explain_names_the_row_that_blocks() -> None:
     assert reasons[3] == "needs 8 bandwidth, client has 1"
     assert reasons[0] == "would exceed the round's server bytes (2 of 2 used)"
     assert why_not(p, x, 0)[:2] == ["chosen", "chosen"]
+
+
+# --------------------------------------------------------------------------- supported range
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"desirability": [[1e308, 1e308]]}, "desirability: the sum of |desirability|"),
+        ({"desirability": [[1e300, 1e300], [0.0, 1.0]]}, "desirability: the sum of |desirability|"),
+        ({"desirability": [[1.0, 2.0]], "expert_memory": [1e300, 1e300], "client_memory": [1.0]}, "expert_memory: the row's largest sum"),
+        ({"desirability": [[1.0, 2.0]], "train_time": [[1e300, 1e300]], "deadline": 1.0}, "train_time: the row's largest sum"),
+        ({"desirability": [[1.0, 2.0]], "rows": [Row("x", "total", [1e299, 1e299], upper=1.0, penalty=1e10)]}, "rows[0] ('x'): the row's largest sum"),
+    ],
+)
+def test_sums_beyond_the_supported_range_are_refused(kwargs: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(InvalidProblemError) as info:
+        AlignmentProblem(**kwargs)
+    assert str(info.value).startswith(fragment)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 5e-324, 1e15, 1e18, 1e300 / 8])
+def test_every_solver_handles_huge_and_tiny_row_units(scale: float) -> None:
+    """Memory in bytes or time in nanoseconds: solvers scale internally, never answer wrongly."""
+    p = AlignmentProblem(
+        [[0.5, 0.2, 0.4], [0.3, 0.9, 0.1]], max_experts=2,
+        expert_memory=np.array([1.0, 3.0, 2.0]) * scale, client_memory=np.array([3.0, 4.0]) * scale,
+    )
+    reference = fa.solve(p, "milp", seed=0)
+    assert reference.status == "optimal" and reference.objective == pytest.approx(2.1)
+    for name in fa.solvers_for(p):
+        sol = fa.solve(p, name, seed=0, time_limit=5.0)
+        assert fa.check(p, sol.assignment) == []
+        if sol.bound is not None:
+            assert sol.bound >= reference.objective - 1e-9
+        if get_solver(name).exact or sol.status == "optimal":
+            assert sol.objective == pytest.approx(reference.objective)
+
+
+@pytest.mark.parametrize("top", [1e250, 1e-250])
+def test_huge_and_tiny_desirability_stay_exact(top: float) -> None:
+    d = np.array([[1.0, -3.0], [2.0, 0.1]]) * top
+    p = AlignmentProblem(d, max_experts=2, expert_memory=[1.0, 2.0], client_memory=[2.0, 3.0])
+    for name in ("lp", "milp", "cpsat", "flow", "lagrangian"):
+        if name not in fa.solvers_for(p):
+            continue
+        sol = fa.solve(p, name, seed=0)
+        assert np.isfinite(sol.objective) and sol.objective == pytest.approx(3.1 * top)
+        assert sol.bound is None or sol.bound >= sol.objective * (1 - 1e-9)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +185,8 @@ def _run_popular(usage_weight: float, solver: str, rounds: int = 12) -> np.ndarr
     rng = np.random.default_rng(3)
     true_fit = np.clip(0.6 + 0.05 * rng.standard_normal((40, 4)), 0, 0.8)
     true_fit[:, 0] += 0.2
-    s = fa.Scheduler(4, solver=solver, usage_weight=usage_weight, seed=1)
+    # balance_weight=0: the usage term alone (the in-round load row is tested below)
+    s = fa.Scheduler(4, solver=solver, usage_weight=usage_weight, balance_weight=0.0, seed=1)
     ids = list(range(40))
     s.register_many(ids, routing_shares=true_fit)
     load = np.zeros(4)
@@ -210,6 +212,35 @@ def test_usage_weight_spreads_load_of_a_popular_expert(solver: str) -> None:
     assert greedy_load.sum() == balanced_load.sum()
     assert cv(balanced_load) < 0.5 * cv(greedy_load)
     assert greedy_load.argmax() == 0  # herding onto the popular expert without usage
+
+
+@pytest.mark.parametrize("solver", ["auto", "topk", "greedy", "flow", "lagrangian", "lp"])
+def test_default_settings_spread_a_tied_cohort_within_the_round(solver: str) -> None:
+    """Every desirability alike (the first round): the default load row spreads the cohort."""
+    _first(solver)
+    rng = np.random.default_rng(7)
+    s = fa.Scheduler(6, solver=solver, seed=0)
+    caps = rng.integers(1, 4, 30)
+    for c, k in enumerate(caps):
+        s.register(c, fa.ClientProfile(max_experts=int(k)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fa.HerdingWarning)
+        plan = s.plan(range(30))
+    load = plan.solution.assignment.sum(axis=0)
+    assert load.sum() == caps.sum()  # every slot used: each pair is worth more than its cost
+    # exact solvers spread the remainder one per expert; heuristics come close
+    spread = {"auto": 1, "flow": 1, "lp": 1, "lagrangian": 2}.get(solver, 5)
+    assert load.max() - load.min() <= spread, load
+
+
+def test_without_the_load_row_a_tied_cohort_herds_and_is_warned() -> None:
+    """balance_weight=0 (the paper's system): ties broken alike put everyone on one expert."""
+    s = fa.Scheduler(6, solver="flow", seed=0, balance_weight=0.0)
+    for c in range(30):
+        s.register(c, fa.ClientProfile(max_experts=1))
+    with pytest.warns(fa.HerdingWarning, match="30 of the round's 30 trainings"):
+        plan = s.plan(range(30))
+    assert plan.solution.assignment.sum(axis=0).max() == 30
 
 
 def test_exploration_bonus_favours_untried_pairs() -> None:

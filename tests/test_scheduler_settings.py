@@ -26,7 +26,7 @@ def test_package_exports_what_the_module_did() -> None:
 
 def test_one_table_entry_and_one_field_per_constructor_argument() -> None:
     args = [p for p in inspect.signature(Scheduler.__init__).parameters if p != "self"]
-    assert len(args) == 32
+    assert len(args) == 34  # main's 32 + max_report_factor, max_report_samples (feedback bound)
     assert [f.name for f in dataclasses.fields(SchedulerSettings)] == args
     assert list(SchedulerSettings._parameter_constraints) == args
 

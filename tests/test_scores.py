@@ -88,7 +88,7 @@ def test_fitness_bad_cold_start(initial: list[float], match: str) -> None:
 
 @pytest.mark.parametrize("name", ["ema", "decay", "prior"])
 def test_fitness_rates_validated(name: str) -> None:
-    with pytest.raises(ValueError, match=f"fitness_{name}"):
+    with pytest.raises(ValueError, match=rf"^FitnessTracker\.{name}: expected a float in \[0, 1\], got 1\.5$"):
         FitnessTracker(2, **{name: 1.5})
 
 
@@ -113,7 +113,7 @@ def test_usage_ema_and_norms_by_hand() -> None:
 
 
 def test_usage_norm_validated() -> None:
-    with pytest.raises(ValueError, match="usage_norm"):
+    with pytest.raises(ValueError, match=r"^UsageTracker\.norm: expected one of"):
         UsageTracker(2, norm="median")
 
 

@@ -14,6 +14,7 @@ from .errors import (
     InvalidProblemError,
     InvalidStateError,
     SolverUnavailableError,
+    StateConflictError,
     UnsupportedProblemError,
 )
 from .problem import AlignmentProblem, Violation, check
@@ -43,6 +44,7 @@ __all__ = [
     "Scheduler",
     "Solution",
     "SolverUnavailableError",
+    "StateConflictError",
     "UnsupportedProblemError",
     "UsageTracker",
     "Violation",

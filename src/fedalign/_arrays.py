@@ -18,13 +18,20 @@ from numpy.typing import NDArray
 from ._validation import Constraint, Interval, Table, short_repr, validate
 
 __all__ = [
+    "MAX_N_EXPERTS",
     "PerExpert",
     "check_unit_interval",
+    "checked_array",
     "float_array",
     "grow_rows",
     "per_expert",
     "validate_table",
 ]
+
+#: Most experts a scheduler or a tracker takes. Every per-expert setting and every client's
+#: fitness row hold one value per expert, so a mistyped ``10**12`` must be a named error,
+#: not an 8 TiB allocation (or a minute building ``range(E)`` ids) half-way through setup.
+MAX_N_EXPERTS = 2**20
 
 #: Deepest nesting :func:`float_array` looks into (numpy arrays have at most 64 dimensions);
 #: anything deeper is refused by name instead of exhausting Python's recursion limit.
@@ -124,6 +131,69 @@ def check_unit_interval(name: str, arr: NDArray[np.float64]) -> None:
         pos = np.unravel_index(int(np.flatnonzero(bad.ravel())[0]), arr.shape)
         where = "[" + ", ".join(str(int(v)) for v in pos) + "]" if arr.ndim else ""
         raise ValueError(f"{name}{where}: expected a value in [0, 1], got {arr[pos].item()!r}")
+
+
+#: dtype kinds a stored array of each kind may have (floats may be stored as integers).
+_STATE_KINDS = {"bool": "b", "int": "iu", "float": "fiu"}
+
+
+def checked_array(
+    name: str,
+    value: Any,
+    *,
+    shape: tuple[int, ...],
+    kind: str,
+    low: float | None = None,
+    high: float | None = None,
+    above: float | None = None,
+    nan: bool = False,
+) -> NDArray[Any]:
+    """A stored array (a saved state's) checked before it is trusted; returned as given.
+
+    Parameters
+    ----------
+    name : str
+        Named in errors (``fit.count``).
+    value : array
+    shape : tuple of int
+        The exact shape expected.
+    kind : {"bool", "int", "float"}
+        What the dtype must hold: booleans, integers, or real numbers (no complex, text,
+        objects or dates; floats may come as integers).
+    low, high : float, optional
+        Inclusive bounds on every value (NaN aside).
+    above : float, optional
+        Exclusive lower bound.
+    nan : bool
+        NaN is allowed (meaning unknown); other non-finite values never are.
+
+    Raises
+    ------
+    ValueError
+        The first thing wrong, with the position of the first bad value.
+    """
+    arr = np.asarray(value)
+    if arr.dtype.kind not in _STATE_KINDS[kind] or arr.dtype.itemsize > 8:
+        raise ValueError(f"{name}: expected {kind} values, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+    if kind == "bool" or arr.size == 0:
+        return arr
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(arr) if arr.dtype.kind == "f" else np.zeros(arr.shape, dtype=bool)
+        if nan:
+            bad &= ~np.isnan(arr)
+        if low is not None:
+            bad |= arr < low
+        if high is not None:
+            bad |= arr > high
+        if above is not None:
+            bad |= arr <= above
+    if bad.any():
+        k = int(np.flatnonzero(bad.ravel())[0])
+        where = "[" + ", ".join(str(int(i)) for i in np.unravel_index(k, arr.shape)) + "]"
+        raise ValueError(f"{name}{where}: invalid value {arr.ravel()[k].item()!r}")
+    return arr
 
 
 # --------------------------------------------------------------------------- per expert

@@ -24,6 +24,7 @@ from .errors import InvalidProblemError
 __all__ = [
     "as_float_array",
     "as_numbers",
+    "bool_matrix",
     "check_json_ids",
     "check_json_numbers",
     "check_nonnegative",
@@ -61,17 +62,49 @@ def _leaf_problem(raw: NDArray[Any]) -> tuple[int, str] | None:
     return None
 
 
+def _item(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds; anything else as it is."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _no_bool_leaves(name: str, value: Any, raw: NDArray[Any]) -> None:
+    """Refuse booleans nested in a Python sequence of numbers.
+
+    numpy reads ``[1.0, True]`` as the floats ``[1.0, 1.0]``: only the leaves' own types
+    tell. Checked for lists and tuples alone (an array's dtype already says), with one
+    element-wise call, never a Python loop over entries.
+    """
+    if not (isinstance(value, (list, tuple)) and raw.dtype.kind in "iuf" and raw.size):
+        return
+    try:
+        leaves = np.array(value, dtype=object)
+    except (ValueError, RecursionError):  # numpy read it as numbers: this cannot fail, but
+        return  # a leaf that is not a plain number is not this check's business
+    found = np.asarray(np.frompyfunc(_is_bool_leaf, 1, 1)(leaves), dtype=bool)
+    if found.any():
+        k = int(np.flatnonzero(found.ravel())[0])
+        raise InvalidProblemError(f"{name}{position(k, leaves.shape)}: expected a number, got a boolean")
+
+
+def _is_bool_leaf(leaf: Any) -> bool:
+    """A boolean, or a numpy array of them (numpy keeps 0-d arrays whole in object arrays)."""
+    return isinstance(leaf, (bool, np.bool_)) or (isinstance(leaf, np.ndarray) and leaf.dtype == np.bool_)
+
+
 def as_numbers(
     name: str, value: ArrayLike, what: str = "numbers", *, booleans: bool = False
 ) -> NDArray[np.float64]:
     """``value`` as float64; anything that is not real numbers raises a named error.
 
-    ``booleans=True`` accepts boolean arrays (converted to 0/1).
+    ``booleans=True`` accepts boolean arrays (converted to 0/1); otherwise a boolean is
+    refused even when it sits among numbers in a list (``[1.0, True]``).
     """
     try:
         raw = np.asarray(value)
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise InvalidProblemError(f"{name}: cannot be read as {what} ({_why(exc)})") from None
+    if not booleans:
+        _no_bool_leaves(name, value, raw)
     kind = raw.dtype.kind
     if kind in _NOT_NUMBERS:
         raise InvalidProblemError(f"{name}: expected {what}, got {_NOT_NUMBERS[kind]}")
@@ -119,9 +152,14 @@ def check_finite(name: str, arr: NDArray[np.float64]) -> None:
 
 def float_vector(name: str, value: ArrayLike, n: int, *, scalar_ok: bool) -> NDArray[np.float64]:
     """A float scalar (if ``scalar_ok``) or length-``n`` vector, as float64 of length ``n``."""
-    if scalar_ok and np.ndim(value) == 0:
-        return np.full(n, float(as_float_array(name, value, ())), dtype=np.float64)
-    return as_float_array(name, value, (n,))
+    arr = as_numbers(name, value)
+    if scalar_ok and arr.ndim == 0:
+        check_finite(name, arr)
+        return np.full(n, float(arr), dtype=np.float64)
+    if arr.shape != (n,):
+        raise InvalidProblemError(f"{name}: expected shape {(n,)}, got {arr.shape}")
+    check_finite(name, arr)
+    return arr
 
 
 def int_vector(name: str, value: ArrayLike, n: int, *, scalar_ok: bool = True) -> NDArray[np.int64]:
@@ -137,6 +175,7 @@ def int_vector(name: str, value: ArrayLike, n: int, *, scalar_ok: bool = True) -
         raise InvalidProblemError(f"{name}: cannot be read as integers ({_why(exc)})") from None
     if raw.dtype == bool:
         raise InvalidProblemError(f"{name}: expected integers, got booleans")
+    _no_bool_leaves(name, value, raw)
     if scalar_ok and raw.ndim == 0:
         raw = np.full(n, raw) if raw.dtype != object else np.array([raw.item()] * n, dtype=object)
     arr = as_numbers(name, raw, "integers")
@@ -149,9 +188,13 @@ def int_vector(name: str, value: ArrayLike, n: int, *, scalar_ok: bool = True) -
     big = np.abs(arr) >= 2.0**62
     if big.any():
         k = int(np.flatnonzero(big)[0])
-        raise InvalidProblemError(
-            f"{name}[{k}]: {short_repr(raw.ravel()[k].item())} is out of range (below 2**62)"
-        )
+        # the value as given (a Python int stays exact), never as a wrapped int64 or the
+        # float numpy read a list of large ints as
+        leaf = raw.ravel()[k]
+        if isinstance(value, (list, tuple)) and raw.dtype.kind == "f":
+            leaf = np.array(value, dtype=object).ravel()[k]
+        shown = short_repr(_item(leaf))
+        raise InvalidProblemError(f"{name}[{k}]: {shown} is out of range (below 2**62)")
     return arr.astype(np.int64)
 
 
@@ -192,6 +235,24 @@ def ids(name: str, value: Sequence[Hashable] | None, n: int) -> tuple[Hashable, 
                 f"{name}[{k}]: duplicate id {short_repr(ident)} (first at position {first})"
             )
     return out
+
+
+def bool_matrix(name: str, value: ArrayLike, shape: tuple[int, int]) -> NDArray[np.bool_]:
+    """A boolean (or 0/1) matrix of exactly ``shape``, as bool.
+
+    Numbers other than 0 and 1, NaN, text, complex numbers and ragged nesting are refused
+    (``numpy.asarray(x, dtype=bool)`` would read them all as True).
+    """
+    raw = as_numbers(name, value, "booleans (or 0/1)", booleans=True)
+    if raw.shape != shape:
+        raise InvalidProblemError(f"{name}: expected shape {shape}, got {raw.shape}")
+    bad = (raw != 0.0) & (raw != 1.0)
+    if bad.any():
+        k = int(np.flatnonzero(bad.ravel())[0])
+        raise InvalidProblemError(
+            f"{name}{position(k, shape)}: expected a boolean (or 0/1), got {raw.ravel()[k].item()!r}"
+        )
+    return raw.astype(bool)
 
 
 def readonly(arr: NDArray[Any]) -> NDArray[Any]:
@@ -239,11 +300,17 @@ def check_json_numbers(name: str, value: Any, *, booleans: bool) -> None:
     else:
         leaves = np.empty((), dtype=object)
         leaves[()] = value
-    types = np.frompyfunc(type, 1, 1)(leaves)
-    ok = np.zeros(leaves.shape, dtype=bool)
-    for kind in set(np.ravel(types).tolist()):  # a handful of distinct types
-        if kind in (list, tuple) or _is_number_type(kind, booleans=booleans):
-            ok |= types == kind
+    judged: dict[type, bool] = {}  # a handful of distinct types, each judged once
+
+    def fits(leaf: Any) -> bool:
+        kind = type(leaf)
+        if kind not in judged:
+            judged[kind] = kind in (list, tuple) or _is_number_type(kind, booleans=booleans)
+        return judged[kind]
+
+    # one element-wise call; never ufuncs over the type objects themselves (numpy would
+    # call a numpy scalar type's __array_wrap__ on the result)
+    ok = np.asarray(np.frompyfunc(fits, 1, 1)(leaves), dtype=bool)
     if ok.all():
         return
     k = int(np.flatnonzero(~ok.ravel())[0])
@@ -265,7 +332,13 @@ def check_json_ids(name: str, value: Any) -> None:
             raise InvalidProblemError(
                 f"{name}[{k}]: ids must be strings or integers, got {json_type(ident)}"
             )
-        first = keys.setdefault(str(ident), k)
+        try:
+            key = str(ident)
+        except ValueError:  # an integer beyond Python's limit on int -> str conversion
+            raise InvalidProblemError(
+                f"{name}[{k}]: id {short_repr(ident)} is too long to be a JSON object key"
+            ) from None
+        first = keys.setdefault(key, k)
         if first != k:
             what = "duplicate id" if value[first] == ident else "id"
             raise InvalidProblemError(

@@ -59,7 +59,10 @@ def short_repr(value: Any, limit: int = _REPR_LIMIT) -> str:
     """``repr(value)``, shortened to about ``limit`` characters (huge or hostile values)."""
     try:
         if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
-            return f"an integer of {len(str(abs(value)))} digits"
+            try:
+                return f"an integer of {len(str(abs(value)))} digits"
+            except ValueError:  # beyond Python's int -> str limit (4,300 digits by default)
+                return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
         text = repr(value)
     except Exception:  # noqa: BLE001 - a value whose repr fails is still reported
         return f"<{type(value).__name__}>"

@@ -16,10 +16,10 @@ import argparse
 import json
 import math
 import sys
-import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["build_parser", "main"]
 
@@ -82,6 +82,8 @@ def _run_solve(args: argparse.Namespace) -> int:
     limit = args.time_limit
     if limit is not None and not (math.isfinite(limit) and limit > 0):
         raise CommandError(f"--time-limit: expected seconds > 0, got {limit!r}")
+    if args.seed is not None and args.seed < 0:
+        raise CommandError(f"--seed: expected an int >= 0, got {args.seed}")
 
     problem = problem_from_json(_read_json(args.problem))
     try:
@@ -97,19 +99,40 @@ def _run_solve(args: argparse.Namespace) -> int:
 
 
 def _read_json(source: str) -> Any:
-    """Parse the JSON document at ``source`` (``-`` for stdin)."""
+    """Parse the JSON document at ``source`` (``-`` for stdin).
+
+    A FIFO or ``/dev/fd/N`` (``fedalign solve <(cmd)``) is read like a file. Every way the
+    text can fail to be one JSON document is a :class:`CommandError` (exit 2): not UTF-8,
+    invalid syntax, an object repeating a key, nesting deeper than Python's JSON parser
+    recurses (it raises ``RecursionError``), an integer longer than Python converts (it
+    raises ``ValueError``).
+    """
     label = "stdin" if source == "-" else source
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CommandError(f"PROBLEM.json: cannot read {label}: {exc}") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise CommandError(
             f"PROBLEM.json: {label} is not valid JSON ({exc.msg} at line {exc.lineno} "
             f"column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise CommandError(f"PROBLEM.json: {label} is nested too deeply to read") from None
+    except ValueError as exc:  # a duplicate key, or an integer beyond int's str limit
+        raise CommandError(f"PROBLEM.json: {label} is not valid JSON ({exc})") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict; a repeated key is an error (json keeps the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {json.dumps(key)[:60]} appears twice in one object")
+        out[key] = value
+    return out
 
 
 def problem_from_json(data: Any) -> Any:
@@ -159,17 +182,21 @@ def format_json(result: dict[str, Any]) -> str:
 
 
 def _write(output: str | None, text: str) -> None:
+    """Write ``text`` to stdout (``None`` or ``-``) or whole to the file ``output``.
+
+    The file is written through a temporary file created exclusively under a unique name
+    in the same directory, then renamed over ``output`` (:mod:`fedalign._files`): a reader
+    never sees half a result, and a directory or FIFO is never replaced.
+    """
+    from ._files import write_text_atomic
+
     if output is None or output == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    path = Path(output)
-    tmp = path.with_name(f".{path.name}.{time.monotonic_ns()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(output, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CommandError(f"--output: cannot write {output}: {exc}", EXIT_FAILURE) from None
 
 
@@ -215,7 +242,12 @@ def _add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="comma-separated, each optionally @global or @local (default fig3: "
         "random,greedy,load-balanced,load-balanced/flow; cross-device: see docs/experiments.md)",
     )
-    p.add_argument("--engine", choices=("local", "flower"), default="local", help="runtime")
+    p.add_argument(
+        "--engine",
+        choices=("local", "flower", "nvflare"),
+        default="local",
+        help="runtime: in-process, Flower's simulation engine, or NVIDIA FLARE's simulator",
+    )
     p.add_argument("--dataset", choices=("digits", "mnist1d", "cifar10"), default=None)
     p.add_argument("--partition", choices=("domain", "label-skew", "dirichlet"), default=None)
     p.add_argument("--rounds", type=int, default=None, metavar="R", help="federated rounds")
@@ -231,17 +263,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     strategies = None
     if args.strategies:
         strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    runner = None
-    if args.engine == "flower":  # fedalign.sim never imports fedalign.flower: hand it the runner
-        try:
-            from .flower import engine
-        except ModuleNotFoundError as exc:
-            raise CommandError(
-                "--engine: 'flower' needs fedalign.flower.engine and Flower "
-                f"(pip install 'fedalign[flower,sim]'); import failed: {exc}",
-                EXIT_FAILURE,
-            ) from None
-        runner = engine.run_strategy
+    # fedalign.sim never imports an adapter: the CLI hands it the adapter's runner
+    runner = None if args.engine == "local" else _engine_runner(args.engine)
     return _call_sim(
         "simulate",
         quick=args.quick,
@@ -259,6 +282,23 @@ def _run_simulate(args: argparse.Namespace) -> int:
         scenario=args.scenario,
         gate=args.gate,
     )
+
+
+def _engine_runner(name: str) -> Callable[..., Any]:
+    """``run_strategy`` of the adapter behind ``--engine NAME`` (``flower`` or ``nvflare``)."""
+    framework = {"flower": "Flower", "nvflare": "NVIDIA FLARE"}[name]
+    try:
+        if name == "flower":
+            from .flower import engine
+        else:
+            from .nvflare import engine  # type: ignore[no-redef]
+    except ModuleNotFoundError as exc:
+        raise CommandError(
+            f"--engine: {name!r} needs fedalign.{name}.engine and {framework} "
+            f"(pip install 'fedalign[{name},sim]'); import failed: {exc}",
+            EXIT_FAILURE,
+        ) from None
+    return engine.run_strategy  # type: ignore[no-any-return]
 
 
 def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -385,16 +425,27 @@ AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], N
 _COMMANDS: list[AddCommand] = [_add_solve, _add_simulate, _add_demo, _add_bench]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr, like every other error
+    (argparse prints the usage lines first); subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fedalign`` argument parser with every subcommand."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fedalign",
         description="Which experts each client trains, every round of federated MoE training.",
     )
     parser.add_argument("--version", action="version", version=f"fedalign {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=_Parser
+    )
     for add in _COMMANDS:
         add(subparsers)
     return parser
@@ -415,11 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
     if run is None:
-        parser.print_usage(sys.stderr)
-        _fail("", "a command is required (try fedalign --help)")
+        _fail("", "a command is required (see fedalign --help)")
         return EXIT_USAGE
     try:
-        return run(args)
+        with warnings.catch_warnings():
+            # numpy's floating-point warnings would make an error more than one line
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return run(args)
     except CommandError as exc:
         _fail(args.command, exc)
         return exc.status

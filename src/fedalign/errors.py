@@ -17,6 +17,7 @@ __all__ = [
     "InvalidProblemError",
     "InvalidStateError",
     "SolverUnavailableError",
+    "StateConflictError",
     "UnsupportedProblemError",
 ]
 
@@ -60,3 +61,13 @@ class HerdingWarning(UserWarning):
 
 class InvalidStateError(AlignmentError, ValueError):
     """A saved scheduler state is corrupt, truncated, or from an unknown format version."""
+
+
+class StateConflictError(AlignmentError, OSError):
+    """:meth:`~fedalign.Scheduler.save` refused to replace what is at the path.
+
+    The file there is not the one this scheduler loaded or last saved (another writer's
+    state, or a file that is not a state at all), it is a directory or a FIFO, or another
+    process is replacing it at this moment. Nothing was written; the message says which.
+    Also an ``OSError``, like the other ways a save can fail.
+    """

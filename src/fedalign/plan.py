@@ -2,7 +2,7 @@
 
 :meth:`fedalign.Scheduler.plan` returns a :class:`Plan` (the assignment, the solver's
 :class:`~fedalign.Solution`, the problem and the desirability's terms, with
-:meth:`Plan.explain`); each client answers with a :class:`Feedback`, validated on
+:meth:`Plan.explain`, whose :class:`Explanation` prints as a table); each client answers with a :class:`Feedback`, validated on
 construction, passed to :meth:`fedalign.Scheduler.report`.
 """
 
@@ -30,7 +30,7 @@ from .problem import COUNT_ROW, DEADLINE_ROW, SEAT_ROW, AlignmentProblem
 from .rows import Row
 from .solvers import Solution
 
-__all__ = ["Feedback", "Plan", "why_not"]
+__all__ = ["Explanation", "Feedback", "Plan", "why_not"]
 
 
 # --------------------------------------------------------------------------- feedback
@@ -136,35 +136,48 @@ class Plan:
     problem: AlignmentProblem = field(repr=False)
     terms: dict[str, NDArray[np.float64]] = field(repr=False, default_factory=dict)
 
-    def explain(self, client_id: Hashable) -> list[dict[str, Any]]:
+    def explain(self, client_id: Hashable) -> Explanation:
         """Per expert, why the client got it or not.
 
         Returns
         -------
-        list of dict
-            One dict per expert, in expert order, with ``expert``, ``fitness``, ``usage``
-            (raw EMA), ``usage_norm``, ``train_time`` and ``deadline`` (seconds, or None
-            without a deadline policy), ``exploration``,
-            ``desirability``, ``chosen`` (bool) and ``reason`` (a sentence; for chosen
-            experts, ``"chosen"``).
+        Explanation
+            A list with one dict per expert, in expert order, with ``expert``, ``fitness``,
+            ``usage`` (the expert's raw usage: an EMA of the samples trained on it),
+            ``usage_norm``, ``train_time`` and ``deadline`` (seconds, or None without a
+            deadline policy), ``exploration``, ``desirability``, ``chosen`` (bool) and
+            ``reason`` (a sentence; for chosen experts, ``"chosen"``). ``print()`` shows
+            it as a table with units; :meth:`Explanation.to_rows` gives the table's cells.
 
         Raises
         ------
         KeyError
             The client is not in this plan's cohort.
+
+        Examples
+        --------
+        >>> import fedalign as fa
+        >>> sched = fa.Scheduler(2, solver="flow", seed=0)
+        >>> for c in ("a", "b"):
+        ...     _ = sched.register(c, fa.ClientProfile(max_experts=1))
+        >>> why = sched.plan(["a", "b"]).explain("a")
+        >>> why[0]["expert"], type(why[0]["chosen"]).__name__
+        (0, 'bool')
+        >>> print(why.to_rows()[0][:3])
+        ['expert', 'chosen', 'desirability']
         """
         p = self.problem
         try:
             i = p.client_position(client_id)
-        except KeyError:
-            raise KeyError(f"client_id: {client_id!r} is not in round {self.round}'s cohort") from None
+        except (KeyError, TypeError):  # absent, or not even hashable
+            raise KeyError(f"client_id: {short_repr(client_id)} is not in round {self.round}'s cohort") from None
         reasons = why_not(p, self.solution.assignment, i)
         chosen = self.solution.assignment[i]
         d = p.desirability[i]
         t_i = None if p.train_time is None else p.train_time[i]
         dl_i = None if p.deadline is None else float(p.deadline[i])
         terms = self.terms
-        out = []
+        out = Explanation(client=client_id, round=self.round)
         for j, eid in enumerate(p.expert_ids):
             t = None if t_i is None else float(t_i[j])
             out.append(
@@ -185,6 +198,86 @@ class Plan:
 
 
 # --------------------------------------------------------------------------- explanations
+
+
+class Explanation(list):  # type: ignore[type-arg]
+    """:meth:`Plan.explain`'s answer: a list of dicts, one per expert, that prints as a table.
+
+    It is a plain ``list`` of dicts (index it, iterate it, compare it, ``json.dump`` it);
+    ``str()`` renders it as a text table with units and :meth:`to_rows` gives the table's
+    cells for any other renderer (CSV, Markdown, a notebook).
+
+    Attributes
+    ----------
+    client : hashable
+        The client explained.
+    round : int or None
+        The plan's round.
+    """
+
+    #: (key, header with unit, format) of each column, in table order.
+    COLUMNS: tuple[tuple[str, str, str], ...] = (
+        ("expert", "expert", "{}"),
+        ("chosen", "chosen", "{}"),
+        ("desirability", "desirability", "{:.3f}"),
+        ("fitness", "fitness", "{:.3f}"),
+        ("usage", "usage (samples)", "{:,.1f}"),
+        ("usage_norm", "usage (norm.)", "{:.3f}"),
+        ("exploration", "exploration", "{:.3f}"),
+        ("train_time", "train time (s)", "{:.3g}"),
+        ("deadline", "deadline (s)", "{:.3g}"),
+        ("reason", "reason", "{}"),
+    )
+
+    def __init__(self, rows: Any = (), *, client: Hashable = None, round: int | None = None):
+        super().__init__(rows)
+        self.client = client
+        self.round = round
+
+    def to_rows(self, *, header: bool = True) -> list[list[str]]:
+        """The table's cells as strings: a header row (with units), then one row per expert.
+
+        Columns no row has a value for (e.g. the train time without a deadline policy) are
+        left out; a missing value is ``"-"``; ``chosen`` reads ``yes`` / ``no``.
+
+        Parameters
+        ----------
+        header : bool, default True
+            Start with the header row.
+        """
+        columns = [c for c in self.COLUMNS if any(r.get(c[0]) is not None for r in self)]
+        rows = [[name for _, name, _ in columns]] if header else []
+        for r in self:
+            cells = []
+            for key, _, fmt in columns:
+                value = r.get(key)
+                if value is None:
+                    cells.append("-")
+                elif key == "chosen":
+                    cells.append("yes" if value else "no")
+                else:
+                    cells.append(fmt.format(value))
+            rows.append(cells)
+        return rows
+
+    def __str__(self) -> str:
+        rows = self.to_rows()
+        if not self:
+            return f"client {self.client!r}: no experts"
+        widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+        last = len(widths) - 1  # the reason: left-aligned, not padded
+        lines = [f"client {self.client!r}, round {self.round}"]
+        for row in rows:
+            cells = [
+                cell if k == last else (cell.ljust(widths[k]) if k == 1 else cell.rjust(widths[k]))
+                for k, cell in enumerate(row)
+            ]
+            lines.append("  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Explanation({list.__repr__(self)}, client={self.client!r}, round={self.round!r})"
+
 
 
 def why_not(problem: AlignmentProblem, x: NDArray[np.bool_], i: int) -> list[str]:

@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._checks import (
     as_float_array,
     as_numbers,
+    bool_matrix,
     check_json_ids,
     check_json_numbers,
     check_nonnegative,
@@ -40,11 +41,11 @@ from ._checks import (
     ids,
     int_vector,
     json_type,
-    position,
     readonly,
 )
+from ._validation import short_repr
 from .errors import InvalidProblemError
-from .rows import CAPACITY_RTOL, Counts, Row, Violation, capacity_tolerance
+from .rows import CAPACITY_RTOL, MAX_SUM, Counts, Row, Violation, capacity_tolerance
 
 __all__ = [
     "CAPACITY_RTOL",
@@ -99,7 +100,15 @@ def _desirability(desirability: ArrayLike, expert_ids: Any) -> NDArray[np.float6
         )
     if d.shape[1] == 0:
         raise InvalidProblemError("desirability: needs at least one expert (column)")
-    return as_float_array("desirability", d, d.shape)
+    d = as_float_array("desirability", d, d.shape)
+    with np.errstate(over="ignore"):
+        total = float(np.abs(d).sum())
+    if not total <= MAX_SUM:
+        raise InvalidProblemError(
+            f"desirability: the sum of |desirability| over all pairs is {total:.3g}; the "
+            f"supported range keeps it at most {MAX_SUM:.0e} (scale the scores down)"
+        )
+    return d
 
 
 def _min_max(
@@ -161,16 +170,7 @@ def _deadline(
 def _allowed(allowed: Any, n: int, e: int) -> NDArray[np.bool_]:
     if allowed is None:
         return np.ones((n, e), dtype=bool)
-    raw = as_numbers("allowed", allowed, "booleans (or 0/1)", booleans=True)
-    if raw.shape != (n, e):
-        raise InvalidProblemError(f"allowed: expected shape {(n, e)}, got {raw.shape}")
-    bad = ~np.isin(raw, (0.0, 1.0))
-    if bad.any():
-        k = int(np.flatnonzero(bad.ravel())[0])
-        raise InvalidProblemError(
-            f"allowed{position(k, (n, e))}: expected a boolean (or 0/1), got {raw.ravel()[k].item()!r}"
-        )
-    return raw.astype(bool)
+    return bool_matrix("allowed", allowed, (n, e))
 
 
 def _user_rows(rows: Any, shape: tuple[int, int]) -> list[Row]:
@@ -186,11 +186,11 @@ def _user_rows(rows: Any, shape: tuple[int, int]) -> list[Row]:
             raise InvalidProblemError(f"rows[{k}]: expected a fedalign.Row, got {json_type(row)}")
         if row.name in names:
             raise InvalidProblemError(
-                f"rows[{k}]: the name {row.name!r} is already taken"
+                f"rows[{k}]: the name {short_repr(row.name, 40)} is already taken"
                 + (" (a keyword argument's row)" if row.name in BUILTIN_ROWS else "")
             )
         names[row.name] = None
-        out.append(row.bind(shape, f"rows[{k}] ({row.name!r})"))
+        out.append(row.bind(shape, f"rows[{k}] ({short_repr(row.name, 40)})"))
     return out
 
 
@@ -295,7 +295,11 @@ class AlignmentProblem:
         self.allowed = readonly(allow)
         self.client_ids = ids("client_ids", client_ids, n)
         self.expert_ids = ids("expert_ids", expert_ids, e)
-        self.rows = (*self._keyword_rows(), *extra)
+        keyword = self._keyword_rows()
+        arguments = {MEMORY_ROW: "expert_memory", DEADLINE_ROW: "train_time"}
+        for row in keyword:
+            row.check_sums(arguments.get(row.name, row.name))
+        self.rows = (*keyword, *extra)
         self._cache: dict[str, Any] = {}
         self._client_index: dict[Hashable, int] | None = None
         self._expert_index: dict[Hashable, int] | None = None
@@ -569,7 +573,14 @@ def check(problem: AlignmentProblem, assignment: ArrayLike) -> list[Violation]:
         Empty when the assignment is feasible: every hard row holds and no forbidden pair
         is used (soft rows are never violated; they cost). A wrong shape or non-binary
         entries give a single ``"shape"`` violation.
+
+    Raises
+    ------
+    TypeError
+        ``problem`` is not an :class:`AlignmentProblem`.
     """
+    if not isinstance(problem, AlignmentProblem):
+        raise TypeError(f"problem: expected an AlignmentProblem, got {type(problem).__name__}")
     try:
         raw = np.asarray(assignment)
     except (TypeError, ValueError, RecursionError, OverflowError):

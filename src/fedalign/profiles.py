@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import PerExpert, grow_rows, validate_table
+from ._arrays import PerExpert, checked_array, grow_rows, validate_table
 from ._validation import InstanceOf, Interval, Pair, Table, validate
 
 __all__ = ["CapacityProfiler", "ClientProfile", "ProfileBounds", "PROFILE_FIELDS", "MAX_EXPERTS"]
@@ -566,12 +566,15 @@ class CapacityProfiler:
         declared = self._declares_compute(r)
         ratio, ok_ratio = self._observed_slowdown(r, pred, dur, done, dl)
         speed, ok_speed = self._observed_speed(r, pred, work, dur, done, dl)
-        value = np.where(declared, ratio, speed)
-        learn = np.where(declared, ok_ratio, ok_speed)
+        with np.errstate(over="ignore", under="ignore"):
+            value = np.where(declared, ratio, speed).astype(np.float32)  # as the window stores it
+        # what the window keeps must stay usable (and pass the checks at load): positive and
+        # finite in float32, whatever bounds were set
+        learn = np.where(declared, ok_ratio, ok_speed) & np.isfinite(value) & (value > 0)
 
         lr = r[learn]
         slot = self._next[lr].astype(np.int64)
-        self._ratios[lr, slot] = value[learn].astype(np.float32)
+        self._ratios[lr, slot] = value[learn]
         self._next[lr] = ((slot + 1) % self.window).astype(np.uint8)
         a = self.reliability_rate
         self._reliability[r] = ((1 - a) * self._reliability[r] + a * done).astype(np.float32)
@@ -592,7 +595,7 @@ class CapacityProfiler:
         Observed / predicted duration; for a dropout, at least what it had (its duration or
         the deadline) over the prediction and at least the current slowdown, inflated.
         """
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):  # clipped and checked finite below
             seen = dur / pred
             censored = np.fmax(np.fmax(seen, dl / pred), self.slowdown(r)) * self.dropout_inflation
             ratio = np.clip(np.where(done, seen, censored), *self.ratio_bounds)
@@ -614,7 +617,7 @@ class CapacityProfiler:
         most that slow (and no faster than known), deflated.
         """
         inf = self.dropout_inflation
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):  # clipped and checked finite below
             speed = work / np.fmax(dur - pred, 0.05 * dur)
             limit = np.fmax(dur, dl)
             slower = work / np.fmax(limit - pred, 0.05 * limit)
@@ -670,23 +673,40 @@ class CapacityProfiler:
         """Replace the per-client state (validated first; nothing changes on error).
 
         ``copy=False`` adopts the given arrays where their dtype already matches.
+
+        Raises
+        ------
+        ValueError
+            An array of the wrong shape or kind, or a value no profiler could hold: a
+            profile field outside its :class:`ProfileBounds` range (availability outside
+            [0, 1]), a reliability outside [0, 1], a ratio that is not positive, a negative
+            sample count, a window cursor past the window.
         """
-        prof = np.asarray(state["profile"], dtype=np.float64)
-        n = prof.shape[0]
-        shapes = {
-            "profile": (n, len(PROFILE_FIELDS)),
-            "max_experts": (n,),
-            "ratios": (n, self.window),
-            "ratio_next": (n,),
-            "reliability": (n,),
-            "seen_samples": (n,),
+        raw = np.asarray(state["profile"])
+        if raw.ndim != 2:
+            raise ValueError(f"profile: expected shape (n, {len(PROFILE_FIELDS)}), got {raw.shape}")
+        n = raw.shape[0]
+        prof = checked_array("profile", raw, shape=(n, len(PROFILE_FIELDS)), kind="float", nan=True)
+        for k, field in enumerate(PROFILE_FIELDS):  # seven columns, each against its range
+            lo, hi = (0.0, 1.0) if field == "availability" else getattr(self.bounds, field)
+            if field in _POSITIVE and hi <= 0:
+                lo = hi = 1.0  # what ProfileBounds.clip stores when the range has no positive value
+            checked_array(f"profile[:, {k}] ({field})", prof[:, k], shape=(n,), kind="float",
+                          low=lo, high=hi, above=0.0 if field in _POSITIVE else None, nan=True)
+        arrs = {
+            "max_experts": checked_array("max_experts", state["max_experts"], shape=(n,), kind="int",
+                                         low=-1, high=MAX_EXPERTS),
+            # slowdowns or learned speeds: positive (NaN: an empty slot)
+            "ratios": checked_array("ratios", state["ratios"], shape=(n, self.window), kind="float",
+                                    above=0.0, nan=True),
+            "ratio_next": checked_array("ratio_next", state["ratio_next"], shape=(n,), kind="int",
+                                        low=0, high=self.window - 1),
+            "reliability": checked_array("reliability", state["reliability"], shape=(n,), kind="float",
+                                         low=0.0, high=1.0),
+            "seen_samples": checked_array("seen_samples", state["seen_samples"], shape=(n,),
+                                          kind="float", low=0.0, nan=True),
         }
-        arrs = {k: np.asarray(state[k]) for k in shapes}
-        for k, shp in shapes.items():
-            if arrs[k].shape != shp:
-                raise ValueError(f"{k}: expected shape {shp}, got {arrs[k].shape}")
-        if n and int(arrs["ratio_next"].max()) >= self.window:
-            raise ValueError("ratio_next: out of range")
+        prof = prof.astype(np.float64, copy=False)
         self._prof = prof.copy() if copy else prof
         self._max_experts = arrs["max_experts"].astype(np.int32, copy=copy)
         self._ratios = arrs["ratios"].astype(np.float32, copy=copy)

@@ -49,6 +49,7 @@ from .errors import InvalidProblemError
 
 __all__ = [
     "CAPACITY_RTOL",
+    "MAX_SUM",
     "OVERS",
     "Counts",
     "Row",
@@ -64,6 +65,9 @@ OVERS = ("client", "expert", "total")
 CAPACITY_RTOL = 1e-9
 #: Most prices a soft row's penalty may list.
 MAX_BANDS = 10_000
+#: Largest sum fedalign keeps finite: desirability over all pairs, a row's weights, a soft
+#: row's largest penalty. Inputs whose sums would pass it are refused (they overflow float64).
+MAX_SUM = 1e300
 
 
 def capacity_tolerance(capacity: NDArray[np.float64] | float) -> NDArray[np.float64]:
@@ -161,7 +165,7 @@ class Row:
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise InvalidProblemError(f"Row.name: expected a non-empty string, got {short_repr(name)}")
-        label = f"Row {name!r}"
+        label = f"Row {short_repr(name, 40)}"
         if not isinstance(over, str) or over not in OVERS:
             raise InvalidProblemError(
                 f"{label}.over: expected one of {', '.join(map(repr, OVERS))}, got {short_repr(over)}"
@@ -243,7 +247,24 @@ class Row:
             _check_order(label, lo, hi)
         row = Row.__new__(Row)
         row._set(self.name, self.over, np.array(w2, dtype=np.float64), lo, hi, self.penalty, shape)
+        row.check_sums(label)
         return row
+
+    def check_sums(self, label: str) -> None:
+        """Refuse a row whose largest usage or largest penalty would pass :data:`MAX_SUM`."""
+        with np.errstate(over="ignore"):
+            axis = {"client": 1, "expert": 0, "total": None}[self.over]
+            most = float(np.max(self.dense.sum(axis=axis), initial=0.0))
+            reach = most + max(
+                (float(np.abs(b).max(initial=0.0)) for b in (self.lower, self.upper) if b is not None),
+                default=0.0,
+            )
+            penalty = reach * (self.penalty[-1] if self.penalty else 0.0)
+        if not (most <= MAX_SUM and penalty <= MAX_SUM):
+            raise InvalidProblemError(
+                f"{label}: the row's largest sum of weights ({most:.3g}) or its largest "
+                f"penalty ({penalty:.3g}) is above the supported {MAX_SUM:.0e} (use a larger unit)"
+            )
 
     def size_for(self, shape: tuple[int, int]) -> int:
         """How many rows this row stands for in a problem of ``shape``."""
@@ -321,24 +342,23 @@ class Row:
     @property
     def upper_cap(self) -> NDArray[np.float64] | None:
         """``upper`` plus the checker's float tolerance (None without an upper bound)."""
-        if self.upper is None:
-            return None
-        if "upper_cap" not in self._cache:
-            cap = self.upper + capacity_tolerance(self.upper)
-            cap.flags.writeable = False
-            self._cache["upper_cap"] = cap
-        return self._cache["upper_cap"]  # type: ignore[no-any-return]
+        return self._with_tolerance("upper", self.upper, +1.0)
 
     @property
     def lower_cap(self) -> NDArray[np.float64] | None:
         """``lower`` minus the checker's float tolerance (None without a lower bound)."""
-        if self.lower is None:
+        return self._with_tolerance("lower", self.lower, -1.0)
+
+    def _with_tolerance(
+        self, key: str, bound: NDArray[np.float64] | None, side: float
+    ) -> NDArray[np.float64] | None:
+        if bound is None:
             return None
-        if "lower_cap" not in self._cache:
-            cap = self.lower - capacity_tolerance(self.lower)
+        if key not in self._cache:
+            cap = bound + side * capacity_tolerance(bound)
             cap.flags.writeable = False
-            self._cache["lower_cap"] = cap
-        return self._cache["lower_cap"]  # type: ignore[no-any-return]
+            self._cache[key] = cap
+        return self._cache[key]  # type: ignore[no-any-return]
 
     def pair_fits(self) -> NDArray[np.bool_] | None:
         """``(n, E)`` bool: pairs whose weight alone stays within the upper bound (None: all)."""

@@ -18,28 +18,40 @@ reuse the arithmetic.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import check_unit_interval, float_array, grow_rows
+from ._arrays import MAX_N_EXPERTS, check_unit_interval, checked_array, float_array, grow_rows
+from ._validation import Interval, Options, Table, short_repr, validate, validate_one
 
-__all__ = ["FitnessTracker", "UsageTracker", "USAGE_NORMS"]
+__all__ = ["FitnessTracker", "UsageTracker", "USAGE_MAX", "USAGE_NORMS"]
 
 #: Ways to normalise usage across experts before it enters the desirability.
 USAGE_NORMS = ("max", "mean", "share")
 
+#: Ceiling of every usage value (and of a round's pending load): usage stays finite whatever
+#: loads are added, so its normalisation and everything after it stay defined.
+USAGE_MAX = 1e300
+
 _COUNT_MAX = np.iinfo(np.uint16).max
+#: Largest ``rounds_closed`` a saved state may hold (rounds are numbered below 2**53).
+_ROUNDS_MAX = 2**53
+_N_EXPERTS = [Interval(int, 1, MAX_N_EXPERTS)]
+_RATE = [Interval(float, 0, 1)]
+_ROWS = [Interval(int, 0, 2**40)]  # rows added at once: a number, not an allocation of 10**12
 
 
-def _rate(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
-    value = float(value)
-    if not (0.0 <= value <= 1.0):
-        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
-    return value
+def _float_dtype(value: Any) -> np.dtype[Any]:
+    """``dtype`` checked: a numpy floating-point type (float32 or float64, usually)."""
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind != "f":
+        raise ValueError(f"FitnessTracker.dtype: expected a numpy float dtype, got {short_repr(value)}")
+    return dtype
 
 
 class FitnessTracker:
@@ -66,6 +78,13 @@ class FitnessTracker:
     most once per round), and those rows are then current as of the end of that round.
     """
 
+    _parameter_constraints: ClassVar[Table] = {
+        "n_experts": _N_EXPERTS,
+        "ema": _RATE,
+        "decay": _RATE,
+        "prior": _RATE,
+    }
+
     def __init__(
         self,
         n_experts: int,
@@ -75,13 +94,16 @@ class FitnessTracker:
         prior: float = 0.5,
         dtype: Any = np.float32,
     ) -> None:
-        if isinstance(n_experts, bool) or not isinstance(n_experts, (int, np.integer)) or n_experts < 1:
-            raise ValueError(f"n_experts: expected an int >= 1, got {n_experts!r}")
-        self.n_experts = int(n_experts)
-        self.ema = _rate("fitness_ema", ema)
-        self.decay = _rate("fitness_decay", decay)
-        self.prior = _rate("fitness_prior", prior)
-        self.dtype = np.dtype(dtype)
+        a = validate(
+            self._parameter_constraints,
+            {"n_experts": n_experts, "ema": ema, "decay": decay, "prior": prior},
+            prefix="FitnessTracker.",
+        )
+        self.dtype = _float_dtype(dtype)
+        self.n_experts: int = a["n_experts"]
+        self.ema: float = a["ema"]
+        self.decay: float = a["decay"]
+        self.prior: float = a["prior"]
         self.rounds_closed = 0
         self._n = 0
         self._f = np.empty((0, self.n_experts), dtype=self.dtype)
@@ -109,9 +131,10 @@ class FitnessTracker:
         Raises
         ------
         ValueError
-            ``initial`` has the wrong shape, or a value that is not a number in [0, 1]
-            (positions are given in the ``(k, n_experts)`` shape).
+            ``k`` is not an int >= 0, or ``initial`` has the wrong shape, or a value that is
+            not a number in [0, 1] (positions are given in the ``(k, n_experts)`` shape).
         """
+        k = validate_one("k", k, _ROWS)
         start = self._n
         if initial is not None:
             init = float_array("initial", initial)
@@ -230,20 +253,24 @@ class FitnessTracker:
         """Replace the state with ``state`` (validated first; nothing changes on error).
 
         ``copy=False`` adopts the given arrays where their dtype already matches.
+
+        Raises
+        ------
+        ValueError
+            A missing-shaped, non-numeric or out-of-range array (fitness outside [0, 1],
+            a round stamp after ``rounds_closed + 1``, a negative count), named.
         """
-        f = np.asarray(state["fitness"])
-        synced = np.asarray(state["synced"])
-        count = np.asarray(state["count"])
-        closed = int(state["rounds_closed"])
-        n = f.shape[0] if f.ndim == 2 else -1
-        if f.ndim != 2 or f.shape[1] != self.n_experts:
-            raise ValueError(f"fitness: expected shape (n, {self.n_experts}), got {f.shape}")
-        if synced.shape != (n,) or count.shape != (n, self.n_experts):
-            raise ValueError("synced/count: shapes do not match fitness")
-        if not np.isfinite(f).all() or (f < 0).any() or (f > 1).any():
-            raise ValueError("fitness: values must be finite and in [0, 1]")
-        if closed < 0 or (n and (synced.min() < 0 or synced.max() > closed + 1)):
-            raise ValueError("synced: round stamps out of range")
+        closed = state["rounds_closed"]
+        if type(closed) is not int or not 0 <= closed <= _ROUNDS_MAX:
+            raise ValueError(f"rounds_closed: expected an int in [0, 2**53], got {short_repr(closed)}")
+        raw = np.asarray(state["fitness"])
+        e = self.n_experts
+        if raw.ndim != 2 or raw.shape[1] != e:
+            raise ValueError(f"fitness: expected shape (n, {e}), got {raw.shape}")
+        n = raw.shape[0]
+        f = checked_array("fitness", raw, shape=(n, e), kind="float", low=0.0, high=1.0)
+        synced = checked_array("synced", state["synced"], shape=(n,), kind="int", low=0, high=closed + 1)
+        count = checked_array("count", state["count"], shape=(n, e), kind="int", low=0, high=_COUNT_MAX)
         self._f = f.astype(self.dtype, copy=copy)
         self._synced = synced.astype(np.int64, copy=copy)
         self._count = count.astype(np.uint16, copy=copy)
@@ -270,18 +297,45 @@ class UsageTracker:
         ``U / sum(U)`` (each expert's share of the load). All give zeros while ``U`` is zero.
     """
 
+    _parameter_constraints: ClassVar[Table] = {
+        "n_experts": _N_EXPERTS,
+        "decay": _RATE,
+        "norm": [Options(USAGE_NORMS)],
+    }
+
     def __init__(self, n_experts: int, *, decay: float = 0.8, norm: str = "max") -> None:
-        if norm not in USAGE_NORMS:
-            raise ValueError(f"usage_norm: expected one of {USAGE_NORMS}, got {norm!r}")
-        self.n_experts = int(n_experts)
-        self.decay = _rate("usage_decay", decay)
-        self.norm = norm
+        a = validate(
+            self._parameter_constraints,
+            {"n_experts": n_experts, "decay": decay, "norm": norm},
+            prefix="UsageTracker.",
+        )
+        self.n_experts: int = a["n_experts"]
+        self.decay: float = a["decay"]
+        self.norm: str = a["norm"]
         self.usage = np.zeros(self.n_experts, dtype=np.float64)
         self.pending = np.zeros(self.n_experts, dtype=np.float64)
 
     def add_load(self, load: ArrayLike) -> None:
-        """Add load (samples or compute) trained on each expert in the open round."""
-        self.pending += np.asarray(load, dtype=np.float64)
+        """Add load (samples or compute) trained on each expert in the open round.
+
+        The round's pending load is kept at most :data:`USAGE_MAX` per expert, so usage
+        stays finite whatever is added.
+
+        Raises
+        ------
+        ValueError
+            ``load`` is not ``n_experts`` finite numbers >= 0 (the message names the
+            position); nothing is added.
+        """
+        arr = float_array("load", load)
+        if arr.shape != (self.n_experts,):
+            raise ValueError(f"load: expected {self.n_experts} values, got shape {arr.shape}")
+        bad = ~np.isfinite(arr) | (arr < 0)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"load[{k}]: expected a finite value >= 0, got {arr[k].item()!r}")
+        # both terms are at most USAGE_MAX, so the sum cannot overflow
+        self.pending = np.minimum(self.pending + np.minimum(arr, USAGE_MAX), USAGE_MAX)
 
     def close_round(self) -> None:
         """Fold the round's load into the average and start a new round."""
@@ -309,10 +363,16 @@ class UsageTracker:
         return {"usage": self.usage.copy(), "pending": self.pending.copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replace the state with ``state`` (validated first)."""
-        u = np.asarray(state["usage"], dtype=np.float64)
-        p = np.asarray(state["pending"], dtype=np.float64)
-        for name, a in (("usage", u), ("pending", p)):
-            if a.shape != (self.n_experts,) or not np.isfinite(a).all() or (a < 0).any():
-                raise ValueError(f"{name}: expected {self.n_experts} finite values >= 0")
-        self.usage, self.pending = u.copy(), p.copy()
+        """Replace the state with ``state`` (validated first; nothing changes on error).
+
+        Raises
+        ------
+        ValueError
+            ``usage`` or ``pending`` is not ``n_experts`` finite numbers in
+            ``[0, USAGE_MAX]``.
+        """
+        u, p = (
+            checked_array(name, state[name], shape=(self.n_experts,), kind="float", low=0.0, high=USAGE_MAX)
+            for name in ("usage", "pending")
+        )
+        self.usage, self.pending = u.astype(np.float64), p.astype(np.float64)

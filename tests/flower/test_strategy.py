@@ -58,6 +58,9 @@ class Recording:
         self.inner.report(client_id, feedback, round=round)
         self.reports.append((client_id, feedback, round))
 
+    def credited_samples(self) -> dict[Any, float]:
+        return self.inner.credited_samples()
+
     def end_round(self) -> None:
         self.inner.end_round()
         self.rounds_closed += 1
@@ -444,6 +447,14 @@ def _tamper(kind: str, msg: Message) -> Message:
         del metrics["num-examples"]
     elif kind == "echo differs":
         metrics["expert-ids"] = [other]
+    elif kind == "echo nan":
+        metrics["expert-ids"] = [float("nan")] * len(task.expert_ids)
+    elif kind == "weight 1e308":
+        metrics["num-examples"] = 1e308
+    elif kind == "weight inf":
+        metrics["num-examples"] = float("inf")
+    elif kind == "reward nan":
+        metrics["rewards"] = [float("nan")] * len(task.expert_ids)
     records: dict[str, Any] = {"arrays": numpy_to_arrays(state), "metrics": MetricRecord(metrics)}
     if kind == "two array records":
         records["more"] = numpy_to_arrays(state)
@@ -468,6 +479,10 @@ TAMPERINGS = [
     "negative weight",
     "no weight",
     "echo differs",
+    "echo nan",
+    "weight 1e308",
+    "weight inf",
+    "reward nan",
     "two array records",
     "no metrics",
     "no arrays",
@@ -648,3 +663,19 @@ def test_zero_dimensional_arrays_keep_their_shape(fake_grid, make_state):
     new, _ = strategy.aggregate_train(1, [reply_with(m, 2.0, 4) for m in messages])
     got = arrays_to_numpy(new)
     assert got["gate.count"].shape == () and int(got["gate.count"]) == 5
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"max-experts": float("inf")}, {"max-experts": float("nan")}, {"memory": float("inf")},
+     {"compute": -5.0}, {"max-experts": 2.5}, {"bandwidth-up": "fast"}],
+)
+def test_a_hostile_profile_answer_never_breaks_configure_train(fake_grid, arrays, bad):
+    """Such a node is registered with an unknown profile (and the warning says so)."""
+    strategy, sched, grid = make_strategy(fake_grid)
+    grid.node_configs[NODES[0]].update(bad)
+    messages = list(strategy.configure_train(1, arrays, ConfigRecord(), grid))
+    assert NODES[0] in sched.registered and sched.registered[NODES[0]] == fa.ClientProfile()
+    assert {m.metadata.dst_node_id for m in messages} == set(NODES)
+    new, _ = strategy.aggregate_train(1, [reply_with(m, 1.0, 3) for m in messages])
+    assert new is not None

@@ -127,3 +127,38 @@ def test_flower_engine_hands_its_runner_to_the_experiment(tmp_path, capsys, monk
     assert status == 0, capsys.readouterr().err
     assert calls == ["greedy"]
     assert json.loads((out / "results.json").read_text())["config"]["engine"] == "flower"
+
+
+def test_nvflare_engine_missing_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fedalign.nvflare", None)  # as if not installed
+    status = main(["simulate", "--engine", "nvflare", "--rounds", "1", "--seeds", "1",
+                   "--strategies", "greedy", "--out", str(tmp_path), "--no-progress"])  # fmt: skip
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "fedalign.nvflare" in err and "pip install 'fedalign[nvflare,sim]'" in err
+
+
+def test_nvflare_engine_hands_its_runner_to_the_experiment(tmp_path, capsys, monkeypatch):
+    import sys
+    import types
+
+    from fedalign.sim.server import run_strategy
+
+    calls = []
+
+    def nvflare_run_strategy(setup, strategy, *, on_round=None):
+        calls.append(strategy.name)
+        return run_strategy(setup, strategy, on_round=on_round)
+
+    # stands in for fedalign.nvflare.engine (the simulator is tests/nvflare/test_engine.py's job)
+    package = types.ModuleType("fedalign.nvflare")
+    package.engine = types.SimpleNamespace(run_strategy=nvflare_run_strategy)
+    monkeypatch.setitem(sys.modules, "fedalign.nvflare", package)
+    out = tmp_path / "run"
+    status = main(["simulate", "--engine", "nvflare", "--rounds", "1", "--seeds", "1",
+                   "--strategies", "greedy", "--out", str(out), "--no-progress"])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    assert calls == ["greedy"]
+    assert json.loads((out / "results.json").read_text())["config"]["engine"] == "nvflare"

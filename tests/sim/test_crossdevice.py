@@ -294,3 +294,16 @@ def test_the_quick_run_compares_every_kind_of_strategy():
     assert {f"load-balanced/{s}" for s in solvers_for_rows(quick) if s not in ("auto", "random")} <= set(full)
     assert _default_seeds(quick, True) == 1 and _default_seeds(quick, False) == 5
     assert _default_seeds(preset("quick"), True) == 2
+
+
+def test_balanced_is_the_schedulers_own_defaults_and_the_others_the_papers(setup):
+    import inspect
+
+    from fedalign import Scheduler
+    from fedalign.sim.crossdevice import make_cross_device_scheduler
+
+    default = inspect.signature(Scheduler).parameters["balance_weight"].default
+    own = make_cross_device_scheduler(setup, parse_strategy("balanced", 0.2))
+    paper = make_cross_device_scheduler(setup, parse_strategy("load-balanced/greedy", 0.2))
+    assert own._settings.balance_weight == default
+    assert paper._settings.balance_weight == 0.0

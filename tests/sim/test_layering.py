@@ -1,9 +1,11 @@
-"""Layers: imports point down ``rounds`` -> ``bench`` -> ``sim`` -> ``flower`` only.
+"""Layers: imports point down ``rounds`` -> ``bench`` -> ``sim`` -> ``flower`` / ``nvflare`` only.
 
-* ``fedalign.sim`` never imports ``fedalign.flower``;
+* ``fedalign.sim`` never imports ``fedalign.flower`` or ``fedalign.nvflare``;
 * the core round driver ``fedalign.rounds`` imports neither torch nor flwr nor any adapter;
 * the Flower strategy and wire format (``flower/strategy.py``, ``flower/records.py``) do not
-  import ``fedalign.sim``: they run on the core alone.
+  import ``fedalign.sim``: they run on the core alone;
+* ``nvflare`` is imported by ``fedalign.nvflare`` only, whose controller and wire format do
+  not import ``fedalign.sim`` either; ``import fedalign`` loads no framework at all.
 
 Each is checked statically (no import statement, lazy ones included, names the forbidden
 module) and at run time in a fresh interpreter, so that no other test's imports are in
@@ -82,6 +84,25 @@ def test_no_import_statement_in_sim_names_fedalign_flower():
     assert found == {}
 
 
+def test_no_import_statement_in_sim_names_fedalign_nvflare():
+    found = {}
+    for path in sorted(SIM.rglob("*.py")):
+        if bad := _under(_imports_of(path), ["fedalign.nvflare"]):
+            found[str(path.relative_to(SIM))] = bad
+    assert found == {}
+
+
+def test_only_fedalign_nvflare_imports_nvflare():
+    """NVIDIA FLARE stays inside its adapter: no other module names it, lazily or not."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] == "nvflare":
+            continue
+        if bad := _under(_imports_of(path), ["nvflare"]):
+            found[str(path.relative_to(PACKAGE))] = bad
+    assert found == {}
+
+
 SCRIPT = """
 import sys
 from fedalign.sim.config import preset
@@ -108,6 +129,7 @@ def test_sim_experiments_never_import_fedalign_flower():
 ABOVE_ROUNDS = [
     "torch",
     "flwr",
+    "nvflare",
     "ray",
     "fedalign.bench",
     "fedalign.sim",
@@ -138,8 +160,8 @@ def train(client, experts, payload):
     return Reply({k: v + 1 for k, v in payload.items()}, fa.Feedback(samples=3))
 new, summary = RoundDriver(sched).run_round(range(3), state, train)
 assert summary.completed == [0, 1, 2], summary
-heavy = ("torch", "flwr", "ray", "fedalign.sim", "fedalign.flower", "fedalign.bench")
-print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(heavy[3:])))
+heavy = ("torch", "flwr", "ray", "nvflare", "fedalign.sim", "fedalign.flower", "fedalign.nvflare", "fedalign.bench")
+print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(heavy[4:])))
 """
 
 
@@ -188,3 +210,40 @@ def test_importing_fedalign_flower_loads_neither_sim_nor_torch():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[]"], done.stdout
+
+
+# ------------------------------------------------------------------ NVFlare on the core
+
+NVFLARE_CORE = ["controller.py", "wire.py", "__init__.py"]
+
+
+def test_nvflare_controller_and_wire_import_nothing_from_sim():
+    nvflare = PACKAGE / "nvflare"
+    found = {}
+    for name in NVFLARE_CORE:
+        if bad := _under(_imports_of(nvflare / name), ["fedalign.sim", "fedalign.flower"]):
+            found[name] = bad
+    assert found == {}
+
+
+NVFLARE_SCRIPT = """
+import sys
+import fedalign
+core = sorted(m for m in sys.modules if m.split(".")[0] == "nvflare")
+import fedalign.nvflare
+from fedalign.nvflare import FedAlignController, read_reply, run_site, wire
+print(core, sorted(m for m in sys.modules if m == "torch" or m.startswith(("fedalign.sim", "torch.", "flwr"))))
+"""
+
+
+def test_importing_fedalign_nvflare_loads_neither_sim_nor_torch():
+    pytest.importorskip("nvflare")
+    done = subprocess.run(
+        [sys.executable, "-c", NVFLARE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]", "[]"], done.stdout

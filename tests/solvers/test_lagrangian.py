@@ -1,4 +1,5 @@
-"""Tests of the ``lagrangian`` solver: its bound against brute force, its subproblems, options."""
+"""Tests of the ``lagrangian`` solver: its bound against brute force, its subproblems, its dual
+function on rows (hard and soft), options."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import itertools
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fedalign as fa
-from fedalign.solvers.lagrangian import _Subproblems
+from fedalign.solvers.base import Budget
+from fedalign.solvers.lagrangian._duals import Duals
+from fedalign.solvers.lagrangian._prices import State, dual_ascent
+from fedalign.solvers.lagrangian._sampling import sample_problem
+from fedalign.solvers.lagrangian._subproblems import Subproblems as _Subproblems
 from strategies import brute_force as shared_brute_force
-from strategies import problems
+from strategies import problems, row_problems
 
 
 def _all_assignments(n: int, e: int) -> np.ndarray:
@@ -89,19 +95,21 @@ def test_bound_never_below_brute_force_optimum(seed: int) -> None:
 
 
 def _subproblem_brute(problem: fa.AlignmentProblem, price: np.ndarray) -> np.ndarray:
-    """Per client, the best reduced profit over every subset (client rows only)."""
+    """Per client, the best reduced profit over every subset (client rows only, any number)."""
     n, e = problem.shape
-    r = problem.desirability - price[None, :]
+    r = problem.desirability - (price[None, :] if price.ndim == 1 else price)
     out = np.full(n, -np.inf)
     for size in range(0, e + 1):
         for combo in itertools.combinations(range(e), size):
             c = list(combo)
             ok = problem.fits[:, c].all(axis=1) if c else np.ones(n, dtype=bool)
             ok &= (problem.min_experts <= size) & (size <= problem.max_experts)
-            if problem.expert_memory is not None:
-                ok &= problem.expert_memory[c].sum() <= problem.client_memory + 1e-9
-            if problem.train_time is not None:
-                ok &= problem.train_time[:, c].sum(axis=1) <= problem.deadline + 1e-9
+            for row in problem.client_rows:
+                used = row.dense[:, c].sum(axis=1)
+                if row.upper_cap is not None:
+                    ok &= used <= row.upper_cap
+                if row.lower_cap is not None:
+                    ok &= used >= row.lower_cap
             out = np.where(ok, np.maximum(out, r[:, c].sum(axis=1)), out)
     return out
 
@@ -131,12 +139,30 @@ def test_subproblems_exact_against_enumeration(seed: int, rows: str) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
     assert res.value == pytest.approx(expected.sum())
     # each chosen row is feasible for its client rows
-    assert not [v for v in fa.check(problem, res.x) if not v.constraint.startswith("expert_")]
+    assert not [v for v in fa.check(problem, res.x) if v.constraint != "clients per expert"]
     # warm-started from that choice, a second solve at other prices is exact too
     price2 = price + rng.normal(scale=0.1, size=e)
     again = sub.solve(price2)
     assert again.exact
     assert again.value == pytest.approx(_subproblem_brute(problem, price2).sum())
+
+
+@pytest.mark.parametrize("seed", [21, 24])
+def test_subnormal_weights_keep_subproblems_exact(seed: int) -> None:
+    # A weight of 5e-324 made the LP price of the knapsack row overflow to infinity and its
+    # bound NaN, which pruned optimal subsets (the client's value came out too small).
+    rng = np.random.default_rng(seed)
+    n, e = 30, 6
+    memory = rng.choice([0.0, 1.0, 5e-324, 2.0], size=e)
+    capacity = rng.choice([0.0, 5e-324, 1.0, 2.0, 3.0], size=n)
+    problem = fa.AlignmentProblem(
+        rng.random((n, e)), max_experts=3, expert_memory=memory, client_memory=capacity
+    )
+    sub = _Subproblems(problem, candidates=2, max_enum_experts=6, bb_tol=0.0)
+    for _ in range(3):
+        price = rng.uniform(-0.3, 0.5, size=e)
+        res = sub.solve(price)
+        assert res.value == pytest.approx(_subproblem_brute(problem, price).sum())
 
 
 def test_integer_dynamic_programme_is_exact() -> None:
@@ -215,7 +241,7 @@ def test_infeasible_problem_raises() -> None:
 
 def test_price_repair_keeps_client_rows_and_relieves_full_experts() -> None:
     from fedalign.bench.families import make_instance
-    from fedalign.solvers.lagrangian import _price_repair
+    from fedalign.solvers.lagrangian._primal import price_repair as _price_repair
 
     problem = make_instance("uniform", 400, 12, 3)
     sub = _Subproblems(problem, candidates=8, max_enum_experts=6)
@@ -226,7 +252,7 @@ def test_price_repair_keeps_client_rows_and_relieves_full_experts() -> None:
     y = _price_repair(problem, sub, x, price)
     over_after = np.maximum(y.sum(axis=0) - problem.expert_max_clients, 0).sum()
     assert over_after < over_before
-    client_rows = {"max_experts", "min_experts", "memory", "deadline", "allowed"}
+    client_rows = {"experts per client", "memory", "deadline", "allowed"}
     assert not [v for v in fa.check(problem, y) if v.constraint in client_rows]
 
 
@@ -242,3 +268,267 @@ def test_bound_never_below_optimum_on_any_tiny_problem(problem: fa.AlignmentProb
     assert truth.optimum is not None  # it returned a feasible assignment
     assert sol.bound is not None
     assert sol.bound >= truth.optimum - 1e-9 * max(1.0, abs(truth.optimum))
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _row_problem(seed: int, lows: bool) -> fa.AlignmentProblem:
+    """40 clients x 9 experts with 1-3 client rows of every weight shape (lower bounds if asked)."""
+    rng = np.random.default_rng(seed)
+    n, e = 40, 9
+    rows = []
+    for k in range(int(rng.integers(1, 4))):
+        shape = [(e,), (n, e), (n, 1)][k % 3]  # per expert, per pair, per client
+        w = rng.uniform(0.5, 2, size=shape) if shape == (n, 1) else rng.uniform(0, 3, size=shape)
+        upper = rng.uniform(2, 8, size=n)
+        lower = None
+        if lows:
+            # on a fifth of the clients, small enough that most problems stay feasible
+            lower = np.minimum(rng.uniform(0, 1.5, size=n) * (rng.random(n) < 0.2), upper)
+        rows.append(fa.Row(f"row {k}", "client", w, lower=lower, upper=upper))
+    return fa.AlignmentProblem(
+        rng.random((n, e)) - 0.2,
+        max_experts=rng.integers(1, 6, size=n),
+        min_experts=rng.integers(0, 2, size=n),
+        rows=rows,
+    )
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("lows", [False, True], ids=["upper", "lower-and-upper"])
+def test_subproblems_with_client_rows_exact_against_enumeration(seed: int, lows: bool) -> None:
+    # Any number of client rows, weights per expert, per pair or per client, lower bounds:
+    # every client's subproblem is solved exactly (cold, then warm-started), or the solver
+    # proves that some client has no feasible subset.
+    problem = _row_problem(seed, lows)
+    rng = np.random.default_rng(seed + 100)
+    price = rng.uniform(-0.2, 0.6, size=problem.n_experts)
+    truth = _subproblem_brute(problem, price)
+    if not np.isfinite(truth).all():
+        with pytest.raises(fa.InfeasibleError, match="no set of"):
+            _Subproblems(problem, candidates=3, max_enum_experts=6, bb_tol=0.0).solve(price)
+        return
+    sub = _Subproblems(problem, candidates=3, max_enum_experts=6, bb_tol=0.0)
+    everyone = np.arange(problem.n_clients)
+    for p in (price, price + rng.normal(scale=0.1, size=problem.n_experts), 0.0 * price):
+        res = sub.solve(p)
+        expected = _subproblem_brute(problem, p)
+        assert res.exact
+        got = np.where(res.x, problem.desirability - p, 0.0).sum(axis=1)
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+        assert res.value == pytest.approx(expected.sum())
+        assert sub.complete(everyone, res.x).all()
+
+
+def get_lagrangian() -> fa.solvers.base.Solver:
+    """The registered solver (its declarations)."""
+    return fa.solvers.get_solver("lagrangian")
+
+
+def _admissible_prices(duals: Duals, rng: np.random.Generator, scale: float) -> list[np.ndarray]:
+    """Random prices >= 0, soft sides capped at their last band price."""
+    z = np.minimum(rng.exponential(scale, size=duals.box_scale().size), duals.caps())
+    return duals.unpack(z)
+
+
+@given(
+    st.one_of(
+        row_problems(max_pairs=12),
+        row_problems(planted=False, max_pairs=12),
+        row_problems(slack="tight", max_pairs=12),
+        row_problems(soft=True, max_pairs=12),
+        row_problems(soft=True, planted=False, max_pairs=12),
+    ),
+    st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=80, deadline=None)
+def test_dual_function_bounds_the_optimum_at_any_prices(
+    problem: fa.AlignmentProblem, seed: int
+) -> None:
+    # Weak duality on every priced row (count, weighted expert, total, soft with capped
+    # prices): L(y) >= optimum for every admissible y, and the subgradient is one:
+    # L(y') >= L(y) + g(y) . (y' - y) where the subproblems are exact.
+    if not get_lagrangian().accepts(problem):
+        return  # soft client rows: refused
+    truth = shared_brute_force(problem)
+    if not truth.feasible:
+        return
+    rng = np.random.default_rng(seed)
+    duals = Duals(problem)
+    sub = _Subproblems(problem, candidates=3, max_enum_experts=6, bb_tol=0.0)
+    points = []
+    for scale in (0.0, 0.1, 1.0, 5.0):
+        prices = _admissible_prices(duals, rng, scale) if scale else duals.zeros()
+        res = sub.solve(duals.price(prices))
+        value = duals.value(res.value, prices)
+        assert value >= truth.optimum - 1e-9 * max(1.0, abs(truth.optimum))
+        assert res.exact
+        points.append((duals.pack(prices), value, duals.gradient(res.x, res.load, prices)))
+    for z, value, g in points:
+        for z2, value2, _ in points:
+            assert value2 >= value + g @ (z2 - z) - 1e-9 * (1.0 + abs(value))
+
+
+@given(
+    st.one_of(
+        row_problems(max_pairs=12),
+        row_problems(slack="tight", max_pairs=12),
+        row_problems(soft=True, max_pairs=12),
+        row_problems(soft=True, slack="tight", max_pairs=12),
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_dual_ascent_bound_on_row_problems(problem: fa.AlignmentProblem) -> None:
+    # The bound the price method proves (independent of whether a plan is found).
+    if not get_lagrangian().accepts(problem):
+        return
+    truth = shared_brute_force(problem)
+    state = State(prices=Duals(problem).zeros())
+    options = {"candidates": 8, "max_enum_experts": 6, "bb_tol": 1e-4, "node_budget": 800}
+    try:
+        dual_ascent(
+            problem, state, budget=Budget(None), stop_at=np.inf, rng=np.random.default_rng(0),
+            max_iter=30, gap_tol=1e-4, box=0.1, repair_share=0.5, sub_options=options, primal=False,
+        )
+    except fa.InfeasibleError:
+        assert not truth.feasible  # a client with no feasible subset
+        return
+    if truth.feasible:
+        assert state.bound >= truth.optimum - 1e-9 * max(1.0, abs(truth.optimum))
+
+
+def _soft_total_problem(
+    lower: float | None = None, upper: float | None = 1.0
+) -> fa.AlignmentProblem:
+    """One client, experts worth 5, 3 and 1.5; a soft total row with bands 1, 2, then 4."""
+    row = fa.Row("budget", "total", 1.0, lower=lower, upper=upper, penalty=[1.0, 2.0, 4.0])
+    return fa.AlignmentProblem([[5.0, 3.0, 1.5]], max_experts=3, rows=[row])
+
+
+@pytest.mark.parametrize(
+    ("lam", "value", "slope"),
+    [
+        # L(lam) = sum (d - lam)^+ + lam * 1 + (lam - 1)^+ + (lam - 2)^+
+        (0.0, 9.5, 1 - 3 + 0),  # takes all three: usage 3
+        (1.5, 3.5 + 1.5 + 1.5 + 0.5, 1 - 2 + 1),  # = 7.0, the optimum (take two, pay 1)
+        (3.0, 2.0 + 3.0 + 2.0 + 1.0, 1 - 1 + 2),  # = 8.0
+        (4.0, 1.0 + 4.0 + 3.0 + 2.0, 1 - 1 + 2),  # the cap: the last band price
+    ],
+)
+def test_soft_upper_row_conjugate_by_hand(lam: float, value: float, slope: float) -> None:
+    # A soft upper bound u with bands p = (1, 2, 4) is a price lam in [0, 4] plus the term
+    # sum_{c < 3} (lam - p_c)^+; its subgradient gains #{c < 3: lam > p_c}.
+    problem = _soft_total_problem()
+    assert shared_brute_force(problem).optimum == pytest.approx(7.0)
+    duals = Duals(problem)
+    assert [(s.name, s.sign) for s in duals.sides[2:]] == [("budget", 1.0)]
+    assert duals.caps()[-1] == 4.0
+    prices = duals.zeros()
+    prices[2][0] = lam
+    sub = _Subproblems(problem, candidates=8, max_enum_experts=6, bb_tol=0.0)
+    res = sub.solve(duals.price(prices))
+    assert duals.value(res.value, prices) == pytest.approx(value)
+    assert duals.gradient(res.x, res.load, prices)[-1] == pytest.approx(slope)
+
+
+def test_soft_lower_row_conjugate_by_hand() -> None:
+    # A soft lower bound 3 on the same row: taking the 1.5 expert is worth it (its penalty
+    # would be 1). L(mu) = sum (d + mu)^+ - 3 mu + (mu - 1)^+ + (mu - 2)^+; at mu = 2.5:
+    # 7.5 + 5.5 + 4 - 7.5 + 1.5 + 0.5 = 11.5 >= the optimum 9.5 (all three, no penalty).
+    problem = _soft_total_problem(lower=3.0, upper=None)
+    assert shared_brute_force(problem).optimum == pytest.approx(9.5)
+    duals = Duals(problem)
+    prices = duals.zeros()
+    prices[2][0] = 2.5
+    sub = _Subproblems(problem, candidates=8, max_enum_experts=6, bb_tol=0.0)
+    res = sub.solve(duals.price(prices))
+    assert duals.value(res.value, prices) == pytest.approx(11.5)
+    # usage 3 - lower 3 + two bands below mu
+    assert duals.gradient(res.x, res.load, prices)[-1] == pytest.approx(2.0)
+
+
+def test_soft_row_solved_to_its_optimum() -> None:
+    problem = _soft_total_problem()
+    sol = fa.solve(problem, "lagrangian", seed=0)
+    assert sol.objective == pytest.approx(7.0)
+    assert sol.bound == pytest.approx(7.0, abs=1e-6)
+
+
+def test_weighted_expert_and_total_rows_priced_per_pair() -> None:
+    # Weights that vary over clients make the prices per pair; per-expert ones keep them
+    # one per expert (the fast path of the subproblems).
+    rng = np.random.default_rng(0)
+    d = rng.random((5, 3))
+    per_expert = fa.Row("bytes", "expert", [1.0, 2.0, 3.0], upper=4.0)
+    per_client = fa.Row("server", "total", rng.uniform(1, 2, size=(5, 1)), upper=6.0)
+    duals = Duals(fa.AlignmentProblem(d, max_experts=2, rows=[per_expert]))
+    prices = duals.zeros()
+    prices[2][:] = [0.5, 0.0, 1.0]
+    np.testing.assert_allclose(duals.price(prices), [0.5, 0.0, 3.0])
+    problem = fa.AlignmentProblem(d, max_experts=2, rows=[per_expert, per_client])
+    duals = Duals(problem)
+    prices = duals.zeros()
+    prices[3][0] = 2.0
+    price = duals.price(prices)
+    assert price.shape == (5, 3)
+    np.testing.assert_allclose(price, 2.0 * np.broadcast_to(per_client.weight, (5, 3)))
+
+
+def test_sample_problem_carries_every_row() -> None:
+    rng = np.random.default_rng(1)
+    n, e = 40, 4
+    rows = [
+        fa.Row(
+            "bandwidth", "client", rng.uniform(0, 2, size=(n, e)),
+            lower=0.5, upper=rng.uniform(2, 4, size=n),
+        ),
+        fa.Row("bytes", "expert", [1.0, 2.0, 3.0, 4.0], upper=[10.0, 20.0, 30.0, 40.0]),
+        fa.Row("server", "total", rng.uniform(1, 2, size=(n, 1)), lower=5.0, upper=50.0),
+        fa.Row("load", "expert", 1.0, upper=8, penalty=[0.5, 1.0]),
+    ]
+    problem = fa.AlignmentProblem(rng.random((n, e)), max_experts=2, rows=rows)
+    sample, duals = sample_problem(problem, 10, np.random.default_rng(0))
+    assert sample.n_clients == 10
+    (bandwidth,) = [r for r in sample.client_rows if r.name == "bandwidth"]
+    assert bandwidth.weight.shape == (10, e) and bandwidth.lower is not None
+    sides = {(s.name, s.sign): s for s in duals.sides}
+    # hard bounds carry the checker's tolerance, scaled with the share like the rest
+    expected = np.array([10.0, 20.0, 30.0, 40.0]) * (1 + 1e-9) * 0.25
+    np.testing.assert_allclose(sides["bytes", 1.0].bound, expected, rtol=1e-12)
+    assert sides["server", -1.0].bound[0] == pytest.approx(5.0 * 0.25, rel=1e-8)
+    assert sides["server", 1.0].weight.shape == (10, 1)
+    assert sides["load", 1.0].bound[0] == pytest.approx(2.0) and sides["load", 1.0].share == 0.25
+
+
+def test_soft_client_rows_are_refused() -> None:
+    row = fa.Row("floor", "client", 1.0, lower=1.0, penalty=0.5)
+    problem = fa.AlignmentProblem(np.ones((2, 2)), rows=[row])
+    with pytest.raises(fa.UnsupportedProblemError, match="lagrangian"):
+        fa.solve(problem, "lagrangian")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rows_solved_with_a_valid_bound(seed: int) -> None:
+    # 300 x 8 with a weighted expert row, a total row, a soft load target and a client row
+    # with a lower bound: the dual bound is above the plan whatever the primal side finds.
+    rng = np.random.default_rng(seed)
+    n, e = 300, 8
+    size = rng.uniform(1, 3, size=e)
+    rows = [
+        fa.Row("bytes", "expert", size, upper=size * n * 1.5 / e),
+        fa.Row("server", "total", rng.uniform(0.5, 1.5, size=(n, 1)), upper=1.2 * n),
+        fa.Row("load target", "expert", 1.0, upper=n * 1.5 / e * 0.8, penalty=[0.05, 0.2]),
+        fa.Row("bandwidth", "client", rng.uniform(0, 2, size=(n, e)), lower=0.1, upper=4.0),
+    ]
+    problem = fa.AlignmentProblem(rng.random((n, e)), max_experts=3, rows=rows)
+    state = State(prices=Duals(problem).zeros())
+    options = {"candidates": 8, "max_enum_experts": 6, "bb_tol": 1e-4, "node_budget": 800}
+    dual_ascent(
+        problem, state, budget=Budget(None), stop_at=np.inf, rng=np.random.default_rng(0),
+        max_iter=25, gap_tol=1e-4, box=0.1, repair_share=0.5, sub_options=options,
+    )
+    assert np.isfinite(state.bound)
+    if state.best_x is not None:
+        assert not fa.check(problem, state.best_x)
+        assert state.bound >= problem.objective(state.best_x) - 1e-9 * abs(state.bound)

@@ -13,6 +13,7 @@ Plots use matplotlib's Agg backend (no display needed):
 from __future__ import annotations
 
 import csv
+import io
 import json
 import platform
 from collections.abc import Collection, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import write_text_atomic
 from .runner import BenchConfig, Row, summarise
 
 __all__ = ["COLUMNS", "format_summary", "plot_pareto", "plot_scaling", "write"]
@@ -67,18 +69,20 @@ def write(
 ) -> list[Path]:
     """Write results.csv, results.json and (with ``plots``) the PNGs into ``out``.
 
-    Returns the paths written.
+    The CSV and JSON files are each written whole through an exclusive temporary file
+    (:func:`fedalign._files.write_text_atomic`). Returns the paths written.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     csv_path = out / "results.csv"
-    with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        writer.writeheader()
-        for r in rows:
-            d = r.as_dict()
-            writer.writerow({k: "" if d[k] is None else d[k] for k in COLUMNS})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    for r in rows:
+        d = r.as_dict()
+        writer.writerow({k: "" if d[k] is None else d[k] for k in COLUMNS})
+    write_text_atomic(csv_path, buffer.getvalue())
     written.append(csv_path)
     json_path = out / "results.json"
     cfg = {
@@ -97,7 +101,7 @@ def write(
         "summary": summarise(rows),
         **(extra or {}),
     }
-    json_path.write_text(json.dumps(payload, indent=1))
+    write_text_atomic(json_path, json.dumps(payload, indent=1))
     written.append(json_path)
     if plots:
         for family in sorted({r.family for r in rows}):

@@ -103,6 +103,9 @@ class _FleetFedAlign(FedAlign):
             client_key="partition-id",
             dropout_duration=setup.deadline,
             seed=setup.seed,
+            # simulated nodes always answer; on a loaded machine Ray may need minutes to
+            # start the actors that do (60 s, the default, failed a CI run)
+            query_timeout=600.0,
             **kwargs,
         )
         self.setup = setup

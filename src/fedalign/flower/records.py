@@ -126,6 +126,11 @@ def profile_from_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
                 raw = values[name]
                 if isinstance(raw, bool) or not isinstance(raw, (int, float, np.number)):
                     raise ValueError(f"{name}: expected a number, got {raw!r}")
-                out[field] = int(raw) if field == "max_experts" else float(raw)
+                if field == "max_experts":
+                    if not (np.isfinite(raw) and float(raw).is_integer()):
+                        raise ValueError(f"{name}: expected a whole number, got {raw!r}")
+                    out[field] = int(raw)
+                else:
+                    out[field] = float(raw)
                 break
     return out

@@ -346,16 +346,25 @@ class FedAlign(Strategy):
             return []
         state = self._open_round(int(server_round), cohort, arrays)
         messages = [self._instruction(state, client, config) for client in state.current.sent]
-        sent = state.sent
+        # by client id: with client_key, the id the operator configured (partition-id ...)
+        sent = {client: state.current.experts(client) for client in state.current.sent}
         log(
             INFO,
-            "configure_train: round %d, %d of %d nodes, experts per node %s",
+            "configure_train: round %d, %d of %d nodes, experts per %s %s",
             server_round,
             len(messages),
             len(nodes),
+            self.client_key or "node",
             sent if len(sent) <= 8 else f"(mean {np.mean([len(e) for e in sent.values()]):.2f})",
         )
         return messages
+
+    def describe(self, node: int) -> str:
+        """How logs name a node: ``node <id>``, or ``<client_key> <id> (node <id>)``."""
+        client = self._client_of.get(int(node))
+        if self.client_key is None or client is None:
+            return f"node {node}"
+        return f"{self.client_key} {client!r} (node {node})"
 
     def _open_round(self, server_round: int, cohort: list[int], arrays: ArrayRecord) -> _OpenRound:
         """Open the driver's round for ``cohort``'s clients on the model ``arrays``."""
@@ -584,7 +593,14 @@ class FedAlign(Strategy):
                 self.node_info[node] = info
                 client = node if self.client_key is None else info.get(self.client_key)
                 if client is None:
-                    log(WARNING, "Node %d did not report '%s'; it sits out", node, self.client_key)
+                    log(
+                        WARNING,
+                        "Node %d did not report '%s' (client_key) in its profile answer; it sits "
+                        "out. Set '%s' in its node_config, or pass profile=... to profile_reply",
+                        node,
+                        self.client_key,
+                        self.client_key,
+                    )
                     continue
                 if client not in known:
                     profile = self.profile_fn(node, info) if self.profile_fn is not None else None
@@ -594,8 +610,10 @@ class FedAlign(Strategy):
                         except (ValueError, TypeError) as exc:
                             log(
                                 WARNING,
-                                "Node %d reported an invalid profile (%s); using an unknown one",
+                                "Node %d (client %r) reported an invalid profile (%s); using "
+                                "an unknown one",
                                 node,
+                                client,
                                 exc,
                             )
                             profile = fa.ClientProfile()
@@ -656,7 +674,17 @@ class FedAlign(Strategy):
             out[node] = dict(profile.items()) if profile is not None else {}
         silent = sorted(asked - set(out))
         if silent:
-            log(WARNING, "No profile from nodes %s; they sit out round %d", silent, server_round)
+            log(
+                WARNING,
+                "No answer to the profile query from nodes %s within query_timeout=%s s: they "
+                "sit out round %d and are asked again when next sampled. Fix: give the "
+                "ClientApp a query handler (@app.query() returning "
+                "fedalign.flower.client.profile_reply(msg, context)), or start FedAlign with "
+                "query_profiles=False (capacities from profile_fn; no client_key)",
+                silent,
+                self.query_timeout,
+                server_round,
+            )
         return out
 
     def _collect(self, state: _OpenRound, replies: Iterable[Message]) -> None:
@@ -678,7 +706,9 @@ class FedAlign(Strategy):
             else:
                 status = self._take_reply(state, node, msg.content)
             if status is ReplyStatus.IGNORED:
-                log(WARNING, "aggregate_train: ignoring a second reply from node %d", node)
+                log(
+                    WARNING, "aggregate_train: ignoring a second reply from %s", self.describe(node)
+                )
 
     def _take_reply(self, state: _OpenRound, node: int, content: RecordDict) -> ReplyStatus:
         """Read one reply's wire format and give it to the driver, which checks the rest."""
@@ -716,7 +746,7 @@ class FedAlign(Strategy):
         new_state, summary = state.current.close(missing=missing)
         record = self._record(state, summary)
         for node, reason in record.dropouts.items():
-            log(INFO, "aggregate_train: node %d dropped out (%s)", node, reason)
+            log(INFO, "aggregate_train: %s dropped out (%s)", self.describe(node), reason)
         self.history.append(record)
         self._open = None
         return record, new_state
@@ -777,11 +807,18 @@ def _rewards(metrics: MetricRecord, experts: list[int]) -> list[Any]:
     echo = metrics.get(rec.EXPERT_IDS)
     if echo is not None:
         echo_list = echo if isinstance(echo, list) else [echo]
-        if [int(e) for e in echo_list] != experts:
+        if not all(_is_integral(e) for e in echo_list) or [int(e) for e in echo_list] != experts:
             raise _BadReply(
                 f"'{rec.EXPERT_IDS}' {echo_list} differs from the experts sent {experts}"
             )
     return rewards
+
+
+def _is_integral(value: Any) -> bool:
+    """Whether a wire value is a whole number (NaN, infinities and text are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or (np.isfinite(value) and float(value).is_integer())
 
 
 def _scalar(metrics: MetricRecord, key: str) -> float:

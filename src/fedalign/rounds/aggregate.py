@@ -41,23 +41,6 @@ class Aggregator(Protocol):
     completed reply) and each expert that at least one completed reply carries (the replies
     of the clients that trained it). Every reply has been checked: it holds exactly the
     group's keys, with the reference's shapes and dtypes, and finite values.
-
-    Parameters
-    ----------
-    reference : mapping of str to ndarray
-        The group's current global arrays.
-    updates : sequence of mapping of str to ndarray
-        Each carrying reply's arrays for the group, in the order the replies completed.
-    weights : (len(updates),) float64 array
-        Each reply's weight (its samples, usually), finite and >= 0.
-    expert : int or None
-        The expert the group belongs to; None for the shared arrays.
-
-    Returns
-    -------
-    mapping of str to ndarray
-        New arrays for exactly the group's keys, with the reference's shapes and dtypes.
-        Returning a reference array itself (the same object) means "unchanged".
     """
 
     def __call__(
@@ -67,7 +50,27 @@ class Aggregator(Protocol):
         weights: NDArray[np.float64],
         *,
         expert: int | None,
-    ) -> Mapping[str, NDArray[Any]]: ...
+    ) -> Mapping[str, NDArray[Any]]:
+        """Combine the replies carrying one group into the group's new arrays.
+
+        Parameters
+        ----------
+        reference : mapping of str to ndarray
+            The group's current global arrays.
+        updates : sequence of mapping of str to ndarray
+            Each carrying reply's arrays for the group, in the order the replies completed.
+        weights : (len(updates),) float64 array
+            Each reply's weight (its samples, usually), finite and >= 0.
+        expert : int or None
+            The expert the group belongs to; None for the shared arrays.
+
+        Returns
+        -------
+        mapping of str to ndarray
+            New arrays for exactly the group's keys, with the reference's shapes and dtypes.
+            Returning a reference array itself (the same object) means "unchanged".
+        """
+        ...
 
 
 def weighted_mean_array(

@@ -20,6 +20,7 @@ numpy only: the global state is a dict of numpy arrays, named as in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -524,6 +525,7 @@ class ActiveRound:
         for client in self.pending:
             self._settle_as_dropout(client, missing, None)
         self._closed = True
+        self._bound_weights(self._driver.scheduler.credited_samples())
         self._driver.scheduler.end_round()
         state, trained_by = self._aggregate()
         summary = RoundSummary(
@@ -564,6 +566,22 @@ class ActiveRound:
             self._driver.scheduler.report(client, feedback, round=self.round)
         except ValueError as exc:  # e.g. reported behind the driver's back already
             logger.warning("round %d: could not report client %r: %s", self.round, client, exc)
+
+    def _bound_weights(self, credited: Mapping[Hashable, float]) -> None:
+        """Scale down the weight of each reply whose claim the scheduler does not fully credit.
+
+        The scheduler bounds every claimed sample count (at most ``max_report_factor``
+        times the client's declared samples or the round's median claim); a reply credited
+        with a fraction of its claim keeps that fraction of its averaging weight, so that
+        one client's claimed sample count cannot own the average of every array it returns.
+        Honest claims are credited in full: their weights do not change.
+        """
+        self._accepted = [
+            dataclasses.replace(a, weight=a.weight * credited[a.client] / a.samples)
+            if a.client in credited and a.samples > credited[a.client]
+            else a
+            for a in self._accepted
+        ]
 
     def _aggregate(self) -> tuple[State, dict[int, list[Hashable]]]:
         """New global state: each group combined over the completed replies that carry it."""

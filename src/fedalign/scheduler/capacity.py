@@ -109,3 +109,28 @@ def feasible_min(
         most = fits.sum(axis=1) - 1  # csum[:, 0] = 0 always fits
         k = np.minimum(k, most)
     return k.astype(np.int64)
+
+
+def slots(cap: CohortCapacity, allowed: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Per client, an upper estimate of the experts it can take this round.
+
+    At most its ``max_experts``, the experts that fit it alone (memory, deadline,
+    ``allowed``), and as many of its smallest experts as its memory and deadline hold.
+    The in-round balance row's fair share is the cohort's slots over ``E``: counting
+    ``max_experts`` alone would set it too high wherever memory or time binds first.
+    """
+    fit = allowed.copy()
+    out = cap.max_experts
+    if cap.expert_memory is not None and cap.client_memory is not None:
+        fit &= cap.expert_memory[None, :] <= cap.client_memory[:, None]
+        out = np.minimum(out, _smallest_fill(np.broadcast_to(cap.expert_memory, fit.shape), cap.client_memory))
+    if cap.train_time is not None and cap.deadline is not None:
+        fit &= cap.train_time <= cap.deadline[:, None]
+        out = np.minimum(out, _smallest_fill(cap.train_time, cap.deadline))
+    return np.minimum(out, fit.sum(axis=1)).astype(np.int64)
+
+
+def _smallest_fill(weight: NDArray[np.float64], room: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Per row, how many of its smallest weights fit in its room together."""
+    csum = np.cumsum(np.sort(weight, axis=1), axis=1)
+    return (csum <= room[:, None] * (1 + 1e-9)).sum(axis=1)

@@ -25,19 +25,21 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._arrays import check_unit_interval, float_array
-from .._validation import Interval, validate_one
+from .._checks import bool_matrix
+from .._validation import Boolean, Interval, short_repr, validate_one
 from ..errors import HerdingWarning, InfeasibleError, InvalidFeedbackError, InvalidStateError
 from ..plan import Feedback, Plan
 from ..problem import AlignmentProblem
 from ..profiles import CapacityProfiler, ClientProfile, ProfileBounds
 from ..rows import Row
-from ..scores import FitnessTracker, UsageTracker
+from ..scores import USAGE_MAX, FitnessTracker, UsageTracker
 from ..solvers import Solution, solve
-from .capacity import cohort_capacity, feasible_min
+from .capacity import cohort_capacity, feasible_min, slots
 from .desirability import desirability
 from .persistence import SchedulerState, load_state, malformed_state, save_state
-from .rounds import OpenRound
+from .rounds import MAX_ROUND, OpenRound
 from .settings import SchedulerSettings
+from .state_file import ANY
 
 __all__ = ["Scheduler"]
 
@@ -51,7 +53,12 @@ BALANCE_BANDS = 8
 HERDING_SHARE = 0.5
 
 #: A round number given by the caller (plan, report).
-_ROUND = [Interval(int, None, None), None]
+_ROUND = [Interval(int, 0, MAX_ROUND), None]
+
+
+def _path_key(path: str | os.PathLike[str]) -> str:
+    """How a scheduler names a state file it read or wrote (absolute, normalised)."""
+    return os.path.normcase(os.path.abspath(os.fspath(path)))
 
 
 class Scheduler:
@@ -115,6 +122,13 @@ class Scheduler:
         Completed rounds per client the profiler's median slowdown looks at (default 8).
     dropout_inflation : float >= 1
         How much slower than known a dropout is assumed to be (default 1.25).
+    max_report_factor : float >= 1 or None
+        Bound on what one report is credited with: at most this many times the client's
+        declared ``samples`` (its profile), or, for a client that declared none, the
+        median ``samples`` of the round's completed reports (default 10; None: no relative
+        bound). Larger claims are accepted and clipped (see :meth:`end_round`).
+    max_report_samples : float > 0
+        Absolute bound on the samples one report is credited with (default 1e9).
     solver_options : dict, optional
         Extra options passed to the solver; names are checked against the solver's options.
     round_bytes : float > 0, optional
@@ -129,15 +143,16 @@ class Scheduler:
         expects it in every observed duration.
     balance_weight : float >= 0
         In-round load balance: a soft ``"round load"`` row charges, on each expert, the
-        ``k``-th client above its fair share of the round (the cohort's expert slots over
-        E, rounded up) ``k * balance_weight`` in desirability units (up to
+        ``k``-th client above its fair share of the round (the cohort's expert slots --
+        what each client's ``max_experts``, memory and deadline allow -- over E, rounded
+        down, at least 1: the cost is convex, so a remainder is spread one per expert) ``k * balance_weight`` in desirability units (up to
         ``BALANCE_BANDS * balance_weight`` per further client): a convex cost that
         couples the clients of a round, so that a cohort whose desirabilities move alike
         (the usage term moves only between rounds) spreads over the experts instead of
-        herding onto the same ones. 0 turns it off (the paper's published system).
-
-    The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
-    :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
+        herding onto the same ones. Default 0.25 (a quarter of the desirability scale
+        for the first client over the fair share): on by default so that defaults never
+        herd; 0 turns it off (the paper's published system, where only the usage term
+        spreads load, between rounds).
 
     Raises
     ------
@@ -147,6 +162,11 @@ class Scheduler:
         solver does not have.
     SolverUnavailableError
         The solver's optional dependency is missing.
+
+    Notes
+    -----
+    The settings are validated once, into a frozen :class:`SchedulerSettings` (:attr:`config`;
+    :attr:`settings` is its JSON-ready dict); :meth:`from_settings` builds a scheduler from one.
     """
 
     def __init__(
@@ -180,10 +200,12 @@ class Scheduler:
         profile_bounds: ProfileBounds | None = None,
         profile_window: int = 8,
         dropout_inflation: float = 1.25,
+        max_report_factor: float | None = 10.0,
+        max_report_samples: float = 1e9,
         solver_options: Mapping[str, Any] | None = None,
         round_bytes: float | None = None,
         shared_bytes: float = 0.0,
-        balance_weight: float = 0.0,
+        balance_weight: float = 0.25,
     ) -> None:
         # the arguments above, by name (the first statement: no other local exists yet); typed
         # Any, as SchedulerSettings' fields are annotated with the canonical forms it stores
@@ -226,6 +248,8 @@ class Scheduler:
         # measured under them, so end_round learns against them too. Kept in memory only: a
         # scheduler reloaded mid-round learns that round against the registered profiles.
         self._open_conditions: dict[int, ClientProfile] = {}
+        # digest of the state file this scheduler last loaded or saved, per absolute path
+        self._files: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return (
@@ -285,7 +309,7 @@ class Scheduler:
         try:
             row = self._index.get(client_id)
         except TypeError:
-            raise TypeError(f"client_id: {client_id!r} is not hashable") from None
+            raise TypeError(f"client_id: {short_repr(client_id)} is not hashable") from None
         if row is None:
             shares = None
             if routing_shares is not None:
@@ -296,7 +320,7 @@ class Scheduler:
             self._ids.append(client_id)
         elif routing_shares is not None:
             raise ValueError(
-                f"routing_shares: client {client_id!r} is already registered; its fitness is learned"
+                f"routing_shares: client {short_repr(client_id)} is already registered; its fitness is learned"
             )
         elif profile is None:
             return self._prof.profile(row)
@@ -345,14 +369,19 @@ class Scheduler:
         """``client_ids`` as a list of distinct ids not registered yet."""
         if isinstance(client_ids, (str, bytes)):
             raise ValueError("client_ids: expected an iterable of client ids, got a string")
-        ids = list(client_ids)
+        try:
+            ids = list(client_ids)
+        except TypeError:
+            raise ValueError(
+                f"client_ids: expected an iterable of client ids, got {type(client_ids).__name__}"
+            ) from None
         for k, c in enumerate(ids):
             try:
                 known = c in self._index
             except TypeError:
-                raise TypeError(f"client_ids[{k}]: {c!r} is not hashable") from None
+                raise TypeError(f"client_ids[{k}]: {short_repr(c)} is not hashable") from None
             if known:
-                raise ValueError(f"client_ids[{k}]: {c!r} is already registered")
+                raise ValueError(f"client_ids[{k}]: {short_repr(c)} is already registered")
         if len(set(ids)) != len(ids):
             raise ValueError("client_ids: ids repeat")
         return ids
@@ -364,7 +393,16 @@ class Scheduler:
         """One profile per new client when ``profile`` is a sequence; None when it is shared."""
         if profile is None or isinstance(profile, ClientProfile):
             return None
-        profs = list(profile)
+        if isinstance(profile, (str, bytes, Mapping)):
+            raise TypeError(
+                f"profile: expected a ClientProfile or a sequence of them, got {type(profile).__name__}"
+            )
+        try:
+            profs = list(profile)
+        except TypeError:
+            raise TypeError(
+                f"profile: expected a ClientProfile or a sequence of them, got {type(profile).__name__}"
+            ) from None
         if len(profs) != k:
             raise ValueError(f"profile: expected {k} profiles, got {len(profs)}")
         for j, p in enumerate(profs):
@@ -394,7 +432,7 @@ class Scheduler:
         try:
             return self._index[client_id]
         except (KeyError, TypeError):
-            raise KeyError(f"client_id: {client_id!r} is not registered") from None
+            raise KeyError(f"client_id: {short_repr(client_id)} is not registered") from None
 
     # ------------------------------------------------------------------ state views
 
@@ -440,10 +478,13 @@ class Scheduler:
         Raises
         ------
         KeyError
-            A client is not registered.
+            A client is not registered, or a key of ``conditions`` is not in the cohort.
+        TypeError
+            A value of ``conditions`` is not a ClientProfile.
         ValueError
-            ``clients`` is a string or not iterable, empty, or repeats a client; or
-            ``allowed`` has the wrong shape.
+            ``clients`` is a string or not iterable, empty, or repeats a client;
+            ``allowed`` is not a boolean (0/1) matrix of the cohort's shape
+            (``InvalidProblemError``); or ``conditions`` is not a mapping.
         """
         rows = self._cohort_rows(clients)
         overrides = self._conditions(conditions, rows)
@@ -462,13 +503,16 @@ class Scheduler:
             )
         cohort = set(rows.tolist())
         out: dict[int, ClientProfile] = {}
-        for cid, profile in conditions.items():
-            row = self._index.get(cid) if isinstance(cid, Hashable) else None
+        for cid, profile in conditions.items():  # one per cohort client at most
+            try:
+                row = self._index.get(cid)
+            except TypeError:  # a tuple holding a list passes isinstance(x, Hashable)
+                row = None
             if row is None or row not in cohort:
-                raise KeyError(f"conditions: client {cid!r} is not in this round's cohort")
+                raise KeyError(f"conditions: client {short_repr(cid)} is not in this round's cohort")
             if not isinstance(profile, ClientProfile):
                 raise TypeError(
-                    f"conditions[{cid!r}]: expected a ClientProfile, got {type(profile).__name__}"
+                    f"conditions[{short_repr(cid)}]: expected a ClientProfile, got {type(profile).__name__}"
                 )
             out[row] = profile
         return out
@@ -491,13 +535,11 @@ class Scheduler:
             times_trained=self._fit.times_trained(rows) if s.exploration_weight > 0 else None,
             rounds_closed=self._fit.rounds_closed,
         )
-        allow = np.ones((n, e), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
-        if allow.shape != (n, e):
-            raise ValueError(f"allowed: expected shape {(n, e)}, got {allow.shape}")
+        allow = np.ones((n, e), dtype=bool) if allowed is None else bool_matrix("allowed", allowed, (n, e))
         min_clients = np.asarray(s.expert_min_clients, dtype=np.int64)
         problem = AlignmentProblem(
             d,
-            rows=self._round_rows(cap.max_experts),
+            rows=self._round_rows(slots(cap, allow)),
             max_experts=cap.max_experts,
             min_experts=feasible_min(s.min_experts, cap, allow),
             expert_memory=cap.expert_memory,
@@ -517,15 +559,16 @@ class Scheduler:
         )
         return problem, terms
 
-    def _round_rows(self, max_experts: NDArray[np.int64]) -> list[Row]:
-        """The rows the settings add to every round: the byte budget, the in-round balance."""
+    def _round_rows(self, slots: NDArray[np.int64]) -> list[Row]:
+        """The rows the settings add to every round: the byte budget, the in-round balance
+        (fair share: the cohort's ``slots``, :func:`.capacity.slots`, over E, rounded down)."""
         s = self._settings
         out = []
         if s.round_bytes is not None and s.expert_bytes is not None:
             per_pair = 2.0 * (np.asarray(s.expert_bytes, dtype=np.float64) + s.shared_bytes)
             out.append(Row(ROUND_BYTES_ROW, "total", per_pair, upper=s.round_bytes))
         if s.balance_weight > 0:
-            fair = math.ceil(int(max_experts.sum()) / self.n_experts)
+            fair = max(1, int(slots.sum()) // self.n_experts)
             prices = (s.balance_weight * np.arange(1, BALANCE_BANDS + 1)).tolist()
             out.append(Row(BALANCE_ROW, "expert", 1.0, upper=fair, penalty=prices))
         return out
@@ -563,10 +606,14 @@ class Scheduler:
         Raises
         ------
         KeyError
-            A client is not registered.
+            A client is not registered, or a key of ``conditions`` is not in the cohort.
+        TypeError
+            A value of ``conditions`` is not a ClientProfile.
         ValueError
             ``clients`` is a string or not iterable, the cohort is empty or repeats a
-            client, ``allowed`` has the wrong shape, or the round number does not increase.
+            client, ``allowed`` is not a boolean (0/1) matrix of the cohort's shape
+            (``InvalidProblemError``), ``conditions`` is not a mapping, or the round number
+            is not an int in [0, 2**53] above every round planned before.
         InfeasibleError
             The round's constraints cannot all be met (the message names the constraint).
         UnsupportedProblemError
@@ -663,13 +710,13 @@ class Scheduler:
             try:
                 rows[k] = self._index[c]
             except (KeyError, TypeError):
-                raise KeyError(f"clients[{k}]: client {c!r} is not registered") from None
+                raise KeyError(f"clients[{k}]: client {short_repr(c)} is not registered") from None
         if rows.size == 0:
             raise ValueError("clients: the cohort is empty")
         if np.unique(rows).size != rows.size:
             u, first = np.unique(rows, return_index=True)
             dup = sorted(set(range(rows.size)) - set(first.tolist()))[0]
-            raise ValueError(f"clients[{dup}]: client {clients[dup]!r} appears twice")
+            raise ValueError(f"clients[{dup}]: client {short_repr(clients[dup])} appears twice")
         return rows
 
     # ------------------------------------------------------------------ feedback
@@ -712,7 +759,7 @@ class Scheduler:
         except TypeError:
             row = None
         if row is None:
-            raise InvalidFeedbackError(f"client_id: {client_id!r} is not registered")
+            raise InvalidFeedbackError(f"client_id: {short_repr(client_id)} is not registered")
         op = self._open
         if op is None:
             raise InvalidFeedbackError(
@@ -727,9 +774,9 @@ class Scheduler:
             raise InvalidFeedbackError(f"round: {round} is a {kind} round; the open round is {op.round}")
         pos = op.position(row)
         if pos is None:
-            raise InvalidFeedbackError(f"client_id: {client_id!r} is not in round {op.round}'s cohort")
+            raise InvalidFeedbackError(f"client_id: {short_repr(client_id)} is not in round {op.round}'s cohort")
         if op.reported[pos]:
-            raise InvalidFeedbackError(f"client_id: {client_id!r} already reported for round {op.round}")
+            raise InvalidFeedbackError(f"client_id: {short_repr(client_id)} already reported for round {op.round}")
         return op, pos
 
     def _report_rewards(
@@ -742,11 +789,11 @@ class Scheduler:
             try:
                 j = self._expert_pos[eid]
             except (KeyError, TypeError):
-                raise InvalidFeedbackError(f"feedback.rewards: {eid!r} is not an expert id") from None
+                raise InvalidFeedbackError(f"feedback.rewards: {short_repr(eid)} is not an expert id") from None
             if not assigned[j]:
                 raise InvalidFeedbackError(
-                    f"feedback.rewards: expert {eid!r} was not assigned to client "
-                    f"{client_id!r} in round {number}"
+                    f"feedback.rewards: expert {short_repr(eid)} was not assigned to client "
+                    f"{short_repr(client_id)} in round {number}"
                 )
             trained[j] = True
             rewards[j] = r
@@ -757,25 +804,65 @@ class Scheduler:
 
         Clients of the cohort that did not report are recorded as dropouts; usage takes in
         the round's load; fitness of every pair that did not train drifts toward the prior.
+        Each report is credited with its ``samples`` bounded by ``max_report_factor`` and
+        ``max_report_samples`` (:meth:`_credited_samples`), for usage and the profiler alike.
         """
         op = self._open
         if op is None:
             return
         done, trained, worked = op.outcome()
+        samples = self._credited_samples(op, done)
         # durations were measured under the round's conditions (e.g. a faded channel): a
         # slowdown learned against the registered profile would be the fading, not the device
         with self._prof.overlay(self._open_conditions):
-            self._prof.observe(op.rows, worked, op.samples, op.duration, done, op.deadline)
+            self._prof.observe(op.rows, worked, samples, op.duration, done, op.deadline)
         if done.any():
             self._fit.record(op.rows[done], trained[done], op.rewards[done])
-            load = np.where(trained, op.samples[:, None], 0.0).sum(axis=0)
+            load = np.where(trained, samples[:, None], 0.0).sum(axis=0)
             if self._settings.usage_measure == "compute":
-                load = load * self._expert_cost
-            self._use.add_load(load)
+                with np.errstate(over="ignore"):  # a huge expert_cost: clipped just below
+                    load = load * self._expert_cost
+            self._use.add_load(np.minimum(load, USAGE_MAX))
         self._fit.close_round()
         self._use.close_round()
         self._open = None
         self._open_conditions = {}
+
+    def credited_samples(self) -> dict[Hashable, float]:
+        """What each completed report of the open round is credited with, by client id.
+
+        The claimed ``samples`` bounded as :meth:`end_round` bounds them (``max_report_factor``
+        times the client's declared samples or the round's median claim, and
+        ``max_report_samples``). Transports cap a reply's averaging weight by it, so that no
+        claimed sample count can dominate an average (:class:`fedalign.rounds.RoundDriver`).
+        Empty between rounds.
+        """
+        op = self._open
+        if op is None:
+            return {}
+        done = op.outcome()[0]
+        samples = self._credited_samples(op, done)
+        return {self._ids[int(r)]: float(samples[k]) for k, r in enumerate(op.rows) if done[k]}
+
+    def _credited_samples(self, op: OpenRound, done: NDArray[np.bool_]) -> NDArray[np.float64]:
+        """The samples each report of round ``op`` is credited with (NaN: no report).
+
+        A report's claim, at most ``max_report_samples`` and at most ``max_report_factor``
+        times a reference: the client's declared ``samples`` where its profile has one, else
+        the median claim of the round's completed reports (robust to a minority of inflated
+        claims). So no report, however large, moves usage or the profiler further than a
+        bounded step, and one client cannot make every other expert look idle.
+        """
+        s = self._settings
+        claimed = op.samples
+        cap = np.full(claimed.shape, s.max_report_samples)
+        if s.max_report_factor is not None:
+            seen = claimed[done & (claimed > 0)]
+            median = float(np.median(seen)) if seen.size else np.nan
+            declared = self._prof.column("samples", op.rows)
+            reference = np.fmax(np.where(np.isnan(declared), median, declared), 1.0)
+            cap = np.minimum(cap, s.max_report_factor * reference)
+        return np.minimum(claimed, cap)  # NaN (no report) stays NaN
 
     # ------------------------------------------------------------------ persistence
 
@@ -812,8 +899,10 @@ class Scheduler:
         raises :class:`~fedalign.InvalidStateError` and leaves this one untouched.
         """
         fresh = self._from_state(state)
+        files = self._files  # what this object knows of the files it read or wrote stays true
         self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)
+        self._files = files
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> Scheduler:
@@ -846,30 +935,67 @@ class Scheduler:
         self._open = state.open_round
         self._open_conditions = {}
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the state to ``path`` atomically (temp file, flush, fsync, rename).
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write the state to ``path`` atomically, never over another writer's state.
 
         The file is a versioned container: a magic line, a header (format version, payload
-        length, SHA-256 of the payload), then an ``.npz`` payload holding the arrays and a
-        JSON header (no pickles). Arrays are streamed to disk without copies. A crash
-        mid-save leaves any previous file at ``path`` intact.
+        length, SHA-256 of the payload, its *digest*), then an ``.npz`` payload holding the
+        arrays and a JSON header (no pickles). Arrays are streamed to a temporary file in
+        the same directory (unnamed where Linux allows, so a killed save leaves nothing),
+        fsynced, and put in place in one atomic step: a crash at any point leaves the
+        previous file intact.
+
+        Two writers cannot silently overwrite each other (compare-and-swap): the scheduler
+        remembers the digest of the file it loaded from or last saved at each path, and
+        replaces a file only while it still holds that digest (checked under an exclusive
+        lock on the file itself); it creates a file only where none exists.
+
+        Parameters
+        ----------
+        path : path
+        overwrite : bool
+            Replace any scheduler state file (or other regular file) at ``path``, e.g. to
+            start a fresh run over an old one's state. Directories and FIFOs never are.
+
+        Raises
+        ------
+        StateConflictError
+            ``path`` holds a state this scheduler did not load or save (another server's,
+            or a newer one), a file that is not a state, a directory or a FIFO, or another
+            process is replacing it at this moment. Nothing is written.
+        TypeError
+            A client id that is neither int nor str (nothing is written).
+        OSError
+            The file cannot be written; ``path`` is untouched.
         """
+        overwrite = validate_one("overwrite", overwrite, [Boolean()], error=TypeError)
         state = self._state(copy=False).to_dict()  # fails on unsavable ids before any file exists
-        save_state(path, state)
+        key = _path_key(path)
+        expected = ANY if overwrite else self._files.get(key)
+        self._files[key] = save_state(path, state, expected=expected)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Scheduler:
         """A scheduler read from a file written by :meth:`save`.
 
+        The file is checked as a container (a regular file, magic, version, length,
+        checksum, bounded decompression) and then as a state (every array's shape, kind
+        and values, the counters, the open round), so a hostile file fails here, never
+        later. The scheduler remembers the file's digest: it may save over it.
+
         Raises
         ------
         InvalidStateError
-            The file is not a scheduler state, is truncated or corrupt (checksum), or was
-            written by a newer format version. Nothing is half-loaded.
+            The path is a directory or a FIFO; the file is not a scheduler state, is
+            truncated or corrupt (checksum), was written by a newer format version, would
+            inflate beyond its bounds, or holds invalid values. Nothing is half-loaded.
         FileNotFoundError
             No file at ``path``.
         """
-        return cls._from_state(load_state(path), copy=False)  # just read: adopt the arrays
+        stored = load_state(path)
+        sched = cls._from_state(stored.meta, copy=False)  # just read: adopt the arrays
+        sched._files[_path_key(path)] = stored.digest
+        return sched
 
 
 def _warn_if_herding(x: NDArray[np.bool_], number: int) -> None:

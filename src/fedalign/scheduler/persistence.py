@@ -33,11 +33,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._validation import short_repr
 from ..errors import InvalidStateError
 from .rounds import ARRAYS as OPEN_ARRAYS
-from .rounds import OpenRound
+from .rounds import MAX_ROUND, OpenRound
 from .settings import SchedulerSettings
-from .state_file import read_state, write_state
+from .state_file import StateFile, read_state, write_state
+
+#: Settings whose default changed after format version 1 was first written, with the value a
+#: state that does not name them was running with.
+PRE_BALANCE_SETTINGS: dict[str, Any] = {"balance_weight": 0.0}
 
 __all__ = ["STATE_FORMAT_VERSION", "SchedulerState", "load_state", "malformed_state", "save_state"]
 
@@ -56,9 +61,10 @@ def malformed_state() -> Iterator[None]:
         yield
     except InvalidStateError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+            RecursionError) as exc:
         raise InvalidStateError(
-            f"scheduler state is malformed: {type(exc).__name__}: {exc}"
+            f"scheduler state is malformed: {type(exc).__name__}: {short_repr(str(exc), 300)}"
         ) from None
 
 
@@ -73,7 +79,7 @@ def ids_to_json(ids: Sequence[Hashable], what: str) -> list[Any]:
     out = []
     for k, c in enumerate(ids):
         if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, str, np.integer, np.str_)):
-            raise TypeError(f"{what}[{k}]: only int and str ids can be saved, got {c!r}")
+            raise TypeError(f"{what}[{k}]: only int and str ids can be saved, got {short_repr(c)}")
         out.append(int(c) if isinstance(c, (int, np.integer)) else str(c))
     return out
 
@@ -150,15 +156,21 @@ class SchedulerState:
             The settings name a solver whose optional dependency is missing here.
         """
         with malformed_state():
+            if not isinstance(state, Mapping):
+                raise InvalidStateError(f"state: expected a mapping, got {type(state).__name__}")
             _check_version(state["format_version"])
-            settings = SchedulerSettings.from_dict(state["settings"])
-            ids = list(state["client_ids"])
-            arrays = state["arrays"]
-            scalars = state["scalars"]
+            saved = _mapping("settings", state["settings"])
+            # A state written before the in-round load row existed ran without it: resume it
+            # as it ran, not with today's default.
+            settings = SchedulerSettings.from_dict({**PRE_BALANCE_SETTINGS, **saved})
+            ids = _client_ids(state["client_ids"])
+            arrays = _mapping("arrays", state["arrays"])
+            closed, last, number = _scalars(_mapping("scalars", state["scalars"]))
+            rng = _rng_state(state["rng"])
             open_round = None
-            if scalars["open_round"] is not None:
+            if number is not None:
                 open_round = OpenRound.from_arrays(
-                    int(scalars["open_round"]),
+                    number,
                     {k: arrays[f"open.{k}"] for k in OPEN_ARRAYS},
                     n_clients=len(ids),
                     n_experts=settings.n_experts,
@@ -166,9 +178,9 @@ class SchedulerState:
             return cls(
                 settings=settings,
                 client_ids=ids,
-                rounds_closed=int(scalars["rounds_closed"]),
-                last_round=int(scalars["last_round"]),
-                rng=state["rng"],
+                rounds_closed=closed,
+                last_round=last,
+                rng=rng,
                 fitness={k: arrays[f"fit.{k}"] for k in _FIT_KEYS},
                 usage={k: arrays[f"use.{k}"] for k in _USE_KEYS},
                 profiler={k[5:]: v for k, v in arrays.items() if k.startswith("prof.")},
@@ -176,9 +188,81 @@ class SchedulerState:
             )
 
 
+def _mapping(name: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidStateError(f"{name}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _rng_state(value: Any, name: str = "rng", depth: int = 0) -> Any:
+    """The random generator's saved state: objects, lists, ints and strings only (what
+    numpy's ``bit_generator.state`` holds); numpy checks the values when it is set."""
+    if depth > 4:
+        raise InvalidStateError(f"{name}: nested too deeply for a generator state")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidStateError(f"{name}: keys must be strings, got {short_repr(key)}")
+            _rng_state(item, f"{name}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            if type(item) is not int:
+                raise InvalidStateError(f"{name}[{k}]: expected an int, got {type(item).__name__}")
+    elif type(value) not in (int, str):
+        raise InvalidStateError(f"{name}: expected an int or a string, got {type(value).__name__}")
+    if depth == 0 and not isinstance(value, Mapping):
+        raise InvalidStateError(f"rng: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _client_ids(value: Any) -> list[Hashable]:
+    """Saved client ids: a list of ints and strings (what :func:`ids_to_json` writes)."""
+    if not isinstance(value, (list, tuple)):
+        raise InvalidStateError(f"client_ids: expected a list, got {type(value).__name__}")
+    ids = list(value)
+    for k, c in enumerate(ids):  # one per client, as registering them was
+        if type(c) not in (int, str):
+            raise InvalidStateError(
+                f"client_ids[{k}]: expected an int or a str, got {type(c).__name__}"
+            )
+    return ids
+
+
+def _round_scalar(name: str, value: Any, low: int) -> int:
+    if type(value) is not int or not low <= value <= MAX_ROUND:
+        raise InvalidStateError(
+            f"scalars.{name}: expected an int in [{low}, 2**53], got {short_repr(value)}"
+        )
+    return value
+
+
+def _scalars(scalars: Mapping[str, Any]) -> tuple[int, int, int | None]:
+    """``(rounds_closed, last_round, open_round)``, checked against each other.
+
+    Rounds are numbered from 0 upwards and each plan closes the round before it, so at
+    most ``last_round + 1`` rounds are closed (``last_round`` while one is open), and an
+    open round is the last one planned.
+    """
+    closed = _round_scalar("rounds_closed", scalars["rounds_closed"], 0)
+    last = _round_scalar("last_round", scalars["last_round"], -1)
+    number = scalars["open_round"]
+    if number is not None:
+        number = _round_scalar("open_round", number, 0)
+        if number != last:
+            raise InvalidStateError(
+                f"scalars.open_round: {number} is not the last planned round {last}"
+            )
+    if closed > last + (0 if number is not None else 1):
+        raise InvalidStateError(
+            f"scalars.rounds_closed: {closed} rounds cannot be closed when the last planned "
+            f"round is {last}" + (" and still open" if number is not None else "")
+        )
+    return closed, last, number
+
+
 def _check_version(version: Any) -> None:
-    if not isinstance(version, int) or version < 1:
-        raise InvalidStateError(f"format_version: invalid value {version!r}")
+    if type(version) is not int or version < 1:
+        raise InvalidStateError(f"format_version: invalid value {short_repr(version)}")
     if version > STATE_FORMAT_VERSION:
         raise InvalidStateError(
             f"format_version: {version} is newer than this fedalign reads "
@@ -186,19 +270,27 @@ def _check_version(version: Any) -> None:
         )
 
 
-def save_state(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
-    """Write :meth:`SchedulerState.to_dict`'s output to ``path`` atomically."""
+def save_state(
+    path: str | os.PathLike[str], state: Mapping[str, Any], *, expected: bytes | str | None
+) -> bytes:
+    """Write :meth:`SchedulerState.to_dict`'s output to ``path`` atomically; return its digest.
+
+    ``expected`` is what the caller believes is at ``path`` (see
+    :func:`fedalign.scheduler.state_file.write_state`): a digest, None, or ``ANY``.
+    """
     meta = {k: v for k, v in state.items() if k != "arrays"}
-    write_state(path, meta, state["arrays"], version=STATE_FORMAT_VERSION)
+    return write_state(path, meta, state["arrays"], version=STATE_FORMAT_VERSION, expected=expected)
 
 
-def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The state dict stored at ``path`` (container checked; contents not yet).
+def load_state(path: str | os.PathLike[str]) -> StateFile:
+    """The state dict stored at ``path`` (container checked; contents not yet), and the
+    file's digest.
 
     Raises
     ------
     InvalidStateError
-        Not a state file, truncated, corrupt, or a newer format version.
+        Not a regular file, not a state file, truncated, corrupt, a newer format version,
+        or a payload beyond the container's bounds.
     FileNotFoundError
         No file at ``path``.
     """

@@ -14,9 +14,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._arrays import checked_array
 from ..errors import InvalidStateError
+from ..plan import MAX_SAMPLES
 
-__all__ = ["ARRAYS", "OpenRound"]
+__all__ = ["ARRAYS", "MAX_ROUND", "OpenRound"]
+
+#: Largest round number: rounds are counted in int64 and float64 arrays elsewhere, exact up
+#: to 2**53; an integer of 400 digits must be a named error, not a number carried for ever.
+MAX_ROUND = 2**53
 
 #: The saved arrays, in file order: dtype, and whether they have an expert axis.
 ARRAYS: dict[str, tuple[Any, bool]] = {
@@ -29,6 +35,21 @@ ARRAYS: dict[str, tuple[Any, bool]] = {
     "duration": (np.float64, False),
     "trained": (bool, True),
     "rewards": (np.float64, True),
+}
+
+#: What each saved array may hold, beyond its dtype (see :func:`fedalign._arrays.checked_array`):
+#: a deadline is positive seconds (NaN: none), samples what a Feedback accepts, a duration
+#: seconds >= 0, a reward in [0, 1]; NaN marks "no report".
+_VALUES: dict[str, dict[str, Any]] = {
+    "rows": {"kind": "int", "low": 0},
+    "assigned": {"kind": "bool"},
+    "deadline": {"kind": "float", "above": 0.0, "nan": True},
+    "reported": {"kind": "bool"},
+    "completed": {"kind": "bool"},
+    "samples": {"kind": "float", "low": 0.0, "high": MAX_SAMPLES, "nan": True},
+    "duration": {"kind": "float", "low": 0.0, "nan": True},
+    "trained": {"kind": "bool"},
+    "rewards": {"kind": "float", "low": 0.0, "high": 1.0},
 }
 
 
@@ -139,22 +160,31 @@ class OpenRound:
     def from_arrays(
         cls, number: int, arrays: dict[str, Any], *, n_clients: int, n_experts: int
     ) -> OpenRound:
-        """Rebuild from :meth:`arrays` (copied), checking shapes and rows.
+        """Rebuild from :meth:`arrays` (copied), checking shapes, kinds and values.
 
         Raises
         ------
         InvalidStateError
-            An array of the wrong shape, or a row outside the registry.
+            An array of the wrong shape or kind, a value no round could hold (a negative
+            deadline, a reward outside [0, 1]...), a row outside the registry or repeated,
+            or a reward for an expert the client was not given.
         KeyError
             An array is missing.
         """
-        m = int(np.asarray(arrays["rows"]).shape[0])
+        rows = np.asarray(arrays["rows"])
+        m = int(rows.shape[0]) if rows.ndim == 1 else -1
         out: dict[str, Any] = {}
         for k, (dtype, per_expert) in ARRAYS.items():
-            a = np.asarray(arrays[k])
-            if a.shape != ((m, n_experts) if per_expert else (m,)):
-                raise InvalidStateError(f"open.{k}: shape {a.shape} does not match the cohort")
+            shape = (m, n_experts) if per_expert else (m,)
+            try:
+                a = checked_array(f"open.{k}", arrays[k], shape=shape, **_VALUES[k])
+            except ValueError as exc:
+                raise InvalidStateError(str(exc)) from None
             out[k] = a.astype(dtype, copy=True)
-        if m and (out["rows"].min() < 0 or out["rows"].max() >= n_clients):
-            raise InvalidStateError("open.rows: out of range")
+        if m and out["rows"].max() >= n_clients:
+            raise InvalidStateError("open.rows: a row is outside the registry")
+        if np.unique(out["rows"]).size != m:
+            raise InvalidStateError("open.rows: a client appears twice in the cohort")
+        if (out["trained"] & ~out["assigned"]).any():
+            raise InvalidStateError("open.trained: a reward for an expert the client was not given")
         return cls(round=int(number), **out)

@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._arrays import PerExpert, validate_table
-from .._validation import Constraint, InstanceOf, Interval, Options, Table, validate_one
+from .._arrays import MAX_N_EXPERTS, PerExpert, validate_table
+from .._validation import Constraint, InstanceOf, Interval, Options, Table, short_repr, validate_one
+from ..plan import MAX_SAMPLES
 from ..profiles import ProfileBounds
 from ..scores import USAGE_NORMS
 from ..solvers import get_solver
@@ -94,7 +95,7 @@ class SchedulerSettings:
     """
 
     _parameter_constraints: ClassVar[Table] = {
-        "n_experts": [Interval(int, 1, MAX_COUNT)],
+        "n_experts": [Interval(int, 1, MAX_N_EXPERTS)],
         "solver": [InstanceOf(str, "solver name")],
         "expert_memory": [PerExpert(_AT_LEAST_0), None],
         "seed": [Interval(int, 0, None), None],
@@ -122,6 +123,8 @@ class SchedulerSettings:
         "profile_bounds": [InstanceOf(ProfileBounds), None],
         "profile_window": [Interval(int, 1, 255)],  # the profiler's window cursor is a uint8
         "dropout_inflation": [Interval(float, 1, None)],
+        "max_report_factor": [Interval(float, 1, None), None],
+        "max_report_samples": [Interval(float, 0, MAX_SAMPLES, closed="right")],
         "solver_options": [InstanceOf(Mapping, "mapping of option names to values"), None],
         "round_bytes": [_ABOVE_0, None],
         "shared_bytes": [_AT_LEAST_0],
@@ -156,11 +159,13 @@ class SchedulerSettings:
     profile_bounds: ProfileBounds = field(default_factory=ProfileBounds)
     profile_window: int = 8
     dropout_inflation: float = 1.25
+    max_report_factor: float | None = 10.0
+    max_report_samples: float = 1e9
     # excluded from the hash: a mapping is not hashable, and equal settings still hash equal
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     round_bytes: float | None = None
     shared_bytes: float = 0.0
-    balance_weight: float = 0.0
+    balance_weight: float = 0.25
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints
@@ -244,15 +249,15 @@ def _expert_ids(ids: tuple[Hashable, ...] | None, e: int) -> tuple[Hashable, ...
     if ids is None:
         return tuple(range(e))
     if len(ids) != e:
-        raise ValueError(f"expert_ids: expected {e} unique ids, got {len(ids)}: {list(ids)!r}")
+        raise ValueError(f"expert_ids: expected {e} unique ids, got {len(ids)}: {short_repr(list(ids))}")
     seen: dict[Hashable, int] = {}
     for k, x in enumerate(ids):  # E ids, once per scheduler
         try:
             first = seen.setdefault(x, k)
         except TypeError:
-            raise ValueError(f"expert_ids[{k}]: id {x!r} is not hashable") from None
+            raise ValueError(f"expert_ids[{k}]: id {short_repr(x)} is not hashable") from None
         if first != k:
-            raise ValueError(f"expert_ids[{k}]: duplicate id {x!r} (first at position {first})")
+            raise ValueError(f"expert_ids[{k}]: duplicate id {short_repr(x)} (first at position {first})")
     return ids
 
 
@@ -265,7 +270,7 @@ def _solver_options(solver: str, options: Mapping[str, Any] | None) -> dict[str,
             raise ValueError(f"solver_options: option names must be strings, got {k!r}")
         if names is not None and k not in names:
             raise ValueError(
-                f"solver_options[{k!r}]: solver {solver!r} has no option {k!r}; "
+                f"solver_options[{k!r}]: solver {short_repr(solver)} has no option {k!r}; "
                 f"its options are {sorted(names)}"
             )
         out[k] = v

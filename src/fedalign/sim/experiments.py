@@ -48,7 +48,7 @@ __all__ = [
     "write_outputs",
 ]
 
-ENGINES = ("local", "flower")
+ENGINES = ("local", "flower", "nvflare")
 """Runtimes :func:`run_experiment` can use."""
 
 PAPER_ORDER = ("load-balanced", "greedy", "random")
@@ -87,15 +87,16 @@ def run_experiment(
         At least one; distinct.
     out_dir : str or Path, optional
         Where to write ``results.json``, ``summary.md`` and the figures (None: write nothing).
-    engine : {"local", "flower"}
-        The runtime, recorded as ``config.engine`` in ``results.json``. ``flower`` needs
-        ``runner``.
+    engine : {"local", "flower", "nvflare"}
+        The runtime, recorded as ``config.engine`` in ``results.json``. ``flower`` and
+        ``nvflare`` need ``runner``.
     runner : callable, optional
         Runs one (strategy, seed): ``runner(setup, strategy, *, on_round=None)`` returning a
         :class:`~fedalign.sim.server.RunResult` (:data:`Runner`). Default
         :func:`fedalign.sim.server.run_strategy`, the harness in this process. For
         ``engine="flower"`` pass ``fedalign.flower.engine.run_strategy`` (same setup, same
-        outputs; ``fedalign.flower.engine.run_flower_experiment`` does this).
+        outputs; ``fedalign.flower.engine.run_flower_experiment`` does this), for
+        ``engine="nvflare"`` ``fedalign.nvflare.engine.run_strategy``.
     progress : bool, default True
         Show a tqdm progress bar (on stderr).
     plots : bool, default True
@@ -109,7 +110,7 @@ def run_experiment(
     Raises
     ------
     ValueError
-        Unknown strategy or engine, ``engine="flower"`` without ``runner``, no seeds, or
+        Unknown strategy or engine, another engine than ``"local"`` without ``runner``, no seeds, or
         duplicates.
     TypeError
         ``runner`` is not callable.
@@ -120,8 +121,8 @@ def run_experiment(
         raise TypeError(f"runner: expected a callable, got {type(runner).__name__}")
     if engine != "local" and runner is None:
         raise ValueError(
-            f"engine: {engine!r} needs runner (fedalign.flower.engine.run_strategy; "
-            "fedalign.flower.engine.run_flower_experiment passes it)"
+            f"engine: {engine!r} needs runner (fedalign.{engine}.engine.run_strategy; "
+            f"fedalign.{engine}.engine.run_{engine}_experiment passes it)"
         )
     names = list(strategies)
     if not names:
@@ -376,9 +377,9 @@ def simulate(
         Number of seeds (default 5 full; quick 2, or 1 in ``cross-device``).
     strategies : sequence of str, optional
         Default :data:`~fedalign.sim.config.DEFAULT_STRATEGIES`.
-    engine : {"local", "flower"}
+    engine : {"local", "flower", "nvflare"}
     runner : callable, optional
-        As in :func:`run_experiment` (needed for ``engine="flower"``).
+        As in :func:`run_experiment` (needed for any engine but ``"local"``).
     dataset, partition, rounds, data_root : optional overrides of the preset
     scenario : {"fig3", "cross-device"}
     gate : {"global", "local", "both"}

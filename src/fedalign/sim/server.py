@@ -181,7 +181,8 @@ def make_scheduler(setup: Setup, strategy: Strategy, *, seed: int) -> Scheduler:
         cohort = cfg.cohort_size or cfg.n_clients
         slots = cohort * float(caps.mean())
         expert_max_clients = max(1, math.ceil(cfg.expert_capacity_slack * slots / cfg.n_experts))
-    # `balanced` keeps the scheduler's own desirability settings (its defaults)
+    # `balanced` keeps the scheduler's own desirability settings and in-round load row
+    # (its defaults); the others are the paper's algorithm
     weights: dict[str, Any] = {} if strategy.defaults else {
         "fitness_weight": cfg.fitness_weight,
         "usage_weight": strategy.usage_weight,
@@ -189,6 +190,7 @@ def make_scheduler(setup: Setup, strategy: Strategy, *, seed: int) -> Scheduler:
         "fitness_decay": cfg.fitness_decay,
         "fitness_prior": cfg.fitness_prior,
         "usage_decay": cfg.usage_decay,
+        "balance_weight": 0.0,  # the paper's system: usage moves load between rounds only
     }
     sched = Scheduler(
         cfg.n_experts,

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from .._validation import Constraint, Interval, validate
 from ..errors import AlignmentError, SolverUnavailableError, UnsupportedProblemError
-from ..problem import BUILTIN_ROWS, AlignmentProblem, check
+from ..problem import AlignmentProblem, check
 from ..rows import Row
 
 __all__ = [
@@ -290,7 +290,6 @@ class Solver(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
     supports: ClassVar[tuple[RowSupport, ...]] = KEYWORD_ROWS
-    reads_rows: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = None
 
     @classmethod
@@ -309,15 +308,7 @@ class Solver(ABC):
         return self._refuse_data(problem)
 
     def _refuse_data(self, problem: AlignmentProblem) -> str | None:
-        """A solver's own data-dependent refusal (e.g. weights too fine to scale).
-
-        By default, rows given with ``rows=`` are refused until a solver says it reads them
-        (``reads_rows``): a solver written for the keyword rows alone would ignore them.
-        """
-        if not self.reads_rows:
-            extra = [r for r in problem.rows if r.name not in BUILTIN_ROWS]
-            if extra:
-                return f"solver {self.name!r} does not support the {extra[0].describe()}"
+        """A solver's own data-dependent refusal (e.g. weights too fine to scale); None by default."""
         return None
 
     def accepts(self, problem: AlignmentProblem) -> bool:

@@ -304,7 +304,6 @@ class CPSATSolver(Solver):
     requires = ("ortools",)
     extra = None
     supports = ALL_ROWS
-    reads_rows = True
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {
         "num_workers": [Interval(int, 1, None)],
         "hint": [Boolean()],

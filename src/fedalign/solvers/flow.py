@@ -265,7 +265,6 @@ class FlowSolver(Solver):
     exact = True
     requires = ("ortools",)
     extra = None
-    reads_rows = True
     supports = (
         RowSupport("client", "count"),
         RowSupport("expert", "count"),

@@ -47,7 +47,6 @@ class GreedySolver(Solver):
 
     name = "greedy"
     exact = False
-    reads_rows = True
     supports = ROW_SUPPORT
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {}  # no options
 

@@ -72,7 +72,6 @@ class LPSolver(Solver):
     requires = ("scipy",)
     extra = None
     supports = ALL_ROWS
-    reads_rows = True
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {
         "polish": [Boolean()],
     }
@@ -96,6 +95,7 @@ class LPSolver(Solver):
             raise InfeasibleError(reason)
         if sf.n_pairs == 0:  # nothing fits: the empty assignment is the only one
             return Result(np.zeros(problem.shape, dtype=bool), optimal=True)
+        sf, obj_scale = sf.normalised()  # units near 1 for HiGHS; exact powers of two
         a_ub, b_ub, _, _ = sf.inequalities()
         options: dict[str, Any] = {}
         if budget.time_limit is not None:
@@ -113,8 +113,9 @@ class LPSolver(Solver):
         if res.status == 0 and res.x is not None:
             xs = res.x[: sf.n_pairs]
             frac[sf.rows, sf.cols] = np.clip(xs, 0.0, 1.0)
-            bound = dual_bound(a_ub, b_ub, sf.c, sf.col_lower, sf.col_upper, res.ineqlin.marginals)
-            info["lp_objective"] = float(-res.fun)
+            scaled = dual_bound(a_ub, b_ub, sf.c, sf.col_lower, sf.col_upper, res.ineqlin.marginals)
+            bound = scaled / obj_scale
+            info["lp_objective"] = float(-res.fun) / obj_scale
             info["fractional_pairs"] = int(((xs > 1e-6) & (xs < 1 - 1e-6)).sum())
         x = self._round(problem, frac, rng)
         if polish and not budget.expired():

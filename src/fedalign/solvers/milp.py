@@ -113,7 +113,6 @@ class MILPSolver(Solver):
     requires = ("pulp",)
     extra = None
     supports = ALL_ROWS
-    reads_rows = True
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {
         "threads": [Interval(int, 1, None), None],
     }
@@ -137,6 +136,7 @@ class MILPSolver(Solver):
             raise InfeasibleError(reason)
         if sf.n_pairs == 0:  # nothing fits: the empty assignment is the only one
             return Result(np.zeros(problem.shape, dtype=bool), optimal=True)
+        sf, obj_scale = sf.normalised()  # units near 1 for HiGHS; exact powers of two
         model, zs = _build(pulp, sf)
 
         limit = None if budget.time_limit is None else max(0.05, budget.remaining())
@@ -168,6 +168,7 @@ class MILPSolver(Solver):
             info["repaired"] = True
         bound = self._bound(model, backend)
         if bound is not None:
+            bound /= obj_scale
             info["mip_dual_bound"] = bound
         return Result(assignment=x, bound=bound, optimal=proved, info=info)
 

@@ -38,7 +38,6 @@ class RandomSolver(Solver):
 
     name = "random"
     exact = False
-    reads_rows = True
     supports = ROW_SUPPORT
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {}  # no options
 

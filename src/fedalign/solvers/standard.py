@@ -39,6 +39,7 @@ for a soft row, its side) and ``row_index[r]`` is the client, expert (or 0) it s
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,6 +217,35 @@ class StandardForm:
         b_ub = np.where(sign > 0, self.row_upper[source], -self.row_lower[source])
         return a_ub, b_ub, source, sign
 
+    def normalised(self) -> tuple[StandardForm, float]:
+        """The same model with every row and the objective scaled by powers of two.
+
+        Each matrix row (with its bounds) is multiplied by the power of two that brings its
+        largest ``|coefficient|`` into ``[0.5, 1)``, and the objective by the one that does the
+        same for ``max |c|``. Powers of two make the scaling exact, so the feasible set and
+        the optimal columns are unchanged; what changes is that HiGHS' absolute tolerances
+        and its limits (coefficients of 1e15 and more are refused, costs of 1e20 and more read
+        as infinite) see numbers near 1, whatever the problem's units (bytes, nanoseconds).
+        Returns the scaled model and the objective's factor: divide a bound or an objective
+        of the scaled model by it.
+        """
+        a = self.A.copy()
+        nnz = np.diff(a.indptr)
+        top = np.zeros(self.n_rows)
+        has = nnz > 0
+        if a.data.size:
+            top[has] = np.maximum.reduceat(np.abs(a.data), a.indptr[:-1][has])
+        row_scale = _power_of_two_scale(top)
+        a.data = a.data * np.repeat(row_scale, nnz)
+        with np.errstate(over="ignore", invalid="ignore"):
+            lower = self.row_lower * row_scale
+            upper = self.row_upper * row_scale
+        obj_scale = float(_power_of_two_scale(np.array([np.abs(self.c).max(initial=0.0)]))[0])
+        scaled = dataclasses.replace(
+            self, A=a, row_lower=lower, row_upper=upper, c=self.c * obj_scale
+        )
+        return scaled, obj_scale
+
     def empty_conflict(self, problem: AlignmentProblem) -> str | None:
         """A matrix row with no column whose bounds exclude 0 (proof of infeasibility), or None."""
         empty = np.diff(self.A.indptr) == 0
@@ -227,6 +257,18 @@ class StandardForm:
             f"{self.describe(r, problem)} has no pair that fits, but its bounds "
             f"[{self.row_lower[r]:g}, {self.row_upper[r]:g}] exclude 0"
         )
+
+
+#: Largest exponent a normalising scale may have (2**1000 keeps every scaled value finite
+#: or meaningfully infinite, even for subnormal coefficients).
+_MAX_EXPONENT = 1000
+
+
+def _power_of_two_scale(top: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Per entry, the power of two that brings ``top`` into ``[0.5, 1)`` (1 where ``top`` is 0)."""
+    exponent = np.frexp(top)[1]
+    scale = np.ldexp(1.0, np.clip(-exponent, -_MAX_EXPONENT, _MAX_EXPONENT))
+    return np.where(top > 0, scale, 1.0)
 
 
 def _hard_bounds(row: Row) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -119,7 +119,6 @@ class TopKSolver(Solver):
 
     name = "topk"
     exact = False
-    reads_rows = True
     supports = ROW_SUPPORT
     _parameter_constraints: ClassVar[dict[str, list[Constraint | None]] | None] = {}  # no options
 

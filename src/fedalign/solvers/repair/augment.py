@@ -19,9 +19,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ...problem import AlignmentProblem
-from .capacity import Guard, RowRoom, group_cumsum, residual
+from .capacity import Guard, Residual, RowRoom, block_of, group_cumsum, residual
 
 __all__ = ["Paths", "augment_clients", "augment_experts", "repack"]
+
+#: Paths the guard may reject in a row before a batch gives up (a full total row rejects
+#: every path that adds to it; trying them all would cost a trace and a check each).
+MAX_REJECTED = 256
 
 #: Pairs as a (rows, cols) pair of index arrays.
 Pairs = tuple[NDArray[np.intp], NDArray[np.intp]]
@@ -40,6 +44,7 @@ class Paths:
     """
 
     def __init__(self, n: int, e: int, rooted_on: str, roots: NDArray[np.intp]) -> None:
+        self.rejected = 0  # paths the guard rejected since the last one applied
         self.client_parent = np.full(n, -1)
         self.expert_parent = np.full(e, -1)
         self.used_client = np.zeros(n, dtype=bool)
@@ -49,7 +54,10 @@ class Paths:
         self.is_root[roots] = True
 
     def trace(self, start: int, start_is_client: bool) -> tuple[list[int], list[int]] | None:
-        """Clients and experts on the path from ``start`` back to its root (None if used)."""
+        """Clients and experts on the path from ``start`` back to its root (None if used, or
+        once the guard has rejected :data:`MAX_REJECTED` paths in a row)."""
+        if self.rejected >= MAX_REJECTED:
+            return None
         clients: list[int] = []
         experts: list[int] = []
         node, on_client = start, start_is_client
@@ -66,7 +74,9 @@ class Paths:
     def apply(self, x: NDArray[np.bool_], guard: Guard, path: tuple[list[int], list[int]], adds: Pairs, drops: Pairs) -> bool:
         """Apply a traced path's changes if the guard admits them, and mark its nodes used."""
         if not guard.apply(x, adds, drops):
+            self.rejected += 1
             return False
+        self.rejected = 0
         self.used_client[path[0]] = True
         self.used_expert[path[1]] = True
         return True
@@ -83,24 +93,23 @@ def _client_path(clients: list[int], experts: list[int]) -> tuple[Pairs, Pairs]:
     return adds, drops
 
 
-def _swap_rooms(
-    rooms: list[RowRoom], rows: NDArray[np.intp], add: NDArray[np.intp] | None, drop: NDArray[np.intp] | None
-) -> NDArray[np.bool_] | None:
-    """Bool ``(len(rows), E)``: client ``rows[k]`` may add any expert (or drop any, with
-    ``drop=None`` and ``add`` given per row) within its client rows."""
-    ok: NDArray[np.bool_] | None = None
+def _fits_taking_any(
+    rooms: list[RowRoom], rows: NDArray[np.intp], dropped: NDArray[np.intp], ok: NDArray[np.bool_]
+) -> None:
+    """Restrict ``ok`` (``(len(rows), E)``) to the experts client ``rows[k]`` can take within
+    its client rows, after dropping expert ``dropped[k]`` (nothing where it is negative)."""
     for room in rooms:
-        w = room.row.weight
-        wb = w if w.shape[0] == 1 else w[rows]
-        left = room.left[rows][:, None]
-        if add is None:  # rows add any expert, dropping ``drop`` (or nothing where < 0)
-            assert drop is not None
-            freed = np.where(drop >= 0, room.weights(rows, drop), 0.0)
-            fit = wb - freed[:, None] <= left
-        else:  # rows drop any expert, adding ``add``
-            fit = room.weights(rows, add)[:, None] - wb <= left
-        ok = fit if ok is None else ok & fit
-    return ok
+        freed = np.where(dropped >= 0, room.weights(rows, dropped), 0.0)
+        ok &= block_of(room.row, rows) - freed[:, None] <= room.left[rows][:, None]
+
+
+def _fits_giving_any(
+    rooms: list[RowRoom], rows: NDArray[np.intp], taken: NDArray[np.intp], ok: NDArray[np.bool_]
+) -> None:
+    """Restrict ``ok`` (``(len(rows), E)``) to the experts client ``rows[k]`` can give up to
+    take expert ``taken[k]`` within its client rows."""
+    for room in rooms:
+        ok &= room.weights(rows, taken)[:, None] - block_of(room.row, rows) <= room.left[rows][:, None]
 
 
 def augment_clients(
@@ -111,6 +120,7 @@ def augment_clients(
     *,
     fixed: int | None = None,
     first: NDArray[np.bool_] | None = None,
+    res: Residual | None = None,
 ) -> int:
     """Give short clients one more expert each along alternating paths; returns how many.
 
@@ -124,15 +134,16 @@ def augment_clients(
     one exists. The search is breadth first from all roots at once (as in Hopcroft-Karp),
     and every node-disjoint shortest path found is applied. The row of client ``fixed`` is
     left alone; with ``first`` (an ``(n, E)`` mask), a root may only add the experts it
-    marks (the ones that raise a weighted row). Returns 0, changing nothing, when no path
-    exists.
+    marks (the ones that raise a weighted row); ``res`` is the residual of ``x`` if the
+    caller has it (it is not updated). Returns 0, changing nothing, when no path exists.
     """
     n, e = problem.shape
-    res = residual(problem, x)
+    if res is None:
+        res = residual(problem, x)
     roots = roots[res.count[roots] > 0]
     if roots.size == 0:
         return 0
-    count = x.sum(axis=1)
+    count = problem.max_experts - res.count
     guard = Guard(problem, x)
     paths = Paths(n, e, "client", roots)
     client_seen = paths.is_root.copy()
@@ -183,9 +194,7 @@ def augment_clients(
 
     while frontier.size:
         ok = problem.fits[frontier] & ~x[frontier] & ~expert_seen[None, :]
-        fit = _swap_rooms(res.client, frontier, None, dropped)
-        if fit is not None:
-            ok &= fit
+        _fits_taking_any(res.client, frontier, dropped, ok)
         if first is not None and frontier is roots:
             ok &= first[roots]
         reach = ok.any(axis=0)
@@ -315,9 +324,7 @@ def augment_experts(
                 return done
         jc = paths.client_parent[cs]
         swap = x[cs] & ~expert_seen[None, :]
-        fit = _swap_rooms(res.client, cs, jc, None)
-        if fit is not None:
-            swap &= fit
+        _fits_giving_any(res.client, cs, jc, swap)
         reach = swap.any(axis=0)
         if not reach.any():
             return 0
@@ -341,6 +348,8 @@ def repack(
     i: int,
     *,
     strict: bool = True,
+    guard: Guard | None = None,
+    load: NDArray[np.int64] | None = None,
 ) -> bool:
     """Rebuild client ``i``'s row around its client rows so that it reaches ``min_experts``.
 
@@ -352,17 +361,26 @@ def repack(
     gets a client along an alternating path, and a client that loses its seat on an
     over-full expert gets another expert the same way (client ``i``'s row stays fixed).
     A repack that would break a weighted expert row, a total row or a client's lower bound
-    is undone. On failure ``x`` is left unchanged and False is returned.
+    is undone (a non-strict one is not tried when the new row alone would). On failure
+    ``x`` is left unchanged and False is returned.
+
+    ``guard`` (a :class:`~.capacity.Guard` of ``x``) and ``load`` (``x.sum(axis=0)``) save
+    a caller that tries many clients in turn a pass over ``x`` each; the guard is updated
+    when the repack succeeds.
     """
-    guard = Guard(problem, x)
+    if guard is None:
+        guard = Guard(problem, x)
     old = x[i].copy()
-    new = _refill(problem, x, key, i, strict=strict)
+    new = _refill(problem, x, key, i, strict=strict, load=load)
     if new is None:
         return False
+    added, dropped = np.flatnonzero(new & ~old), np.flatnonzero(old & ~new)
+    adds = (np.full(added.size, i), added)
+    drops = (np.full(dropped.size, i), dropped)
     if strict:  # only row i changes
-        adds = np.flatnonzero(new & ~old)
-        drops = np.flatnonzero(old & ~new)
-        return guard.apply(x, (np.full(adds.size, i), adds), (np.full(drops.size, i), drops))
+        return guard.apply(x, adds, drops)
+    if guard and not guard.admits(adds, drops):
+        return False
     snapshot = x.copy()
     x[i] = new
     if not _mend(problem, x, key, i, old) or not guard.accepts(x):
@@ -372,13 +390,20 @@ def repack(
 
 
 def _refill(
-    problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], i: int, *, strict: bool
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    i: int,
+    *,
+    strict: bool,
+    load: NDArray[np.int64] | None = None,
 ) -> NDArray[np.bool_] | None:
     """Client ``i``'s row refilled lightest first up to ``min_experts`` (see :func:`repack`).
 
     Returns the new row, or None when it cannot reach the minimum; ``x`` is not changed.
     """
-    load = x.sum(axis=0)
+    if load is None:
+        load = x.sum(axis=0)
     row = x[i]
     if strict:
         pinned = row & (load <= problem.expert_min_clients)

@@ -34,6 +34,8 @@ __all__ = [
     "Slack",
     "addable",
     "assigned",
+    "block_of",
+    "column_of",
     "floors",
     "group_cumsum",
     "order_key",
@@ -127,6 +129,20 @@ class RowRoom:
         return np.asarray(wc <= self.left[0])
 
 
+def block_of(row: Row, rows: Rows) -> NDArray[np.float64]:
+    """The weights of the pairs of clients ``rows`` with every expert, broadcastable to
+    ``(len(rows), E)`` (no copy for weights that do not vary by client)."""
+    w = row.weight
+    return w if w.shape[0] == 1 else w[rows]
+
+
+def column_of(row: Row, rows: Rows, j: int) -> NDArray[np.float64]:
+    """The weights of the pairs ``(rows[k], j)``, broadcastable to ``(len(rows),)``."""
+    w = row.weight
+    col = w[:, j if w.shape[1] != 1 else 0]
+    return col if w.shape[0] == 1 else col[rows]
+
+
 def usage(row: Row, pairs: Pairs) -> NDArray[np.float64]:
     """``row.usage(x)`` from the assigned pairs ``assigned(x)`` (found once for many rows)."""
     rows, cols = pairs
@@ -202,9 +218,14 @@ class Residual:
 
     def take(self, rows: NDArray[np.intp], cols: NDArray[np.intp], sign: int = 1) -> None:
         """Record the pairs as added (``sign=1``) or removed (``sign=-1``)."""
-        n, e = self.count.size, self.seats.size
-        self.count -= sign * np.bincount(rows, minlength=n)
-        self.seats -= sign * np.bincount(cols, minlength=e)
+        per_client = np.bincount(rows, minlength=self.count.size)
+        per_expert = np.bincount(cols, minlength=self.seats.size)
+        if sign > 0:
+            self.count -= per_client
+            self.seats -= per_expert
+        else:
+            self.count += per_client
+            self.seats += per_expert
         for room in self.rooms:
             room.take(rows, cols, float(sign))
 
@@ -216,13 +237,15 @@ class Residual:
         return ok
 
 
-def residual(problem: AlignmentProblem, x: NDArray[np.bool_]) -> Residual:
+def residual(problem: AlignmentProblem, x: NDArray[np.bool_], *, pairs: Pairs | None = None) -> Residual:
     """Residual capacity of assignment ``x`` under every hard row's upper bound.
 
     Parameters
     ----------
     problem : AlignmentProblem
     x : (n, E) bool array
+    pairs : (rows, cols), optional
+        ``assigned(x)``, if the caller has it.
 
     Returns
     -------
@@ -230,7 +253,8 @@ def residual(problem: AlignmentProblem, x: NDArray[np.bool_]) -> Residual:
     """
     n, e = problem.shape
     # Assignments are sparse: sums over the assigned pairs beat dense (n, E) float passes.
-    pairs = assigned(x)
+    if pairs is None:
+        pairs = assigned(x)
     count = problem.max_experts - np.bincount(pairs[0], minlength=n)
     seats = problem.expert_max_clients - np.bincount(pairs[1], minlength=e)
     return Residual(
@@ -326,13 +350,13 @@ class Slack:
     up: NDArray[np.float64] | None
     lo: NDArray[np.float64] | None
 
-    def alone(self, owner: NDArray[np.intp], delta: NDArray[np.float64]) -> NDArray[np.bool_]:
+    def alone(self, owner: NDArray[np.intp], delta: NDArray[np.float64]) -> NDArray[np.bool_] | bool:
         """Whether each change ``delta`` of the member ``owner`` (broadcast together) fits alone."""
-        ok = np.ones(np.broadcast_shapes(np.shape(owner), delta.shape), dtype=bool)
+        ok: NDArray[np.bool_] | bool = True
         if self.up is not None:
-            ok &= delta <= self.up[owner]
+            ok = delta <= self.up[owner]
         if self.lo is not None:
-            ok &= -delta <= self.lo[owner]
+            ok = ok & (-delta <= self.lo[owner])
         return ok
 
     def running(self, owner: NDArray[np.intp], delta: NDArray[np.float64]) -> NDArray[np.bool_]:
@@ -348,33 +372,53 @@ class Slack:
             ok &= run(np.maximum(-delta, 0.0)) <= self.lo[owner]
         return ok
 
-    def apply(self, owner: NDArray[np.intp], delta: NDArray[np.float64]) -> None:
-        """Record applied changes."""
-        total = np.bincount(owner, weights=delta, minlength=self.row.size)
+    def apply(self, owner: NDArray[np.intp], delta: NDArray[np.float64], *, unique: bool = False) -> None:
+        """Record applied changes (a few members at a time: no pass over every member).
+
+        ``unique``: no member appears twice in ``owner`` (plain indexing then suffices).
+        """
+        if unique:
+            if self.up is not None:
+                self.up[owner] -= delta
+            if self.lo is not None:
+                self.lo[owner] += delta
+            return
         if self.up is not None:
-            self.up -= total
+            np.subtract.at(self.up, owner, delta)
         if self.lo is not None:
-            self.lo += total
+            np.add.at(self.lo, owner, delta)
 
 
 def slacks(
-    problem: AlignmentProblem, x: NDArray[np.bool_], *, hold: bool = False
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    *,
+    hold: bool = False,
+    pairs: Pairs | None = None,
+    res: Residual | None = None,
 ) -> tuple[list[Slack], list[Slack], list[Slack]]:
     """The :class:`Slack` of every hard client, expert and total row of ``x`` (the count rows aside).
 
     With ``hold``, a member already outside a bound gets no room on that side (0, not a
     negative room): changes may not take it further out, but may leave it where it is.
+    ``pairs`` is ``assigned(x)`` and ``res`` the residual of ``x``, if the caller has them;
+    without ``hold``, each slack's room under the upper bound then *is* the residual's room
+    (the same array: updating one updates the other).
     """
-
-    pairs = assigned(x)
+    if pairs is None:
+        pairs = assigned(x)
+    shared = {} if res is None or hold else {id(room.row): room.left for room in res.rooms}
 
     def of(rows: tuple[Row, ...]) -> list[Slack]:
         out = []
         for row in rows:
             if row.upper_cap is None and row.lower_cap is None:
                 continue
+            if id(row) in shared and row.lower_cap is None:
+                out.append(Slack(row, shared[id(row)], None))
+                continue
             used = usage(row, pairs)
-            up = None if row.upper_cap is None else row.upper_cap - used
+            up = shared.get(id(row), None if row.upper_cap is None else row.upper_cap - used)
             lo = None if row.lower_cap is None else used - row.lower_cap
             if hold:
                 up = None if up is None else np.maximum(up, 0.0)
@@ -409,47 +453,40 @@ class Guard:
     def __bool__(self) -> bool:
         return bool(self.rows)
 
-    def _changes(
-        self, row: Row, adds: tuple[NDArray[np.intp], NDArray[np.intp]], drops: tuple[NDArray[np.intp], NDArray[np.intp]]
-    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-        owner = np.concatenate([row.owner(*adds), row.owner(*drops)])
-        delta = np.concatenate([row.at(*adds), -row.at(*drops)])
-        members, inverse = np.unique(owner, return_inverse=True)
-        total = np.bincount(inverse, weights=delta, minlength=members.size).astype(np.float64)
-        return members.astype(np.intp), total
+    def _changes(self, row: Row, adds: Pairs, drops: Pairs) -> dict[int, float]:
+        """Per member of ``row`` the move touches, the change of its usage.
 
-    def admits(
-        self,
-        adds: tuple[NDArray[np.intp], NDArray[np.intp]],
-        drops: tuple[NDArray[np.intp], NDArray[np.intp]],
-    ) -> bool:
+        A move is a handful of pairs, so plain Python beats array calls here.
+        """
+        w, over = row.weight, row.over
+        by_row, by_col = w.shape[0] != 1, w.shape[1] != 1
+        out: dict[int, float] = {}
+        for (rows, cols), sign in ((adds, 1.0), (drops, -1.0)):
+            for r, c in zip(np.asarray(rows).tolist(), np.asarray(cols).tolist(), strict=True):
+                m = r if over == "client" else c if over == "expert" else 0
+                out[m] = out.get(m, 0.0) + sign * float(w[r if by_row else 0, c if by_col else 0])
+        return out
+
+    def admits(self, adds: Pairs, drops: Pairs) -> bool:
         """Whether adding the pairs ``adds`` and removing ``drops`` keeps every watched row."""
         for row, used in zip(self.rows, self.usage, strict=True):
-            members, delta = self._changes(row, adds, drops)
-            old = used[members]
-            new = old + delta
-            if row.upper_cap is not None and ((new > row.upper_cap[members]) & (new > old)).any():
-                return False
-            if row.lower_cap is not None and ((new < row.lower_cap[members]) & (new < old)).any():
-                return False
+            upper, lower = row.upper_cap, row.lower_cap
+            for m, delta in self._changes(row, adds, drops).items():
+                old = float(used[m])
+                new = old + delta
+                if upper is not None and new > upper[m] and new > old:
+                    return False
+                if lower is not None and new < lower[m] and new < old:
+                    return False
         return True
 
-    def commit(
-        self,
-        adds: tuple[NDArray[np.intp], NDArray[np.intp]],
-        drops: tuple[NDArray[np.intp], NDArray[np.intp]],
-    ) -> None:
+    def commit(self, adds: Pairs, drops: Pairs) -> None:
         """Record an admitted move."""
         for row, used in zip(self.rows, self.usage, strict=True):
-            members, delta = self._changes(row, adds, drops)
-            used[members] += delta
+            for m, delta in self._changes(row, adds, drops).items():
+                used[m] += delta
 
-    def apply(
-        self,
-        x: NDArray[np.bool_],
-        adds: tuple[NDArray[np.intp], NDArray[np.intp]],
-        drops: tuple[NDArray[np.intp], NDArray[np.intp]],
-    ) -> bool:
+    def apply(self, x: NDArray[np.bool_], adds: Pairs, drops: Pairs) -> bool:
         """Apply the move to ``x`` if :meth:`admits` it; returns whether it was applied."""
         if self.rows:
             if not self.admits(adds, drops):

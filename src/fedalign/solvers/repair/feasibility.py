@@ -52,10 +52,9 @@ def trim_experts(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[n
     (holders that add nothing to a broken weighted row are passed over when the count is
     not what is broken).
     """
-    pairs = assigned(x)
-    load = np.bincount(pairs[1], minlength=problem.n_experts)
-    count = np.bincount(pairs[0], minlength=problem.n_clients)
-    rooms = rooms_of(problem.expert_rows, pairs)
+    load = x.sum(axis=0)
+    count = x.sum(axis=1)
+    rooms = rooms_of(problem.expert_rows, assigned(x)) if problem.expert_rows else []
     over = load > problem.expert_max_clients
     for room in rooms:
         over |= room.left < 0
@@ -80,21 +79,35 @@ def trim_experts(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[n
         count[drop] -= 1
 
 
-def trim_totals(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
-    """Drop the lowest-priority pairs until every total row's upper bound holds.
+def trim_totals(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    *,
+    need: list[float] | None = None,
+    keep: NDArray[np.bool_] | None = None,
+) -> int:
+    """Drop the lowest-priority pairs until every total row's upper bound holds; returns how many.
 
     Pairs whose client and expert both keep their minimum go first; only pairs that use a
-    broken row are dropped.
+    broken row are dropped. With ``need`` (room to free per total row, in the order of
+    ``problem.total_rows``), pairs are dropped until that much room is free, and only
+    pairs no minimum needs (to make room for a minimum elsewhere); ``keep`` (an ``(n, E)``
+    mask) marks pairs that stay.
     """
     if not problem.total_rows:
-        return
+        return 0
     rows, cols = assigned(x)
-    broken = [room for room in rooms_of(problem.total_rows, (rows, cols)) if room.left[0] < 0]
+    rooms = rooms_of(problem.total_rows, (rows, cols))
+    short = [-room.left[0] for room in rooms] if need is None else need
+    broken = [(room, float(amount)) for room, amount in zip(rooms, short, strict=True) if amount > 0]
     if not broken:
-        return
+        return 0
     helps = np.zeros(rows.size, dtype=bool)
-    for room in broken:
+    for room, _ in broken:
         helps |= room.weights(rows, cols) > 0
+    if keep is not None:
+        helps &= ~keep[rows, cols]
     rows, cols = rows[helps], cols[helps]
     # Cheapest first, and among those first the pairs whose client and expert stay at or
     # above their minimum even after every cheaper pair of theirs is dropped.
@@ -102,21 +115,49 @@ def trim_totals(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np
     rows, cols = rows[order], cols[order]
     spare = group_cumsum(rows, np.ones(rows.size, np.int64)) <= (x.sum(axis=1) - problem.min_experts)[rows]
     spare &= group_cumsum(cols, np.ones(cols.size, np.int64)) <= (x.sum(axis=0) - problem.expert_min_clients)[cols]
-    order = np.argsort(~spare, kind="stable")
-    rows, cols = rows[order], cols[order]
+    if need is not None:
+        rows, cols = rows[spare], cols[spare]
+    else:
+        order = np.argsort(~spare, kind="stable")
+        rows, cols = rows[order], cols[order]
     cut = 0
-    for room in broken:
+    for room, amount in broken:
         freed = np.cumsum(room.weights(rows, cols))
-        enough = np.flatnonzero(freed >= -room.left[0])
+        enough = np.flatnonzero(freed >= amount)
         cut = max(cut, int(enough[0]) + 1 if enough.size else rows.size)
     x[rows[:cut], cols[:cut]] = False
+    return cut
+
+
+def _total_room_for(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    key: NDArray[np.float64],
+    res: Residual,
+    pairs: tuple[NDArray[np.intp], NDArray[np.intp]],
+    keep: NDArray[np.bool_],
+) -> bool:
+    """Free room in the total rows for ``pairs`` (which nothing else blocks) by dropping the
+    cheapest pairs no minimum needs, except those ``keep`` marks; returns whether any went."""
+    need = [max(float(room.weights(*pairs).sum() - room.left[0]), 0.0) for room in res.total]
+    return trim_totals(problem, x, key, need=need, keep=keep) > 0
+
+
+def _blocked_by_totals(
+    problem: AlignmentProblem, x: NDArray[np.bool_], res: Residual, rows: NDArray[np.intp]
+) -> NDArray[np.bool_]:
+    """``(len(rows), E)``: pairs of these clients that every bound but the total rows admits."""
+    ok = problem.fits[rows] & ~x[rows]
+    ok &= (res.count[rows] > 0)[:, None] & (res.seats > 0)[None, :]
+    for room in (*res.client, *res.expert):
+        ok &= room.block(rows)
+    return ok
 
 
 def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64]) -> None:
     """Add experts to clients below ``min_experts``: proposals, alternating paths, repacking."""
     while True:
-        need = x.sum(axis=1) < problem.min_experts
-        rows = np.flatnonzero(need)
+        rows = np.flatnonzero(x.sum(axis=1) < problem.min_experts)
         if rows.size == 0:
             return
         res = residual(problem, x)
@@ -132,11 +173,26 @@ def _meet_client_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
             add_in_order(problem, x, prop_rows[order], prop_cols[order])
             if int(x.sum()) > before:
                 continue
+        if res.total and not has.all():
+            # A full total row can block a minimum: drop the cheapest spare pairs elsewhere.
+            blocked = rows[~has]
+            free = _blocked_by_totals(problem, x, res, blocked)
+            some = free.any(axis=1)
+            if some.any():
+                cols = np.argmax(np.where(free[some], key[blocked[some]], -np.inf), axis=1)
+                keep = np.zeros(problem.shape, dtype=bool)
+                keep[blocked] = True  # the short clients' own pairs stay
+                if _total_room_for(problem, x, key, res, (blocked[some], cols), keep):
+                    continue
         # Every short client is blocked: augment along alternating paths, else repack a row.
-        if augment_clients(problem, x, key, rows):
+        if augment_clients(problem, x, key, rows, res=res):  # x is still what res describes
             continue
+        # One guard and one load for all the tries: a failed repack leaves x unchanged, and
+        # the first success ends the loop.
+        guard, load = Guard(problem, x), x.sum(axis=0)
         if not any(
-            repack(problem, x, key, int(i)) or repack(problem, x, key, int(i), strict=False)
+            repack(problem, x, key, int(i), guard=guard, load=load)
+            or repack(problem, x, key, int(i), strict=False, guard=guard, load=load)
             for i in rows
         ):
             return
@@ -220,6 +276,15 @@ def _meet_expert_min(problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArr
                 else:
                     x[take, j] = True
                 continue
+            if res.total:  # a full total row can block a minimum: make room elsewhere
+                free = _blocked_by_totals(problem, x, res, np.arange(problem.n_clients))[:, j]
+                cand = np.flatnonzero(free)
+                if cand.size:
+                    take = cand[np.argsort(-key[cand, j], kind="stable")[:deficit]]
+                    keep = np.zeros(problem.shape, dtype=bool)
+                    keep[:, j] = True  # the short expert's own pairs stay
+                    if _total_room_for(problem, x, key, res, (take, np.full(take.size, j)), keep):
+                        continue
             if not _swap_in(problem, x, key, j, deficit, res):
                 break
     while True:

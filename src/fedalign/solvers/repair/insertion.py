@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ...problem import AlignmentProblem
+from ..base import Budget
 from .capacity import Residual, residual
 from .soft import price_windows
 
@@ -80,8 +81,9 @@ def add_in_order(
                 if not r.size:
                     break
                 acc = res.running(r, c)
-                x[r[acc], c[acc]] = True
-                res.take(r[acc], c[acc])
+                ra, ca = r[acc], c[acc]
+                x[ra, ca] = True
+                res.take(ra, ca)
                 r, c = r[~acc], c[~acc]
                 continue
             acc = np.zeros(rw.size, dtype=bool)
@@ -180,6 +182,7 @@ def fill(
     priority: NDArray[np.float64] | None = None,
     rng: np.random.Generator | None = None,
     soft: bool | None = None,
+    budget: Budget | None = None,
 ) -> NDArray[np.bool_]:
     """Add every positive-priority pair that still fits, best first (global greedy order).
 
@@ -199,6 +202,8 @@ def fill(
     soft : bool, optional
         Price the soft rows' penalties in. Default: when the problem has soft rows and no
         ``priority`` is given (another priority is in other units than the penalties).
+    budget : Budget, optional
+        Stops the priced rounds when it runs out (what is added so far stays).
 
     Returns
     -------
@@ -208,7 +213,7 @@ def fill(
     if soft is None:
         soft = priority is None
     if soft and problem.soft_rows:
-        return fill_priced(problem, x, priority=priority, rng=rng)
+        return fill_priced(problem, x, priority=priority, rng=rng, budget=budget)
     d = problem.desirability if priority is None else priority
     cand = problem.fits & (d > 0)
     cand &= (residual(problem, x).count > 0)[:, None]
@@ -221,6 +226,7 @@ def fill_priced(
     *,
     priority: NDArray[np.float64] | None = None,
     rng: np.random.Generator | None = None,
+    budget: Budget | None = None,
 ) -> NDArray[np.bool_]:
     """Add pairs best first while each one's desirability exceeds the penalty it adds.
 
@@ -249,6 +255,8 @@ def fill_priced(
         The desirability to price against (default: the problem's).
     rng : numpy Generator, optional
         Breaks ties at random.
+    budget : Budget, optional
+        Checked before each round; the fill stops when it runs out.
 
     Returns
     -------
@@ -259,7 +267,7 @@ def fill_priced(
     wide_from: NDArray[np.bool_] | None = None
     level: float | None = None  # the threshold; None: start at the best value
     floor = 0.0
-    while True:
+    while budget is None or not budget.expired():
         res = residual(problem, x)
         hard = problem.fits & ~x & res.block()
         rooms, value = price_windows(problem, x, d, candidates=wide_from)
@@ -285,3 +293,4 @@ def fill_priced(
             wide_from = cand
         else:
             return x
+    return x

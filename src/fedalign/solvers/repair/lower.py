@@ -13,8 +13,9 @@ of
   watching every hard row admits it, so it keeps every other bound (a bound already
   broken may not get worse);
 * **exchanges** (client and expert rows), when no swap is left: two clients trade experts,
-  so that a short client gets a heavier expert that is full, or a short expert a client
-  heavier on it than one of its holders (:func:`exchange_round`);
+  so that a short client gets a heavier expert (one that is full, or when the expert it
+  gives up is at its minimum), or a short expert a client heavier on it than one of its
+  holders (:func:`exchange_round`);
 * **alternating paths**, when nothing else is left: a short client (expert) gains an expert
   (client) that weighs in the row along the augmenting paths of :mod:`.augment`
   (:func:`path_round`).
@@ -259,7 +260,7 @@ def exchange_round(
 
     Client ``i`` gives ``k`` and takes ``j``; client ``h``, a holder of ``j``, gives ``j``
     and takes ``k``. Loads and counts are unchanged. For a client row, ``i`` is short and
-    ``j`` (heavier than ``k`` for ``i``, with no free seat) is the point; for an expert row,
+    ``j`` (heavier than ``k`` for ``i``) is the point; for an expert row,
     ``j`` is short and ``i`` weighs more on it than ``h``. A few candidates per expert pair
     (those that lose least); each short member applies its best candidate that a guard
     watching every hard row admits. Total rows have no exchanges.
@@ -291,18 +292,25 @@ def exchange_round(
 Exchange = tuple[float, int, int, int, int]
 
 
+def _holders(x: NDArray[np.bool_]) -> list[NDArray[np.intp]]:
+    """Per expert, the clients that hold it (one pass over the assignment)."""
+    rows, cols = np.nonzero(x.T)
+    ends = np.searchsorted(rows, np.arange(x.shape[1] + 1))
+    return [cols[ends[j] : ends[j + 1]] for j in range(x.shape[1])]
+
+
 def _client_exchanges(
     problem: AlignmentProblem, x: NDArray[np.bool_], key: NDArray[np.float64], row: Row, missing: NDArray[np.float64]
 ) -> list[Exchange]:
-    """Exchanges in which a short client takes a heavier, full expert."""
-    res = residual(problem, x)
+    """Exchanges in which a short client takes a heavier expert (one that is full, or whose
+    trade a plain swap cannot make because the expert it gives up is at its minimum)."""
     fits, w = problem.fits, row.dense
+    holders = _holders(x)
     moves: list[Exchange] = []
     for i in np.flatnonzero(missing > 0)[:MAX_EXCHANGES].tolist():
         held = np.flatnonzero(x[i])
-        for j in np.flatnonzero(fits[i] & ~x[i] & (res.seats <= 0)).tolist():
-            hs = np.flatnonzero(x[:, j])
-            hs = hs[hs != i]
+        for j in np.flatnonzero(fits[i] & ~x[i]).tolist():
+            hs = holders[j]
             for k in held.tolist():
                 lift = w[i, j] - w[i, k]
                 if lift <= 0:
@@ -319,10 +327,11 @@ def _expert_exchanges(
 ) -> list[Exchange]:
     """Exchanges in which a short expert's holder gives way to a client heavier on it."""
     fits, w = problem.fits, row.dense
+    holders = _holders(x)
     moves: list[Exchange] = []
     width = 16  # candidates per side and expert pair: the heaviest takers, the lightest holders
     for j in np.flatnonzero(missing > 0)[:MAX_EXCHANGES].tolist():
-        hs_all = np.flatnonzero(x[:, j])
+        hs_all = holders[j]
         for k in range(problem.n_experts):
             if k == j:
                 continue

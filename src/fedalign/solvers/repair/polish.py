@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ...problem import AlignmentProblem
 from ..base import Budget
-from .capacity import Slack, floors, group_cumsum, residual, slacks
+from .capacity import Slack, assigned, block_of, column_of, floors, group_cumsum, residual, slacks
 from .insertion import fill
 
 __all__ = ["local_search"]
@@ -101,7 +101,7 @@ def local_search(
         step(lambda: _replace_round(problem, x, budget))
         step(lambda: _shift_round(problem, x, budget))
         step(lambda: _exchange_round(problem, x, budget))
-        step(lambda: fill(problem, x))
+        step(lambda: fill(problem, x, budget=budget))
         if problem.objective(x) <= before + tol * max(1.0, abs(before)):
             break
     return x
@@ -130,8 +130,9 @@ def _replace_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budg
     """One vectorised round of improving replace moves (at most one per client)."""
     d = problem.desirability
     n, e = problem.shape
-    res = residual(problem, x)
-    client, expert, total = slacks(problem, x)
+    pairs = assigned(x)
+    res = residual(problem, x, pairs=pairs)
+    client, expert, total = slacks(problem, x, pairs=pairs, res=res)
     load = x.sum(axis=0)
     spare_e = load - problem.expert_min_clients
     open_j = problem.fits & ~x & (res.seats > 0)[None, :]
@@ -150,14 +151,12 @@ def _replace_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budg
         if rows.size == 0:
             continue
         ok = open_j[rows]
-        ks = np.full(rows.size, k)
         for s in (*client, *total):
-            w = s.row.weight
             owner = rows[:, None] if s.row.over == "client" else np.zeros((1, 1), np.intp)
-            ok &= s.alone(owner, (w if w.shape[0] == 1 else w[rows]) - s.row.at(rows, ks)[:, None])
+            ok &= s.alone(owner, block_of(s.row, rows) - column_of(s.row, rows, k)[:, None])
         for s in expert:  # expert k loses the pair, on its own
             if s.lo is not None:
-                ok &= (s.row.at(rows, ks) <= s.lo[k])[:, None]
+                ok &= (column_of(s.row, rows, k) <= s.lo[k])[:, None]
         gain = np.where(ok, d[rows] - d[rows, k][:, None], -np.inf)
         jj = np.argmax(gain, axis=1)
         g = gain[np.arange(rows.size), jj]
@@ -194,8 +193,10 @@ def _shift_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget
     is shifted while the receiver values ``j`` more than the holder. Loads are unchanged.
     """
     d = problem.desirability
-    res = residual(problem, x)
-    client, expert, total = slacks(problem, x)
+    pairs = assigned(x)
+    res = residual(problem, x, pairs=pairs)
+    client, expert, total = slacks(problem, x, pairs=pairs, res=res)
+    client = [s for s in client if s.lo is not None]  # their upper side is res.client
     shared = [*expert, *total]
     count = x.sum(axis=1)
     moved = np.zeros(problem.n_clients, dtype=bool)
@@ -204,8 +205,8 @@ def _shift_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget
             return
         can_drop = x[:, j] & (count > problem.min_experts) & ~moved
         for s in client:  # the holder loses j
-            if s.lo is not None:
-                can_drop &= s.row.dense[:, j] <= s.lo
+            assert s.lo is not None
+            can_drop &= column_of(s.row, slice(None), j) <= s.lo
         holders = np.flatnonzero(can_drop)
         if holders.size == 0:
             continue
@@ -239,12 +240,12 @@ def _shift_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget
         res.count[h] += 1
         res.count[r] -= 1
         for room in res.client:
-            room.left[h] += room.weights(h, cols)
-            room.left[r] -= room.weights(r, cols)
+            room.left[h] += column_of(room.row, h, j)
+            room.left[r] -= column_of(room.row, r, j)
         for s in client:
-            if s.lo is not None:
-                s.lo[h] -= s.row.at(h, cols)
-                s.lo[r] += s.row.at(r, cols)
+            assert s.lo is not None
+            s.lo[h] -= column_of(s.row, h, j)
+            s.lo[r] += column_of(s.row, r, j)
 
 
 def _ranked(groups: NDArray[np.intp], values: NDArray[np.float64]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -268,14 +269,6 @@ def _group_max(groups: NDArray[np.intp], values: NDArray[np.float64], size: int)
         start = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
         out[groups[start]] = np.maximum.reduceat(values, start)
     return out
-
-
-def _client_side(client: list[Slack], who: NDArray[np.intp], gives: NDArray[np.intp], takes: NDArray[np.intp]) -> NDArray[np.bool_]:
-    """Whether each client ``who[m]`` may give ``gives[m]`` and take ``takes[m]`` (its rows)."""
-    ok = np.ones(who.size, dtype=bool)
-    for s in client:
-        ok &= s.alone(who, s.row.at(who, takes) - s.row.at(who, gives))
-    return ok
 
 
 def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Budget) -> None:
@@ -310,10 +303,8 @@ def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Bud
         # Side A: (a, j) for a holding k, j > k free for a.
         ok = ~x[a_all] & fits[a_all]
         ok[:, : k + 1] = False
-        ks = np.full(a_all.size, k)
         for s in client:
-            w = s.row.weight
-            ok &= s.alone(a_all[:, None], (w if w.shape[0] == 1 else w[a_all]) - s.row.at(a_all, ks)[:, None])
+            ok &= s.alone(a_all[:, None], block_of(s.row, a_all) - column_of(s.row, a_all, k)[:, None])
         aj, ai = np.nonzero(ok.T)  # grouped by j
         if ai.size == 0:
             continue
@@ -322,7 +313,8 @@ def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Bud
         # Side B: (b, j) for b holding j > k but not k (grouped by j).
         b_cl, bj = rows[offsets[k + 1] :], cols[offsets[k + 1] :]
         keep = ~moved[b_cl] & ~x[b_cl, k] & fits[b_cl, k]
-        keep &= _client_side(client, b_cl, bj, np.full(b_cl.size, k))
+        for s in client:
+            keep &= s.alone(b_cl, column_of(s.row, b_cl, k) - s.row.at(b_cl, bj))
         b_cl, bj = b_cl[keep], bj[keep]
         if b_cl.size == 0:
             continue
@@ -365,9 +357,9 @@ def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Bud
         x[tb, tj] = False
         x[tb, k] = True
         moved[ta] = moved[tb] = True
-        for s in client:
-            s.apply(ta, s.row.at(ta, tj) - s.row.at(ta, tk))
-            s.apply(tb, s.row.at(tb, tk) - s.row.at(tb, tj))
+        for s in client:  # each client trades once
+            s.apply(ta, s.row.at(ta, tj) - s.row.at(ta, tk), unique=True)
+            s.apply(tb, s.row.at(tb, tk) - s.row.at(tb, tj), unique=True)
 
 
 def _shared_ok(
