@@ -431,7 +431,7 @@ def simulate(
 
 def _default_seeds(config: SimConfig, quick: bool) -> int:
     """Seeds unless told: 5 full; quick 2, or 1 in ``cross-device`` (one seed of its six
-    strategies takes about 6 minutes on a 2-core machine; docs/experiments.md)."""
+    strategies takes 4.5 to 7 minutes on a shared 2-core machine; docs/experiments.md)."""
     if not quick:
         return 5
     return 1 if config.scenario == "cross-device" else 2
