@@ -290,24 +290,38 @@ def _add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="federated MoE runs comparing assignment strategies (the paper's Fig. 3)",
         description=(
             "Train a small Mixture-of-Experts federatedly under each strategy and seed "
-            "(random, greedy, load-balanced, load-balanced/<solver>) and write "
-            "DIR/results.json, DIR/summary.md and plots (docs/experiments.md)."
+            "(random, greedy, load-balanced, load-balanced/<solver>, and in the cross-device "
+            "scenario oort and balanced) and write DIR/results.json, DIR/summary.md and plots "
+            "(docs/experiments.md)."
         ),
     )
-    p.add_argument("--quick", action="store_true", help="the quick scenario (minutes)")
+    p.add_argument("--quick", action="store_true", help="the quick variant (minutes)")
+    p.add_argument(
+        "--scenario",
+        choices=("fig3", "cross-device"),
+        default="fig3",
+        help="fig3: 20 clients, all online (default); cross-device: 1,000 devices, budgets",
+    )
+    p.add_argument(
+        "--gate",
+        choices=("global", "local", "both"),
+        default="global",
+        help="averaged gate, each client's own (cross-device), or both side by side",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="N", help="first seed (default 0)")
     p.add_argument(
         "--seeds",
         type=int,
         default=None,
         metavar="K",
-        help="number of seeds (default 2 quick, 5 full)",
+        help="number of seeds (default 5; quick: 2, cross-device 1)",
     )
     p.add_argument(
         "--strategies",
         default=None,
         metavar="S1,S2,...",
-        help="comma-separated (default random,greedy,load-balanced,load-balanced/flow)",
+        help="comma-separated, each optionally @global or @local (default fig3: "
+        "random,greedy,load-balanced,load-balanced/flow; cross-device: see docs/experiments.md)",
     )
     p.add_argument(
         "--engine",
@@ -423,6 +437,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
         out=args.out,
         progress=not args.no_progress,
         threats=threats,
+        scenario=args.scenario,
+        gate=args.gate,
     )
 
 
@@ -485,7 +501,7 @@ def _call_sim(command: str, **kwargs: Any) -> int:
 
 def _sim_flag(message: str) -> str:
     flags = (
-        "strategies", "seeds", "rounds", "engine", "dataset", "partition",
+        "strategies", "seeds", "rounds", "engine", "dataset", "partition", "scenario", "gate",
         "attack", "attackers", "defense", "max_idle_rounds", "ldp_epsilon",
         "ldp_mechanism", "exploration_weight",
     )  # fmt: skip

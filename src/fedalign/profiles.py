@@ -186,6 +186,15 @@ class ProfileBounds:
         return {k: list(v) for k, v in asdict(self).items()}
 
 
+#: The smallest deadline a client is given (seconds): problems need positive deadlines.
+_MIN_DEADLINE = 1e-6
+
+
+def _inverse(v: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``1 / v``, with 0 where ``v`` is unknown (NaN): an unknown speed costs no time."""
+    return np.where(np.isnan(v), 0.0, 1.0 / np.where(np.isnan(v), 1.0, v))
+
+
 class CapacityProfiler:
     """Per-client capacity: stored profiles, learned slowdown, reliability; builds time rows.
 
@@ -207,6 +216,11 @@ class CapacityProfiler:
         Weight of the latest round in the reliability average.
     ratio_bounds : (low, high)
         Observed ratios are clipped into this range before entering the window.
+    shared_bytes : float >= 0
+        Bytes of the shared parameters a client fetches and returns once per round, whatever
+        number of experts it trains (default 0). Their transfer time is part of every
+        observed duration, so :meth:`observe` predicts it too, and :meth:`shared_time` gives
+        it to the deadline row.
 
     Raises
     ------
@@ -225,6 +239,7 @@ class CapacityProfiler:
         "dropout_inflation": [Interval(float, 1, None)],
         "reliability_rate": [Interval(float, 0, 1)],
         "ratio_bounds": [Pair(_ABOVE_0)],
+        "shared_bytes": [_AT_LEAST_0],
     }
 
     def __init__(
@@ -238,6 +253,7 @@ class CapacityProfiler:
         dropout_inflation: float = 1.25,
         reliability_rate: float = 0.2,
         ratio_bounds: tuple[float, float] = (0.01, 100.0),
+        shared_bytes: float = 0.0,
     ) -> None:
         a = validate_table(
             self._parameter_constraints,
@@ -250,6 +266,7 @@ class CapacityProfiler:
                 "dropout_inflation": dropout_inflation,
                 "reliability_rate": reliability_rate,
                 "ratio_bounds": ratio_bounds,
+                "shared_bytes": shared_bytes,
             },
         )
         self.expert_bytes: NDArray[np.float64] = a["expert_bytes"]
@@ -261,6 +278,7 @@ class CapacityProfiler:
         self.dropout_inflation: float = a["dropout_inflation"]
         self.reliability_rate: float = a["reliability_rate"]
         self.ratio_bounds: tuple[float, float] = a["ratio_bounds"]
+        self.shared_bytes: float = a["shared_bytes"]
         self._n = 0
         self._prof = np.empty((0, len(PROFILE_FIELDS)), dtype=np.float64)
         self._max_experts = np.empty(0, dtype=np.int32)
@@ -411,23 +429,37 @@ class CapacityProfiler:
         s = self.samples(r) if samples is None else np.asarray(samples, dtype=np.float64)
         p = self._prof[r]
 
-        def inv(v: NDArray[np.float64]) -> NDArray[np.float64]:
-            return np.where(np.isnan(v), 0.0, 1.0 / np.where(np.isnan(v), 1.0, v))
-
         def col(name: str) -> NDArray[np.float64]:
             return p[:, PROFILE_FIELDS.index(name)]
 
         lat = np.nan_to_num(col("latency"), nan=0.0)
-        per_byte = inv(col("bandwidth_down")) + inv(col("bandwidth_up"))
+        per_byte = self._seconds_per_byte(r)
         compute = col("compute")
         if learned:
             compute = np.where(np.isnan(compute), self.learned_compute(r), compute)
-        per_work = s * inv(compute)
+        per_work = s * _inverse(compute)
         return (
             lat[:, None]
             + per_byte[:, None] * self.expert_bytes[None, :]
             + per_work[:, None] * self.expert_cost[None, :]
         )
+
+    def _seconds_per_byte(self, r: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Seconds to fetch and to return one byte, per row (0 where bandwidths are unknown)."""
+        p = self._prof[r]
+        down = p[:, PROFILE_FIELDS.index("bandwidth_down")]
+        up = p[:, PROFILE_FIELDS.index("bandwidth_up")]
+        return _inverse(down) + _inverse(up)
+
+    def shared_time(self, rows: ArrayLike, *, learned: bool = True) -> NDArray[np.float64]:
+        """Seconds each row needs to fetch and return the shared part, ``(m,)``.
+
+        Paid once per round by a client that trains any expert; scaled by the learned
+        slowdown (``learned=False``: the declaration alone, slowdown 1).
+        """
+        r = np.asarray(rows, dtype=np.int64)
+        t = self.shared_bytes * self._seconds_per_byte(r)
+        return self.slowdown(r) * t if learned else t
 
     def train_time(self, rows: ArrayLike) -> NDArray[np.float64]:
         """Expected seconds for each row to fetch, train and return each expert, (m, E)."""
@@ -447,22 +479,31 @@ class CapacityProfiler:
         *,
         fixed: float | None = None,
         percentile: float | None = None,
+        overhead: ArrayLike | None = None,
     ) -> NDArray[np.float64]:
         """The round's deadline per cohort client: ``fixed`` seconds, or Oort-style.
 
         With ``percentile=q`` it is the q-th percentile, over the cohort, of the time each
-        client needs for its ``max_experts`` fastest experts (at least one), so about q % of
-        the cohort can take a full load in time.
+        client needs for its ``max_experts`` fastest experts (at least one) plus its
+        ``overhead``, so about q % of the cohort can take a full load in time.
+
+        ``overhead`` (m,) is time a client spends once per round whatever it trains (the
+        shared part's transfer, :meth:`shared_time`); it comes off that client's deadline,
+        so the per-expert times of the deadline row (linear in the pairs) must fit in the
+        rest. Deadlines never go below 1 µs (a problem's deadlines are positive): nothing
+        that takes time fits then.
         """
         t = np.asarray(train_time, dtype=np.float64)
         n = t.shape[0]
+        extra = np.zeros(n) if overhead is None else np.asarray(overhead, dtype=np.float64)
         if fixed is not None:
-            return np.full(n, float(fixed))
+            return np.maximum(float(fixed) - extra, _MIN_DEADLINE)
         if percentile is None:
             raise ValueError("deadline: give fixed seconds or a percentile")
         k = np.clip(np.asarray(max_experts, dtype=np.int64), 1, t.shape[1])
         need = np.take_along_axis(np.cumsum(np.sort(t, axis=1), axis=1), k[:, None] - 1, axis=1)[:, 0]
-        return np.full(n, max(float(np.percentile(need, percentile)), 1e-6))
+        cut = max(float(np.percentile(need + extra, percentile)), _MIN_DEADLINE)
+        return np.maximum(cut - extra, _MIN_DEADLINE)
 
     def estimates(self, row: int) -> dict[str, float | None]:
         """Effective capacity of ``row``: declared speeds divided by the learned slowdown."""
@@ -518,6 +559,9 @@ class CapacityProfiler:
         used = np.where(np.isnan(smp) | (~done & (smp <= 0)), self.samples(r), smp)
         # what the declaration predicts (no learned speeds), and the work done
         pred = np.where(t, self.base_time(r, used, learned=False), 0.0).sum(axis=1)
+        worked = t.any(axis=1)
+        # the shared part moved once for every client that worked: part of its duration
+        pred = pred + np.where(worked, self.shared_time(r, learned=False), 0.0)
         work = used * np.where(t, self.expert_cost[None, :], 0.0).sum(axis=1)
         declared = self._declares_compute(r)
         ratio, ok_ratio = self._observed_slowdown(r, pred, dur, done, dl)
@@ -534,7 +578,8 @@ class CapacityProfiler:
         self._next[lr] = ((slot + 1) % self.window).astype(np.uint8)
         a = self.reliability_rate
         self._reliability[r] = ((1 - a) * self._reliability[r] + a * done).astype(np.float32)
-        fresh = done & np.isfinite(smp)
+        # an idle client (given nothing) reports 0 samples: not its data size, so not kept
+        fresh = done & np.isfinite(smp) & worked
         self._seen_samples[r[fresh]] = smp[fresh]
 
     def _observed_slowdown(

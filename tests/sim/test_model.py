@@ -129,3 +129,23 @@ def test_local_train_validates():
         local_train(m, [9], data)
     with pytest.raises(ValueError, match="reward"):
         local_train(m, [0], data, reward="vibes")
+
+
+def test_experts_of_different_widths():
+    torch.manual_seed(0)
+    m = MoEModel(12, 5, 3, expert_hidden=(2, 4, 8), trunk_hidden=6)
+    assert m.expert_hidden == (2, 4, 8)
+    sizes = [state_nbytes(partial_state(m, [j])) - state_nbytes(partial_state(m, [])) for j in range(3)]
+    # one hidden layer over the 6-unit trunk: (6 + 1) * h + (h + 1) * 5 floats of 4 bytes
+    assert sizes == [4 * (7 * h + 5 * (h + 1)) for h in (2, 4, 8)]
+    x = torch.randn(4, 12)
+    assert m(x).shape == (4, 5)
+    state, _ = local_train(m, [0, 2], (x.numpy(), torch.randint(0, 5, (4,)).numpy()), epochs=1)
+    assert {k.split(".")[1] for k in state if k.startswith("experts.")} == {"0", "2"}
+
+
+def test_expert_widths_are_checked():
+    with pytest.raises(ValueError, match="expected one width or 3 widths, got 2"):
+        MoEModel(4, 2, 3, expert_hidden=(2, 3))
+    with pytest.raises(ValueError, match="expert_hidden: must be >= 1, got 0"):
+        MoEModel(4, 2, 2, expert_hidden=(2, 0))

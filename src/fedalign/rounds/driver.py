@@ -263,6 +263,7 @@ class RoundDriver:
         *,
         round: int | None = None,
         allowed: ArrayLike | None = None,
+        conditions: Mapping[Hashable, Any] | None = None,
     ) -> ActiveRound:
         """Plan a round for ``clients`` and open it.
 
@@ -277,6 +278,9 @@ class RoundDriver:
             Passed to ``Scheduler.plan``.
         allowed : (n, E) bool array, optional
             Passed to ``Scheduler.plan``.
+        conditions : mapping of client id to ClientProfile, optional
+            What clients measured at check-in (e.g. this round's faded bandwidth), passed to
+            ``Scheduler.plan``: it overrides their profiles for this round only.
 
         Returns
         -------
@@ -304,6 +308,8 @@ class RoundDriver:
             kwargs["round"] = round
         if allowed is not None:
             kwargs["allowed"] = allowed
+        if conditions is not None:  # only when given: a scheduler stand-in may not take it
+            kwargs["conditions"] = conditions
         plan = self.scheduler.plan(list(clients), **kwargs)
         self._current = ActiveRound(self, plan, arrays, layout)
         return self._current

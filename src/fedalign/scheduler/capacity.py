@@ -64,7 +64,12 @@ def cohort_capacity(
     t = dl = None
     if s.has_deadline:
         t = profiler.train_time(rows)
-        dl = profiler.deadline(t, kmax, fixed=s.deadline, percentile=s.deadline_percentile)
+        # the shared part moves once per client that trains anything: its transfer time comes
+        # off the client's deadline (exact for every client given at least one expert)
+        overhead = profiler.shared_time(rows) if s.shared_bytes > 0 else None
+        dl = profiler.deadline(
+            t, kmax, fixed=s.deadline, percentile=s.deadline_percentile, overhead=overhead
+        )
     return CohortCapacity(kmax, e_mem, c_mem, t, dl)
 
 

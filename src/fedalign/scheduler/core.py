@@ -141,7 +141,9 @@ class Scheduler:
         experts, so the budget holds for the bytes actually sent). Needs ``expert_bytes``.
     shared_bytes : float >= 0
         Bytes of the shared parameters (trunk, gate) a client downloads and uploads with its
-        experts (default 0); only the byte budget reads it.
+        experts, once per round (default 0). The byte budget counts them with every pair; the
+        deadline row takes their transfer time off each client's deadline, and the profiler
+        expects it in every observed duration.
     balance_weight : float >= 0
         In-round load balance: a soft ``"round load"`` row charges, on each expert, the
         ``k``-th client above its fair share of the round (the cohort's expert slots --
@@ -280,6 +282,7 @@ class Scheduler:
             bounds=s.profile_bounds,
             window=s.profile_window,
             dropout_inflation=s.dropout_inflation,
+            shared_bytes=s.shared_bytes,
         )
         self._ids: list[Hashable] = []
         self._index: dict[Hashable, int] = {}
@@ -288,6 +291,10 @@ class Scheduler:
         self._open: OpenRound | None = None
         # the last plan's solution: the next round's warm start (setting warm_start)
         self._previous: Solution | None = None
+        # the open round's conditions (registry row -> ClientProfile): its durations were
+        # measured under them, so end_round learns against them too. Kept in memory only: a
+        # scheduler reloaded mid-round learns that round against the registered profiles.
+        self._open_conditions: dict[int, ClientProfile] = {}
         # digest of the state file this scheduler last loaded or saved, per absolute path
         self._files: dict[str, bytes] = {}
 
@@ -747,6 +754,7 @@ class Scheduler:
             ids = problem.client_ids
             floored = [ids[k] for k in np.flatnonzero(due & could)]  # type: ignore[operator]
             missed = [ids[k] for k in np.flatnonzero(was_due & could & ~got)]
+        self._open_conditions = overrides
         _warn_if_herding(solution.assignment, number)
         return Plan(
             round=number,
@@ -798,6 +806,7 @@ class Scheduler:
             "ledger": self._ledger.snapshot(rows),
             "rng": self._rng.bit_generator.state,
             "open": self._open,  # end_round only drops it: the object itself is unchanged
+            "open_conditions": self._open_conditions,
             "last_round": self._last_round,
         }
 
@@ -809,6 +818,7 @@ class Scheduler:
         self._ledger.restore(undo["ledger"])
         self._rng.bit_generator.state = undo["rng"]
         self._open = undo["open"]
+        self._open_conditions = undo["open_conditions"]
         self._last_round = undo["last_round"]
 
     def _cohort_rows(self, clients: Iterable[Hashable]) -> NDArray[np.int64]:
@@ -991,7 +1001,10 @@ class Scheduler:
             return
         done, trained, worked = op.outcome()
         samples = self._credited_samples(op, done)
-        self._prof.observe(op.rows, worked, samples, op.duration, done, op.deadline)
+        # durations were measured under the round's conditions (e.g. a faded channel): a
+        # slowdown learned against the registered profile would be the fading, not the device
+        with self._prof.overlay(self._open_conditions):
+            self._prof.observe(op.rows, worked, samples, op.duration, done, op.deadline)
         if done.any():
             weight = self._credit_weights(op, done, trained)
             self._fit.record(
@@ -1012,6 +1025,7 @@ class Scheduler:
         self._fit.close_round()
         self._use.close_round()
         self._open = None
+        self._open_conditions = {}
 
     def _credit_weights(
         self, op: OpenRound, done: NDArray[np.bool_], trained: NDArray[np.bool_]
@@ -1164,6 +1178,7 @@ class Scheduler:
         self._last_round = state.last_round
         self._rng.bit_generator.state = state.rng
         self._open = state.open_round
+        self._open_conditions = {}
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         """Write the state to ``path`` atomically, never over another writer's state.

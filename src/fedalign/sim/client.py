@@ -109,7 +109,8 @@ def local_train(
         Shared parameters and the assigned experts after training.
     metrics : dict
         ``samples`` (int, size of the local dataset), ``rewards`` ({expert_id: float in
-        [0, 1]}), ``loss`` (mean training loss of the last epoch), ``loss_before`` (loss of
+        [0, 1]}), ``loss`` (mean training loss of the last epoch), ``loss_sq`` (mean squared
+        per-sample training loss of the last epoch), ``loss_before`` (loss of
         the received model, masked to the assigned experts), ``steps`` (optimiser steps).
     """
     experts = [int(j) for j in expert_ids]
@@ -148,10 +149,10 @@ def local_train(
     optimiser = torch.optim.Adam(params, lr=lr)
     generator = torch.Generator().manual_seed(int(seed))
     model.train()
-    steps, last_epoch_loss = 0, 0.0
+    steps, last_epoch_loss, last_epoch_sq = 0, 0.0, 0.0
     for _ in range(int(epochs)):
         order = torch.randperm(n, generator=generator)
-        total = 0.0
+        total = squares = 0.0
         for start in range(0, n, int(batch_size)):
             idx = order[start : start + int(batch_size)]
             logp = model(x[idx], mask, top_k=k, renormalise=False)
@@ -160,8 +161,10 @@ def local_train(
             loss.backward()
             optimiser.step()
             total += loss.item() * len(idx)
+            # per-sample squared losses (Oort's statistical utility); no effect on training
+            squares += float((logp.detach().gather(1, y[idx, None]) ** 2).sum())
             steps += 1
-        last_epoch_loss = total / n
+        last_epoch_loss, last_epoch_sq = total / n, squares / n
     model.eval()
 
     if reward == "loss-reduction":
@@ -173,6 +176,7 @@ def local_train(
         "samples": n,
         "rewards": rewards,
         "loss": last_epoch_loss,
+        "loss_sq": last_epoch_sq,
         "loss_before": loss_before,
         "steps": steps,
     }

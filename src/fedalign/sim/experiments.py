@@ -8,12 +8,18 @@ devices, cohorts and device luck per seed), then writes into ``out_dir``:
   ``accuracy`` (per seed, per round), ``rounds_to_target`` (per seed, the first round reaching
   ``target_accuracy``, null if never), ``bytes_up``, ``bytes_down``, ``simulated_seconds``
   (totals, mean over seeds), ``expert_load`` (client x expert assignment counts, summed over
-  seeds); plus per-seed detail under ``per_seed``. With a
+  seeds); per seed ``time_to_target`` and ``bytes_to_target`` (null if never reached),
+  ``planning_seconds`` (total), ``dropouts`` (total) and ``rounds`` (one record per round:
+  ``round``, ``planning_seconds``, ``round_seconds``, ``bytes_down``, ``bytes_up``,
+  ``byte_budget``, ``online``, ``trained_clients``, ``dropouts``, and in ``cross-device``
+  the dropouts by cause and the per-tier counts), plus ``trained_share`` and
+  ``tier_participation`` in ``cross-device`` (:func:`accounting_fields`); plus per-seed
+  detail under ``per_seed``. With a
   :class:`~fedalign.sim.threats.ThreatConfig` (every local ``fedalign simulate``), also
   ``attack``, ``attackers``, ``defense``, ``participation``, ``jain_index``,
   ``idle_violations`` and, when asked for, ``leakage`` and ``epsilon_spent``
-  (:func:`threat_entries`). At top level: ``target_accuracy``,
-  ``config`` (every setting, seeds, strategies, engine) and ``ordering`` (per seed, whether
+  (:func:`threat_entries`). At top level: ``scenario``, ``target_accuracy``, ``config``
+  (every setting, seeds, strategies, engine) and ``ordering`` (per seed, whether
   load-balanced > greedy > random held).
 * ``summary.md`` -- the markdown table of :func:`fedalign.sim.report.markdown_table`;
 * the figures of :func:`fedalign.sim.report.write_plots`.
@@ -35,11 +41,14 @@ from .threats import ThreatConfig
 __all__ = [
     "ENGINES",
     "Runner",
+    "accounting_fields",
     "build_results",
     "ordering_by_seed",
     "run_experiment",
+    "default_strategies",
     "demo",
     "simulate",
+    "with_gates",
     "summary_text",
     "threat_entries",
     "write_outputs",
@@ -101,7 +110,8 @@ def run_experiment(
         Write the figures (needs matplotlib).
     threats : ThreatConfig, optional
         Attack, defenses, fairness floor, reward privacy and audit
-        (:mod:`fedalign.sim.threats`); only with the local engine (the default runner).
+        (:mod:`fedalign.sim.threats`); only with the local engine (the default runner), in
+        the ``fig3`` scenario.
 
     Returns
     -------
@@ -130,21 +140,28 @@ def run_experiment(
             "attack: attacks, defenses, --max-idle-rounds, --ldp-epsilon and --audit run "
             "only on the local engine"
         )
+    if threats is not None and config.scenario != "fig3":
+        if threats != ThreatConfig():
+            raise ValueError(
+                "attack: attacks, defenses, --max-idle-rounds, --ldp-epsilon and --audit run "
+                f"only in the fig3 scenario, not in {config.scenario!r}"
+            )
+        threats = None  # nothing active: the cross-device loop has no threat hooks
     names = list(strategies)
     if not names:
         raise ValueError("strategies: name at least one strategy")
     if len(set(names)) != len(names):
         raise ValueError(f"strategies: duplicates in {names}")
-    parsed = [parse_strategy(n, config.usage_weight) for n in names]
+    parsed = [parse_strategy(n, config.usage_weight, config.gate) for n in names]
+    _check_scenario(config, parsed, engine)
     seed_list = [int(s) for s in seeds]
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds: expected distinct seeds, at least one, got {seed_list}")
 
     import torch
 
-    from .server import make_setup, run_strategy
-
-    run_one: Runner = run_strategy if runner is None else runner
+    make, run_local = _scenario_runner(config)
+    run_one: Runner = run_local if runner is None else runner
     torch.set_num_threads(1)
     from tqdm.auto import tqdm
 
@@ -153,7 +170,7 @@ def run_experiment(
     groups: list[list[int]] = []
     with tqdm(total=total, disable=not progress, unit="round", dynamic_ncols=True) as bar:
         for seed in seed_list:
-            setup = make_setup(config, seed)
+            setup = make(config, seed)
             groups.append(setup.partition.client_group.tolist())
             for strategy in parsed:
                 bar.set_description(f"seed {seed} {strategy.name}")
@@ -168,6 +185,41 @@ def run_experiment(
     if out_dir is not None:
         write_outputs(results, out_dir, plots=plots)
     return results
+
+
+def _check_scenario(config: SimConfig, strategies: Sequence[Strategy], engine: str) -> None:
+    """Refuse what a scenario cannot run (the message names the flag)."""
+    if config.scenario == "cross-device":
+        if engine != "local":
+            raise ValueError(f"engine: the cross-device scenario runs locally, not on {engine!r}")
+        with_rows = [s for s in strategies if s.balanced]
+        if with_rows:
+            from .crossdevice import solvers_for_rows
+
+            supported = solvers_for_rows(config)
+            for s in with_rows:
+                if s.solver not in supported:
+                    raise ValueError(
+                        f"strategies: {s.name!r}: solver {s.solver!r} does not support the "
+                        f"cross-device rows (byte budget, per-expert bounds); these do: {supported}"
+                    )
+        return
+    for s in strategies:
+        if s.selection == "oort":
+            raise ValueError(f"strategies: {s.name!r} needs --scenario cross-device")
+        if s.gate == "local":
+            raise ValueError(f"gate: {s.name!r} keeps local gates, which need --scenario cross-device")
+
+
+def _scenario_runner(config: SimConfig) -> tuple[Callable[[SimConfig, int], Any], Runner]:
+    """The setup maker and the in-process runner of ``config.scenario``."""
+    if config.scenario == "cross-device":
+        from .crossdevice import make_cross_device_setup, run_cross_device
+
+        return make_cross_device_setup, run_cross_device
+    from .server import make_setup, run_strategy
+
+    return make_setup, run_strategy
 
 
 def _rounds_to(acc: list[float], target: float) -> int | None:
@@ -222,10 +274,12 @@ def build_results(
                 "client_group": client_groups,
             },
         }
+        out[strategy.name].update(accounting_fields(rs, target, config))
         if threats is not None and all(r.threats for r in rs):
             out[strategy.name].update(threat_entries(threats, [r.threats for r in rs]))
             out[strategy.name]["per_seed"]["threats"] = [r.threats for r in rs]
     results = {
+        "scenario": config.scenario,
         "target_accuracy": float(target),
         "config": {
             **config.to_dict(),
@@ -306,6 +360,42 @@ def threat_entries(threats: ThreatConfig, per_seed: Sequence[dict[str, Any]]) ->
     return out
 
 
+def _first(values: list[float] | list[int], acc: list[float], target: float) -> float | None:
+    """``values`` at the first round whose accuracy reaches ``target`` (None if none does)."""
+    hit = _rounds_to(acc, target)
+    return None if hit is None else float(values[hit - 1])
+
+
+def accounting_fields(runs: list[Any], target: float, config: SimConfig) -> dict[str, Any]:
+    """Per seed: time and bytes to ``target``, planning, dropouts, rounds, participation.
+
+    ``time_to_target`` is the simulated clock (``cross-device``: planning included) after
+    the first round reaching the target, ``bytes_to_target`` the bytes moved (up + down) by
+    then; both None when never reached. ``rounds`` holds every round's record. With tiers
+    (``cross-device``): ``trained_share``, the share of online client-rounds that trained,
+    and ``tier_participation``, the same per device tier.
+    """
+    moved = [[u + d for u, d in zip(r.bytes_up, r.bytes_down, strict=True)] for r in runs]
+    out: dict[str, Any] = {
+        "time_to_target": [_first(r.seconds, r.accuracy, target) for r in runs],
+        "bytes_to_target": [_first(m, r.accuracy, target) for r, m in zip(runs, moved, strict=True)],
+        "planning_seconds": [float(np.sum(r.solver_seconds)) for r in runs],
+        "dropouts": [int(np.sum(r.dropouts)) for r in runs],
+        "rounds": [list(r.records) for r in runs],
+    }
+    if config.scenario == "cross-device":
+        online = [np.sum([x["online_by_tier"] for x in r.records], axis=0) for r in runs]
+        trained = [np.sum([x["trained_by_tier"] for x in r.records], axis=0) for r in runs]
+        out["trained_share"] = [
+            float(t.sum() / max(o.sum(), 1)) for o, t in zip(online, trained, strict=True)
+        ]
+        out["tier_participation"] = [
+            {name: float(t[k] / max(o[k], 1)) for k, name in enumerate(config.tier_names)}
+            for o, t in zip(online, trained, strict=True)
+        ]
+    return out
+
+
 def ordering_by_seed(results: dict[str, Any], order: Sequence[str] = PAPER_ORDER) -> dict[str, Any]:
     """Per seed, whether final accuracy is strictly ordered as ``order`` (best first).
 
@@ -365,6 +455,8 @@ def simulate(
     progress: bool = True,
     echo: Any = print,
     threats: ThreatConfig | None = None,
+    scenario: str = "fig3",
+    gate: str = "global",
 ) -> dict[str, Any]:
     """``fedalign simulate``: run the comparison, write the outputs, print the table.
 
@@ -372,17 +464,23 @@ def simulate(
     ----------
     quick : bool
         The quick scenario (:func:`~fedalign.sim.config.preset` ``"quick"``: 40 rounds,
-        2 seeds by default) instead of the full one (80 rounds, 5 seeds by default).
+        2 seeds by default) instead of the full one (80 rounds, 5 seeds by default); in
+        ``cross-device``, 60 rounds, 1 seed and fewer strategies
+        (:func:`default_strategies`) instead of 150 rounds and 5 seeds.
     seed : int
         First seed; the run uses ``seed, seed + 1, ..., seed + seeds - 1``.
     seeds : int, optional
-        Number of seeds (default 2 quick, 5 full).
+        Number of seeds (default 5 full; quick 2, or 1 in ``cross-device``).
     strategies : sequence of str, optional
         Default :data:`~fedalign.sim.config.DEFAULT_STRATEGIES`.
     engine : {"local", "flower", "nvflare"}
     runner : callable, optional
         As in :func:`run_experiment` (needed for any engine but ``"local"``).
     dataset, partition, rounds, data_root : optional overrides of the preset
+    scenario : {"fig3", "cross-device"}
+    gate : {"global", "local", "both"}
+        Gate placement of the strategies named without ``@global``/``@local``; ``both`` runs
+        each of them twice, as ``name`` (global) and ``name@local``.
     out : str or Path
         Output folder.
     progress : bool
@@ -411,13 +509,16 @@ def simulate(
         changes["rounds"] = int(rounds)
     if data_root is not None:
         changes["data_root"] = str(data_root)
+    if scenario != "fig3":
+        changes["scenario"] = scenario
     config = preset("quick" if quick else "full", **changes)
-    k = (2 if quick else 5) if seeds is None else int(seeds)
+    k = _default_seeds(config, quick) if seeds is None else int(seeds)
     if k < 1:
         raise ValueError(f"seeds: expected a count >= 1, got {seeds!r}")
+    names = list(strategies) if strategies else default_strategies(config, quick=quick)
     results = run_experiment(
         config,
-        list(strategies) if strategies else DEFAULT_STRATEGIES,
+        with_gates(names, gate),
         [int(seed) + s for s in range(k)],
         out_dir=out,
         engine=engine,
@@ -428,6 +529,50 @@ def simulate(
     echo(summary_text(results))
     echo(f"results, summary and plots written to {Path(out).resolve()}")
     return results
+
+
+def _default_seeds(config: SimConfig, quick: bool) -> int:
+    """Seeds unless told: 5 full; quick 2, or 1 in ``cross-device`` (one seed of its six
+    strategies takes 4.5 to 7 minutes on a shared 2-core machine; docs/experiments.md)."""
+    if not quick:
+        return 5
+    return 1 if config.scenario == "cross-device" else 2
+
+
+def with_gates(names: Sequence[str], gate: str) -> list[str]:
+    """Strategy names for a gate placement: ``global`` keeps them, ``local`` suffixes
+    ``@local``, ``both`` lists each twice; names already suffixed are kept as they are."""
+    if gate not in ("global", "local", "both"):
+        raise ValueError(f"gate: expected 'global', 'local' or 'both', got {gate!r}")
+    plain = [n for n in names if "@" not in n]
+    local = [f"{n}@local" for n in plain] if gate in ("local", "both") else []
+    kept = [n for n in names if "@" in n or gate != "local"]
+    return [*kept, *local]
+
+
+def default_strategies(config: SimConfig, *, quick: bool = False) -> list[str]:
+    """What ``fedalign simulate`` compares unless told otherwise.
+
+    ``fig3``: :data:`~fedalign.sim.config.DEFAULT_STRATEGIES`. ``cross-device``: the paper's
+    three, ``oort``, ``balanced``, and ``load-balanced/<solver>`` for every solver whose
+    declarations support the scenario's rows (:func:`fedalign.solvers_for`; not ``auto``,
+    which ``balanced`` uses, nor ``random``); ``quick`` keeps ``random``, ``greedy``,
+    ``load-balanced``, ``oort``, ``balanced`` and the first of ``lp``, ``lagrangian``,
+    ``greedy`` that is supported (a solver with a bound at heuristic speed; the exact ones
+    cost seconds a round).
+    """
+    if config.scenario != "cross-device":
+        return list(DEFAULT_STRATEGIES)
+    from .crossdevice import solvers_for_rows
+
+    supported = solvers_for_rows(config)
+    solvers = [s for s in supported if s not in ("auto", "random")]
+    balanced = ["balanced"] if "auto" in supported else []
+    if quick:
+        first = [s for s in ("lp", "lagrangian", "greedy") if s in solvers][:1]
+        lb = [f"load-balanced/{s}" for s in first]
+        return ["random", "greedy", "load-balanced", "oort", *balanced, *lb]
+    return ["random", "greedy", "load-balanced", "oort", *balanced, *(f"load-balanced/{s}" for s in solvers)]
 
 
 def demo(

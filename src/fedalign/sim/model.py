@@ -15,7 +15,9 @@ gate to them (``expert_mask``), so its forward pass uses only what it received.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +29,7 @@ __all__ = [
     "MoEModel",
     "expert_of_key",
     "expert_keys",
+    "expert_widths",
     "load_partial_state",
     "partial_state",
     "shared_keys",
@@ -45,9 +48,10 @@ class MoEModel(nn.Module):
         Number of output classes.
     n_experts : int
         Number of experts E.
-    expert_hidden : int, default 16
-        Hidden units of each expert (one hidden layer). Small on purpose: one expert should
-        not be able to hold every domain (DESIGN.md §5).
+    expert_hidden : int or sequence of int, default 16
+        Hidden units of each expert (one hidden layer): one width for all, or one per expert
+        (experts of different sizes differ in memory, compute and bytes). Small on purpose:
+        one expert should not be able to hold every domain (DESIGN.md §5).
     trunk_hidden : int or None, default None
         Width of the shared trunk (Linear + ReLU). None keeps the trunk parameter-free
         (identity); the gate is then the only shared learned part.
@@ -69,7 +73,7 @@ class MoEModel(nn.Module):
         n_classes: int,
         n_experts: int,
         *,
-        expert_hidden: int = 16,
+        expert_hidden: int | Sequence[int] = 16,
         trunk_hidden: int | None = None,
         top_k: int = 1,
     ) -> None:
@@ -78,11 +82,11 @@ class MoEModel(nn.Module):
             ("in_features", in_features),
             ("n_classes", n_classes),
             ("n_experts", n_experts),
-            ("expert_hidden", expert_hidden),
             ("top_k", top_k),
         ):
             if int(value) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {value}")
+        widths = expert_widths(expert_hidden, int(n_experts))
         if top_k > n_experts:
             raise ValueError(f"top_k: must be <= n_experts={n_experts}, got {top_k}")
         if trunk_hidden is not None and trunk_hidden < 1:
@@ -98,11 +102,9 @@ class MoEModel(nn.Module):
             self.trunk = nn.Sequential(nn.Linear(self.in_features, trunk_hidden), nn.ReLU())
             width = int(trunk_hidden)
         self.gate = nn.Linear(width, self.n_experts)
+        self.expert_hidden = widths
         self.experts = nn.ModuleList(
-            nn.Sequential(
-                nn.Linear(width, expert_hidden), nn.ReLU(), nn.Linear(expert_hidden, n_classes)
-            )
-            for _ in range(self.n_experts)
+            nn.Sequential(nn.Linear(width, h), nn.ReLU(), nn.Linear(h, n_classes)) for h in widths
         )
 
     # ------------------------------------------------------------------ routing
@@ -169,6 +171,28 @@ class MoEModel(nn.Module):
         """The gate's softmax over all experts, ``(batch, E)``."""
         h = self.trunk(x.reshape(x.shape[0], -1))
         return torch.softmax(self.gate(h), dim=-1)
+
+
+def expert_widths(expert_hidden: int | Sequence[int], n_experts: int) -> tuple[int, ...]:
+    """One hidden width per expert from ``expert_hidden`` (one width, or one per expert).
+
+    Raises
+    ------
+    ValueError
+        A width below 1, or a sequence whose length is not ``n_experts``.
+    """
+    if isinstance(expert_hidden, numbers.Integral):
+        widths: tuple[int, ...] = (int(expert_hidden),) * n_experts
+    else:
+        widths = tuple(int(h) for h in cast(Sequence[int], expert_hidden))
+        if len(widths) != n_experts:
+            raise ValueError(
+                f"expert_hidden: expected one width or {n_experts} widths, got {len(widths)}"
+            )
+    bad = [h for h in widths if h < 1]
+    if bad:
+        raise ValueError(f"expert_hidden: must be >= 1, got {bad[0]}")
+    return widths
 
 
 def partial_state(model: nn.Module, expert_ids: Iterable[int]) -> dict[str, Tensor]:

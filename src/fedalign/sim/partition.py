@@ -28,16 +28,24 @@ PARTITIONS = ("domain", "label-skew", "dirichlet")
 
 @dataclass(frozen=True)
 class DomainTransform:
-    """A domain's fixed view of the data: feature permutation and label shift."""
+    """A domain's fixed view of the data: feature permutation, label shift, optional offset.
+
+    ``offset`` (``cross-device`` only) is added to the permuted features: a fixed marker of
+    the domain (as a device family's calibration would leave) that a gate can read.
+    """
 
     permutation: NDArray[np.int64]
     label_shift: int
+    offset: NDArray[np.float32] | None = None
 
     def apply(
         self, x: NDArray[np.float32], y: NDArray[np.int64], n_classes: int
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The samples ``(x, y)`` as this domain sees them."""
-        return x[:, self.permutation], (y + self.label_shift) % n_classes
+        seen = x[:, self.permutation]
+        if self.offset is not None:
+            seen = (seen + self.offset).astype(x.dtype)
+        return seen, (y + self.label_shift) % n_classes
 
 
 @dataclass(frozen=True)
@@ -215,3 +223,122 @@ def make_partition(
     if kind == "dirichlet":
         return _dirichlet(data, n_clients, alpha, rng)
     raise ValueError(f"kind: unknown partition {kind!r}; choose one of {PARTITIONS}")
+
+
+def cross_device_partition(
+    data: Dataset,
+    n_clients: int,
+    *,
+    n_domains: int,
+    sizes: tuple[int, int],
+    label_alpha: float,
+    test_per_domain: int | None = None,
+    domain_offset: float = 0.0,
+    seed: int = 0,
+) -> Partition:
+    """The ``cross-device`` split: domains, label skew within them, sizes over a decade.
+
+    Each client falls into one of ``n_domains`` domains (balanced, shuffled), each with its
+    own input permutation and label rotation as in ``domain`` (domain 0 sees the data as
+    is), so the domain is recognisable from the input and domains conflict. Within its
+    domain a client's labels follow Dirichlet(``label_alpha``) proportions, and its size is
+    drawn log-uniformly in ``sizes``. A domain's clients hold distinct training samples
+    while its pool lasts (it then starts over: clients of one domain may share samples).
+
+    Parameters
+    ----------
+    data : Dataset
+    n_clients, n_domains : int
+    sizes : (int, int)
+        Smallest and largest client dataset.
+    label_alpha : float
+    test_per_domain : int, optional
+        Held-out samples seen through each domain's transform (None: the whole test split).
+    domain_offset : float
+        Scale of each domain's fixed input offset (a normal vector times this, drawn once;
+        0: none), which makes the domain readable from the input where a permutation alone
+        is not (MNIST-1D's positions have nearly equal statistics).
+    seed : int
+
+    Returns
+    -------
+    Partition
+        ``kind="cross-device"``; ``client_group`` is each client's domain.
+    """
+    if not 1 <= n_domains <= n_clients:
+        raise ValueError(f"n_domains: must be in 1..n_clients={n_clients}, got {n_domains}")
+    rng = np.random.default_rng(seed)
+    c = data.n_classes
+    transforms = _offset_transforms(data, n_domains, domain_offset, rng)
+    group = rng.permutation(np.arange(n_clients, dtype=np.int64) % n_domains)
+    lo, hi = sizes
+    size = np.floor(np.exp(rng.uniform(np.log(lo), np.log(hi + 1), n_clients))).astype(np.int64)
+    size = np.clip(size, lo, hi)
+    counts = rng.multinomial(size, rng.dirichlet(np.full(c, label_alpha), n_clients))
+    indices = _draw_by_class(data.y_train, counts, group, n_domains, rng)
+    clients = [
+        transforms[group[i]].apply(data.x_train[idx], data.y_train[idx], c)
+        for i, idx in enumerate(indices)
+    ]
+    test = np.arange(len(data.y_test))
+    if test_per_domain is not None and test_per_domain < test.size:
+        test = np.sort(rng.choice(test.size, test_per_domain, replace=False))
+    tests = [t.apply(data.x_test[test], data.y_test[test], c) for t in transforms]
+    return Partition(
+        clients,
+        indices,
+        group,
+        np.concatenate([x for x, _ in tests]),
+        np.concatenate([y for _, y in tests]),
+        np.repeat(np.arange(n_domains, dtype=np.int64), test.size),
+        "cross-device",
+        transforms,
+    )
+
+
+def _offset_transforms(
+    data: Dataset, n_domains: int, offset: float, rng: np.random.Generator
+) -> list[DomainTransform]:
+    """One transform per domain (domain 0 as is), each with a fixed input offset of scale ``offset``.
+
+    The offset (not the permutation) is what makes a domain recognisable to a gate on
+    MNIST-1D; the label shift makes domains conflict.
+    """
+    c = data.n_classes
+    shifts = (np.arange(n_domains) * max(1, c // n_domains)) % c
+    return [
+        DomainTransform(
+            np.arange(data.n_features) if d == 0 else rng.permutation(data.n_features),
+            int(shifts[d]),
+            (offset * rng.standard_normal(data.n_features)).astype(np.float32)
+            if offset > 0
+            else None,
+        )
+        for d in range(n_domains)
+    ]
+
+
+def _draw_by_class(
+    labels: NDArray[np.int64],
+    counts: NDArray[np.int64],
+    group: NDArray[np.int64],
+    n_domains: int,
+    rng: np.random.Generator,
+) -> list[NDArray[np.int64]]:
+    """Training indices per client: ``counts[i, k]`` samples of class ``k`` for client ``i``.
+
+    Per domain and class, the clients take consecutive slices of one shuffled pool of that
+    class (cycling when it runs out), so a domain's clients share no sample while it lasts.
+    """
+    parts: list[list[NDArray[np.int64]]] = [[] for _ in range(len(counts))]
+    for d in range(n_domains):  # domains and classes: the small dimensions
+        members = np.flatnonzero(group == d)
+        for k in range(counts.shape[1]):
+            pool = rng.permutation(np.flatnonzero(labels == k))
+            want = counts[members, k]
+            if pool.size == 0 or want.sum() == 0:
+                continue
+            take = pool[np.arange(int(want.sum())) % pool.size]
+            for i, chunk in zip(members, np.split(take, np.cumsum(want)[:-1]), strict=True):
+                parts[i].append(chunk)
+    return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]

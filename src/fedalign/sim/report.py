@@ -4,6 +4,8 @@ Figures (PNG, matplotlib's Agg backend, nothing shown on screen):
 
 * ``accuracy_vs_round.png`` -- mean test accuracy per round with the min-max band over seeds;
 * ``accuracy_vs_bytes.png`` -- mean accuracy against cumulative bytes moved (up + down);
+* ``accuracy_vs_time.png`` -- mean accuracy against the simulated clock (planning included in
+  ``cross-device``);
 * ``expert_load_heatmaps.png`` -- client x expert assignment counts per strategy (the first
   seed; expert numbering is arbitrary across seeds), clients grouped by domain: the paper's
   Fig. 3 picture;
@@ -40,6 +42,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     Columns: final accuracy (%), rounds to the target accuracy (and how many seeds reached
     it), MB up and down, simulated minutes, expert-load CV, dropouts.
     """
+    if results.get("scenario") == "cross-device":
+        return _cross_device_table(results)
     target = results.get("target_accuracy")
     head = (
         "| strategy | final accuracy (%) | rounds to "
@@ -66,6 +70,44 @@ def markdown_table(results: dict[str, Any]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def _reached(values: list[float | None], scale: float, digits: int) -> str:
+    """Mean ± std over the seeds that reached the target, and how many did."""
+    text = _fmt_pm([v for v in values if v is not None], scale, digits)
+    hit = sum(v is not None for v in values)
+    return text if hit == len(values) else f"{text} ({hit}/{len(values)} seeds)"
+
+
+def _cross_device_table(results: dict[str, Any]) -> str:
+    """The ``cross-device`` table: time and bytes to the target, planning, participation."""
+    target = results.get("target_accuracy")
+    pct = f"{100 * target:.0f}%" if target is not None else "target"
+    tiers = results["config"]["tier_names"]
+    head = (
+        f"| strategy | final accuracy (%) | min to {pct} | MB to {pct} | rounds to {pct} | "
+        "simulated min | planning s | dropouts | trained/online (%) | "
+        + " / ".join(tiers)
+        + " (%) |\n|" + "---|" * 10 + "\n"
+    )
+    rows = []
+    for name, entry in results["strategies"].items():
+        seeds = entry["per_seed"]
+        share = entry.get("tier_participation", [])
+        per_tier = " / ".join(
+            _fmt_pm([s[t] for s in share], 100, 0) for t in tiers
+        )
+        rows.append(
+            f"| {name} | {_fmt_pm(seeds['final_accuracy'], 100)} | "
+            f"{_reached(entry['time_to_target'], 1 / 60, 1)} | "
+            f"{_reached(entry['bytes_to_target'], 1e-6, 1)} | "
+            f"{_reached(entry['rounds_to_target'], 1, 1)} | "
+            f"{_fmt_pm([s[-1] for s in seeds['seconds']], 1 / 60, 1)} | "
+            f"{_fmt_pm(entry['planning_seconds'], 1, 1)} | "
+            f"{_fmt_pm([float(d) for d in entry['dropouts']], 1, 0)} | "
+            f"{_fmt_pm(entry.get('trained_share', []), 100, 1)} | {per_tier} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
 def load_cv(round_load: list[list[int]]) -> np.ndarray:
     """Per round, the coefficient of variation (std / mean) of trainings per expert."""
     load = np.asarray(round_load, dtype=np.float64)
@@ -74,7 +116,7 @@ def load_cv(round_load: list[list[int]]) -> np.ndarray:
 
 
 def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write the four figures into ``out_dir``; returns their paths."""
+    """Write the five figures into ``out_dir``; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,7 +128,8 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     names = list(strategies)
     colours = {n: plt.get_cmap("tab10")(k % 10) for k, n in enumerate(names)}
     cfg = results["config"]
-    title = f"{cfg['dataset']}, {cfg['partition']} partition, {len(cfg['seeds'])} seed(s)"
+    split = "cross-device" if results.get("scenario") == "cross-device" else f"{cfg['partition']} partition"
+    title = f"{cfg['dataset']}, {split}, {len(cfg['seeds'])} seed(s)"
     paths = []
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -117,6 +160,22 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.legend()
     ax.grid(alpha=0.3)
     paths.append(_save(fig, out / "accuracy_vs_bytes.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        acc = np.asarray(strategies[name]["accuracy"], dtype=np.float64).mean(0)
+        clock = np.asarray(strategies[name]["per_seed"]["seconds"], dtype=np.float64).mean(0)
+        ax.plot(clock / 60, acc, label=name, color=colours[name])
+    if results.get("target_accuracy") is not None:
+        ax.axhline(results["target_accuracy"], ls=":", color="grey", label="target")
+    ax.set(
+        xlabel="simulated minutes (planning included in cross-device)",
+        ylabel="test accuracy",
+        title="Accuracy vs simulated time",
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    paths.append(_save(fig, out / "accuracy_vs_time.png"))
 
     cols = min(len(names), 3)
     rows = math.ceil(len(names) / cols)

@@ -148,7 +148,10 @@ class RunResult:
     dropouts : list of int
         Clients per round that vanished or missed the deadline.
     solver_seconds : list of float
-        Wall-clock seconds the solver took each round.
+        Wall-clock seconds the solver took each round (``cross-device``: every plan of the
+        round, the planning time the clock counts).
+    records : list of dict
+        ``cross-device``: one :class:`~fedalign.sim.accounting.RoundRecord` per round.
     threats : dict
         The threat figures of :meth:`fedalign.sim.threats.ThreatRun.metrics` (participation,
         Jain's index, idle violations, leakage, ε spent; empty when the run had no
@@ -168,6 +171,7 @@ class RunResult:
     dropouts: list[int] = field(default_factory=list)
     solver_seconds: list[float] = field(default_factory=list)
     threats: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
 
 
 def make_scheduler(
@@ -185,26 +189,31 @@ def make_scheduler(
         else np.minimum(fleet.max_experts, cfg.max_experts)
     )
     expert_max_clients = None
-    if strategy.balanced and cfg.expert_capacity_slack is not None:
+    if strategy.balanced and not strategy.defaults and cfg.expert_capacity_slack is not None:
         cohort = cfg.cohort_size or cfg.n_clients
         slots = cohort * float(caps.mean())
         expert_max_clients = max(1, math.ceil(cfg.expert_capacity_slack * slots / cfg.n_experts))
+    # `balanced` keeps the scheduler's own desirability settings and in-round load row
+    # (its defaults); the others are the paper's algorithm
+    weights: dict[str, Any] = {} if strategy.defaults else {
+        "fitness_weight": cfg.fitness_weight,
+        "usage_weight": strategy.usage_weight,
+        "fitness_ema": cfg.fitness_ema,
+        "fitness_decay": cfg.fitness_decay,
+        "fitness_prior": cfg.fitness_prior,
+        "usage_decay": cfg.usage_decay,
+        "balance_weight": 0.0,  # the paper's system: usage moves load between rounds only
+    }
     sched = Scheduler(
         cfg.n_experts,
         solver=strategy.solver,
         expert_memory=float(fleet.expert_bytes),
         seed=seed,
-        fitness_weight=cfg.fitness_weight,
-        usage_weight=strategy.usage_weight,
-        fitness_ema=cfg.fitness_ema,
-        fitness_decay=cfg.fitness_decay,
-        fitness_prior=cfg.fitness_prior,
-        usage_decay=cfg.usage_decay,
+        **weights,
         time_limit=cfg.time_limit,
         min_experts=1,
         max_experts=None,
         expert_max_clients=expert_max_clients,
-        balance_weight=0.0,  # the paper's system: usage moves load between rounds only
         expert_bytes=float(fleet.expert_bytes),
         deadline=setup.deadline,
         **({} if threats is None else threats.scheduler_settings()),
@@ -323,11 +332,30 @@ def run_strategy(
         result.seconds.append(float(clock))
         result.round_load.append(load.tolist())
         result.dropouts.append(dropped)
+        result.records.append(_record(rnd, summary, len(cohort), dropped, result))
         if on_round is not None:
             on_round(rnd, acc)
     if run is not None:
         result.threats = run.metrics(result.expert_load, driver.scheduler)
     return result
+
+
+def _record(
+    rnd: int, summary: Any, cohort: int, dropped: int, result: RunResult
+) -> dict[str, Any]:
+    """The round's record for ``results.json`` (``fig3``: the clock leaves planning out)."""
+    before = result.seconds[-2] if len(result.seconds) > 1 else 0.0
+    return {
+        "round": rnd,
+        "planning_seconds": float(summary.solver_seconds or 0.0),
+        "round_seconds": float(result.seconds[-1] - before),
+        "bytes_down": int(summary.bytes_sent),
+        "bytes_up": int(summary.bytes_received),
+        "byte_budget": None,
+        "online": int(cohort),
+        "trained_clients": len(summary.completed),
+        "dropouts": int(dropped),
+    }
 
 
 def _train_cohort(
