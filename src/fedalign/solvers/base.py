@@ -18,6 +18,7 @@ result with :func:`fedalign.check` and refuses to return an infeasible assignmen
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import inspect
 import time
@@ -297,6 +298,18 @@ class Budget:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+    def with_grace(self) -> Budget:
+        """This budget with the stated overrun added, ``max(10 %, 0.2 s)`` of the limit.
+
+        For a solver's first feasible plan only: a plan a little late is worth more than
+        none (the overrun every solver promises to stay within, docs/solvers.md).
+        """
+        if self.time_limit is None or self.deadline is None:
+            return self
+        out = copy.copy(self)
+        out.deadline = self.deadline + max(0.1 * self.time_limit, 0.2)
+        return out
 
     def remaining(self, default: float = float("inf")) -> float:
         """Seconds left, or ``default`` when there is no limit."""

@@ -147,8 +147,9 @@ def _eval_deadline(
     """When an evaluation's searches must stop (perf_counter time; None without a limit).
 
     A phase's evaluations end by ``stop_at``. The first one on every client of a primal
-    phase leaves what repairing its choice into a first plan is expected to take, and at
-    least a quarter of the time left (a hard repair can take longer than expected:
+    phase may use the time up to the limit, the final polish's share included, but leaves
+    what repairing its choice into a first plan is expected to take, and at least a fifth
+    of the time left (a hard repair can take longer than expected:
     measured, no plan in 30 s at 100,000 x 128 with memory and deadline rows when it left
     only the estimate), but it may always run to halfway. Its searches are anytime, so a cut
     evaluation still chooses, but a choice cut short is a poor one (at 100,000 x 128 under a
@@ -160,8 +161,11 @@ def _eval_deadline(
     now = budget.elapsed()
     end = stop_at
     if first:
-        span = max(0.0, stop_at - now)
-        end = max(now + 0.5 * span, stop_at - max(REPAIR_SECONDS_PER_PAIR * pairs, 0.25 * span))
+        # The first plan matters most: it may use the final polish's share of the time too
+        # (``stop_at`` keeps it; the polish is optional), up to the limit itself.
+        last = now + budget.remaining()
+        span = max(0.0, last - now)
+        end = max(now + 0.5 * span, last - max(REPAIR_SECONDS_PER_PAIR * pairs, 0.2 * span))
     return budget.start + end
 
 
@@ -273,7 +277,8 @@ def _primal_step(
         cand = res.x
     elif state.best_x is None or state.repair_time <= repair_share * budget.elapsed():
         t0 = time.perf_counter()
-        cand = _repaired(problem, sub, res.x, price, state, budget)
+        # the first plan may take the stated overrun: late is better than none
+        cand = _repaired(problem, sub, res.x, price, state, budget.with_grace() if state.best_x is None else budget)
         state.repair_time += time.perf_counter() - t0
     caps = soft_caps(problem) if problem.soft_rows else None
     if caps is not None and (load > caps).any() and (
