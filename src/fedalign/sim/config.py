@@ -66,7 +66,7 @@ SCENARIOS = ("fig3", "cross-device")
 GATES = ("global", "local")
 """Where the gate lives: averaged like any shared part, or kept by each client."""
 
-DEFAULT_STRATEGIES = ("random", "greedy", "load-balanced", "load-balanced/flow")
+DEFAULT_STRATEGIES = ("random", "greedy", "load-balanced", "load-balanced/flow", "balanced")
 """What ``fedalign simulate`` compares unless told otherwise (``fig3``)."""
 
 
