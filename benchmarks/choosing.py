@@ -23,7 +23,7 @@ into ``--out``.
 Run::
 
     .venv/bin/python benchmarks/choosing.py [--sizes 100,1000,10000,100000] [--time-limit 5]
-        [--solvers auto,flow,lagrangian,greedy,topk,lp,milp,cpsat] [--out bench-choosing]
+        [--solvers auto,flow,lagrangian,greedy,topk,lp,highs,milp,cpsat] [--out bench-choosing]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from fedalign.solvers import get_solver
 EXPERTS = {100: 16, 1_000: 32, 10_000: 64, 100_000: 128}
 MIXES = ("counts", "memory+deadline", "+bytes")
 #: Exact model solvers are skipped above this many pairs (their model alone takes longer).
-MODEL_PAIRS = {"milp": 70_000, "cpsat": 70_000, "lp": 2_000_000}
+MODEL_PAIRS = {"milp": 70_000, "highs": 70_000, "cpsat": 70_000, "lp": 2_000_000}
 #: Device tiers: share, memory (bytes), compute (samples/s).
 TIERS = ((0.6, (60e6, 200e6), (50.0, 200.0)), (0.3, (200e6, 800e6), (200.0, 800.0)),
          (0.1, (800e6, 4e9), (800.0, 3000.0)))
@@ -90,8 +90,9 @@ def run_one(problem: fa.AlignmentProblem, solver: str, limit: float, seed: int) 
     t0 = time.perf_counter()
     try:
         sol = fa.solve(problem, solver, time_limit=limit, seed=seed)
-    except (fa.InfeasibleError, fa.SolverError) as exc:
-        return {"status": "failed", "runtime": time.perf_counter() - t0, "note": str(exc)[:200]}
+    except fa.AlignmentError as exc:
+        return {"status": "failed", "runtime": time.perf_counter() - t0,
+                "note": f"{type(exc).__name__}: {exc}"[:200]}
     out = {"status": sol.status, "runtime": time.perf_counter() - t0,
            "objective": sol.objective, "bound": sol.bound}
     if solver == "auto":
@@ -103,7 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100,1000,10000,100000")
     ap.add_argument("--time-limit", type=float, default=5.0)
-    ap.add_argument("--solvers", default="auto,flow,lagrangian,greedy,topk,lp,milp,cpsat")
+    ap.add_argument("--solvers", default="auto,flow,lagrangian,greedy,topk,lp,highs,milp,cpsat")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench-choosing")
     args = ap.parse_args()
