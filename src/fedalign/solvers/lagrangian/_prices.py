@@ -287,7 +287,8 @@ def _primal_step(
         # The choice piles clients onto experts that a soft row charges for: the same
         # repair with the soft bounds as caps is a second candidate; keep the better.
         t0 = time.perf_counter()
-        spread = _repaired(problem, sub, res.x, price, state, budget, cap=caps)
+        first = budget.with_grace() if state.best_x is None else budget
+        spread = _repaired(problem, sub, res.x, price, state, first, cap=caps)
         state.repair_time += time.perf_counter() - t0
         if spread is not None and (cand is None or problem.objective(spread) > problem.objective(cand)):
             cand = spread
