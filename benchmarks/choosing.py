@@ -24,6 +24,7 @@ Run::
 
     .venv/bin/python benchmarks/choosing.py [--sizes 100,1000,10000,100000] [--time-limit 5]
         [--solvers auto,flow,lagrangian,greedy,topk,lp,highs,milp,cpsat] [--out bench-choosing]
+        [--plot-only]
 """
 
 from __future__ import annotations
@@ -107,7 +108,13 @@ def main() -> None:
     ap.add_argument("--solvers", default="auto,flow,lagrangian,greedy,topk,lp,highs,milp,cpsat")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench-choosing")
+    ap.add_argument("--plot-only", action="store_true",
+                    help="redraw choosing.png from --out's choosing-results.json")
     args = ap.parse_args()
+    if args.plot_only:
+        saved = json.loads((Path(args.out) / "choosing-results.json").read_text())
+        _plot(saved["rows"], Path(args.out) / "choosing.png")
+        return
     available = set(fa.available_solvers())
     solvers = [s for s in args.solvers.split(",") if s in available]
     out = Path(args.out)
@@ -153,13 +160,14 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(MIXES), figsize=(15, 4.5), sharey=True)
     solvers = sorted({r["solver"] for r in rows})
     marks = dict(zip(solvers, "osD^v<>xP", strict=False))
+    colours = {s: plt.get_cmap("tab10")(k % 10) for k, s in enumerate(solvers)}  # one per solver
     for ax, mix in zip(axes, MIXES, strict=True):
         for s in solvers:
             pts = [r for r in rows if r["mix"] == mix and r["solver"] == s and "objective" in r]
             if pts:
                 ax.scatter([r["runtime"] for r in pts],
                            [max(r["gap_to_best_bound"], 1e-5) for r in pts],
-                           marker=marks[s], label=s)
+                           marker=marks[s], color=colours[s], label=s)
                 for r in pts:
                     ax.annotate(f"{r['clients']:,}", (r["runtime"], max(r["gap_to_best_bound"], 1e-5)),
                                 fontsize=6, alpha=0.7)
@@ -169,7 +177,11 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_xlabel("runtime (s)")
         ax.axhline(1e-5, color="grey", lw=0.5, ls=":")
     axes[0].set_ylabel("gap to the best proven bound (0 drawn at 1e-5)")
-    axes[-1].legend(fontsize=7)
+    seen: dict[str, Any] = {}
+    for ax in axes:  # every solver once (flow appears in the counts panel only)
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    axes[-1].legend(list(seen.values()), list(seen), fontsize=7)
     fig.suptitle("Scheduler rounds: every solver (labels: cohort size)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
