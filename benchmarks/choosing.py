@@ -144,7 +144,7 @@ def _line(n: int, mix: str, solver: str, r: dict[str, Any]) -> str:
     """One printed row of the table."""
     if "objective" not in r:
         return f"{n:>7} {mix:<16} {solver:<11} {r['status']:<11} {r.get('note', '')[:70]}"
-    gap = r.get("gap_to_best_bound")
+    gap = r.get("gap_to_best_bound", float("nan"))
     chose = f" (chose {r['chose']})" if r.get("chose") else ""
     return (f"{n:>7} {mix:<16} {solver:<11} {r['status']:<11} objective {r['objective']:>12.2f}"
             f"  gap {100 * gap:7.3f} %  {r['runtime']:7.2f} s{chose}")
