@@ -139,3 +139,24 @@ def test_bad_arguments():
         SimConfig(partition="iid")
     with pytest.raises(ValueError, match="max_experts"):
         SimConfig(max_experts=0)
+
+
+def test_compare_engines_rows_and_table(capsys):
+    """The engine comparison both adapters print: the local runner against itself agrees."""
+    from fedalign.sim.experiments import compare_engines, compare_engines_main
+
+    rows = compare_engines(TINY, ["greedy"], 0, engine="same", runner=run_strategy)
+    assert len(rows) == 1
+    row = rows[0]
+    assert set(row) == {"strategy", "local", "same", "max_round_diff", "same_expert_load",
+                        "local_seconds", "same_seconds"}
+    assert row["max_round_diff"] == 0.0 and row["same_expert_load"]
+    assert row["local"] == row["same"]
+
+    def compare(config, strategies, seed):
+        return [dict(row, strategy=s) for s in strategies]
+
+    compare_engines_main("same", compare, ["--preset", "tiny", "--strategies", "greedy,random"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| strategy | local | same |") and len(out) == 4
+    assert out[3].startswith("| random |")

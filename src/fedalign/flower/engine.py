@@ -371,61 +371,19 @@ def compare_engines(config: Any, strategies: Sequence[str], seed: int = 0) -> li
     """Run each strategy under ``seed`` locally and through Flower; one row per strategy.
 
     Rows: ``strategy``, ``local`` and ``flower`` final accuracy, ``max_round_diff`` (largest
-    per-round accuracy difference), ``same_expert_load``, and the wall-clock seconds of each.
+    per-round accuracy difference), ``same_expert_load``, and the wall-clock seconds of each
+    (:func:`fedalign.sim.experiments.compare_engines`).
     """
-    import time
+    from ..sim.experiments import compare_engines as compare
 
-    from ..sim.config import parse_strategy
-    from ..sim.server import make_setup
-    from ..sim.server import run_strategy as run_local
-
-    setup = make_setup(config, seed)
-    rows = []
-    for name in strategies:
-        strategy = parse_strategy(name, config.usage_weight)
-        start = time.perf_counter()
-        local = run_local(setup, strategy)
-        local_s = time.perf_counter() - start
-        start = time.perf_counter()
-        flower = run_strategy(setup, strategy)
-        flower_s = time.perf_counter() - start
-        rows.append(
-            {
-                "strategy": name,
-                "local": local.accuracy[-1],
-                "flower": flower.accuracy[-1],
-                "max_round_diff": float(
-                    np.max(np.abs(np.subtract(local.accuracy, flower.accuracy)))
-                ),
-                "same_expert_load": bool(np.array_equal(local.expert_load, flower.expert_load)),
-                "local_seconds": local_s,
-                "flower_seconds": flower_s,
-            }
-        )
-    return rows
+    return compare(config, strategies, seed, engine="flower", runner=run_strategy)
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
     """``python -m fedalign.flower.engine``: compare the local and the Flower engine."""
-    import argparse
+    from ..sim.experiments import compare_engines_main
 
-    from ..sim.config import preset
-
-    parser = argparse.ArgumentParser(description=_main.__doc__)
-    parser.add_argument("--preset", default="quick", choices=["quick", "full", "tiny"])
-    parser.add_argument("--strategies", default="load-balanced,greedy")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    rows = compare_engines(preset(args.preset), args.strategies.split(","), args.seed)
-    print(
-        "| strategy | local | flower | max per-round diff | same expert load | local s | flower s |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['strategy']} | {r['local']:.3f} | {r['flower']:.3f} | {r['max_round_diff']:.3f} "
-            f"| {r['same_expert_load']} | {r['local_seconds']:.0f} | {r['flower_seconds']:.0f} |"
-        )
+    compare_engines_main("flower", compare_engines, argv)
 
 
 if __name__ == "__main__":

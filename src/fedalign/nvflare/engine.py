@@ -546,62 +546,20 @@ def run_nvflare_experiment(
 def compare_engines(config: Any, strategies: Sequence[str], seed: int = 0) -> list[dict[str, Any]]:
     """Run each strategy under ``seed`` locally and through NVFlare; one row per strategy.
 
-    Rows: ``strategy``, ``local`` and ``nvflare`` final accuracy, ``max_round_diff``
-    (largest per-round accuracy difference), ``same_expert_load``, and the wall-clock
-    seconds of each.
+    Rows: ``strategy``, ``local`` and ``nvflare`` final accuracy, ``max_round_diff`` (largest
+    per-round accuracy difference), ``same_expert_load``, and the wall-clock seconds of each
+    (:func:`fedalign.sim.experiments.compare_engines`).
     """
-    from ..sim.config import parse_strategy
-    from ..sim.server import make_setup
-    from ..sim.server import run_strategy as run_local
+    from ..sim.experiments import compare_engines as compare
 
-    setup = make_setup(config, seed)
-    rows = []
-    for name in strategies:
-        strategy = parse_strategy(name, config.usage_weight)
-        start = time.perf_counter()
-        local = run_local(setup, strategy)
-        local_s = time.perf_counter() - start
-        start = time.perf_counter()
-        remote = run_strategy(setup, strategy)
-        remote_s = time.perf_counter() - start
-        rows.append(
-            {
-                "strategy": name,
-                "local": local.accuracy[-1],
-                "nvflare": remote.accuracy[-1],
-                "max_round_diff": float(
-                    np.max(np.abs(np.subtract(local.accuracy, remote.accuracy)))
-                ),
-                "same_expert_load": bool(np.array_equal(local.expert_load, remote.expert_load)),
-                "local_seconds": local_s,
-                "nvflare_seconds": remote_s,
-            }
-        )
-    return rows
+    return compare(config, strategies, seed, engine="nvflare", runner=run_strategy)
 
 
 def _main(argv: Sequence[str] | None = None) -> None:
     """``python -m fedalign.nvflare.engine``: compare the local and the NVFlare engine."""
-    import argparse
+    from ..sim.experiments import compare_engines_main
 
-    from ..sim.config import preset
-
-    parser = argparse.ArgumentParser(description=_main.__doc__)
-    parser.add_argument("--preset", default="quick", choices=["quick", "full", "tiny"])
-    parser.add_argument("--strategies", default="load-balanced,greedy")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    rows = compare_engines(preset(args.preset), args.strategies.split(","), args.seed)
-    print(
-        "| strategy | local | nvflare | max per-round diff | same expert load | local s | nvflare s |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['strategy']} | {r['local']:.3f} | {r['nvflare']:.3f} | "
-            f"{r['max_round_diff']:.3f} | {r['same_expert_load']} | {r['local_seconds']:.0f} "
-            f"| {r['nvflare_seconds']:.0f} |"
-        )
+    compare_engines_main("nvflare", compare_engines, argv)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ __all__ = [
     "Runner",
     "accounting_fields",
     "build_results",
+    "compare_engines",
+    "compare_engines_main",
     "ordering_by_seed",
     "run_experiment",
     "default_strategies",
@@ -587,3 +589,72 @@ def demo(
 ) -> dict[str, Any]:
     """``fedalign demo``: the quick comparison on the default data (digits), into ``out``."""
     return simulate(quick=True, out=out, progress=progress, echo=echo)
+
+
+def compare_engines(
+    config: SimConfig,
+    strategies: Sequence[str],
+    seed: int,
+    *,
+    engine: str,
+    runner: Runner,
+) -> list[dict[str, Any]]:
+    """Run each strategy under ``seed`` locally and through ``runner``; one row per strategy.
+
+    Rows: ``strategy``, ``local`` and ``<engine>`` final accuracy, ``max_round_diff``
+    (largest per-round accuracy difference), ``same_expert_load``, ``local_seconds`` and
+    ``<engine>_seconds`` (wall clock). What ``fedalign.flower.engine.compare_engines`` and
+    ``fedalign.nvflare.engine.compare_engines`` return.
+    """
+    import time
+
+    from .server import make_setup
+    from .server import run_strategy as run_local
+
+    setup = make_setup(config, seed)
+    rows = []
+    for name in strategies:
+        strategy = parse_strategy(name, config.usage_weight)
+        start = time.perf_counter()
+        local = run_local(setup, strategy)
+        local_s = time.perf_counter() - start
+        start = time.perf_counter()
+        remote = runner(setup, strategy)
+        remote_s = time.perf_counter() - start
+        rows.append(
+            {
+                "strategy": name,
+                "local": local.accuracy[-1],
+                engine: remote.accuracy[-1],
+                "max_round_diff": float(np.max(np.abs(np.subtract(local.accuracy, remote.accuracy)))),
+                "same_expert_load": bool(np.array_equal(local.expert_load, remote.expert_load)),
+                "local_seconds": local_s,
+                f"{engine}_seconds": remote_s,
+            }
+        )
+    return rows
+
+
+def compare_engines_main(
+    engine: str, compare: Callable[..., list[dict[str, Any]]], argv: Sequence[str] | None
+) -> None:
+    """``python -m fedalign.<engine>.engine``: parse the options, compare, print a table."""
+    import argparse
+
+    from .config import preset
+
+    parser = argparse.ArgumentParser(description=f"compare the local and the {engine} engine")
+    parser.add_argument("--preset", default="quick", choices=["quick", "full", "tiny"])
+    parser.add_argument("--strategies", default="load-balanced,greedy")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rows = compare(preset(args.preset), args.strategies.split(","), args.seed)
+    print(
+        f"| strategy | local | {engine} | max per-round diff | same expert load | local s | {engine} s |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['strategy']} | {r['local']:.3f} | {r[engine]:.3f} | {r['max_round_diff']:.3f} "
+            f"| {r['same_expert_load']} | {r['local_seconds']:.0f} | {r[f'{engine}_seconds']:.0f} |"
+        )
