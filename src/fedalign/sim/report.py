@@ -124,14 +124,21 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    strategies = results["strategies"]
-    names = list(strategies)
+    names = list(results["strategies"])
     colours = {n: plt.get_cmap("tab10")(k % 10) for k, n in enumerate(names)}
     cfg = results["config"]
     split = "cross-device" if results.get("scenario") == "cross-device" else f"{cfg['partition']} partition"
     title = f"{cfg['dataset']}, {split}, {len(cfg['seeds'])} seed(s)"
-    paths = []
+    figures = (_accuracy_vs_round, _accuracy_vs_bytes, _accuracy_vs_time, _load_heatmaps, _load_cv_plot)
+    return [figure(results, out, colours, title) for figure in figures]
 
+
+def _accuracy_vs_round(results: dict[str, Any], out: Path, colours: dict[str, Any], title: str) -> Path:
+    """Mean accuracy per round, min-max band over seeds, the target line."""
+    import matplotlib.pyplot as plt
+
+    strategies = results["strategies"]
+    names = list(strategies)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in names:
         acc = np.asarray(strategies[name]["accuracy"], dtype=np.float64)
@@ -143,8 +150,15 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set(xlabel="round", ylabel="test accuracy", title=f"Accuracy per round ({title})")
     ax.legend()
     ax.grid(alpha=0.3)
-    paths.append(_save(fig, out / "accuracy_vs_round.png"))
+    return _save(fig, out / "accuracy_vs_round.png")
 
+
+def _accuracy_vs_bytes(results: dict[str, Any], out: Path, colours: dict[str, Any], title: str) -> Path:
+    """Mean accuracy against the cumulative bytes moved (up + down)."""
+    import matplotlib.pyplot as plt
+
+    strategies = results["strategies"]
+    names = list(strategies)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in names:
         seeds = strategies[name]["per_seed"]
@@ -159,8 +173,15 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     )
     ax.legend()
     ax.grid(alpha=0.3)
-    paths.append(_save(fig, out / "accuracy_vs_bytes.png"))
+    return _save(fig, out / "accuracy_vs_bytes.png")
 
+
+def _accuracy_vs_time(results: dict[str, Any], out: Path, colours: dict[str, Any], title: str) -> Path:
+    """Mean accuracy against the simulated clock (planning included in cross-device)."""
+    import matplotlib.pyplot as plt
+
+    strategies = results["strategies"]
+    names = list(strategies)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in names:
         acc = np.asarray(strategies[name]["accuracy"], dtype=np.float64).mean(0)
@@ -175,8 +196,16 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     )
     ax.legend()
     ax.grid(alpha=0.3)
-    paths.append(_save(fig, out / "accuracy_vs_time.png"))
+    return _save(fig, out / "accuracy_vs_time.png")
 
+
+def _load_heatmaps(results: dict[str, Any], out: Path, colours: dict[str, Any], title: str) -> Path:
+    """Client x expert assignment counts of the first seed, clients grouped by domain."""
+    import matplotlib.pyplot as plt
+
+    strategies = results["strategies"]
+    names = list(strategies)
+    cfg = results["config"]
     cols = min(len(names), 3)
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows), squeeze=False)
@@ -204,8 +233,15 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     for k in range(len(names), rows * cols):
         axes[k // cols][k % cols].axis("off")
     fig.suptitle("Client x expert assignment counts")
-    paths.append(_save(fig, out / "expert_load_heatmaps.png"))
+    return _save(fig, out / "expert_load_heatmaps.png")
 
+
+def _load_cv_plot(results: dict[str, Any], out: Path, colours: dict[str, Any], title: str) -> Path:
+    """Per round, the coefficient of variation of trainings per expert (mean over seeds)."""
+    import matplotlib.pyplot as plt
+
+    strategies = results["strategies"]
+    names = list(strategies)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in names:
         cv = np.stack([load_cv(r) for r in strategies[name]["per_seed"]["round_load"]])
@@ -217,8 +253,7 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     )
     ax.legend()
     ax.grid(alpha=0.3)
-    paths.append(_save(fig, out / "expert_load_cv.png"))
-    return paths
+    return _save(fig, out / "expert_load_cv.png")
 
 
 def _save(fig: Any, path: Path) -> Path:
