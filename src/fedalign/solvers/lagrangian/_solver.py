@@ -129,17 +129,10 @@ class LagrangianSolver(Solver):
             if reason is not None:
                 raise InfeasibleError(reason)
         sub_options: dict[str, Any] = {
-            "candidates": candidates,
-            "max_enum_experts": max_enum_experts,
-            "bb_tol": bb_tol,
-            "node_budget": node_budget,
-        }
-        common = {
-            "rng": rng,
-            "gap_tol": gap_tol,
-            "repair_share": repair_share,
-            "sub_options": sub_options,
-        }
+            "candidates": candidates, "max_enum_experts": max_enum_experts,
+            "bb_tol": bb_tol, "node_budget": node_budget,
+        }  # fmt: skip
+        common = {"rng": rng, "gap_tol": gap_tol, "repair_share": repair_share, "sub_options": sub_options}
         duals = Duals(problem)
         state = State(prices=duals.zeros())
         seconds: dict[str, float] = {"setup": budget.elapsed()}
@@ -171,17 +164,7 @@ class LagrangianSolver(Solver):
             duals=duals, bounds=bounds, objectives=objectives, **common,  # type: ignore[arg-type]
         )
         if state.best_x is None:
-            if isinstance(state.last_error, TimeLimitError) or budget.expired():
-                # No time left to look for a reason either.
-                raise TimeLimitError(budget.message("turning prices into its first plan"))
-            reason = problem.infeasibility_reason()
-            if reason is not None:
-                raise InfeasibleError(reason)
-            if state.last_error is not None:
-                raise InfeasibleError(
-                    f"lagrangian: repair found no feasible assignment ({state.last_error})"
-                )
-            raise InfeasibleError("lagrangian: no feasible assignment found in the time limit")
+            raise _no_plan(problem, state, budget)
         seconds["full"] = budget.elapsed() - seconds["samples"] - seconds["setup"]
         best_x, best_obj = state.best_x, state.best_obj
         if local_search:
@@ -205,6 +188,20 @@ class LagrangianSolver(Solver):
                 **({} if reused is None else {"warm_start": {"reused": "prices", "prices_matched": matched}}),
             },
         )
+
+
+def _no_plan(problem: AlignmentProblem, state: State, budget: Budget) -> InfeasibleError:
+    """Why the dual ascent ended without a feasible plan: the time limit, a proven reason,
+    or the repair's last failure."""
+    if isinstance(state.last_error, TimeLimitError) or budget.expired():
+        # No time left to look for a reason either.
+        return TimeLimitError(budget.message("turning prices into its first plan"))
+    reason = problem.infeasibility_reason()
+    if reason is not None:
+        return InfeasibleError(reason)
+    if state.last_error is not None:
+        return InfeasibleError(f"lagrangian: repair found no feasible assignment ({state.last_error})")
+    return InfeasibleError("lagrangian: no feasible assignment found in the time limit")
 
 
 def _sample_phases(
