@@ -255,9 +255,8 @@ def test_a_poisoning_supernode_claiming_10_to_the_12_examples_is_screened(tmp_pa
     accuracy = [r["accuracy"] for r in summary["rounds"]]
     # not destroyed: every round well above chance (0.1; undefended, such a node drives the
     # model away: tests/flower/test_flower_defenses.py). Round-to-round moves are not
-    # asserted: with three
-    # real node processes the plan (and so the accuracy after two rounds) varies from run to
-    # run (seen: 0.349, 0.433 clean; 0.437, 0.377 screened).
+    # asserted: with three real node processes the plan (and so the accuracy after two
+    # rounds) varies from run to run (seen: 0.349, 0.433 clean; 0.437, 0.377 screened).
     assert min(accuracy) > 0.25, accuracy
 
 
