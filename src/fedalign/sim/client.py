@@ -1,8 +1,8 @@
 """One client's round: measure rewards of the received experts, train them, return them.
 
 The reward of an expert is measured on the expert **as received**, before local training
-(DESIGN.md §5): an expert just trained on the client's data always looks good, which would hide
-the herding that makes fitness-only greedy overload a popular expert. Two such rewards are
+(docs/experiments.md): an expert just trained on the client's data always looks good,
+which would hide the herding that makes fitness-only greedy overload a popular expert. Two such rewards are
 offered (``"accuracy"``, ``"routing"``), plus ``"loss-reduction"`` (after training), the
 alternative the design mentions.
 """

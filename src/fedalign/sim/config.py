@@ -15,7 +15,7 @@ Strategies are named after the paper's Fig. 3:
 * ``load-balanced`` -- fitness minus usage, solved by ``topk``: the paper's system, where
   balance comes only from the soft usage penalty;
 * ``load-balanced/<solver>`` -- the same desirability plus the hard per-expert rows of
-  DESIGN.md §1 (at most ``ceil(expert_capacity_slack * slots / E)`` clients per expert and
+  docs/scheduler.md (at most ``ceil(expert_capacity_slack * slots / E)`` clients per expert and
   round), solved by ``<solver>`` (``flow``, ``lagrangian``, ``cpsat``, ... and ``topk``
   itself, whose per-client choice is then repaired to meet the rows). In ``cross-device``
   the rows are the per-expert minimum and maximum trainers and the server byte budget;
@@ -198,7 +198,7 @@ class SimConfig:
         A new client's fitness: the prior, or its share of samples the initial gate routes
         to each expert (a cheap forward pass).
     fitness_weight, usage_weight, fitness_ema, fitness_decay, fitness_prior, usage_decay
-        The scheduler's desirability and trackers (DESIGN.md §1).
+        The scheduler's desirability and trackers (docs/scheduler.md).
     time_weight : float
         ``w_time`` of the desirability: minus ``w_time * t / deadline`` per pair (0: off).
     max_experts : int or None

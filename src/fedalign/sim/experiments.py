@@ -3,8 +3,8 @@
 :func:`run_experiment` runs every strategy under every seed (the same data, initial model,
 devices, cohorts and device luck per seed), then writes into ``out_dir``:
 
-* ``results.json`` -- the contract of shared/API.md: under ``strategies``, per strategy name,
-  ``final_accuracy`` (mean over seeds of the accuracy after the last round),
+* ``results.json`` -- the names outside tools read (docs/experiments.md): under
+  ``strategies``, per strategy name, ``final_accuracy`` (mean over seeds of the accuracy after the last round),
   ``accuracy`` (per seed, per round), ``rounds_to_target`` (per seed, the first round reaching
   ``target_accuracy``, null if never), ``bytes_up``, ``bytes_down``, ``simulated_seconds``
   (totals, mean over seeds), ``expert_load`` (client x expert assignment counts, summed over

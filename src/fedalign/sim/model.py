@@ -51,7 +51,7 @@ class MoEModel(nn.Module):
     expert_hidden : int or sequence of int, default 16
         Hidden units of each expert (one hidden layer): one width for all, or one per expert
         (experts of different sizes differ in memory, compute and bytes). Small on purpose:
-        one expert should not be able to hold every domain (DESIGN.md §5).
+        one expert should not be able to hold every domain (docs/experiments.md).
     trunk_hidden : int or None, default None
         Width of the shared trunk (Linear + ReLU). None keeps the trunk parameter-free
         (identity); the gate is then the only shared learned part.
