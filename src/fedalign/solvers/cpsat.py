@@ -78,8 +78,7 @@ from .standard import (
     StandardForm,
     block_order,
     block_sums,
-    check_build_time,
-    standard_form,
+    checked_form,
 )
 from .warm import WarmStart
 
@@ -367,14 +366,7 @@ class CPSATSolver(Solver):
     ) -> Result:
         from ortools.sat.python import cp_model
 
-        check_build_time(problem, budget)  # before any (n, E) pass: at scale they cost seconds
-        reason = problem.infeasibility_reason()
-        if reason is not None:
-            raise InfeasibleError(reason)
-        sf = standard_form(problem, budget)
-        reason = sf.empty_conflict(problem)
-        if reason is not None:
-            raise InfeasibleError(reason)
+        sf = checked_form(problem, budget)
         scales = _row_scales(problem)
         if scales.refusal is not None:  # pragma: no cover - solve() refuses first
             raise AlignmentError(scales.refusal)

@@ -26,11 +26,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._validation import Constraint, Interval, Options
-from ..errors import AlignmentError, InfeasibleError, TimeLimitError
+from ..errors import AlignmentError, TimeLimitError
 from ..problem import AlignmentProblem
 from . import _highs
 from .base import Budget, Result, Solver, gap_like, get_solver, register
-from .standard import ALL_ROWS, check_build_time, standard_form
+from .standard import ALL_ROWS, checked_form
 from .warm import WarmStart
 
 __all__ = ["HighsSolver"]
@@ -88,14 +88,7 @@ class HighsSolver(Solver):
         start: str = "auto",
         warm: WarmStart | None = None,
     ) -> Result:
-        check_build_time(problem, budget)  # before any (n, E) pass: at scale they cost seconds
-        reason = problem.infeasibility_reason()
-        if reason is not None:
-            raise InfeasibleError(reason)
-        sf = standard_form(problem, budget)
-        reason = sf.empty_conflict(problem)
-        if reason is not None:
-            raise InfeasibleError(reason)
+        sf = checked_form(problem, budget)
         if sf.n_pairs == 0:  # nothing fits: the empty assignment is the only one
             return Result(np.zeros(problem.shape, dtype=bool), optimal=True)
         scaled, obj_scale = sf.normalised()  # units near 1 for HiGHS; exact powers of two

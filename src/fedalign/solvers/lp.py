@@ -37,7 +37,7 @@ from ..errors import InfeasibleError, TimeLimitError
 from ..problem import AlignmentProblem
 from .base import Budget, Result, Solver, register
 from .repair import add_in_order, fill, local_search, repair
-from .standard import ALL_ROWS, check_build_time, standard_form
+from .standard import ALL_ROWS, checked_form
 
 __all__ = ["LPSolver", "dual_bound"]
 
@@ -87,14 +87,7 @@ class LPSolver(Solver):
     ) -> Result:
         from scipy.optimize import linprog
 
-        check_build_time(problem, budget)  # before any (n, E) pass: at scale they cost seconds
-        reason = problem.infeasibility_reason()
-        if reason is not None:
-            raise InfeasibleError(reason)
-        sf = standard_form(problem, budget)
-        reason = sf.empty_conflict(problem)
-        if reason is not None:
-            raise InfeasibleError(reason)
+        sf = checked_form(problem, budget)
         if sf.n_pairs == 0:  # nothing fits: the empty assignment is the only one
             return Result(np.zeros(problem.shape, dtype=bool), optimal=True)
         sf, obj_scale = sf.normalised()  # units near 1 for HiGHS; exact powers of two

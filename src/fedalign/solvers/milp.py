@@ -42,7 +42,7 @@ from . import _highs
 from ._highs import HighsModel
 from .base import Budget, Result, Solver, register
 from .repair import repair
-from .standard import ALL_ROWS, StandardForm, check_build_time, standard_form
+from .standard import ALL_ROWS, StandardForm, checked_form
 from .warm import WarmStart
 
 __all__ = ["MILPSolver"]
@@ -221,14 +221,7 @@ class MILPSolver(Solver):
     ) -> Result:
         import pulp
 
-        check_build_time(problem, budget)  # before any (n, E) pass: at scale they cost seconds
-        reason = problem.infeasibility_reason()
-        if reason is not None:
-            raise InfeasibleError(reason)
-        sf = standard_form(problem, budget)
-        reason = sf.empty_conflict(problem)
-        if reason is not None:
-            raise InfeasibleError(reason)
+        sf = checked_form(problem, budget)
         if sf.n_pairs == 0:  # nothing fits: the empty assignment is the only one
             return Result(np.zeros(problem.shape, dtype=bool), optimal=True)
         # Units near 1 for HiGHS (exact powers of two); the unscaled form keeps the columns'

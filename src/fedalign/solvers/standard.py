@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import TimeLimitError
+from ..errors import InfeasibleError, TimeLimitError
 from ..problem import COUNT_ROW, SEAT_ROW, AlignmentProblem
 from ..rows import OVERS, Row
 from .base import Budget, RowSupport
@@ -58,6 +58,7 @@ __all__ = [
     "block_order",
     "block_sums",
     "check_build_time",
+    "checked_form",
     "standard_form",
 ]
 
@@ -331,6 +332,23 @@ def check_build_time(problem: AlignmentProblem, budget: Budget) -> None:
             f"building the model ({problem.n_clients:,} x {problem.n_experts} pairs would take "
             f"about {cost:.1f} s, more than the {budget.remaining():.1f} s left)"
         ))
+
+
+def checked_form(problem: AlignmentProblem, budget: Budget) -> StandardForm:
+    """What every model solver does first: refuse a build that cannot end in time
+    (:func:`check_build_time`, before any (n, E) pass), raise
+    :class:`~fedalign.InfeasibleError` for a proven reason (the problem's own, then the
+    form's empty rows), and build the standard form. ``sf.n_pairs == 0``: nothing fits, the
+    empty assignment is the only one."""
+    check_build_time(problem, budget)  # before any (n, E) pass: at scale they cost seconds
+    reason = problem.infeasibility_reason()
+    if reason is not None:
+        raise InfeasibleError(reason)
+    sf = standard_form(problem, budget)
+    reason = sf.empty_conflict(problem)
+    if reason is not None:
+        raise InfeasibleError(reason)
+    return sf
 
 
 def standard_form(problem: AlignmentProblem, budget: Budget | None = None) -> StandardForm:
