@@ -80,8 +80,7 @@ def dual_ascent(
     d = problem.desirability
     # integer desirability and no penalties: the optimum is an integer too
     integral = bool(np.all(d == np.round(d))) and not problem.soft_rows
-    spread = float(np.ptp(d[problem.fits])) if problem.fits.any() else 1.0
-    bundle = _Bundle(duals.pack(state.prices), box, max(spread, 1e-9))
+    bundle = _start_bundle(problem, duals, state, box)
     scale = duals.box_scale()
     z_cap = duals.caps()
     z = bundle.center
@@ -91,26 +90,17 @@ def dual_ascent(
     for it in range(max_iter):
         state.iterations += 1
         t_eval = time.perf_counter()
-        prices = duals.unpack(z)
-        price = duals.price(prices)
         sub.deadline = _eval_deadline(
             budget, stop_at, first=it == 0 and primal, pairs=float(problem.n_clients) * problem.n_experts
         )
-        res = sub.solve(price)
-        value = duals.value(res.value, prices)
-        grad = duals.gradient(res.x, res.load, prices)
+        res, price, value, grad = _evaluate(sub, duals, z)
         eval_seconds = time.perf_counter() - t_eval
         state.eval_seconds = eval_seconds
         if it == 0:
             state.first_seconds = setup_seconds + eval_seconds
         if not np.isfinite(value):  # a search stopped before any bound of some client
             break
-        proven = value
-        if integral and res.exact:
-            proven = float(np.floor(value + 1e-9 * max(1.0, abs(value))))
-        if proven < state.bound:
-            state.bound = proven
-            state.exact = res.exact
+        _record_bound(state, value, exact=res.exact, integral=integral)
         bundle.add(z, value, grad, first=it == 0)
         if primal and not budget.expired():
             _primal_step(
@@ -134,6 +124,36 @@ def dual_ascent(
         if bundle.predicted <= converged * tol or bundle.delta <= 1e-9 * bundle.spread:
             break  # the model cannot promise a (meaningfully) lower bound: converged
     state.prices = duals.unpack(bundle.center)
+
+
+def _start_bundle(problem: AlignmentProblem, duals: Duals, state: State, box: float) -> _Bundle:
+    """The cutting-plane model, centred on ``state``'s prices, its box scaled to the spread
+    of the desirabilities that fit."""
+    d = problem.desirability
+    spread = float(np.ptp(d[problem.fits])) if problem.fits.any() else 1.0
+    return _Bundle(duals.pack(state.prices), box, max(spread, 1e-9))
+
+
+def _evaluate(
+    sub: Subproblems, duals: Duals, z: NDArray[np.float64]
+) -> tuple[SubResult, NDArray[np.float64], float, NDArray[np.float64]]:
+    """The dual function at packed prices ``z``: the subproblems' result, the pair prices,
+    the value ``L(z)`` and a subgradient."""
+    prices = duals.unpack(z)
+    price = duals.price(prices)
+    res = sub.solve(price)
+    return res, price, duals.value(res.value, prices), duals.gradient(res.x, res.load, prices)
+
+
+def _record_bound(state: State, value: float, *, exact: bool, integral: bool) -> None:
+    """Keep ``value`` as the bound if it is the lowest yet (rounded down when the optimum is
+    an integer and the subproblems were solved exactly)."""
+    proven = value
+    if integral and exact:
+        proven = float(np.floor(value + 1e-9 * max(1.0, abs(value))))
+    if proven < state.bound:
+        state.bound = proven
+        state.exact = exact
 
 
 #: Seconds per pair a first repair (price repair, repair, fill) takes, generously (about 1.2 s
