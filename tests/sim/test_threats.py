@@ -303,14 +303,3 @@ def test_results_json_reports_how_long_a_capacity_lie_pays():
     e = res["strategies"]["greedy"]
     assert 0 < e["over_assigned_rounds"] <= cfg.rounds
     assert 0 <= e["last_over_assigned_round"] < cfg.rounds
-
-
-
-def test_threats_are_refused_in_the_cross_device_scenario() -> None:
-    from fedalign.sim.config import preset
-    from fedalign.sim.experiments import run_experiment
-
-    config = preset("tiny", scenario="cross-device")
-    with pytest.raises(ValueError, match="only in the fig3 scenario"):
-        run_experiment(config, ["greedy"], seeds=[0], progress=False,
-                       threats=ThreatConfig(attack="poison", attackers=0.2))

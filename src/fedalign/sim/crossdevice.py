@@ -21,6 +21,14 @@ How a strategy picks its clients (:class:`~fedalign.sim.config.Strategy`):
 Everything random about the world (data, fleet, availability, fading, jitter, vanishing,
 check-in order) is drawn per seed before any strategy runs, so strategies differ only in
 their decisions.
+
+With a :class:`~fedalign.sim.threats.ThreatConfig` (``--attack``, ``--defense``,
+``--max-idle-rounds``, ``--ldp-epsilon``, ``--audit``) the round loop calls the same
+:class:`~fedalign.sim.threats.ThreatRun` hooks as ``fig3``'s: the profiles registered and the
+bandwidth reported at check-in (a capacity liar overstates both), the driver's defenses,
+each reply (an attacker's is tampered with, an honest one's rewards privatized), a client
+given more experts than its real memory holds fails out of memory, and every round is
+counted with its online clients as the ones offered it (docs/trust.md).
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from .model import MoEModel, load_partial_state
 from .partition import Partition, cross_device_partition
 from .population import Population, Timeline, make_population, make_timeline
 from .selection import OortSelector, admit, client_bytes, pair_bytes
+from .threats import ThreatConfig, ThreatRun, ThreatWorld
 
 __all__ = [
     "CrossDeviceSetup",
@@ -108,6 +117,43 @@ class CrossDeviceSetup:
     def deadline(self) -> float:
         """The round's deadline, seconds."""
         return float(self.config.deadline_seconds)
+
+    def threat_world(self, gate: str = "global") -> ThreatWorld:
+        """What :class:`~fedalign.sim.threats.ThreatRun` needs of this seed: each device's
+        real memory for experts and the experts' training memory (bytes), and whether a
+        client's experts fit its memory and its nominal round time (registered figures, no
+        fading, jitter or hidden slowdown, the shared part of ``gate``) the deadline."""
+        cfg, pop = self.config, self.population
+        kmax = cfg.n_experts if cfg.max_experts is None else min(cfg.max_experts, cfg.n_experts)
+
+        def beyond(clients: NDArray[np.int64], x: NDArray[np.bool_]) -> NDArray[np.bool_]:
+            seconds = client_times(
+                x,
+                expert_bytes=self.expert_bytes,
+                shared_bytes=float(self.shared_bytes[gate]),
+                expert_cost=self.expert_cost,
+                samples=self.samples[clients],
+                compute=pop.compute[clients],
+                bandwidth_down=pop.bandwidth_down[clients],
+                bandwidth_up=pop.bandwidth_up[clients],
+                latency=pop.latency[clients],
+            ).total
+            memory = x.astype(np.float64) @ self.expert_memory
+            return np.asarray((memory > pop.memory[clients]) | (seconds > self.deadline))
+
+        return ThreatWorld(
+            n_experts=cfg.n_experts,
+            seed=self.seed,
+            holds=np.asarray(pop.memory, dtype=np.float64),
+            expert_memory=np.asarray(self.expert_memory, dtype=np.float64),
+            largest_memory=float(pop.memory.max()),
+            most_experts=int(kmax),
+            tier_of=np.asarray(pop.tier_of, dtype=np.int64),
+            tier_names=tuple(pop.tier_names),
+            client_group=np.asarray(self.partition.client_group, dtype=np.int64),
+            clients=self.partition.clients,
+            beyond_device=beyond,
+        )
 
 
 def _model(config: SimConfig, data: Dataset) -> MoEModel:
@@ -176,8 +222,14 @@ def make_cross_device_setup(
     )
 
 
-def make_cross_device_scheduler(setup: CrossDeviceSetup, strategy: Strategy) -> fa.Scheduler:
-    """The :class:`fedalign.Scheduler` a strategy runs with, the whole fleet registered."""
+def make_cross_device_scheduler(
+    setup: CrossDeviceSetup, strategy: Strategy, threats: ThreatRun | None = None
+) -> fa.Scheduler:
+    """The :class:`fedalign.Scheduler` a strategy runs with, the whole fleet registered.
+
+    ``threats`` adds its scheduler settings (trust, reward test, idle floor, noisy rewards)
+    and decides the profile each client registers (a lie under ``capacity-lie``).
+    """
     cfg = setup.config
     kmax = cfg.n_experts if cfg.max_experts is None else min(cfg.max_experts, cfg.n_experts)
     kw: dict[str, Any] = {
@@ -210,12 +262,16 @@ def make_cross_device_scheduler(setup: CrossDeviceSetup, strategy: Strategy) -> 
             expert_max_clients=cfg.expert_max_trainers,
             round_bytes=setup.round_bytes,
         )
+    if threats is not None:
+        kw.update(threats.scheduler_settings())
     sched = fa.Scheduler(cfg.n_experts, **kw)
     pop = setup.population
     profiles = [
         pop.profile(i, samples=float(setup.samples[i]), max_experts=kmax)
         for i in range(pop.n_clients)
     ]
+    if threats is not None:
+        profiles = [threats.profile(i, p) for i, p in enumerate(profiles)]
     shares = _routing_shares(setup) if cfg.cold_start == "routing" else None
     sched.register_many(range(pop.n_clients), profiles, routing_shares=shares)
     return sched
@@ -251,11 +307,22 @@ class _Round:
 class _Run:
     """One strategy under one seed: the scheduler, the driver, the model and what is kept."""
 
-    def __init__(self, setup: CrossDeviceSetup, strategy: Strategy) -> None:
+    def __init__(
+        self, setup: CrossDeviceSetup, strategy: Strategy, threats: ThreatConfig | None = None
+    ) -> None:
         cfg = setup.config
         self.setup, self.strategy, self.cfg = setup, strategy, cfg
-        self.sched = make_cross_device_scheduler(setup, strategy)
-        self.driver = RoundDriver(self.sched, dropout_duration=setup.deadline)
+        self.threats: ThreatRun | None = None
+        if threats is not None:
+            self.threats = ThreatRun(
+                threats,
+                setup,
+                lambda: _model(cfg, setup.data),
+                world=setup.threat_world(strategy.gate),
+            )
+        self.sched = make_cross_device_scheduler(setup, strategy, self.threats)
+        options = {} if self.threats is None else self.threats.driver_options()
+        self.driver = RoundDriver(self.sched, dropout_duration=setup.deadline, **options)
         self.worker = _model(cfg, setup.data)
         self.worker.load_state_dict(setup.initial_state)
         state = {k: v.numpy().copy() for k, v in setup.initial_state.items()}
@@ -282,13 +349,14 @@ class _Run:
         """Who is online, and the faded bandwidth each reports."""
         pop, fade = self.setup.population, self.setup.timeline.fading[rnd]
         online = self.setup.timeline.online_clients(rnd)
-        conditions: dict[Hashable, fa.ClientProfile] = {
-            int(c): fa.ClientProfile(
+        conditions: dict[Hashable, fa.ClientProfile] = {}
+        for c in online.tolist():
+            reported = fa.ClientProfile(
                 bandwidth_down=float(pop.bandwidth_down[c] * fade[c]),
                 bandwidth_up=float(pop.bandwidth_up[c] * fade[c]),
             )
-            for c in online
-        }
+            # a capacity liar overstates what it measured too
+            conditions[c] = reported if self.threats is None else self.threats.condition(c, reported)
         return _Round(rnd, online, conditions)
 
     def plan(self, rnd: _Round) -> None:
@@ -356,6 +424,8 @@ class _Run:
                 self.oort.update(sent, utility, np.where(answered, seconds, self.setup.deadline), answered)
         elif self.oort is not None and self.strategy.selection == "oort" and rnd.online.size:
             self.oort.update([], [], [], [])  # keep the pacer's rounds in step
+        if self.threats is not None:  # every online client was offered the round
+            self.threats.observe(rnd.online, summary)
         tier, n_tiers = self.setup.population.tier_of, self.cfg.n_tiers
         completed = np.array([] if summary is None else summary.completed, dtype=np.int64)
         record = RoundRecord(
@@ -382,7 +452,8 @@ class _Run:
         """Settle every client sent a payload: late and vanished ones drop, the rest train.
 
         Returns the clients, their actual seconds, who answered in time, Oort's utility of
-        those that did, and the number of late and vanished clients.
+        those that did, and the number of late and vanished clients (a client out of memory,
+        a capacity liar's fate, counts as late: it fails at the deadline).
         """
         sent = np.array(current.sent, dtype=np.int64)
         x = np.zeros((sent.size, self.cfg.n_experts), dtype=bool)
@@ -390,11 +461,15 @@ class _Run:
             x[pos, current.experts(c)] = True
         total = self._times(rnd, sent, x)
         vanished = self.setup.timeline.vanished[rnd.number, sent]
-        late = ~vanished & (total > self.setup.deadline)
+        fits = np.ones(sent.size, dtype=bool) if self.threats is None else self.threats.fits(sent, x)
+        oom = ~vanished & ~fits
+        late = ~vanished & (oom | (total > self.setup.deadline))
         utility = np.zeros(sent.size)
         for pos, c in enumerate(sent.tolist()):
             if vanished[pos]:
                 current.drop(c, "vanished")
+            elif oom[pos]:  # given more than its real memory holds: it crashes
+                current.drop(c, "out of memory", duration=self.setup.deadline)
             elif late[pos]:  # a straggler: its download happened, nothing is credited
                 current.drop(c, "missed the deadline", duration=self.setup.deadline)
             else:
@@ -445,7 +520,12 @@ class _Run:
         feedback = fa.Feedback(
             samples=int(self.setup.samples[client]), rewards=metrics["rewards"], duration=seconds
         )
-        current.complete(client, arrays, feedback, weight=metrics["samples"])
+        weight = float(metrics["samples"])
+        if self.threats is not None:
+            arrays, feedback, weight = self.threats.reply(
+                client, experts, current.payload(client), arrays, feedback, weight
+            )
+        current.complete(client, arrays, feedback, weight=weight)
         return float(metrics["samples"] * np.sqrt(metrics["loss_sq"]))
 
     def evaluate(self) -> list[float]:
@@ -464,6 +544,7 @@ def run_cross_device(
     strategy: Strategy,
     *,
     on_round: Any = None,
+    threats: ThreatConfig | None = None,
 ) -> Any:
     """Run one strategy for ``config.rounds`` rounds on a seed's :class:`CrossDeviceSetup`.
 
@@ -474,6 +555,9 @@ def run_cross_device(
     strategy : Strategy
     on_round : callable(round, accuracy), optional
         Called after each round (progress bars).
+    threats : ThreatConfig, optional
+        Attack, defenses, fairness floor, reward privacy and leakage audit
+        (:mod:`fedalign.sim.threats`); its figures go to ``RunResult.threats``.
 
     Returns
     -------
@@ -486,7 +570,7 @@ def run_cross_device(
     with warnings.catch_warnings():
         # the paper's top-k herds by design; the harness measures it, a warning per round is noise
         warnings.simplefilter("ignore", HerdingWarning)
-        return _run_rounds(_Run(setup, strategy), on_round)
+        return _run_rounds(_Run(setup, strategy, threats), on_round)
 
 
 def _run_rounds(run: _Run, on_round: Any) -> Any:
@@ -519,6 +603,8 @@ def _run_rounds(run: _Run, on_round: Any) -> Any:
         result.records.append(record.to_dict())
         if on_round is not None:
             on_round(number, acc)
+    if run.threats is not None:
+        result.threats = run.threats.metrics(result.expert_load, run.sched)
     return result
 
 

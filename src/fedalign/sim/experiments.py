@@ -115,7 +115,7 @@ def run_experiment(
     threats : ThreatConfig, optional
         Attack, defenses, fairness floor, reward privacy and audit
         (:mod:`fedalign.sim.threats`); only with the local engine (the default runner), in
-        the ``fig3`` scenario.
+        both scenarios.
 
     Returns
     -------
@@ -144,13 +144,6 @@ def run_experiment(
             "attack: attacks, defenses, --max-idle-rounds, --ldp-epsilon and --audit run "
             "only on the local engine"
         )
-    if threats is not None and config.scenario != "fig3":
-        if threats != ThreatConfig():
-            raise ValueError(
-                "attack: attacks, defenses, --max-idle-rounds, --ldp-epsilon and --audit run "
-                f"only in the fig3 scenario, not in {config.scenario!r}"
-            )
-        threats = None  # nothing active: the cross-device loop has no threat hooks
     names = list(strategies)
     if not names:
         raise ValueError("strategies: name at least one strategy")

@@ -35,7 +35,7 @@ from .data import Dataset, load_dataset
 from .devices import DEFAULT_TIERS, UNIFORM_TIERS, Fleet, make_fleet
 from .model import MoEModel, load_partial_state, state_nbytes
 from .partition import Partition, make_partition
-from .threats import ThreatConfig, ThreatRun
+from .threats import ThreatConfig, ThreatRun, ThreatWorld
 
 __all__ = [
     "RunResult",
@@ -64,6 +64,38 @@ class Setup:
     def samples(self) -> NDArray[np.int64]:
         """Samples each client processes per expert and round (local data x epochs)."""
         return self.partition.sizes * self.config.local_epochs
+
+    def threat_world(self) -> ThreatWorld:
+        """What :class:`~fedalign.sim.threats.ThreatRun` needs of this seed: each device
+        holds its tier's ``max_experts`` experts (memory in units of one expert) and trains
+        in time as many as its nominal speed fits before the deadline."""
+        cfg, fleet = self.config, self.fleet
+        n = cfg.n_clients
+        holds = fleet.max_experts
+        caps = holds if cfg.max_experts is None else np.minimum(holds, cfg.max_experts)
+        everyone = np.arange(n)
+        base = fleet.nominal_seconds(everyone, np.zeros(n, np.int64), self.samples)
+        per = fleet.nominal_seconds(everyone, np.ones(n, np.int64), self.samples) - base
+        in_time = np.floor((self.deadline - base) / per).astype(np.int64)
+        honest = np.maximum(np.minimum(caps, in_time), 0)
+        most = int(caps.max())
+
+        def beyond(clients: NDArray[np.int64], x: NDArray[np.bool_]) -> NDArray[np.bool_]:
+            return np.asarray(x.sum(axis=1) > honest[clients])
+
+        return ThreatWorld(
+            n_experts=cfg.n_experts,
+            seed=self.seed,
+            holds=holds.astype(np.float64),
+            expert_memory=np.ones(cfg.n_experts),
+            largest_memory=float(fleet.shared_bytes + (most + 0.5) * fleet.expert_bytes),
+            most_experts=most,
+            tier_of=np.asarray(fleet.tier_of, dtype=np.int64),
+            tier_names=tuple(t.name for t in fleet.tiers),
+            client_group=np.asarray(self.partition.client_group, dtype=np.int64),
+            clients=self.partition.clients,
+            beyond_device=beyond,
+        )
 
 
 def _model(config: SimConfig, data: Dataset) -> MoEModel:
@@ -236,7 +268,7 @@ def make_scheduler(
         if cfg.max_experts is not None:
             profile = replace(profile, max_experts=int(caps[i]))
         if threats is not None:
-            profile = threats.profile(i, profile, int(caps.max()))
+            profile = threats.profile(i, profile)
         sched.register(i, profile, routing_shares=None if cold is None else cold[i])
     return sched
 
@@ -379,6 +411,12 @@ def _train_cohort(
     n_assigned = np.array([len(a) for a in assigned], dtype=np.int64)
     seconds, vanished = setup.fleet.round_seconds(cohort, n_assigned, samples[cohort], world)
     late = ~vanished & (seconds > setup.deadline)
+    fits = np.ones(cohort.size, dtype=bool)
+    if threats is not None:
+        x = np.zeros((cohort.size, cfg.n_experts), dtype=bool)
+        for pos, experts in enumerate(assigned):
+            x[pos, experts] = True
+        fits = threats.fits(cohort, x)
     for pos, client in enumerate(cohort.tolist()):
         if not assigned[pos]:  # nothing fits this client: the driver reported it idle
             continue
@@ -386,7 +424,7 @@ def _train_cohort(
             reason = "vanished" if vanished[pos] else "missed the deadline"
             current.drop(client, reason, duration=setup.deadline)
             continue
-        if threats is not None and not threats.fits(client, len(assigned[pos])):
+        if not fits[pos]:
             # a capacity liar given more experts than its memory holds: it crashes
             current.drop(client, "out of memory", duration=setup.deadline)
             continue

@@ -28,17 +28,21 @@ screen (``screen``), the server-side validation callback (``validation``: an
 
 A :class:`ThreatConfig` gathers a run's threat settings (attack, defenses, the fairness
 floor ``max_idle_rounds``, local differential privacy of rewards ``ldp_epsilon``, the
-leakage ``audit``); :func:`fedalign.sim.server.run_strategy` takes one and hands it to a
-:class:`ThreatRun`, which holds one run's adversary, privacy accountant and counters and is
-called at a few points of the round loop (the profiles registered, the driver's defenses,
-each reply, each closed round). Participation, Jain's fairness index and the leakage audit
-of ``--audit`` are computed from a run's assignments by :func:`participation`,
+leakage ``audit``); both round loops take one -- :func:`fedalign.sim.server.run_strategy`
+(``fig3``) and :func:`fedalign.sim.crossdevice.run_cross_device` (``cross-device``) -- and
+hand it to a :class:`ThreatRun`, which holds one run's adversary, privacy accountant and
+counters and is called at a few points of the round loop (the profiles registered, the
+conditions reported at check-in, the driver's defenses, each reply, each closed round). What
+a :class:`ThreatRun` needs to know of a scenario's devices (what each really holds and can
+train in time, its tier, its domain) is a :class:`ThreatWorld`, which each scenario's setup
+builds (``setup.threat_world()``), so the attacks and counters are written once.
+Participation, Jain's fairness index and the leakage audit of ``--audit`` are computed from a run's assignments by :func:`participation`,
 :func:`jain_index` and :func:`fedalign.privacy.assignment_leakage`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -59,6 +63,7 @@ __all__ = [
     "ExpertValidator",
     "ThreatConfig",
     "ThreatRun",
+    "ThreatWorld",
     "jain_index",
     "parse_defenses",
     "participation",
@@ -238,6 +243,21 @@ class Adversary:
             compute=up(honest.compute),
             bandwidth_up=up(honest.bandwidth_up),
             bandwidth_down=up(honest.bandwidth_down),
+        )
+
+    def condition(self, client: int, reported: ClientProfile) -> ClientProfile:
+        """What ``client`` reports at check-in (``cross-device``: this round's faded
+        bandwidth): the truth, or under ``capacity-lie`` its bandwidths ``lie_factor`` times
+        over, as in its registered profile."""
+        if self.kind != "capacity-lie" or not self.attacks(client):
+            return reported
+        f = self.lie_factor
+        return replace(
+            reported,
+            bandwidth_up=None if reported.bandwidth_up is None else reported.bandwidth_up * f,
+            bandwidth_down=None
+            if reported.bandwidth_down is None
+            else reported.bandwidth_down * f,
         )
 
     def tamper(
@@ -466,34 +486,95 @@ class ThreatConfig:
         }
 
 
+@dataclass(frozen=True)
+class ThreatWorld:
+    """What a :class:`ThreatRun` needs to know of one seed's devices and data.
+
+    Each scenario's setup builds one (``setup.threat_world()``: :class:`fedalign.sim.server.Setup`
+    for ``fig3``, :class:`fedalign.sim.crossdevice.CrossDeviceSetup` for ``cross-device``).
+
+    Attributes
+    ----------
+    n_experts : int
+    seed : int
+        Seeds the adversary and the LDP noise.
+    holds : (n,) float
+        Memory each client's real device has for experts, in the units of ``expert_memory``.
+    expert_memory : (E,) float
+        Memory each expert needs to train.
+    largest_memory : float
+        Memory of the largest device, as a profile states it (what a capacity liar claims at
+        least).
+    most_experts : int
+        The most experts any client may be given (what a capacity liar claims).
+    tier_of : (n,) int
+        Device tier per client, an index into ``tier_names``.
+    tier_names : tuple of str
+    client_group : (n,) int
+        Each client's domain (-1: none); the leakage audit's labels and the validation
+        sample's groups.
+    clients : sequence of (x, y) arrays
+        Each client's data (the validation sample is drawn from it).
+    beyond_device : callable((m,) ints, (m, E) bool) -> (m,) bool
+        Whether each client was given more than its real device trains in memory and before
+        the deadline at its nominal speed (the capacity-lie counter).
+    """
+
+    n_experts: int
+    seed: int
+    holds: NDArray[np.float64]
+    expert_memory: NDArray[np.float64]
+    largest_memory: float
+    most_experts: int
+    tier_of: NDArray[np.int64]
+    tier_names: tuple[str, ...]
+    client_group: NDArray[np.int64]
+    clients: Sequence[tuple[NDArray[Any], NDArray[Any]]]
+    beyond_device: Callable[[NDArray[np.int64], NDArray[np.bool_]], NDArray[np.bool_]]
+
+    @property
+    def n_clients(self) -> int:
+        """Registered clients."""
+        return int(self.holds.size)
+
+
 class ThreatRun:
     """One run's adversary, defenses, privacy accountant and fairness counters.
 
-    :func:`fedalign.sim.server.run_strategy` calls it at a few points: :meth:`profile` when
-    clients register, :meth:`scheduler_settings` and :meth:`driver_options` when the
-    scheduler and the round driver are built, :meth:`fits` and :meth:`reply` for each client
-    given experts, :meth:`observe` after each round, :meth:`metrics` at the end.
+    Both round loops (:func:`fedalign.sim.server.run_strategy`,
+    :func:`fedalign.sim.crossdevice.run_cross_device`) call it at a few points:
+    :meth:`profile` when clients register, :meth:`condition` for what a client reports at
+    check-in, :meth:`scheduler_settings` and :meth:`driver_options` when the scheduler and
+    the round driver are built, :meth:`fits` and :meth:`reply` for each client given
+    experts, :meth:`observe` after each round, :meth:`metrics` at the end.
 
     Parameters
     ----------
     config : ThreatConfig
-    setup : fedalign.sim.server.Setup
-        The seed's world (the adversary and the LDP noise are seeded from its seed).
+    setup : fedalign.sim.server.Setup or fedalign.sim.crossdevice.CrossDeviceSetup
+        The seed's world; its ``threat_world()`` is used unless ``world`` is given.
     make_model : callable, optional
         Builds a worker model for the server's validation callback (needed with the
         ``validation`` defense).
+    world : ThreatWorld, optional
+        The devices and data (default ``setup.threat_world()``).
     """
 
-    def __init__(self, config: ThreatConfig, setup: Any, make_model: Any = None) -> None:
-        cfg, fleet = setup.config, setup.fleet
+    def __init__(
+        self,
+        config: ThreatConfig,
+        setup: Any,
+        make_model: Any = None,
+        *,
+        world: ThreatWorld | None = None,
+    ) -> None:
         self.config = config
         self.setup = setup
-        n = cfg.n_clients
-        self.adversary = Adversary.draw(
-            config.attack, config.attackers, n, cfg.n_experts, setup.seed
-        )
+        self.world = w = setup.threat_world() if world is None else world
+        n = w.n_clients
+        self.adversary = Adversary.draw(config.attack, config.attackers, n, w.n_experts, w.seed)
         self.defenses = Defenses(config.defenses)
-        self._rng = np.random.default_rng([setup.seed, 4243])
+        self._rng = np.random.default_rng([w.seed, 4243])
         from ..privacy import PrivacyAccountant
 
         self.accountant = PrivacyAccountant() if config.ldp_epsilon is not None else None
@@ -504,26 +585,14 @@ class ThreatRun:
         self.screened = np.zeros(n, dtype=np.int64)
         self.bounded = 0
         self.rounds = 0
-        # what each device really holds, and the experts it could really train in time
-        self.memory_caps = fleet.max_experts
-        caps = (
-            self.memory_caps
-            if cfg.max_experts is None
-            else np.minimum(self.memory_caps, cfg.max_experts)
-        )
-        everyone = np.arange(n)
-        base = fleet.nominal_seconds(everyone, np.zeros(n, np.int64), setup.samples)
-        per = fleet.nominal_seconds(everyone, np.ones(n, np.int64), setup.samples) - base
-        in_time = np.floor((setup.deadline - base) / per).astype(np.int64)
-        self.honest_caps = np.maximum(np.minimum(caps, in_time), 0)
         self.validator = None
         if "validation" in self.defenses.names:
             if make_model is None:
                 raise ValueError("make_model: the validation defense needs a model factory")
-            groups = np.asarray(setup.partition.client_group)
+            groups = np.asarray(w.client_group)
             if not (groups >= 0).any():
                 groups = np.zeros(n, dtype=np.int64)
-            x, y, g = validation_sample(setup.partition.clients, groups, seed=setup.seed)
+            x, y, g = validation_sample(w.clients, groups, seed=w.seed)
             self.validator = ExpertValidator(make_model(), x, y, g)
 
     # ------------------------------------------------------------------ building the run
@@ -539,11 +608,14 @@ class ThreatRun:
             out["exploration_weight"] = float(c.exploration_weight)
         return out
 
-    def profile(self, client: int, honest: ClientProfile, most_experts: int) -> ClientProfile:
+    def profile(self, client: int, honest: ClientProfile) -> ClientProfile:
         """The profile ``client`` registers (a lie under ``capacity-lie``)."""
-        fleet = self.setup.fleet
-        largest = float(fleet.shared_bytes + (most_experts + 0.5) * fleet.expert_bytes)
-        return self.adversary.profile(client, honest, largest, most_experts)
+        w = self.world
+        return self.adversary.profile(client, honest, w.largest_memory, w.most_experts)
+
+    def condition(self, client: int, reported: ClientProfile) -> ClientProfile:
+        """What ``client`` reports at check-in (a lie under ``capacity-lie``)."""
+        return self.adversary.condition(client, reported)
 
     def driver_options(self) -> dict[str, Any]:
         """``RoundDriver`` keyword arguments: the aggregation and the reply screen."""
@@ -557,9 +629,13 @@ class ThreatRun:
         return out
 
     # ------------------------------------------------------------------ during a round
-    def fits(self, client: int, n_experts: int) -> bool:
-        """Whether ``client``'s real device holds ``n_experts`` experts (else: out of memory)."""
-        return n_experts <= int(self.memory_caps[client])
+    def fits(self, clients: Sequence[int], assigned: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Whether each client's real device holds its assigned experts (else: out of
+        memory); ``assigned`` is ``(m, E)``."""
+        w = self.world
+        need = np.asarray(assigned, dtype=np.float64) @ w.expert_memory
+        # a hair of slack: a plan that fills memory exactly must not read as overflowing
+        return need <= w.holds[np.asarray(clients, dtype=np.int64)] * (1 + 1e-9)
 
     def reply(
         self,
@@ -585,32 +661,44 @@ class ThreatRun:
             self.accountant.spend(client, eps)
         return arrays, out, w
 
-    def observe(self, cohort: NDArray[np.int64], summary: Any) -> None:
-        """Count a closed round: offers, trainings, screened and bounded replies, liars
-        given more experts than their device can really train."""
-        self.offered[cohort] += 1
-        self.trained[np.asarray(summary.completed, dtype=np.int64)] += 1
-        self.screened[np.asarray(list(summary.screened), dtype=np.int64)] += 1
-        self.bounded += len(summary.bounded)
-        if self.adversary.kind == "capacity-lie":
-            for c in self.adversary.attackers:
-                if len(summary.assignment.get(c, ())) > self.honest_caps[c]:
-                    self.over_assigned[c] += 1
-                    self.last_over_assigned[c] = self.rounds
+    def observe(self, offered: NDArray[np.int64], summary: Any) -> None:
+        """Count a closed round: offers (``offered``: the clients the round was open to --
+        the cohort, or in ``cross-device`` every client online), trainings, screened and
+        bounded replies, liars given more experts than their device can really train.
+        ``summary`` is the driver's (None: nobody was planned)."""
+        self.offered[np.asarray(offered, dtype=np.int64)] += 1
+        if summary is not None:
+            self.trained[np.asarray(summary.completed, dtype=np.int64)] += 1
+            self.screened[np.asarray(list(summary.screened), dtype=np.int64)] += 1
+            self.bounded += len(summary.bounded)
+            if self.adversary.kind == "capacity-lie":
+                self._count_over_assigned(summary.assignment)
         self.rounds += 1
+
+    def _count_over_assigned(self, assignment: Mapping[Any, Sequence[int]]) -> None:
+        """Liars given more experts than their real device trains in memory and time."""
+        liars = np.array([c for c in self.adversary.attackers if c in assignment], dtype=np.int64)
+        if not liars.size:
+            return
+        x = np.zeros((liars.size, self.world.n_experts), dtype=bool)
+        for pos, c in enumerate(liars.tolist()):  # the round's few liars, not every pair
+            x[pos, list(assignment[c])] = True
+        over = liars[self.world.beyond_device(liars, x)]
+        self.over_assigned[over] += 1
+        self.last_over_assigned[over] = self.rounds
 
     # ------------------------------------------------------------------ after the run
     def metrics(self, expert_load: NDArray[np.int64], scheduler: Any) -> dict[str, Any]:
         """The run's threat figures (the per-seed entries of ``results.json``)."""
-        fleet, part = self.setup.fleet, self.setup.partition
+        w = self.world
         rate = np.divide(
             self.trained, self.offered, out=np.zeros(len(self.offered)), where=self.offered > 0
         )
         seen = self.offered > 0
-        tiers = np.asarray(fleet.tier_of)
+        tiers = np.asarray(w.tier_of)
         per_tier = {
-            t.name: jain_index(rate[seen & (tiers == k)])
-            for k, t in enumerate(fleet.tiers)
+            name: jain_index(rate[seen & (tiers == k)])
+            for k, name in enumerate(w.tier_names)
             if (seen & (tiers == k)).any()
         }
         out: dict[str, Any] = {
@@ -633,7 +721,7 @@ class ThreatRun:
         if self.config.audit:
             from ..privacy import assignment_leakage
 
-            groups = np.asarray(part.client_group)
+            groups = np.asarray(w.client_group)
             try:
                 audit = assignment_leakage(expert_load, groups)
                 out["leakage"] = {"accuracy": audit.accuracy, "chance": audit.chance}
