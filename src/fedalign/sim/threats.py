@@ -629,7 +629,9 @@ class ThreatRun:
         return out
 
     # ------------------------------------------------------------------ during a round
-    def fits(self, clients: Sequence[int], assigned: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    def fits(
+        self, clients: Sequence[int] | NDArray[np.int64], assigned: NDArray[np.bool_]
+    ) -> NDArray[np.bool_]:
         """Whether each client's real device holds its assigned experts (else: out of
         memory); ``assigned`` is ``(m, E)``."""
         w = self.world
