@@ -1,0 +1,141 @@
+"""The fairness floor and poisoning in the cross-device scenario: the tables of docs/trust.md.
+
+Each scenario is one ``fedalign simulate`` command on the cross-device quick scenario
+(MNIST-1D, 1,000 devices, 60 rounds) for ``load-balanced/greedy`` and ``balanced``; this
+script runs them one after the other (``--run``) or reads their ``results.json`` back
+(default), writes one JSON summary (per seed and mean: final accuracy, idle violations,
+Jain's index per tier, screened and bounded replies, planning seconds) and prints the
+markdown tables::
+
+    nice -n 10 .venv/bin/python benchmarks/trust_crossdevice.py --run --seeds 3
+    .venv/bin/python benchmarks/trust_crossdevice.py          # tables from the saved runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STRATEGIES = "load-balanced/greedy,balanced"
+SCENARIOS: dict[str, str] = {
+    "clean": "",
+    "max_idle_rounds=5": "--max-idle-rounds 5",
+    "poison 20 %": "--attack poison --attackers 0.2",
+    "poison 20 % + all": "--attack poison --attackers 0.2 --defense all",
+}
+FOLDERS = {
+    "clean": "clean",
+    "max_idle_rounds=5": "idle5",
+    "poison 20 %": "poison",
+    "poison 20 % + all": "poison-all",
+}
+
+
+def command(name: str, seeds: int, root: str) -> str:
+    """The ``fedalign simulate`` command of scenario ``name``."""
+    flags = SCENARIOS[name]
+    return (
+        f"fedalign simulate --scenario cross-device --quick --seeds {seeds} "
+        f"--strategies {STRATEGIES} {flags} --out {root}/{FOLDERS[name]}".replace("  ", " ")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="store_true", help="run the scenarios first")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--root", default="bench-out/xtrust", help="the runs' output folders")
+    parser.add_argument("--out", default="benchmarks/trust-crossdevice-results.json")
+    args = parser.parse_args()
+    if args.run:
+        for name in SCENARIOS:
+            start = time.time()
+            argv = command(name, args.seeds, args.root).split()[1:] + ["--no-progress"]
+            subprocess.run([sys.executable, "-m", "fedalign.cli", *argv], check=True)
+            print(f"{name}: {time.time() - start:.0f} s, load {os.getloadavg()[0]:.1f}")
+    summary = collect(args.root, args.seeds)
+    Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+    print(tables(summary))
+
+
+def collect(root: str, seeds: int) -> dict[str, Any]:
+    """Per scenario and strategy, the figures the tables show (from each ``results.json``)."""
+    out: dict[str, Any] = {}
+    for name, folder in FOLDERS.items():
+        path = Path(root) / folder / "results.json"
+        if not path.exists():
+            continue
+        res = json.loads(path.read_text())
+        entry: dict[str, Any] = {"command": command(name, seeds, root), "strategies": {}}
+        for strategy, e in res["strategies"].items():
+            finals = [float(a) for a in e["per_seed"]["final_accuracy"]]
+            entry["strategies"][strategy] = {
+                "seeds": res["config"]["seeds"],
+                "final_accuracy": finals,
+                "mean": float(np.mean(finals)),
+                "std": float(np.std(finals, ddof=1)) if len(finals) > 1 else 0.0,
+                "idle_violations": e["idle_violations"],
+                "jain_index": e["jain_index"],
+                "jain_index_overall": e["jain_index_overall"],
+                "trained_share": float(np.mean(e["trained_share"])),
+                "screened": e["screened"],
+                "screened_attackers": e["screened_attackers"],
+                "bounded": e["bounded"],
+                "planning_seconds": float(np.mean(e["planning_seconds"])),
+            }
+        out[name] = entry
+    return out
+
+
+def _acc(s: dict[str, Any]) -> str:
+    return f"{100 * s['mean']:.1f} (± {100 * s['std']:.1f})"
+
+
+def _vs(s: dict[str, Any], base: dict[str, Any] | None) -> str:
+    return "—" if base is None or s is base else f"{100 * (s['mean'] - base['mean']):+.1f}"
+
+
+def tables(summary: dict[str, Any]) -> str:
+    """The fairness table and the poisoning table (markdown)."""
+    clean = summary.get("clean", {}).get("strategies", {})
+    fair = [
+        "| strategy | scenario | final accuracy % | vs clean | idle violations | "
+        "Jain (phone / laptop / workstation) | trained/online % | planning s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    poison = [
+        "| strategy | scenario | final accuracy % | vs clean | screened (attackers) | bounded |",
+        "|---|---|---|---|---|---|",
+    ]
+    for strategy in STRATEGIES.split(","):
+        base = clean.get(strategy)
+        for name in ("clean", "max_idle_rounds=5"):
+            s = summary.get(name, {}).get("strategies", {}).get(strategy)
+            if s is None:
+                continue
+            jain = " / ".join(f"{s['jain_index'][t]:.3f}" for t in ("phone", "laptop", "workstation"))
+            fair.append(
+                f"| {strategy} | {name} | {_acc(s)} | {_vs(s, base)} | {s['idle_violations']} | "
+                f"{jain} | {100 * s['trained_share']:.1f} | {s['planning_seconds']:.1f} |"
+            )
+        for name in ("clean", "poison 20 %", "poison 20 % + all"):
+            s = summary.get(name, {}).get("strategies", {}).get(strategy)
+            if s is None:
+                continue
+            poison.append(
+                f"| {strategy} | {name} | {_acc(s)} | {_vs(s, base)} | "
+                f"{s['screened']} ({s['screened_attackers']}) | {s['bounded']} |"
+            )
+    return "\n".join(fair) + "\n\n" + "\n".join(poison) + "\n"
+
+
+if __name__ == "__main__":
+    main()
