@@ -31,6 +31,8 @@ SCENARIOS: dict[str, str] = {
     "poison 20 %": "--attack poison --attackers 0.2",
     "poison 20 % + all": "--attack poison --attackers 0.2 --defense all",
 }
+MORE = "{cmd}-more --seed 3 --seeds 2"
+"""The command of a scenario's extra seeds 3 and 4 (merged with the first run's)."""
 FOLDERS = {
     "clean": "clean",
     "max_idle_rounds=5": "idle5",
@@ -67,32 +69,47 @@ def main() -> None:
 
 
 def collect(root: str, seeds: int) -> dict[str, Any]:
-    """Per scenario and strategy, the figures the tables show (from each ``results.json``)."""
+    """Per scenario and strategy, the figures the tables show, from each run's
+    ``results.json``; a scenario's extra seeds (``<folder>-more``, from :data:`MORE`) are
+    merged in."""
     out: dict[str, Any] = {}
     for name, folder in FOLDERS.items():
-        path = Path(root) / folder / "results.json"
-        if not path.exists():
+        runs = [Path(root) / f / "results.json" for f in (folder, f"{folder}-more")]
+        found = [json.loads(p.read_text()) for p in runs if p.exists()]
+        if not found:
             continue
-        res = json.loads(path.read_text())
-        entry: dict[str, Any] = {"command": command(name, seeds, root), "strategies": {}}
-        for strategy, e in res["strategies"].items():
-            finals = [float(a) for a in e["per_seed"]["final_accuracy"]]
-            entry["strategies"][strategy] = {
-                "seeds": res["config"]["seeds"],
-                "final_accuracy": finals,
-                "mean": float(np.mean(finals)),
-                "std": float(np.std(finals, ddof=1)) if len(finals) > 1 else 0.0,
-                "idle_violations": e["idle_violations"],
-                "jain_index": e["jain_index"],
-                "jain_index_overall": e["jain_index_overall"],
-                "trained_share": float(np.mean(e["trained_share"])),
-                "screened": e["screened"],
-                "screened_attackers": e["screened_attackers"],
-                "bounded": e["bounded"],
-                "planning_seconds": float(np.mean(e["planning_seconds"])),
-            }
+        commands = [command(name, seeds, root)]
+        if len(found) > 1:
+            commands.append(MORE.format(cmd=command(name, seeds, root)))
+        entry: dict[str, Any] = {"commands": commands, "strategies": {}}
+        for strategy in found[0]["strategies"]:
+            entry["strategies"][strategy] = _merge(
+                [(r["config"]["seeds"], r["strategies"][strategy]) for r in found]
+            )
         out[name] = entry
     return out
+
+
+def _merge(runs: list[tuple[list[int], dict[str, Any]]]) -> dict[str, Any]:
+    """One strategy's figures over the seeds of several ``results.json`` entries."""
+    seeds = [s for ids, _ in runs for s in ids]
+    per = [t for _, e in runs for t in e["per_seed"]["threats"]]
+    finals = [float(a) for _, e in runs for a in e["per_seed"]["final_accuracy"]]
+    tiers = ("phone", "laptop", "workstation")
+    return {
+        "seeds": seeds,
+        "final_accuracy": finals,
+        "mean": float(np.mean(finals)),
+        "std": float(np.std(finals, ddof=1)) if len(finals) > 1 else 0.0,
+        "idle_violations": int(sum(t["idle_violations"] for t in per)),
+        "jain_index": {k: float(np.mean([t["jain_index"][k] for t in per])) for k in tiers},
+        "jain_index_overall": float(np.mean([t["jain_index_overall"] for t in per])),
+        "trained_share": float(np.mean([x for _, e in runs for x in e["trained_share"]])),
+        "screened": int(sum(t["screened"] for t in per)),
+        "screened_attackers": int(sum(t["screened_attackers"] for t in per)),
+        "bounded": int(sum(t["bounded"] for t in per)),
+        "planning_seconds": float(np.mean([x for _, e in runs for x in e["planning_seconds"]])),
+    }
 
 
 def _acc(s: dict[str, Any]) -> str:
