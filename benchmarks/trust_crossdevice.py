@@ -31,8 +31,6 @@ SCENARIOS: dict[str, str] = {
     "poison 20 %": "--attack poison --attackers 0.2",
     "poison 20 % + all": "--attack poison --attackers 0.2 --defense all",
 }
-MORE = "{cmd}-more --seed 3 --seeds 2"
-"""The command of a scenario's extra seeds 3 and 4 (merged with the first run's)."""
 FOLDERS = {
     "clean": "clean",
     "max_idle_rounds=5": "idle5",
@@ -41,12 +39,15 @@ FOLDERS = {
 }
 
 
-def command(name: str, seeds: int, root: str) -> str:
-    """The ``fedalign simulate`` command of scenario ``name``."""
+def command(name: str, seeds: int, root: str, *, more: bool = False) -> str:
+    """The ``fedalign simulate`` command of scenario ``name``: seeds ``0 .. seeds - 1``, or
+    with ``more`` the extra seeds 3 and 4 into ``<folder>-more`` (merged by :func:`collect`)."""
     flags = SCENARIOS[name]
+    which = "--seed 3 --seeds 2" if more else f"--seeds {seeds}"
+    out = f"{root}/{FOLDERS[name]}" + ("-more" if more else "")
     return (
-        f"fedalign simulate --scenario cross-device --quick --seeds {seeds} "
-        f"--strategies {STRATEGIES} {flags} --out {root}/{FOLDERS[name]}".replace("  ", " ")
+        f"fedalign simulate --scenario cross-device --quick {which} "
+        f"--strategies {STRATEGIES} {flags} --out {out}".replace("  ", " ")
     )
 
 
@@ -70,8 +71,7 @@ def main() -> None:
 
 def collect(root: str, seeds: int) -> dict[str, Any]:
     """Per scenario and strategy, the figures the tables show, from each run's
-    ``results.json``; a scenario's extra seeds (``<folder>-more``, from :data:`MORE`) are
-    merged in."""
+    ``results.json``; a scenario's extra seeds (``<folder>-more``) are merged in."""
     out: dict[str, Any] = {}
     for name, folder in FOLDERS.items():
         runs = [Path(root) / f / "results.json" for f in (folder, f"{folder}-more")]
@@ -80,7 +80,7 @@ def collect(root: str, seeds: int) -> dict[str, Any]:
             continue
         commands = [command(name, seeds, root)]
         if len(found) > 1:
-            commands.append(MORE.format(cmd=command(name, seeds, root)))
+            commands.append(command(name, seeds, root, more=True))
         entry: dict[str, Any] = {"commands": commands, "strategies": {}}
         for strategy in found[0]["strategies"]:
             entry["strategies"][strategy] = _merge(
