@@ -27,12 +27,14 @@ import numpy as np
 STRATEGIES = "load-balanced/greedy,balanced"
 SCENARIOS: dict[str, str] = {
     "clean": "",
+    "clean + all": "--defense all",
     "max_idle_rounds=5": "--max-idle-rounds 5",
     "poison 20 %": "--attack poison --attackers 0.2",
     "poison 20 % + all": "--attack poison --attackers 0.2 --defense all",
 }
 FOLDERS = {
     "clean": "clean",
+    "clean + all": "clean-all",
     "max_idle_rounds=5": "idle5",
     "poison 20 %": "poison",
     "poison 20 % + all": "poison-all",
@@ -143,7 +145,7 @@ def tables(summary: dict[str, Any]) -> str:
                 f"| {strategy} | {name} | {_acc(s)} | {_vs(s, base)} | {s['idle_violations']} | "
                 f"{jain} | {100 * s['trained_share']:.1f} | {s['planning_seconds']:.1f} |"
             )
-        for name in ("clean", "poison 20 %", "poison 20 % + all"):
+        for name in ("clean", "clean + all", "poison 20 %", "poison 20 % + all"):
             s = summary.get(name, {}).get("strategies", {}).get(strategy)
             if s is None:
                 continue
