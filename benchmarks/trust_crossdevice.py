@@ -9,6 +9,11 @@ markdown tables::
 
     nice -n 10 .venv/bin/python benchmarks/trust_crossdevice.py --run --seeds 3
     .venv/bin/python benchmarks/trust_crossdevice.py          # tables from the saved runs
+    .venv/bin/python benchmarks/trust_crossdevice.py --attacker-share   # the digits check
+
+``--attacker-share`` runs the cross-device digits variant (12 rounds, seed 0,
+``load-balanced/greedy``, 20 % poisoning) under three defense sets and prints the attackers'
+share of the trainings, their mean fitness and trust against the honest clients'.
 """
 
 from __future__ import annotations
@@ -59,7 +64,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--root", default="bench-out/xtrust", help="the runs' output folders")
     parser.add_argument("--out", default="benchmarks/trust-crossdevice-results.json")
+    parser.add_argument("--attacker-share", action="store_true", help="the digits check only")
     args = parser.parse_args()
+    if args.attacker_share:
+        attacker_share()
+        return
     if args.run:
         for name in SCENARIOS:
             start = time.time()
@@ -112,6 +121,37 @@ def _merge(runs: list[tuple[list[int], dict[str, Any]]]) -> dict[str, Any]:
         "bounded": int(sum(t["bounded"] for t in per)),
         "planning_seconds": float(np.mean([x for _, e in runs for x in e["planning_seconds"]])),
     }
+
+
+def attacker_share(rounds: int = 12, seed: int = 0) -> None:
+    """Who trains under poisoning as the defenses change, on the digits variant."""
+    import warnings
+
+    from fedalign.sim.config import parse_strategy, preset
+    from fedalign.sim.crossdevice import _Run, make_cross_device_setup
+    from fedalign.sim.threats import ThreatConfig
+
+    warnings.simplefilter("ignore")
+    cfg = preset("tiny", scenario="cross-device", rounds=rounds)
+    setup = make_cross_device_setup(cfg, seed)
+    strategy = parse_strategy("load-balanced/greedy", cfg.usage_weight)
+    for defenses in ("", "median,weight-cap,screen", "median,weight-cap,screen,trust"):
+        run = _Run(setup, strategy, ThreatConfig(attack="poison", attackers=0.2, defenses=defenses))
+        for number in range(rounds):
+            rnd = run.check_in(number)
+            run.plan(rnd)
+            run.play(rnd)
+        run.sched.end_round()
+        assert run.threats is not None
+        t, a = run.threats, list(run.threats.adversary.attackers)
+        h = np.setdiff1d(np.arange(cfg.n_clients), a)
+        fit, trust = np.asarray(run.sched.fitness), run.sched.trust
+        print(
+            f"{defenses or 'none':32s} attackers' share of trainings "
+            f"{t.trained[a].sum() / t.trained.sum():.2f}; mean fitness attackers "
+            f"{fit[a].mean():.3f} honest {fit[h].mean():.3f}; mean trust attackers "
+            f"{trust[a].mean():.2f} honest {trust[h].mean():.2f}"
+        )
 
 
 def _acc(s: dict[str, Any]) -> str:
