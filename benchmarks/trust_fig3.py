@@ -10,9 +10,13 @@ given more experts than its device holds.
 
 Run::
 
-    nice -n 10 .venv/bin/python benchmarks/trust_fig3.py [--seeds 5] [--rounds 40]
-        [--only "NAME;..."] [--out benchmarks/trust-results.json] [--plot docs/img/trust_fig3.png]
-        [--replot] [--table]
+    nice -n 10 .venv/bin/python benchmarks/trust_fig3.py [--seeds 5] [--first-seed 0]
+        [--rounds 40] [--only "NAME;..."] [--privacy] [--out benchmarks/trust-results.json]
+        [--plot docs/img/trust_fig3.png] [--replot] [--table]
+
+``--privacy`` runs only the privacy arms (every scenario with ``ldp`` in its name) and
+their noise-free baselines, and merges them into an existing ``--out`` (other scenarios
+kept); ``--first-seed`` shifts the seeds (e.g. 5 for held-out seeds 5-9).
 """
 
 from __future__ import annotations
@@ -114,6 +118,18 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
     return out
 
 
+def privacy_scenarios() -> set[str]:
+    """``--privacy``: the ldp scenarios and the noise-free runs they are compared with."""
+    names = {name for name, *_ in scenarios()}
+    ldp = {n for n in names if "ldp" in n}
+    suffixes = {n.rsplit(", ", 1)[-1] for n in ldp if ", " in n}
+    return ldp | {"clean"} | {f"clean, {x}" for x in suffixes if f"clean, {x}" in names} | (
+        {"exploration=1"} & names
+    )
+
+
+PRIVACY = privacy_scenarios()
+
 KEEP = (
     "attack", "attackers", "defense", "jain_index", "jain_index_overall", "idle_violations",
     "screened", "screened_attackers", "bounded", "leakage", "epsilon_spent", "over_assigned_rounds", "last_over_assigned_round",
@@ -124,7 +140,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     p.add_argument("--only", default=None, help="scenario names separated by semicolons")
+    p.add_argument(
+        "--privacy", action="store_true",
+        help="only the ldp scenarios and their noise-free baselines, merged into --out",
+    )  # fmt: skip
     p.add_argument("--out", default="benchmarks/trust-results.json")
     p.add_argument("--plot", default="docs/img/trust_fig3.png")
     p.add_argument("--replot", action="store_true", help="only plot the JSON of --out")
@@ -137,10 +158,18 @@ def main() -> None:
         print(table(json.loads(Path(args.out).read_text())["scenarios"]))
         return
     wanted = None if args.only is None else {s.strip() for s in args.only.split(";")}
+    if args.privacy:
+        wanted = (wanted or set()) | PRIVACY
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     rows: dict[str, Any] = {}
+    out = Path(args.out)
+    if args.privacy and out.exists():  # merge: keep the other scenarios of the file
+        kept = json.loads(out.read_text())
+        if kept.get("seeds") == seeds:
+            rows.update(kept["scenarios"])
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (2-core CI machine, shared with other jobs)",
-        "seeds": list(range(args.seeds)),
+        "seeds": seeds,
         "strategy": STRATEGY,
         "scenarios": rows,
     }
@@ -150,12 +179,12 @@ def main() -> None:
         cfg = preset("quick", **changes, **({} if args.rounds is None else {"rounds": args.rounds}))
         start = time.perf_counter()
         res = run_experiment(
-            cfg, [STRATEGY], list(range(args.seeds)), progress=False, plots=False,
+            cfg, [STRATEGY], seeds, progress=False, plots=False,
             threats=ThreatConfig(**threat),
         )  # fmt: skip
         entry = res["strategies"][STRATEGY]
         rows[name] = {
-            "command": f"fedalign simulate --quick --seeds {args.seeds} --strategies {STRATEGY} {flags}",
+            "command": f"fedalign simulate --quick --seeds {_seed_flag(seeds)} --strategies {STRATEGY} {flags}",
             "final_accuracy": entry["final_accuracy"],
             "per_seed": entry["per_seed"]["final_accuracy"],
             **{k: entry[k] for k in KEEP if k in entry},
@@ -168,6 +197,13 @@ def main() -> None:
         )
     Path(args.out).write_text(json.dumps(summary, indent=1))
     plot(rows, args.plot)
+
+
+def _seed_flag(seeds: list[int]) -> str:
+    """``--seeds`` as ``fedalign simulate`` takes it: a count from 0, or a list."""
+    if seeds == list(range(len(seeds))):
+        return str(len(seeds))
+    return f"{len(seeds)} (seeds {seeds[0]}-{seeds[-1]}: benchmarks/trust_fig3.py --first-seed {seeds[0]})"
 
 
 def _pct(v: float | None) -> str:
