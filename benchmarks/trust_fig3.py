@@ -15,8 +15,9 @@ Run::
         [--plot docs/img/trust_fig3.png] [--replot] [--table]
 
 ``--privacy`` runs only the privacy arms (every scenario with ``ldp`` in its name) and
-their noise-free baselines, and merges them into an existing ``--out`` (other scenarios
-kept); ``--first-seed`` shifts the seeds (e.g. 5 for held-out seeds 5-9).
+their noise-free baselines, into ``benchmarks/trust-privacy-results.json`` and
+``docs/img/trust_privacy.png`` unless ``--out`` / ``--plot`` say otherwise; ``--first-seed``
+shifts the seeds (e.g. 5 for held-out seeds 5-9).
 """
 
 from __future__ import annotations
@@ -71,23 +72,19 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
             {},
             "--ldp-epsilon 1 --ldp-mechanism duchi --audit",
         ),
+        ("ldp eps=2", {"ldp_epsilon": 2.0, "audit": True}, {}, "--ldp-epsilon 2 --audit"),
         (
-            "clean, fitness_ema=0.1",
-            {"audit": True},
-            {"fitness_ema": 0.1},
-            "--audit (fitness_ema=0.1)",
+            "ldp eps=2 duchi",
+            {"ldp_epsilon": 2.0, "ldp_mechanism": "duchi", "audit": True},
+            {},
+            "--ldp-epsilon 2 --ldp-mechanism duchi --audit",
         ),
+        ("clean, rounds=80", {"audit": True}, {"rounds": 80}, "--rounds 80 --audit"),
         (
-            "ldp eps=1, fitness_ema=0.1",
+            "ldp eps=1, rounds=80",
             {"ldp_epsilon": 1.0, "audit": True},
-            {"fitness_ema": 0.1},
-            "--ldp-epsilon 1 --audit (fitness_ema=0.1)",
-        ),
-        (
-            "ldp eps=1 duchi, fitness_ema=0.1",
-            {"ldp_epsilon": 1.0, "ldp_mechanism": "duchi", "audit": True},
-            {"fitness_ema": 0.1},
-            "--ldp-epsilon 1 --ldp-mechanism duchi --audit (fitness_ema=0.1)",
+            {"rounds": 80},
+            "--ldp-epsilon 1 --rounds 80 --audit",
         ),
         (
             "exploration=1",
@@ -146,11 +143,14 @@ def main() -> None:
         "--privacy", action="store_true",
         help="only the ldp scenarios and their noise-free baselines, merged into --out",
     )  # fmt: skip
-    p.add_argument("--out", default="benchmarks/trust-results.json")
-    p.add_argument("--plot", default="docs/img/trust_fig3.png")
+    p.add_argument("--out", default=None, help="default benchmarks/trust-results.json")
+    p.add_argument("--plot", default=None, help="default docs/img/trust_fig3.png")
     p.add_argument("--replot", action="store_true", help="only plot the JSON of --out")
     p.add_argument("--table", action="store_true", help="only print the JSON of --out as markdown")
     args = p.parse_args()
+    stem = "trust-privacy" if args.privacy else "trust"
+    args.out = args.out or f"benchmarks/{stem}-results.json"
+    args.plot = args.plot or ("docs/img/trust_privacy.png" if args.privacy else "docs/img/trust_fig3.png")
     if args.replot:
         plot(json.loads(Path(args.out).read_text())["scenarios"], args.plot)
         return
@@ -162,11 +162,6 @@ def main() -> None:
         wanted = (wanted or set()) | PRIVACY
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     rows: dict[str, Any] = {}
-    out = Path(args.out)
-    if args.privacy and out.exists():  # merge: keep the other scenarios of the file
-        kept = json.loads(out.read_text())
-        if kept.get("seeds") == seeds:
-            rows.update(kept["scenarios"])
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (2-core CI machine, shared with other jobs)",
         "seeds": seeds,
