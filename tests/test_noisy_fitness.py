@@ -56,7 +56,7 @@ def test_the_noise_aware_estimate_varies_far_less_than_the_fixed_rate(mechanism:
     # the fixed rate 0.3 keeps a variance of about 0.3 / 1.7 V; the gain, far below it
     v = noise_variance(1.0, 1, mechanism)
     assert fixed.var() == pytest.approx(0.3 / 1.7 * v, rel=0.15)
-    assert aware.var() < 0.4 * fixed.var()
+    assert aware.var() < 0.25 * fixed.var()  # measured: 0.14 (laplace), 0.19 (duchi)
 
 
 def test_the_gain_by_hand() -> None:

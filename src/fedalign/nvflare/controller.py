@@ -587,6 +587,7 @@ def read_reply(model: Any, experts: Sequence[int]) -> tuple[State, Feedback, flo
     weight = _number(meta, wire.WEIGHT)
     duration = _number(meta, wire.DURATION)
     epsilon = _number(meta, wire.EPSILON)
+    variance = _number(meta, wire.VARIANCE)
     rewards = meta.get(wire.REWARDS)
     if isinstance(rewards, (int, float)) and not isinstance(rewards, bool):
         rewards = [rewards]
@@ -606,6 +607,7 @@ def read_reply(model: Any, experts: Sequence[int]) -> tuple[State, Feedback, flo
         rewards=dict(zip((int(e) for e in experts), rewards, strict=True)),
         duration=duration,
         epsilon=epsilon,
+        reward_variance=variance,
     )
     return dict(params), feedback, samples if weight is None else weight
 
