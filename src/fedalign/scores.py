@@ -109,7 +109,8 @@ class FitnessTracker:
     estimate's variance grows back toward :data:`PRIOR_VARIANCE` as
     ``P ← P0 + (1 - d)²·(P - P0)`` per round (no new setting: ``d`` says how fast knowledge
     goes stale). A report predicts one round ahead, then moves by ``K = w·P / (P + V)``
-    (``w`` the pair's ``weight``) and keeps ``P ← (1 - K)²·P + K²·V``.
+    (``w`` the pair's ``weight``) and keeps ``P ← (1 - K)²·P + K²·V``. The variances are a
+    second ``(n_clients, n_experts)`` float32 array, allocated at the first noisy reward.
     """
 
     _parameter_constraints: ClassVar[Table] = {
