@@ -8,9 +8,16 @@ their hybrid of piecewise and Duchi (ICDE 2019). Each is drawn 400,000 times (it
 printed too, to show it is unbiased) beside its closed form. docs/trust.md ("Which
 mechanism") quotes the table.
 
+Then the fitness estimate those rewards feed (``--pairs`` pairs of true reward 0.6, one
+privatized reward per round for ``--rounds`` rounds): its mean and variance over the pairs
+with the fixed rate ``fitness_ema=0.3`` and with the noise-aware gain
+(:class:`fedalign.FitnessTracker`, ``noise=``), quoted in docs/trust.md ("Noise-aware
+fitness").
+
 Run::
 
     .venv/bin/python benchmarks/ldp_mechanisms.py [--epsilon 1] [--draws 400000]
+        [--pairs 2000] [--rounds 20]
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from fedalign.privacy import privatize_rewards
+from fedalign.privacy import noise_variance, privatize_rewards
+from fedalign.scores import FitnessTracker
 
 Draw = Callable[[float, float, int, np.random.Generator], NDArray[np.float64]]
 
@@ -93,10 +101,29 @@ def closed_form(name: str, r: float, eps: float) -> float:
     )
 
 
+def fitness_spread(
+    mechanism: str, eps: float, pairs: int, rounds: int, *, aware: bool, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Mean and variance over ``pairs`` of the fitness after ``rounds`` privatized rewards of
+    0.6 each, with the noise-aware gain (``aware``) or the fixed rate 0.3."""
+    tracker = FitnessTracker(1, ema=0.3)
+    tracker.add(pairs)
+    rows, trained = np.arange(pairs), np.ones((pairs, 1), dtype=bool)
+    noise = np.full((pairs, 1), noise_variance(eps, 1, mechanism)) if aware else None
+    draw = laplace if mechanism == "laplace" else duchi
+    for _ in range(rounds):
+        tracker.record(rows, trained, draw(0.6, eps, pairs, rng)[:, None], noise=noise)
+        tracker.close_round()
+    f = tracker.get(rows)[:, 0]
+    return float(f.mean()), float(f.var())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epsilon", type=float, default=1.0)
     p.add_argument("--draws", type=int, default=400_000)
+    p.add_argument("--pairs", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=20)
     args = p.parse_args()
     rng = np.random.default_rng(0)
     rewards = (0.1, 0.5, 0.9)
@@ -120,6 +147,14 @@ def main() -> None:
             y = draw(r, args.epsilon, args.draws, rng)
             cells.append(f"{y.var():.3f} ({y.mean():.3f}; exact {closed_form(name, r, args.epsilon):.3f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\nfitness after {args.rounds} rounds of one reward of 0.6, {args.pairs} pairs: mean / variance")
+    print("| mechanism | fixed rate 0.3 | noise-aware |")
+    print("|---|---|---|")
+    for name in ("laplace", "duchi"):
+        fixed, aware = (
+            fitness_spread(name, args.epsilon, args.pairs, args.rounds, aware=a, rng=rng) for a in (False, True)
+        )
+        print(f"| {name} | {fixed[0]:.3f} / {fixed[1]:.3f} | {aware[0]:.3f} / {aware[1]:.3f} |")
 
 
 if __name__ == "__main__":
