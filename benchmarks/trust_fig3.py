@@ -79,6 +79,7 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
             {},
             "--ldp-epsilon 2 --ldp-mechanism duchi --audit",
         ),
+        ("ldp eps=4", {"ldp_epsilon": 4.0, "audit": True}, {}, "--ldp-epsilon 4 --audit"),
         ("clean, rounds=80", {"audit": True}, {"rounds": 80}, "--rounds 80 --audit"),
         (
             "ldp eps=1, rounds=80",

@@ -59,12 +59,47 @@ def test_the_noise_aware_estimate_varies_far_less_than_the_fixed_rate(mechanism:
     assert aware.var() < 0.25 * fixed.var()  # measured: 0.14 (laplace), 0.19 (duchi)
 
 
+def test_the_intrinsic_variance_makes_the_fixed_rate_the_steady_gain() -> None:
+    a, d = 0.3, 0.1
+    ft = FitnessTracker(1, ema=a, decay=d)
+    r0 = ft.intrinsic_variance
+    # by hand: steady predicted variance Pp = P0 (1 - phi) / (1 - phi (1 - a)), R0 = Pp (1 - a) / a
+    phi = (1 - d) ** 2
+    pp = 0.25 * (1 - phi) / (1 - phi * (1 - a))
+    assert r0 == pytest.approx(pp * (1 - a) / a)
+    assert FitnessTracker(1, ema=0.0).intrinsic_variance == np.inf
+    assert FitnessTracker(1, decay=0.0).intrinsic_variance == 0.0
+    # a pair reported every round with (almost) no noise settles at the fixed rate's gain
+    ft.add(1)
+    for _ in range(60):
+        ft.record([0], [[True]], [[0.5]], noise=[[1e-12]])
+        ft.close_round()
+    before = ft.get([0])[0, 0]
+    ft.record([0], [[True]], [[1.5]], noise=[[1e-12]])
+    pred = 0.5 + (1 - d) * (before - 0.5)
+    assert (ft.get([0])[0, 0] - pred) / (1.5 - pred) == pytest.approx(a, rel=1e-4)
+
+
+def test_noise_makes_the_gain_smaller_and_ema_zero_ignores_noisy_rewards() -> None:
+    gains = []
+    for v in (0.01, 0.5, 2.0):
+        ft = FitnessTracker(1)
+        ft.add(1)
+        ft.record([0], [[True]], [[1.5]], noise=[[v]])
+        gains.append(ft.get([0])[0, 0] - 0.5)
+    assert gains[0] > gains[1] > gains[2] > 0
+    frozen = FitnessTracker(1, ema=0.0)
+    frozen.add(1)
+    frozen.record([0], [[True]], [[1.5]], noise=[[2.0]])
+    assert frozen.get([0])[0, 0] == pytest.approx(0.5) and np.isfinite(frozen.variance([0])).all()
+
+
 def test_the_gain_by_hand() -> None:
     ft = FitnessTracker(2, ema=0.3, decay=0.1, prior=0.5)
     ft.add(1)
-    p0, v = PRIOR_VARIANCE, 1.0
-    ft.record([0], [[True, False]], [[2.0, 0.0]], noise=[[v, np.nan]])
-    # predict: the prior stays the prior (mean and variance); K = 0.25 / 1.25 = 0.2
+    p0, v = PRIOR_VARIANCE, 1.0 + ft.intrinsic_variance
+    ft.record([0], [[True, False]], [[2.0, 0.0]], noise=[[1.0, np.nan]])
+    # predict: the prior stays the prior (mean and variance); K = P0 / (P0 + R0 + V)
     k = p0 / (p0 + v)
     np.testing.assert_allclose(ft.get([0])[0], [0.5 + k * 1.5, 0.5])
     p1 = (1 - k) ** 2 * p0 + k**2 * v
@@ -76,7 +111,7 @@ def test_the_gain_by_hand() -> None:
     # the next report predicts one more round, then moves by K = w P / (P + V)
     f = ft.get([0])[0, 0]
     pred_f, pred_p = 0.5 + 0.9 * (f - 0.5), p0 + 0.81 * (p2 - p0)
-    ft.record([0], [[True, False]], [[-1.0, 0.0]], weight=[[0.5, 1.0]], noise=[[v, np.nan]])
+    ft.record([0], [[True, False]], [[-1.0, 0.0]], weight=[[0.5, 1.0]], noise=[[1.0, np.nan]])
     k2 = 0.5 * pred_p / (pred_p + v)
     np.testing.assert_allclose(ft.get([0])[0, 0], pred_f + k2 * (-1.0 - pred_f), rtol=1e-6)
     assert ft.times_trained([0]).tolist() == [[2, 0]]
@@ -103,7 +138,7 @@ def test_exact_and_noisy_pairs_in_one_round() -> None:
     ft.add(2)
     ft.record([0, 1], [[True, True], [True, False]], [[1.0, 3.0], [1.0, 0.0]], noise=[[np.nan, 2.0], [0.0, 0.0]])
     f = ft.get([0, 1])
-    # exact pairs at the fixed rate, the noisy one by its gain 0.25 / 2.25
+    # exact pairs at the fixed rate, the noisy one by its gain 0.25 / 2.25 (decay 0: R0 = 0)
     np.testing.assert_allclose(f[:, 0], [0.65, 0.65])
     np.testing.assert_allclose(f[0, 1], 0.5 + (0.25 / 2.25) * 2.5)
     np.testing.assert_allclose(f[1, 1], 0.5)
@@ -185,8 +220,9 @@ def test_the_scheduler_weighs_noisy_rewards_by_their_stated_variance() -> None:
     _one_round(stated, fa.Feedback(samples=1, rewards={0: 1.7}, epsilon=0.5, reward_variance=1.0))
     # no variance stated: the Laplace mechanism's for ε = 0.5 and one reward, 2 / 0.25 = 8
     _one_round(implied, fa.Feedback(samples=1, rewards={0: 1.7}, epsilon=0.5))
-    assert stated.fitness[0, 0] == pytest.approx(0.5 + 0.25 / 1.25 * 1.2)
-    assert implied.fitness[0, 0] == pytest.approx(0.5 + 0.25 / 8.25 * 1.2)
+    r0 = FitnessTracker(1, ema=0.3, decay=0.02).intrinsic_variance  # the defaults
+    assert stated.fitness[0, 0] == pytest.approx(0.5 + 0.25 / (1.25 + r0) * 1.2)
+    assert implied.fitness[0, 0] == pytest.approx(0.5 + 0.25 / (8.25 + r0) * 1.2)
 
 
 def test_exact_rewards_of_a_noisy_rewards_scheduler_keep_fitness_ema() -> None:

@@ -12,7 +12,8 @@ experts is one float32 array (256 MB) plus a per-row round stamp.
 Rewards that carry zero-mean privacy noise of a known variance (docs/trust.md, "Privacy")
 are averaged with a Kalman-style gain instead of the fixed rate ``a``: the tracker keeps a
 variance ``P[i, j]`` of each pair's estimate, and a report of noise variance ``V`` moves the
-pair by ``K = P / (P + V)`` (:meth:`FitnessTracker.record`). The gain depends on the counts
+pair by ``K = P / (P + R0 + V)``, ``R0`` the exact rewards' own scatter that ``a`` implies
+(:meth:`FitnessTracker.record`), so that the gain tends to ``a`` as the noise vanishes. The gain depends on the counts
 and the stated noise, never on the reported values, so the estimate stays an unbiased
 weighted average of the exact rewards. Exact rewards keep the fixed rate, and a tracker that
 never sees a noisy reward holds no variance array.
@@ -26,6 +27,7 @@ reuse the arithmetic.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -105,12 +107,19 @@ class FitnessTracker:
     most once per round), and those rows are then current as of the end of that round.
 
     Noisy rewards (``record(..., noise=V)``) are averaged as a Kalman filter of the model the
-    drift already states: a pair's fitness reverts to ``prior`` by ``d`` per round, so its
-    estimate's variance grows back toward :data:`PRIOR_VARIANCE` as
-    ``P ← P0 + (1 - d)²·(P - P0)`` per round (no new setting: ``d`` says how fast knowledge
-    goes stale). A report predicts one round ahead, then moves by ``K = w·P / (P + V)``
-    (``w`` the pair's ``weight``) and keeps ``P ← (1 - K)²·P + K²·V``. The variances are a
-    second ``(n_clients, n_experts)`` float32 array, allocated at the first noisy reward.
+    settings already state, with no new setting:
+
+    * a pair's fitness reverts to ``prior`` by ``d`` per round, so its estimate's variance
+      grows back toward :data:`PRIOR_VARIANCE` ``P0`` as ``P ← P0 + (1 - d)²·(P - P0)`` per
+      round;
+    * an exact reward scatters around the pair's fitness with the variance ``R0``
+      (:attr:`intrinsic_variance`) for which the fixed rate ``a`` is this filter's gain in
+      steady state, a pair reported every round; a noisy one adds its ``V``.
+
+    A report predicts one round ahead, then moves by ``K = w·P / (P + R0 + V)`` (``w`` the
+    pair's ``weight``) and keeps ``P ← (1 - K)²·P + K²·(R0 + V)``. As ``V`` goes to 0 the
+    gain goes to the fixed rate's. The variances are a second ``(n_clients, n_experts)``
+    float32 array, allocated at the first noisy reward.
     """
 
     _parameter_constraints: ClassVar[Table] = {
@@ -148,6 +157,21 @@ class FitnessTracker:
         self._count = np.empty((0, self.n_experts), dtype=np.uint16)
         # variance of each pair's estimate: allocated at the first noisy report
         self._var: NDArray[np.float32] | None = None
+
+    @property
+    def intrinsic_variance(self) -> float:
+        """``R0``: the variance of an exact reward around its pair's fitness that ``ema``
+        implies (class notes); ``inf`` for ``ema = 0``, 0 for ``decay = 0`` or ``ema = 1``.
+
+        In steady state (a pair reported every round) the filter's predicted variance is
+        ``Pp = q / (1 - (1 - d)²·(1 - a))`` with ``q = P0·(1 - (1 - d)²)``, and its gain
+        ``Pp / (Pp + R0)`` equals ``a`` for ``R0 = Pp·(1 - a) / a``.
+        """
+        a, phi = self.ema, (1.0 - self.decay) ** 2
+        if a == 0:
+            return math.inf
+        predicted = PRIOR_VARIANCE * (1.0 - phi) / (1.0 - phi * (1.0 - a))
+        return predicted * (1.0 - a) / a
 
     # ------------------------------------------------------------------ rows
 
@@ -263,7 +287,7 @@ class FitnessTracker:
             is not credited: it drifts like an untrained one. Default 1 everywhere.
         noise : (m, n_experts) floats >= 0, optional
             Variance of the zero-mean noise each reward carries (NaN or 0: an exact reward).
-            A noisy pair moves by the Kalman gain ``weight · P / (P + V)`` instead of
+            A noisy pair moves by the Kalman gain ``weight · P / (P + R0 + V)`` instead of
             ``ema · weight`` (class notes). Default: every reward exact.
 
         Raises
@@ -320,13 +344,15 @@ class FitnessTracker:
         exact = t & ~noisy
         rate = self.ema * w
         var = self._next_var(r, exact, rate)  # drift for all, the fixed rate for exact pairs
-        # predict one round (the drift), then update: K = w P / (P + V), unbiased whatever
-        # the reported values, as K does not depend on them
-        v = np.where(noisy, noise, 1.0)
+        # predict one round (the drift), then update: K = w P / (P + R0 + V), unbiased
+        # whatever the reported values, as K does not depend on them
+        v = np.where(noisy, noise, 1.0) + self.intrinsic_variance
         gain = np.where(noisy, w * var / (var + v), 0.0)
         new = np.where(noisy, drift + gain * (rw - drift), drift)
         new = np.where(exact, (1.0 - rate) * cur + rate * rw, new)
-        self._var[r] = np.where(noisy, (1.0 - gain) ** 2 * var + gain**2 * v, var)
+        with np.errstate(invalid="ignore"):  # ema = 0: R0 and V + R0 infinite, the gain 0
+            kept = (1.0 - gain) ** 2 * var + gain**2 * v
+        self._var[r] = np.where(noisy & (gain > 0), kept, var)
         self._store(r, t, new)
 
     def _store(self, r: NDArray[np.int64], t: NDArray[np.bool_], new: NDArray[np.float64]) -> None:

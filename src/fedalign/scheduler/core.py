@@ -181,11 +181,13 @@ class Scheduler:
         (``Feedback.epsilon``, :func:`fedalign.privacy.privatize_rewards`): rewards outside
         [0, 1] are accepted and the fitness average is kept unclipped, so it stays an
         unbiased estimate of the exact rewards' average (fitness then leaves [0, 1]). A
-        noisy reward moves its pair's fitness by a Kalman-style gain ``P / (P + V)``
+        noisy reward moves its pair's fitness by a Kalman-style gain ``P / (P + R0 + V)``
         instead of ``fitness_ema``: ``V`` the report's noise variance
         (``Feedback.reward_variance``), ``P`` the variance of the pair's estimate, which
-        shrinks with each report and grows back with ``fitness_decay``
-        (:class:`~fedalign.FitnessTracker`). Exact rewards keep ``fitness_ema``.
+        shrinks with each report and grows back with ``fitness_decay``, ``R0`` the exact
+        rewards' own scatter, for which ``fitness_ema`` is the steady gain
+        (:class:`~fedalign.FitnessTracker`); the gain tends to ``fitness_ema`` as ``V``
+        vanishes. Exact rewards keep ``fitness_ema``.
         False (default): a reward outside [0, 1] is refused.
     warm_start : bool
         Pass the previous round's :class:`~fedalign.Solution` to the solver as a warm start
