@@ -700,6 +700,22 @@ def test_auto_returns_flow_quick_plan_within_its_limit(monkeypatch: pytest.Monke
     assert "stopped at the time limit" in sol.info["exact"]
 
 
+def test_auto_tries_greedy_only_when_its_first_pass_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # flow raises at once (nothing fits); greedy would need more than the time left.
+    from fedalign.solvers import auto as auto_module
+
+    problem = _random_problem(np.random.default_rng(11), 300, 10)
+    monkeypatch.setattr(flow_module, "ISOLATE_PAIRS", 0)
+    monkeypatch.setattr(flow_module, "FAST_SECONDS_PER_PAIR", 1.0)
+    monkeypatch.setattr(flow_module, "FALLBACK_SECONDS_PER_PAIR", 1.0)
+    with pytest.raises(fa.TimeLimitError, match="solver 'flow'"):
+        monkeypatch.setattr(auto_module, "GREEDY_SECONDS_PER_PAIR", 1.0)
+        fa.solve(problem, "auto", time_limit=5.0)
+    monkeypatch.setattr(auto_module, "GREEDY_SECONDS_PER_PAIR", 1e-9)
+    sol = fa.solve(problem, "auto", time_limit=5.0)
+    assert sol.solver == "greedy" and "fallback" in sol.info["auto"]
+
+
 # --------------------------------------------------------------------------- the worker
 
 
