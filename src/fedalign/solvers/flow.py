@@ -62,7 +62,7 @@ allowed pairs or more (or any graph when the time left is short) is solved in a 
 worker process killed at the deadline (:mod:`fedalign.solvers._worker`), and only when the
 solve may end in time at all (:data:`FAST_SECONDS_PER_PAIR`). Meanwhile this process makes
 a *quick plan* (:func:`_quick_plan`): expert prices from the optimal flow on a sample of
-the clients (:func:`sample_potentials`), each client's best experts at those prices
+the clients (:func:`sample_potentials`, at most :data:`QUICK_SAMPLE_CLIENTS` of them), each client's best experts at those prices
 (:func:`priced_choice`), repaired and filled. When the worker is stopped the quick plan is
 returned (status ``feasible``, ``info["exact"]`` saying why) with the Lagrangian bound those
 prices prove; when neither can end in time, :class:`~fedalign.TimeLimitError`.
@@ -70,6 +70,7 @@ prices prove; when neither can end in time, :class:`~fedalign.TimeLimitError`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -233,13 +234,14 @@ def _sparse(net: Network, extra: int, prices: NDArray[np.float64] | None = None)
     return _certify(net, _candidates(net, extra), extra)
 
 
-def sample_potentials(net: Network, extra: int) -> Potentials | None:
-    """Potentials of the optimal flow on every ``_SAMPLE_STRIDE``-th client (:func:`sample`).
+def sample_potentials(net: Network, extra: int, stride: int | None = None) -> Potentials | None:
+    """Potentials of the optimal flow on every ``stride``-th client (:func:`sample`; default
+    ``_SAMPLE_STRIDE``).
 
     Their expert part prices the experts for the whole cohort, in ``net``'s units. None when
     the sample needs slack (its scaled bounds cannot all be met).
     """
-    sub_net = sample(net, _SAMPLE_STRIDE)
+    sub_net = sample(net, _SAMPLE_STRIDE if stride is None else stride)
     sub = _sparse(sub_net, extra)
     if sub is None:
         rows, cols = np.nonzero(sub_net.eligible)
@@ -318,14 +320,35 @@ FAST_SECONDS_PER_PAIR = 2e-7
 #: A rate no solve of a small graph exceeds, loaded: below :data:`ISOLATE_PAIRS` a graph is
 #: solved in this process only when this rate fits the time left.
 SLOW_SECONDS_PER_PAIR = 1e-6
-#: Seconds per client-expert pair of the quick plan besides its sample's flow (one partial
-#: sort and a repair; ``topk`` and its repair took 1.0 s at 100,000 x 128 under a load of
-#: 2.4): when it does not fit the time left, it is not started.
-FALLBACK_SECONDS_PER_PAIR = 1e-7
+#: Seconds per client-expert pair of the quick plan besides its sample's flow (the priced
+#: choice, the repair and the fill: 0.9 s at 100,000 x 128 under a load of 2): when it does
+#: not fit the time left, it is not started.
+FALLBACK_SECONDS_PER_PAIR = 7e-8
 #: Seconds per client-expert pair of the quick plan's final fill (one segment of
 #: :func:`~fedalign.solvers.repair.add_best_first`, which looks at the clock only between
 #: segments; 0.15 s at 100,000 x 128, loaded): skipped when it does not fit.
 FILL_SECONDS_PER_PAIR = 2e-8
+
+
+#: Clients the quick plan's sample holds at most (every 8th client at least): at 100,000 x
+#: 128 every 16th took 0.2 s where every 8th took 1.0 s (it samples again inside), and its
+#: prices bounded the optimum within 1.1e-4 instead of 6.4e-5.
+QUICK_SAMPLE_CLIENTS = 6000
+#: From this many client-expert pairs on, timings are long enough to tell the machine's
+#: load (:func:`_slowdown`, and the quick plan's check after its sample).
+SLOWDOWN_PAIRS = 1_000_000
+#: Seconds per client-expert pair of building the network (0.17 s at 100,000 x 128 under a
+#: load of 2 on 2 cores).
+NETWORK_SECONDS_PER_PAIR = 1.3e-8
+
+
+def _slowdown(seconds: float, problem: AlignmentProblem) -> float:
+    """How many times slower than :data:`NETWORK_SECONDS_PER_PAIR` the network was built
+    (at least 1; 1 below :data:`SLOWDOWN_PAIRS`, where the timing says little)."""
+    pairs = float(problem.n_clients) * problem.n_experts
+    if pairs < SLOWDOWN_PAIRS:
+        return 1.0
+    return max(1.0, seconds / (NETWORK_SECONDS_PER_PAIR * pairs))
 
 
 @dataclass
@@ -435,22 +458,33 @@ def _quick_plan(
     """A repaired plan, its bound and where its prices came from; or why there is none.
 
     Prices are the expert potentials of the optimal flow on a sample of the clients
-    (:func:`sample_potentials`; none below 2 sampled clients or when the sample needs
+    (:func:`sample_potentials` on every 8th client, or fewer: at most
+    :data:`QUICK_SAMPLE_CLIENTS`; none below 2 sampled clients or when the sample needs
     slack, then 0); :func:`priced_choice` gives each client's choice and the bound, and
     :func:`~fedalign.solvers.repair.repair` makes the choice feasible.
     """
     pairs = float(problem.n_clients) * problem.n_experts
     eligible = int(net.eligible.sum())
-    guess = FALLBACK_SECONDS_PER_PAIR * pairs + FAST_SECONDS_PER_PAIR * eligible / _SAMPLE_STRIDE
+    stride = max(_SAMPLE_STRIDE, -(-net.n // QUICK_SAMPLE_CLIENTS))
+    sample_guess = FAST_SECONDS_PER_PAIR * eligible / stride
+    guess = FALLBACK_SECONDS_PER_PAIR * pairs + sample_guess
     left = budget.remaining()
     if guess > left:
         return f"a quick plan (about {guess:.1f} s) could not end in the {left:.1f} s left either"
-    pot = sample_potentials(net, extra) if net.n >= 2 * _SAMPLE_STRIDE else None
+    t0 = time.perf_counter()
+    pot = sample_potentials(net, extra, stride) if net.n >= 2 * stride else None
+    if pairs >= SLOWDOWN_PAIRS:
+        # The sample's flow ran as slowly as the machine is now: the rest (the choice has no
+        # clock) will too; give up now rather than end past the limit.
+        slowdown = max(1.0, (time.perf_counter() - t0) / sample_guess)
+        rest, left = slowdown * FALLBACK_SECONDS_PER_PAIR * pairs, budget.remaining()
+        if rest > left:
+            return f"the rest of a quick plan (about {rest:.1f} s here now) could not end in the {left:.1f} s left"
     if pot is None:
         prices, source = np.zeros(net.e), "none (the bound drops the expert rows)"
     else:
         prices = (float(pot.sink) - pot.expert.astype(np.float64)) / net.scale
-        source = f"the optimal flow on every {_SAMPLE_STRIDE}th client"
+        source = f"the optimal flow on every {stride}th client"
     first, near, bound = priced_choice(problem, net, prices)
     try:
         # The repair's own fill would sort every positive pair; the clients' next few experts
@@ -473,18 +507,21 @@ def _bounded(
     task: tuple[Network, int, NDArray[np.float64] | None, bool],
     budget: Budget,
     rng: np.random.Generator,
+    slowdown: float = 1.0,
 ) -> _Exact | Result:
     """The exact solve under a time limit: the optimum if it ends in time, else a quick plan.
 
     The exact solve runs in a forked worker (:mod:`._worker`) killed at the deadline, and
-    only when :data:`FAST_SECONDS_PER_PAIR` says it may end in time; meanwhile this process
+    only when :data:`FAST_SECONDS_PER_PAIR` times ``slowdown`` (how much slower than
+    expected the network was built, :func:`_slowdown`) says it may end in time; meanwhile this process
     makes the quick plan (:func:`_quick_plan`). Without the optimum the quick plan is
     returned as ``feasible`` with :func:`count_bound`, ``info["exact"]`` saying why;
     without either, :class:`~fedalign.TimeLimitError`.
     """
     net = task[0]
     pairs = int(net.eligible.sum())
-    guess, left = FAST_SECONDS_PER_PAIR * pairs, budget.remaining()
+    guess, left = FAST_SECONDS_PER_PAIR * pairs * slowdown, budget.remaining()
+    # On a loaded machine (2 cores) a worker that cannot end in time only slows the quick plan.
     pending = _worker.start(_exact, task) if guess <= left else None
     try:
         plan = _quick_plan(problem, net, task[1], budget, rng)
@@ -592,7 +629,9 @@ class FlowSolver(Solver):
         reason = problem.infeasibility_reason()
         if reason is not None:
             raise InfeasibleError(reason)
+        t0 = time.perf_counter()
         net = network(problem, counts, soft)
+        slowdown = _slowdown(time.perf_counter() - t0, problem)
         info: dict[str, Any] = {"scale": net.scale, "tolerance": net.tolerance}
         n_eligible = int(net.eligible.sum())
         if dense is None:
@@ -607,7 +646,7 @@ class FlowSolver(Solver):
         ):
             exact = _exact(*task)
         else:
-            bounded = _bounded(problem, task, budget, rng)
+            bounded = _bounded(problem, task, budget, rng, slowdown)
             if isinstance(bounded, Result):  # the quick plan: the exact solve did not end in time
                 return bounded
             exact = bounded
