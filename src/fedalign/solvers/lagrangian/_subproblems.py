@@ -267,6 +267,8 @@ class Subproblems:
         the first repair re-solved so many clients that it ran 3 s past a 3.5 s limit.
         """
         n, e = self.problem.shape
+        if deadline is not None and time.perf_counter() >= deadline:
+            return np.zeros((rows.size, e), dtype=bool)  # no client reached (its passes cost too)
         saved, self.prev = self.prev, None
         # The repair's clients are searched to its deadline, and the evaluation's state kept.
         deadline, partial, self.deadline = self.deadline, self.partial, deadline
