@@ -206,6 +206,24 @@ def test_repair_keeps_a_feasible_assignment(seed: int) -> None:
     np.testing.assert_array_equal(x, planted_x)
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_repair_skips_the_fill_that_cannot_end_in_time(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fill's first pass has no clock: with less time left than it takes, no fill at all.
+    from fedalign.solvers.base import Budget
+    from fedalign.solvers.repair import feasibility
+
+    problem, _ = planted(seed, tight=False)
+    start = random_start(seed, problem.shape)
+    filled = repair(problem, start, budget=Budget(60.0))
+    unfilled = repair(problem, start, fill=False)
+    monkeypatch.setattr(feasibility, "FILL_SECONDS_PER_PAIR", 1e6)
+    x = repair(problem, start, budget=Budget(60.0))
+    np.testing.assert_array_equal(x, unfilled)
+    assert fa.check(problem, x) == []
+    assert filled.sum() >= unfilled.sum()
+    np.testing.assert_array_equal(repair(problem, start), filled)  # no budget: always filled
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_repair_does_not_modify_its_input(seed: int) -> None:
     problem, _ = planted(seed)

@@ -305,8 +305,8 @@ class Budget:
         For a solver's first feasible plan only: a plan a little late is worth more than
         none (within the overrun every solver promises to stay within, docs/solvers.md).
         Half of it: a repair sees the clock only between its steps (0.1 s apart at 20,000 x
-        64 under a load of 4), and with the whole overrun a first repair ended 0.20-0.34 s
-        past 1 s and 3 s limits there (docs/benchmarks.md).
+        64 under a load of 4), and given all, or three quarters, of the overrun first
+        repairs ended 0.20-0.34 s past 1 s and 3 s limits there (docs/benchmarks.md).
         """
         if self.time_limit is None or self.deadline is None:
             return self
