@@ -224,6 +224,19 @@ def test_repair_skips_the_fill_that_cannot_end_in_time(seed: int, monkeypatch: p
     np.testing.assert_array_equal(repair(problem, start), filled)  # no budget: always filled
 
 
+def test_repair_started_past_its_deadline_gives_up_at_once() -> None:
+    # Even with nothing to meet (no minimums): a plan after the deadline would be late.
+    import time
+
+    from fedalign.solvers.base import Budget
+
+    problem, planted_x = planted(0, tight=False)
+    budget = Budget(60.0)
+    budget.deadline = time.perf_counter() - 1.0
+    with pytest.raises(fa.TimeLimitError, match="trimming client rows"):
+        repair(problem, planted_x, budget=budget)
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_repair_does_not_modify_its_input(seed: int) -> None:
     problem, _ = planted(seed)
