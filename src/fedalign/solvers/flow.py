@@ -513,10 +513,10 @@ def _bounded(
 
     The exact solve runs in a forked worker (:mod:`._worker`) killed at the deadline, and
     only when :data:`FAST_SECONDS_PER_PAIR` times ``slowdown`` (how much slower than
-    expected the network was built, :func:`_slowdown`) says it may end in time; meanwhile this process
-    makes the quick plan (:func:`_quick_plan`). Without the optimum the quick plan is
-    returned as ``feasible`` with :func:`count_bound`, ``info["exact"]`` saying why;
-    without either, :class:`~fedalign.TimeLimitError`.
+    expected the network was built, :func:`_slowdown`) says it may end in time; meanwhile
+    this process makes the quick plan (:func:`_quick_plan`). Without the optimum the quick
+    plan is returned as ``feasible`` with the Lagrangian bound of :func:`priced_choice`,
+    ``info["exact"]`` saying why; without either, :class:`~fedalign.TimeLimitError`.
     """
     net = task[0]
     pairs = int(net.eligible.sum())
