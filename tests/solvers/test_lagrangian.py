@@ -613,3 +613,59 @@ def test_a_first_plan_predicted_past_the_limit_raises_at_once() -> None:
     _check_first_plan_fits(problem, Budget(1.0, "lagrangian"), 0.5)  # fits
     _check_first_plan_fits(problem, Budget(1.0, "lagrangian"), None)  # small: not predicted
     _check_first_plan_fits(problem, Budget(None, "lagrangian"), 5.0)  # no limit
+
+
+def test_trim_to_caps_keeps_each_experts_best_holders() -> None:
+    from fedalign.solvers.lagrangian._primal import trim_to_caps
+
+    x = np.array([[1, 1], [1, 0], [1, 1], [1, 0]], dtype=bool)
+    reduced = np.array([[0.1, 0.9], [0.7, 0.0], [0.4, 0.2], [0.9, 0.0]])
+    y = trim_to_caps(x, reduced, np.array([2.0, 5.0]))
+    assert y[:, 0].tolist() == [False, True, False, True]  # the two best holders of expert 0
+    assert (y[:, 1] == x[:, 1]).all()  # under its cap: untouched
+    assert not (y & ~x).any()  # only removes
+
+
+def test_a_cohort_past_its_soft_caps_is_cut_back_when_the_spread_repair_has_no_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A round where every client prefers expert 0 a little: the subproblems' choice piles
+    everyone onto it and a soft load row (as the Scheduler's) charges for it. When the price repair to
+    the soft caps cannot run (out of time at 100,000 clients), the choice cut back to the
+    caps, with the clients it emptied given their best other expert, is the plan."""
+    from fedalign.solvers.lagrangian import _prices
+
+    d = np.tile([0.51, 0.5, 0.5, 0.5, 0.5, 0.5], (60, 1))
+    load_row = fa.Row("round load", "expert", 1.0, upper=10, penalty=[0.25 * k for k in range(1, 9)])
+    problem = fa.AlignmentProblem(d, max_experts=1, min_experts=1, rows=[load_row])
+    herd = np.zeros(problem.shape, dtype=bool)
+    herd[:, 0] = True
+    real = _prices._repaired
+
+    def no_spread(*args: object, cap: object = None, **kwargs: object) -> object:
+        return None if cap is not None else real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_prices, "_repaired", no_spread)
+    sol = fa.solve(problem, "lagrangian", max_iter=1, local_search=False)
+    load = sol.assignment.sum(axis=0)
+    assert not fa.check(problem, sol.assignment)
+    assert load.sum() == 60 and load.max() <= 10 + 1, load  # fair share 10 each
+    assert sol.objective > problem.objective(herd) + 1.0
+
+
+def test_the_price_repairs_plan_is_kept_when_the_fill_runs_out_of_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Out of time in the final fill, a feasible price-repaired plan is still a plan."""
+    from fedalign.bench.families import make_instance
+    from fedalign.solvers.lagrangian import _prices
+
+    problem = make_instance("uniform", 400, 12, 3)
+
+    def out_of_time(*args: object, **kwargs: object) -> object:
+        raise fa.TimeLimitError("out of time")
+
+    monkeypatch.setattr(_prices, "repair", out_of_time)
+    sol = fa.solve(problem, "lagrangian", max_iter=3, local_search=False)
+    assert not fa.check(problem, sol.assignment)
+    assert sol.bound >= sol.objective
