@@ -655,6 +655,10 @@ def test_stopped_exact_solve_at_scale_is_close_to_the_optimum(seed: int) -> None
     assert sol.objective <= optimum + 1e-6 <= sol.bound + 2e-6
     assert sol.gap is not None and sol.gap < 0.02, sol.gap
     assert "every 8th client" in sol.info["prices_from"]
+    # its sampled prices warm-start the next solve, which is exact again
+    again = FLOW.solve(problem, warm_start=sol, dense=False)
+    assert again.info["warm_start"]["reused"] == "expert prices"
+    assert again.status == "optimal" and abs(again.objective - optimum) <= 1e-6
 
 
 def test_worker_that_answers_in_time_gives_the_optimum(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -454,8 +454,9 @@ def _best(r: NDArray[np.float64], k: int) -> tuple[NDArray[np.intp], NDArray[np.
 
 def _quick_plan(
     problem: AlignmentProblem, net: Network, extra: int, budget: Budget, rng: np.random.Generator
-) -> tuple[NDArray[np.bool_], float, str] | str:
-    """A repaired plan, its bound and where its prices came from; or why there is none.
+) -> tuple[NDArray[np.bool_], float, str, Potentials | None] | str:
+    """A repaired plan, its bound, where its prices came from and the sample's potentials
+    (None without a sample); or why there is none.
 
     Prices are the expert potentials of the optimal flow on a sample of the clients
     (:func:`sample_potentials` on every 8th client, or fewer: at most
@@ -499,7 +500,7 @@ def _quick_plan(
         return "the quick plan's repair ran out of time too"
     except InfeasibleError as exc:
         return f"the quick plan's repair found no feasible assignment ({exc})"
-    return x, bound, source
+    return x, bound, source, pot
 
 
 def _bounded(
@@ -542,14 +543,16 @@ def _bounded(
     )
     if isinstance(plan, str):
         raise TimeLimitError(budget.message(f"solving exactly ({why}; {plan})"))
-    x, bound, source = plan
-    info = {
+    x, bound, source, pot = plan
+    info: dict[str, Any] = {
         "scale": net.scale,
         "exact": why,
         "fallback": "each client's best experts at sampled expert prices, repaired",
         "prices_from": source,
         "bound": "Lagrangian: the expert rows priced instead of enforced",
     }
+    if pot is not None:  # a next round's warm start ranks its candidates with them
+        info["prices"] = _potential_prices(problem, pot, net.scale)
     return Result(assignment=x, bound=bound, optimal=False, info=info)
 
 
