@@ -256,6 +256,73 @@ def test_price_repair_keeps_client_rows_and_relieves_full_experts() -> None:
     assert not [v for v in fa.check(problem, y) if v.constraint in client_rows]
 
 
+def test_price_repair_past_its_deadline_stops_and_keeps_client_rows() -> None:
+    # Re-solving the moved clients stops at the budget's deadline (it ran 3 s past a 3.5 s
+    # limit at 100,000 x 128): the choice still holds every client row.
+    import time
+
+    from fedalign.bench.families import make_instance
+    from fedalign.solvers.lagrangian._primal import price_repair as _price_repair
+
+    problem = make_instance("deadline", 400, 12, 3)
+    sub = _Subproblems(problem, candidates=8, max_enum_experts=6)
+    price = np.zeros(problem.n_experts)
+    x = sub.solve(price).x
+    budget = Budget(60.0)
+    budget.deadline = time.perf_counter() - 1.0  # already past: one round, searches cut at once
+    calls: list[float | None] = []
+    real = sub.best_sets
+
+    def spy(r: np.ndarray, rows: np.ndarray, deadline: float | None = None) -> np.ndarray:
+        calls.append(deadline)
+        return real(r, rows, deadline)
+
+    sub.best_sets = spy  # type: ignore[method-assign]
+    y = _price_repair(problem, sub, x, price, budget=budget)
+    assert calls == []  # the round does not start once the time is up
+    budget.deadline = time.perf_counter() + 60.0
+    y = _price_repair(problem, sub, x, price, budget=budget)
+    assert calls and all(c == budget.deadline for c in calls)
+    client_rows = {"experts per client", "deadline", "allowed"}
+    assert not [v for v in fa.check(problem, y) if v.constraint in client_rows]
+
+
+def test_best_sets_cut_by_a_deadline_leaves_rows_empty_never_infeasible() -> None:
+    import time
+
+    from fedalign.bench.families import make_instance
+
+    problem = make_instance("deadline", 300, 10, 1)
+    sub = _Subproblems(problem, candidates=8, max_enum_experts=6)
+    r = problem.desirability.copy()
+    rows = np.arange(problem.n_clients)
+    full = sub.best_sets(r, rows)
+    cut = sub.best_sets(r, rows, time.perf_counter() - 1.0)
+    assert full.any() and not cut.any()  # past the deadline no client is reached: all empty
+    assert sub.deadline is None and not sub.partial  # the evaluation's own state is kept
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_capacity_need_per_chunk_equals_all_at_once(seed: int) -> None:
+    from fedalign.bench.families import make_instance
+    from fedalign.solvers.lagrangian._dominance import candidates, capacity_need
+
+    problem = make_instance("deadline" if seed else "tight-memory", 500, 16, seed)
+    whole = _Subproblems(problem, candidates=8, max_enum_experts=6)
+    r = problem.desirability.copy()
+    rows = np.arange(problem.n_clients)
+    candidates(whole, r, rows)  # sets the weight order
+    if whole.single_row() is None:
+        pytest.skip("the filter needs a single client row")
+    all_at_once = capacity_need(whole, rows).copy()
+    parts = _Subproblems(problem, candidates=8, max_enum_experts=6)
+    parts.weight_order = whole.weight_order
+    order = np.random.default_rng(seed).permutation(problem.n_clients)
+    for chunk in np.array_split(order, 7):
+        assert (capacity_need(parts, chunk) == all_at_once[:, chunk]).all()
+    assert (capacity_need(parts, rows) == all_at_once).all()
+
+
 @given(problems(max_pairs=12))
 @settings(max_examples=60, deadline=None)
 def test_bound_never_below_optimum_on_any_tiny_problem(problem: fa.AlignmentProblem) -> None:

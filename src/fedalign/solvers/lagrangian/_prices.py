@@ -297,7 +297,7 @@ def _primal_step(
         cand = res.x
     elif state.best_x is None or state.repair_time <= repair_share * budget.elapsed():
         t0 = time.perf_counter()
-        # the first plan may take the stated overrun: late is better than none
+        # the first plan may take half the stated overrun: late is better than none
         cand = _repaired(problem, sub, res.x, price, state, budget.with_grace() if state.best_x is None else budget)
         state.repair_time += time.perf_counter() - t0
     caps = soft_caps(problem) if problem.soft_rows else None

@@ -75,14 +75,14 @@ def price_repair(
         r_rows = np.where(full[None, :] & ~x[rows], NEG, sub.dm[rows] - _on_rows(price, rows))
         r_mod = np.empty_like(sub.dm)  # only the moved rows are read
         r_mod[rows] = r_rows
-        new = sub.best_sets(r_mod, rows)
+        new = sub.best_sets(r_mod, rows, None if budget is None else budget.deadline)
         # A client left below its minimum keeps what it had (the final repair settles it).
         short = new.sum(axis=1) < problem.min_experts[rows]
         if sub.has_low:
             short |= ~sub.knapsack_ok(rows, new)
         new[short] = before[rows[short]]
         x[rows] = new
-        cover_minimums(problem, sub, x, price, r)
+        cover_minimums(problem, sub, x, price, r, None if budget is None else budget.deadline)
     return x
 
 
@@ -92,12 +92,14 @@ def cover_minimums(
     x: NDArray[np.bool_],
     price: NDArray[np.float64],
     r: NDArray[np.float64],
+    deadline: float | None = None,
 ) -> None:
     """Experts below their minimum each pull in the clients that value them most (in place).
 
     Each such client re-solves its knapsack with the expert forced in (a large profit) and
     the full experts closed; experts it then gives up may fall short in turn, which the
     next round of :func:`price_repair` handles (an ejection chain, one link per round).
+    ``deadline`` (perf_counter time) stops the re-solves (:meth:`Subproblems.best_sets`).
     """
     emin = problem.expert_min_clients
     load = x.sum(axis=0)
@@ -121,7 +123,7 @@ def cover_minimums(
     r_rows = np.where(force[rows], big, r_rows)
     r_mod = np.empty_like(sub.dm)
     r_mod[rows] = r_rows
-    new = sub.best_sets(r_mod, rows)
+    new = sub.best_sets(r_mod, rows, deadline)  # a client not reached misses its forced expert
     ok = (new & force[rows]).sum(axis=1) == force[rows].sum(axis=1)
     ok &= new.sum(axis=1) >= problem.min_experts[rows]
     if sub.has_low:
