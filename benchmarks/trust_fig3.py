@@ -10,9 +10,14 @@ given more experts than its device holds.
 
 Run::
 
-    nice -n 10 .venv/bin/python benchmarks/trust_fig3.py [--seeds 5] [--rounds 40]
-        [--only "NAME;..."] [--out benchmarks/trust-results.json] [--plot docs/img/trust_fig3.png]
-        [--replot] [--table]
+    nice -n 10 .venv/bin/python benchmarks/trust_fig3.py [--seeds 5] [--first-seed 0]
+        [--rounds 40] [--only "NAME;..."] [--privacy] [--out benchmarks/trust-results.json]
+        [--plot docs/img/trust_fig3.png] [--replot] [--table]
+
+``--privacy`` runs only the privacy arms (every scenario with ``ldp`` in its name) and
+their noise-free baselines, into ``benchmarks/trust-privacy-results.json`` and
+``docs/img/trust_privacy.png`` unless ``--out`` / ``--plot`` say otherwise; ``--first-seed``
+shifts the seeds (e.g. 5 for held-out seeds 5-9).
 """
 
 from __future__ import annotations
@@ -67,23 +72,20 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
             {},
             "--ldp-epsilon 1 --ldp-mechanism duchi --audit",
         ),
+        ("ldp eps=2", {"ldp_epsilon": 2.0, "audit": True}, {}, "--ldp-epsilon 2 --audit"),
         (
-            "clean, fitness_ema=0.1",
-            {"audit": True},
-            {"fitness_ema": 0.1},
-            "--audit (fitness_ema=0.1)",
+            "ldp eps=2 duchi",
+            {"ldp_epsilon": 2.0, "ldp_mechanism": "duchi", "audit": True},
+            {},
+            "--ldp-epsilon 2 --ldp-mechanism duchi --audit",
         ),
+        ("ldp eps=4", {"ldp_epsilon": 4.0, "audit": True}, {}, "--ldp-epsilon 4 --audit"),
+        ("clean, rounds=80", {"audit": True}, {"rounds": 80}, "--rounds 80 --audit"),
         (
-            "ldp eps=1, fitness_ema=0.1",
+            "ldp eps=1, rounds=80",
             {"ldp_epsilon": 1.0, "audit": True},
-            {"fitness_ema": 0.1},
-            "--ldp-epsilon 1 --audit (fitness_ema=0.1)",
-        ),
-        (
-            "ldp eps=1 duchi, fitness_ema=0.1",
-            {"ldp_epsilon": 1.0, "ldp_mechanism": "duchi", "audit": True},
-            {"fitness_ema": 0.1},
-            "--ldp-epsilon 1 --ldp-mechanism duchi --audit (fitness_ema=0.1)",
+            {"rounds": 80},
+            "--ldp-epsilon 1 --rounds 80 --audit",
         ),
         (
             "exploration=1",
@@ -114,6 +116,18 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
     return out
 
 
+def privacy_scenarios() -> set[str]:
+    """``--privacy``: the ldp scenarios and the noise-free runs they are compared with."""
+    names = {name for name, *_ in scenarios()}
+    ldp = {n for n in names if "ldp" in n}
+    suffixes = {n.rsplit(", ", 1)[-1] for n in ldp if ", " in n}
+    return ldp | {"clean"} | {f"clean, {x}" for x in suffixes if f"clean, {x}" in names} | (
+        {"exploration=1"} & names
+    )
+
+
+PRIVACY = privacy_scenarios()
+
 KEEP = (
     "attack", "attackers", "defense", "jain_index", "jain_index_overall", "idle_violations",
     "screened", "screened_attackers", "bounded", "leakage", "epsilon_spent", "over_assigned_rounds", "last_over_assigned_round",
@@ -124,12 +138,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     p.add_argument("--only", default=None, help="scenario names separated by semicolons")
-    p.add_argument("--out", default="benchmarks/trust-results.json")
-    p.add_argument("--plot", default="docs/img/trust_fig3.png")
+    p.add_argument(
+        "--privacy", action="store_true",
+        help="only the ldp scenarios and their noise-free baselines, merged into --out",
+    )  # fmt: skip
+    p.add_argument("--out", default=None, help="default benchmarks/trust-results.json")
+    p.add_argument("--plot", default=None, help="default docs/img/trust_fig3.png")
     p.add_argument("--replot", action="store_true", help="only plot the JSON of --out")
     p.add_argument("--table", action="store_true", help="only print the JSON of --out as markdown")
     args = p.parse_args()
+    stem = "trust-privacy" if args.privacy else "trust"
+    args.out = args.out or f"benchmarks/{stem}-results.json"
+    args.plot = args.plot or ("docs/img/trust_privacy.png" if args.privacy else "docs/img/trust_fig3.png")
     if args.replot:
         plot(json.loads(Path(args.out).read_text())["scenarios"], args.plot)
         return
@@ -137,10 +159,13 @@ def main() -> None:
         print(table(json.loads(Path(args.out).read_text())["scenarios"]))
         return
     wanted = None if args.only is None else {s.strip() for s in args.only.split(";")}
+    if args.privacy:
+        wanted = (wanted or set()) | PRIVACY
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     rows: dict[str, Any] = {}
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (2-core CI machine, shared with other jobs)",
-        "seeds": list(range(args.seeds)),
+        "seeds": seeds,
         "strategy": STRATEGY,
         "scenarios": rows,
     }
@@ -150,12 +175,12 @@ def main() -> None:
         cfg = preset("quick", **changes, **({} if args.rounds is None else {"rounds": args.rounds}))
         start = time.perf_counter()
         res = run_experiment(
-            cfg, [STRATEGY], list(range(args.seeds)), progress=False, plots=False,
+            cfg, [STRATEGY], seeds, progress=False, plots=False,
             threats=ThreatConfig(**threat),
         )  # fmt: skip
         entry = res["strategies"][STRATEGY]
         rows[name] = {
-            "command": f"fedalign simulate --quick --seeds {args.seeds} --strategies {STRATEGY} {flags}",
+            "command": f"fedalign simulate --quick --seeds {_seed_flag(seeds)} --strategies {STRATEGY} {flags}",
             "final_accuracy": entry["final_accuracy"],
             "per_seed": entry["per_seed"]["final_accuracy"],
             **{k: entry[k] for k in KEEP if k in entry},
@@ -168,6 +193,13 @@ def main() -> None:
         )
     Path(args.out).write_text(json.dumps(summary, indent=1))
     plot(rows, args.plot)
+
+
+def _seed_flag(seeds: list[int]) -> str:
+    """``--seeds`` as ``fedalign simulate`` takes it: a count from 0, or a list."""
+    if seeds == list(range(len(seeds))):
+        return str(len(seeds))
+    return f"{len(seeds)} (seeds {seeds[0]}-{seeds[-1]}: benchmarks/trust_fig3.py --first-seed {seeds[0]})"
 
 
 def _pct(v: float | None) -> str:

@@ -73,6 +73,12 @@ class Feedback:
         magnitude at most :data:`MAX_NOISY_REWARD` (the noise is zero-mean, so a noisy
         reward leaves [0, 1]). A scheduler accepts rewards outside [0, 1] only when built
         with ``noisy_rewards=True``. None (default): exact rewards in [0, 1].
+    reward_variance : float > 0, optional
+        Variance of the zero-mean noise each reward carries (the mechanism's largest; see
+        :func:`fedalign.privacy.noise_variance`); needs ``epsilon``.
+        :func:`fedalign.privacy.privatize` sets it. A scheduler built with
+        ``noisy_rewards=True`` weighs each noisy reward by it (docs/trust.md, "Privacy");
+        None: the variance of the Laplace mechanism for ``epsilon`` and this many rewards.
 
     Raises
     ------
@@ -87,6 +93,7 @@ class Feedback:
         "duration": [Interval(float, 0, None), None],
         "completed": [Boolean()],
         "epsilon": [Interval(float, 0, None, closed="neither"), None],
+        "reward_variance": [Interval(float, 0, None, closed="neither"), None],
     }
 
     samples: int
@@ -94,6 +101,7 @@ class Feedback:
     duration: float | None = None
     completed: bool = True
     epsilon: float | None = None
+    reward_variance: float | None = None
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints
@@ -103,6 +111,11 @@ class Feedback:
             error=InvalidFeedbackError,
             prefix="Feedback.",
         )
+        if checked["reward_variance"] is not None and checked["epsilon"] is None:
+            raise InvalidFeedbackError(
+                f"Feedback.reward_variance: {checked['reward_variance']:g} given without epsilon "
+                "(only privatized rewards carry noise)"
+            )
         form = _REWARD if checked["epsilon"] is None else _NOISY_REWARD
         checked["rewards"] = {k: _reward(k, v, form) for k, v in checked["rewards"].items()}
         for name, value in checked.items():

@@ -12,7 +12,9 @@ the assignments they lead to, say something about its data. Three tools, numpy o
     (Duchi, Jordan and Wainwright's one-bit mechanism per reward with ``ε / k`` each: the
     reward becomes one of two values, lower variance than Laplace for ε below about 2).
     Both are unbiased: the expected noisy reward is the clipped reward, so a scheduler
-    built with ``noisy_rewards=True`` keeps an unbiased fitness average.
+    built with ``noisy_rewards=True`` keeps an unbiased fitness average. :func:`privatize`
+    also states the noise's variance (:func:`noise_variance`), which the scheduler uses to
+    weigh each report (a Kalman-style gain, :class:`fedalign.FitnessTracker`).
 :class:`PrivacyAccountant`
     ε spent per client over rounds (pure ε-LDP composes by addition), with an optional
     budget: a report that would exceed it is refused, and the client should then report no
@@ -44,6 +46,7 @@ __all__ = [
     "PrivacyBudgetError",
     "assignment_leakage",
     "noise_std",
+    "noise_variance",
     "privatize",
     "privatize_rewards",
 ]
@@ -132,7 +135,8 @@ def privatize(
     rng: np.random.Generator,
     mechanism: str = "laplace",
 ) -> Feedback:
-    """``feedback`` with its rewards privatized (:func:`privatize_rewards`) and ``epsilon`` set.
+    """``feedback`` with its rewards privatized (:func:`privatize_rewards`), ``epsilon`` set and
+    ``reward_variance`` the mechanism's :func:`noise_variance` for the report.
 
     A dropout or a report without rewards is returned unchanged (nothing is disclosed, no
     ε is spent).
@@ -141,7 +145,30 @@ def privatize(
     if not feedback.rewards:
         return feedback
     noisy = privatize_rewards(feedback.rewards, eps, rng=rng, mechanism=mech)
-    return replace(feedback, rewards=noisy, epsilon=eps)
+    var = noise_variance(eps, len(noisy), mech)
+    return replace(feedback, rewards=noisy, epsilon=eps, reward_variance=var)
+
+
+def noise_variance(epsilon: float, k: int = 1, mechanism: str = "laplace") -> float:
+    """Largest variance of one noisy reward of a report of ``k`` rewards (over rewards in
+    [0, 1]): ``2 k² / ε²`` for ``laplace``; ``C² / 4`` for ``duchi`` (at a reward of 0.5; at
+    ``r`` it is ``C² / 4 - (r - 1/2)²``).
+
+    It depends only on the mechanism, ``ε`` and ``k``, never on the reward, so a weight
+    built from it keeps an average of noisy rewards unbiased.
+
+    Raises
+    ------
+    ValueError
+        ``epsilon`` not a float > 0, ``k`` not an int >= 1, or an unknown mechanism.
+
+    Examples
+    --------
+    >>> round(noise_variance(1.0), 3), round(noise_variance(1.0, mechanism="duchi"), 3)
+    (2.0, 1.17)
+    """
+    k = validate_one("k", k, [Interval(int, 1, None)])
+    return noise_std(epsilon, k, mechanism) ** 2
 
 
 def noise_std(epsilon: float, k: int = 1, mechanism: str = "laplace") -> float:

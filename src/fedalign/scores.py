@@ -9,6 +9,15 @@ round up to which it is current, and ``k`` missed rounds are applied at once as
 therefore costs nothing per registered client, and a registry of a million clients by 64
 experts is one float32 array (256 MB) plus a per-row round stamp.
 
+Rewards that carry zero-mean privacy noise of a known variance (docs/trust.md, "Privacy")
+are averaged with a Kalman-style gain instead of the fixed rate ``a``: the tracker keeps a
+variance ``P[i, j]`` of each pair's estimate, and a report of noise variance ``V`` moves the
+pair by ``K = P / (P + R0 + V)``, ``R0`` the exact rewards' own scatter that ``a`` implies
+(:meth:`FitnessTracker.record`), so that the gain tends to ``a`` as the noise vanishes. The gain depends on the counts
+and the stated noise, never on the reported values, so the estimate stays an unbiased
+weighted average of the exact rewards. Exact rewards keep the fixed rate, and a tracker that
+never sees a noisy reward holds no variance array.
+
 :class:`UsageTracker` keeps ``U[j]``, the recent training load of expert ``j``:
 ``U ← ρ·U + (1 - ρ)·load`` once per round, and normalises it for the desirability.
 
@@ -18,6 +27,7 @@ reuse the arithmetic.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,7 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._arrays import MAX_N_EXPERTS, check_unit_interval, checked_array, float_array, grow_rows
 from ._validation import Interval, Options, Table, short_repr, validate, validate_one
 
-__all__ = ["FitnessTracker", "UsageTracker", "USAGE_MAX", "USAGE_NORMS"]
+__all__ = ["FitnessTracker", "PRIOR_VARIANCE", "UsageTracker", "USAGE_MAX", "USAGE_NORMS"]
 
 #: Ways to normalise usage across experts before it enters the desirability.
 USAGE_NORMS = ("max", "mean", "share")
@@ -36,6 +46,9 @@ USAGE_NORMS = ("max", "mean", "share")
 USAGE_MAX = 1e300
 
 _COUNT_MAX = np.iinfo(np.uint16).max
+#: Variance of a pair's fitness before anything is known: 1/4, the largest variance any
+#: value in [0, 1] can have (a fair coin), so the first reports are not under-weighted.
+PRIOR_VARIANCE = 0.25
 #: Largest ``rounds_closed`` a saved state may hold (rounds are numbered below 2**53).
 _ROUNDS_MAX = 2**53
 _N_EXPERTS = [Interval(int, 1, MAX_N_EXPERTS)]
@@ -52,6 +65,18 @@ def _float_dtype(value: Any) -> np.dtype[Any]:
     if dtype is None or dtype.kind != "f":
         raise ValueError(f"FitnessTracker.dtype: expected a numpy float dtype, got {short_repr(value)}")
     return dtype
+
+
+def _noise(name: str, value: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """``noise`` checked: ``shape`` variances >= 0 (NaN: none), as float64 with NaN as 0."""
+    v = np.asarray(value, dtype=np.float64)
+    if v.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {v.shape}")
+    bad = np.isinf(v) | (v < 0)
+    if bad.any():
+        k = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name}{list(k)}: expected a variance >= 0 or NaN, got {v[k]!r}")
+    return np.nan_to_num(v, nan=0.0)
 
 
 class FitnessTracker:
@@ -80,6 +105,21 @@ class FitnessTracker:
     Rows are clients in the order they were added. ``rounds_closed`` counts closed rounds;
     ``record`` applies one round's update to some rows before the round closes (each row at
     most once per round), and those rows are then current as of the end of that round.
+
+    Noisy rewards (``record(..., noise=V)``) are averaged as a Kalman filter of the model the
+    settings already state, with no new setting:
+
+    * a pair's fitness reverts to ``prior`` by ``d`` per round, so its estimate's variance
+      grows back toward :data:`PRIOR_VARIANCE` ``P0`` as ``P ← P0 + (1 - d)²·(P - P0)`` per
+      round;
+    * an exact reward scatters around the pair's fitness with the variance ``R0``
+      (:attr:`intrinsic_variance`) for which the fixed rate ``a`` is this filter's gain in
+      steady state, a pair reported every round; a noisy one adds its ``V``.
+
+    A report predicts one round ahead, then moves by ``K = w·P / (P + R0 + V)`` (``w`` the
+    pair's ``weight``) and keeps ``P ← (1 - K)²·P + K²·(R0 + V)``. As ``V`` goes to 0 the
+    gain goes to the fixed rate's. The variances are a second ``(n_clients, n_experts)``
+    float32 array, allocated at the first noisy reward.
     """
 
     _parameter_constraints: ClassVar[Table] = {
@@ -115,6 +155,23 @@ class FitnessTracker:
         self._f = np.empty((0, self.n_experts), dtype=self.dtype)
         self._synced = np.empty(0, dtype=np.int64)
         self._count = np.empty((0, self.n_experts), dtype=np.uint16)
+        # variance of each pair's estimate: allocated at the first noisy report
+        self._var: NDArray[np.float32] | None = None
+
+    @property
+    def intrinsic_variance(self) -> float:
+        """``R0``: the variance of an exact reward around its pair's fitness that ``ema``
+        implies (class notes); ``inf`` for ``ema = 0``, 0 for ``decay = 0`` or ``ema = 1``.
+
+        In steady state (a pair reported every round) the filter's predicted variance is
+        ``Pp = q / (1 - (1 - d)²·(1 - a))`` with ``q = P0·(1 - (1 - d)²)``, and its gain
+        ``Pp / (Pp + R0)`` equals ``a`` for ``R0 = Pp·(1 - a) / a``.
+        """
+        a, phi = self.ema, (1.0 - self.decay) ** 2
+        if a == 0:
+            return math.inf
+        predicted = PRIOR_VARIANCE * (1.0 - phi) / (1.0 - phi * (1.0 - a))
+        return predicted * (1.0 - a) / a
 
     # ------------------------------------------------------------------ rows
 
@@ -157,6 +214,9 @@ class FitnessTracker:
         self._f[start : start + k] = self.prior if initial is None else init
         self._synced[start : start + k] = self.rounds_closed
         self._count[start : start + k] = 0
+        if self._var is not None:
+            self._var = grow_rows(self._var, start, start + k)
+            self._var[start : start + k] = PRIOR_VARIANCE
         self._n = start + k
         return np.arange(start, start + k, dtype=np.int64)
 
@@ -172,6 +232,22 @@ class FitnessTracker:
         out *= factor[..., None]
         out += self.prior
         return out
+
+    def variance(self, rows: ArrayLike) -> NDArray[np.float64]:
+        """Variance of the given rows' estimates, (m, n_experts), drift applied.
+
+        :data:`PRIOR_VARIANCE` everywhere until the tracker records a noisy reward.
+        """
+        r = np.asarray(rows, dtype=np.int64)
+        if self._var is None:
+            return np.full((r.size, self.n_experts), PRIOR_VARIANCE)
+        return self._current_var(r)
+
+    def _current_var(self, r: NDArray[np.int64]) -> NDArray[np.float64]:
+        assert self._var is not None
+        lag = np.maximum(0, self.rounds_closed - self._synced[r])
+        factor = (1.0 - self.decay) ** (2.0 * lag.astype(np.float64))
+        return PRIOR_VARIANCE + factor[:, None] * (self._var[r].astype(np.float64) - PRIOR_VARIANCE)
 
     def values(self, chunk: int = 65536) -> NDArray[np.floating[Any]]:
         """Current fitness of every row, (n_clients, n_experts) in the storage dtype (a copy)."""
@@ -193,6 +269,7 @@ class FitnessTracker:
         trained: ArrayLike,
         rewards: ArrayLike,
         weight: ArrayLike | None = None,
+        noise: ArrayLike | None = None,
     ) -> None:
         """Apply this round's update to ``rows`` (each at most once per round).
 
@@ -208,21 +285,77 @@ class FitnessTracker:
             How much each pair's reward counts: the pair moves at ``ema · weight`` toward
             its reward (a trust score, a plausibility verdict). A trained pair of weight 0
             is not credited: it drifts like an untrained one. Default 1 everywhere.
+        noise : (m, n_experts) floats >= 0, optional
+            Variance of the zero-mean noise each reward carries (NaN or 0: an exact reward).
+            A noisy pair moves by the Kalman gain ``weight · P / (P + R0 + V)`` instead of
+            ``ema · weight`` (class notes). Default: every reward exact.
+
+        Raises
+        ------
+        ValueError
+            ``noise`` of the wrong shape, or a negative or infinite variance (named).
         """
         r = np.asarray(rows, dtype=np.int64)
         t = np.asarray(trained, dtype=bool)
         rw = np.asarray(rewards, dtype=np.float64)
         cur = self.get(r)
         drift = cur - self.decay * (cur - self.prior)
+        w = np.ones(t.shape) if weight is None else np.broadcast_to(
+            np.asarray(weight, dtype=np.float64).reshape(len(r), -1), t.shape
+        )
+        if weight is not None:
+            t = t & (w > 0)
+        v = None if noise is None else _noise("noise", noise, t.shape)
+        if v is not None and (noisy := t & (v > 0)).any():
+            self._record_noisy(r, t, noisy, rw, w, v, cur, drift)
+            return
         if weight is None:
             new = np.where(t, (1.0 - self.ema) * cur + self.ema * rw, drift)
         else:
-            w = np.broadcast_to(
-                np.asarray(weight, dtype=np.float64).reshape(len(r), -1), t.shape
-            )
-            t = t & (w > 0)
             rate = self.ema * w
             new = np.where(t, (1.0 - rate) * cur + rate * rw, drift)
+        if self._var is not None:
+            self._var[r] = self._next_var(r, t, self.ema * w)
+        self._store(r, t, new)
+
+    def _next_var(
+        self, r: NDArray[np.int64], t: NDArray[np.bool_], rate: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        """Variance after a round of exact rewards: one round of drift, and a trained pair's
+        variance shrunk by the weight the fixed rate gives its old estimate."""
+        predicted = PRIOR_VARIANCE + (1.0 - self.decay) ** 2 * (self._current_var(r) - PRIOR_VARIANCE)
+        return np.where(t, (1.0 - rate) * predicted, predicted)
+
+    def _record_noisy(
+        self,
+        r: NDArray[np.int64],
+        t: NDArray[np.bool_],
+        noisy: NDArray[np.bool_],
+        rw: NDArray[np.float64],
+        w: NDArray[np.float64],
+        noise: NDArray[np.float64],
+        cur: NDArray[np.float64],
+        drift: NDArray[np.float64],
+    ) -> None:
+        """:meth:`record` for a round with noisy rewards: exact pairs as usual, noisy pairs
+        by the Kalman gain, the variance of every recorded pair kept."""
+        if self._var is None:  # first noisy report: every estimate so far counts as unknown
+            self._var = np.full(self._f.shape, PRIOR_VARIANCE, dtype=np.float32)
+        exact = t & ~noisy
+        rate = self.ema * w
+        var = self._next_var(r, exact, rate)  # drift for all, the fixed rate for exact pairs
+        # predict one round (the drift), then update: K = w P / (P + R0 + V), unbiased
+        # whatever the reported values, as K does not depend on them
+        v = np.where(noisy, noise, 1.0) + self.intrinsic_variance
+        gain = np.where(noisy, w * var / (var + v), 0.0)
+        new = np.where(noisy, drift + gain * (rw - drift), drift)
+        new = np.where(exact, (1.0 - rate) * cur + rate * rw, new)
+        with np.errstate(invalid="ignore"):  # ema = 0: R0 and V + R0 infinite, the gain 0
+            kept = (1.0 - gain) ** 2 * var + gain**2 * v
+        self._var[r] = np.where(noisy & (gain > 0), kept, var)
+        self._store(r, t, new)
+
+    def _store(self, r: NDArray[np.int64], t: NDArray[np.bool_], new: NDArray[np.float64]) -> None:
         self._f[r] = new
         self._synced[r] = self.rounds_closed + 1
         self._count[r] = np.minimum(self._count[r].astype(np.int64) + t, _COUNT_MAX)
@@ -245,6 +378,7 @@ class FitnessTracker:
             "fitness": self._f[r],
             "synced": self._synced[r],
             "count": self._count[r],
+            "variance": None if self._var is None else self._var[r],
             "rounds_closed": self.rounds_closed,
             "n": self._n,
         }
@@ -257,6 +391,10 @@ class FitnessTracker:
         self._f[r] = snap["fitness"]
         self._synced[r] = snap["synced"]
         self._count[r] = snap["count"]
+        if snap.get("variance") is None:
+            self._var = None  # no noisy report had been recorded
+        elif self._var is not None:
+            self._var[r] = snap["variance"]
         self.rounds_closed = snap["rounds_closed"]
 
     # ------------------------------------------------------------------ persistence
@@ -265,9 +403,12 @@ class FitnessTracker:
         """Arrays and scalars that reproduce this tracker exactly.
 
         ``copy=False`` returns views of the live arrays (for writing them out at once).
+        ``variance`` is there only once a noisy reward was recorded.
         """
         n = self._n
         out = {"fitness": self._f[:n], "synced": self._synced[:n], "count": self._count[:n]}
+        if self._var is not None:
+            out["variance"] = self._var[:n]
         if copy:
             out = {k: v.copy() for k, v in out.items()}
         return {**out, "rounds_closed": int(self.rounds_closed)}
@@ -277,11 +418,14 @@ class FitnessTracker:
 
         ``copy=False`` adopts the given arrays where their dtype already matches.
 
+        A state without ``variance`` leaves the tracker without one (no noisy reward yet).
+
         Raises
         ------
         ValueError
             A missing-shaped, non-numeric or out-of-range array (fitness outside ``bounds``,
-            a round stamp after ``rounds_closed + 1``, a negative count), named.
+            a round stamp after ``rounds_closed + 1``, a negative count, a variance outside
+            [0, 1]), named.
         """
         closed = state["rounds_closed"]
         if type(closed) is not int or not 0 <= closed <= _ROUNDS_MAX:
@@ -295,6 +439,10 @@ class FitnessTracker:
         f = checked_array("fitness", raw, shape=(n, e), kind="float", low=low, high=high)
         synced = checked_array("synced", state["synced"], shape=(n,), kind="int", low=0, high=closed + 1)
         count = checked_array("count", state["count"], shape=(n, e), kind="int", low=0, high=_COUNT_MAX)
+        var = state.get("variance")
+        if var is not None:
+            var = checked_array("variance", var, shape=(n, e), kind="float", low=0.0, high=1.0)
+        self._var = None if var is None else var.astype(np.float32, copy=copy)
         self._f = f.astype(self.dtype, copy=copy)
         self._synced = synced.astype(np.int64, copy=copy)
         self._count = count.astype(np.uint16, copy=copy)
@@ -304,7 +452,8 @@ class FitnessTracker:
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays (including spare capacity)."""
-        return int(self._f.nbytes + self._synced.nbytes + self._count.nbytes)
+        var = 0 if self._var is None else self._var.nbytes
+        return int(self._f.nbytes + self._synced.nbytes + self._count.nbytes + var)
 
 
 class UsageTracker:

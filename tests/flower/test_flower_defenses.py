@@ -16,6 +16,7 @@ import fedalign as fa  # noqa: E402
 from fedalign.flower import FedAlign, read_train_task, train_reply  # noqa: E402
 from fedalign.flower.records import arrays_to_numpy  # noqa: E402
 from fedalign.rounds import ReplyScreen, RobustAggregator  # noqa: E402
+from fedalign.scores import FitnessTracker  # noqa: E402
 
 pytestmark = pytest.mark.flower
 
@@ -104,8 +105,18 @@ def test_ldp_rewards_travel_with_their_epsilon(fake_grid, arrays):
     _round(strategy, grid, arrays, rewards=noisy, epsilon=1.0)
     record = strategy.history[-1]
     assert sorted(record.completed) == sorted(NODES)
-    # one step of the unclipped average: 0.7 x 0.5 + 0.3 x reward
-    assert np.allclose(sched.fitness, [[0.86, 0.23, 0.62]] * len(NODES))
+    # one step of the unclipped, noise-aware average: no variance sent, so the Laplace
+    # mechanism's for epsilon 1 and 3 rewards, 2 x 3**2; gain 0.25 / (0.25 + R0 + 18)
+    r0 = FitnessTracker(1, ema=sched.config.fitness_ema, decay=sched.config.fitness_decay).intrinsic_variance
+    gain = 0.25 / (0.25 + r0 + 18.0)
+    expected = 0.5 + gain * (np.array(noisy) - 0.5)
+    assert np.allclose(sched.fitness, [expected] * len(NODES))
+
+    # with the variance sent ("reward-variance"), the scheduler weighs by it
+    strategy, sched, grid = _strategy(fake_grid, scheduler={"noisy_rewards": True})
+    _round(strategy, grid, arrays, rewards=noisy, epsilon=1.0, reward_variance=1.0)
+    gain = 0.25 / (1.25 + r0)
+    assert np.allclose(sched.fitness, [0.5 + gain * (np.array(noisy) - 0.5)] * len(NODES))
 
 
 def test_a_bad_epsilon_metric_is_a_dropout(fake_grid, arrays):

@@ -95,3 +95,8 @@ def test_read_reply_carries_the_reward_epsilon():
     fl = site_reply(task, trained(task_model), samples=5, rewards=[1.6, -0.3], epsilon=0.5)
     _, feedback, _ = read_reply(fl, [0, 2])
     assert feedback.epsilon == 0.5 and feedback.rewards == {0: 1.6, 2: -0.3}
+    assert feedback.reward_variance is None
+    fl = site_reply(
+        task, trained(task_model), samples=5, rewards=[1.6, -0.3], epsilon=0.5, reward_variance=3.0
+    )
+    assert read_reply(fl, [0, 2])[1].reward_variance == 3.0

@@ -15,7 +15,8 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import fedalign as fa
-from fedalign.solvers import get_solver
+from fedalign.solvers import _worker, get_solver
+from fedalign.solvers import lp as lp_module
 from fedalign.solvers.cpsat import _row_scales, _scaled_rows
 from fedalign.solvers.lp import dual_bound
 from fedalign.solvers.standard import StandardForm, standard_form
@@ -107,6 +108,41 @@ def test_lp_is_optimal_without_knapsack_rows() -> None:
     assert lp.objective == pytest.approx(exact.objective, rel=1e-9)
     assert lp.bound >= exact.objective - 1e-9
     assert lp.status == "optimal"
+
+
+def test_lp_in_a_worker_equals_lp_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under a time limit a large LP runs in a worker process; its answer is the same.
+    problem = _knapsack_problem(1, n=40, e=6)
+    here = fa.solve(problem, solver="lp", seed=0)
+    monkeypatch.setattr(lp_module, "ISOLATE_PAIRS", 0)
+    isolated = fa.solve(problem, solver="lp", seed=0, time_limit=60.0)
+    assert isolated.bound == pytest.approx(here.bound, rel=1e-9)
+    assert isolated.objective == pytest.approx(here.objective, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lp_stopped_at_its_limit_rounds_from_nothing(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker stopped before HiGHS answered: a feasible plan without a bound (none is proven).
+    problem = _knapsack_problem(seed, n=40, e=6)
+    monkeypatch.setattr(lp_module, "ISOLATE_PAIRS", 0)
+    monkeypatch.setattr(lp_module._worker, "call", lambda fn, args, timeout: _worker.Outcome(False, None, timeout, True))
+    sol = fa.solve(problem, solver="lp", seed=0, time_limit=60.0)
+    assert not fa.check(problem, sol.assignment)
+    assert sol.bound is None and sol.status == "feasible"
+    assert "stopped at the time limit" in sol.info["lp_message"]
+
+
+def test_lp_with_no_window_left_skips_the_lp(monkeypatch: pytest.MonkeyPatch) -> None:
+    problem = _knapsack_problem(0, n=40, e=6)
+    monkeypatch.setattr(lp_module, "ISOLATE_PAIRS", 0)
+    monkeypatch.setattr(lp_module, "ROUND_SECONDS_PER_PAIR", 1e6)  # no window for the LP at all
+
+    def no_fork(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr(lp_module._worker, "call", no_fork)
+    sol = fa.solve(problem, solver="lp", seed=0, time_limit=60.0)  # rounds from nothing in time
+    assert sol.bound is None and not fa.check(problem, sol.assignment)
 
 
 def test_lp_bound_dominates_milp_optimum() -> None:

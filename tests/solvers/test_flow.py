@@ -5,10 +5,14 @@ tests cover what is specific to min-cost flow: brute-force optimality with count
 forbidden pairs and rows that reduce to counts (hard client, expert and total rows as count
 intervals; soft rows as parallel arcs of increasing marginal cost, with fractional bounds,
 weights and several bands); the sparse candidate graph and its certification against the
-graph over every pair, with and without soft rows; refusing rows that are not counts.
+graph over every pair, with and without soft rows; refusing rows that are not counts; under
+a time limit, the exact solve in a worker and the quick plan with its proven bound when the
+worker is stopped.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import fedalign as fa
-from fedalign.solvers import _flow_rows, get_solver
+from fedalign.solvers import _flow_rows, _worker, get_solver
 from fedalign.solvers import flow as flow_module
 from fedalign.solvers.flow import count_intervals
 from strategies import (
@@ -557,3 +561,201 @@ def test_extreme_desirability_keeps_a_finite_scale(d: list[list[float]], options
     assert tol <= max(1e-6 * top, 2 * 2.0**-1020)
     if top > 1e-305:  # resolvable magnitudes: the unique optimum itself is found
         assert sol.objective == best.optimum
+
+
+# --------------------------------------------------------------------------- time limits
+
+
+class _Unfinished:
+    """Stands in for a worker that the deadline stopped: never ready, never finished."""
+
+    def __init__(self, fn: object, args: object) -> None:
+        self.cancelled = False
+
+    def ready(self) -> bool:
+        return False
+
+    def wait(self, deadline: float) -> _worker.Outcome:
+        return _worker.Outcome(False, None, 0.0, True)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def _stopped_exact_solve(mp: pytest.MonkeyPatch, stride: int = 2) -> None:
+    """Every timed solve goes through the worker, and the worker never finishes."""
+    mp.setattr(flow_module, "ISOLATE_PAIRS", 0)
+    mp.setattr(flow_module, "_SAMPLE_STRIDE", stride)  # sampled prices on tiny problems too
+    mp.setattr(flow_module._worker, "start", lambda fn, args: _Unfinished(fn, args))
+
+
+@settings(max_examples=120)
+@given(st.one_of(problems(max_pairs=12), count_row_problems(), count_row_problems(soft=True)))
+def test_stopped_exact_solve_returns_a_feasible_plan_and_a_proven_bound(problem: fa.AlignmentProblem) -> None:
+    note(describe(problem))
+    if FLOW.refusal(problem) is not None:
+        return
+    best = brute_force(problem)
+    with pytest.MonkeyPatch.context() as mp:
+        _stopped_exact_solve(mp)
+        try:
+            sol = FLOW.solve(problem, time_limit=60.0, seed=0)
+        except fa.TimeLimitError as exc:
+            # Only the quick plan's repair, a heuristic, may miss a feasible problem.
+            assert "stopped at the time limit" in str(exc) and "repair" in str(exc)
+            return
+        except fa.InfeasibleError:
+            assert not best.feasible
+            return
+    assert best.feasible
+    assert not fa.check(problem, sol.assignment)
+    assert sol.status == "feasible"
+    assert "stopped at the time limit" in sol.info["exact"]
+    assert sol.bound is not None and sol.bound >= best.optimum - 1e-9 * max(1.0, abs(best.optimum))
+    assert sol.objective <= best.optimum + 1e-9 * max(1.0, abs(best.optimum))
+
+
+@settings(max_examples=150)
+@given(
+    st.one_of(problems(max_pairs=12), count_row_problems(), count_row_problems(soft=True)),
+    st.lists(st.floats(-3, 3), min_size=12, max_size=12),
+)
+def test_any_expert_prices_give_a_proven_bound(problem: fa.AlignmentProblem, prices: list[float]) -> None:
+    # The quick plan's bound must hold whatever prices the sample gives, even absurd ones.
+    note(describe(problem))
+    if FLOW.refusal(problem) is not None:
+        return
+    best = brute_force(problem)
+    try:
+        counts = count_intervals(problem)
+    except fa.InfeasibleError:
+        assert not best.feasible
+        return
+    if not best.feasible or counts is None:
+        return
+    soft = _flow_rows.soft_counts(problem)
+    assert soft is not None
+    net = flow_module.network(problem, counts, soft)
+    p = np.array(prices[: problem.n_experts])
+    x, near, bound = flow_module.priced_choice(problem, net, p)
+    assert bound >= best.optimum - 1e-9 * max(1.0, abs(best.optimum)), (bound, best.optimum)
+    assert not (x & near).any() and not ((x | near) & ~net.eligible).any()
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_stopped_exact_solve_at_scale_is_close_to_the_optimum(seed: int) -> None:
+    # Sampled prices make both the plan and the bound tight on a cohort with binding caps.
+    problem = _random_problem(np.random.default_rng(300 + seed), 4000, 24)
+    optimum = FLOW.solve(problem).objective
+    with pytest.MonkeyPatch.context() as mp:
+        _stopped_exact_solve(mp, stride=8)
+        sol = FLOW.solve(problem, time_limit=60.0, seed=0)
+    assert not fa.check(problem, sol.assignment)
+    assert sol.status == "feasible" and sol.bound is not None
+    assert sol.objective <= optimum + 1e-6 <= sol.bound + 2e-6
+    assert sol.gap is not None and sol.gap < 0.02, sol.gap
+    assert "every 8th client" in sol.info["prices_from"]
+    # its sampled prices warm-start the next solve, which is exact again
+    again = FLOW.solve(problem, warm_start=sol, dense=False)
+    assert again.info["warm_start"]["reused"] == "expert prices"
+    assert again.status == "optimal" and abs(again.objective - optimum) <= 1e-6
+
+
+def test_worker_that_answers_in_time_gives_the_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    problem = _random_problem(np.random.default_rng(7), 600, 20)
+    here = FLOW.solve(problem)
+    monkeypatch.setattr(flow_module, "ISOLATE_PAIRS", 0)
+    timed = FLOW.solve(problem, time_limit=60.0)
+    assert timed.status == "optimal" and timed.info["isolated"] is True
+    assert timed.objective == pytest.approx(here.objective, abs=2 * here.info["tolerance"])
+
+
+def test_nothing_that_fits_the_limit_raises_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Neither the exact solve nor the quick plan can end in time: no worker is started.
+    problem = _random_problem(np.random.default_rng(8), 300, 10)
+    monkeypatch.setattr(flow_module, "ISOLATE_PAIRS", 0)
+    monkeypatch.setattr(flow_module, "FAST_SECONDS_PER_PAIR", 1.0)
+    monkeypatch.setattr(flow_module, "FALLBACK_SECONDS_PER_PAIR", 1.0)
+
+    def no_fork(fn: object, args: object) -> None:
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr(flow_module._worker, "start", no_fork)
+    with pytest.raises(fa.TimeLimitError, match="could not end in the .* left; a quick plan"):
+        FLOW.solve(problem, time_limit=5.0)
+
+
+def test_quick_plan_alone_when_the_exact_solve_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    problem = _random_problem(np.random.default_rng(9), 300, 10)
+    monkeypatch.setattr(flow_module, "ISOLATE_PAIRS", 0)
+    # about 27 s for the exact solve, 3 s for the quick plan's sampled flow: only that one fits
+    monkeypatch.setattr(flow_module, "FAST_SECONDS_PER_PAIR", 0.01)
+    sol = FLOW.solve(problem, time_limit=5.0)
+    assert sol.status == "feasible" and not fa.check(problem, sol.assignment)
+    assert "could not end" in sol.info["exact"]
+    assert sol.bound is not None and sol.bound >= FLOW.solve(problem).objective - 1e-9
+
+
+def test_auto_returns_flow_quick_plan_within_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    problem = _random_problem(np.random.default_rng(10), 300, 10)
+    _stopped_exact_solve(monkeypatch)
+    sol = fa.solve(problem, "auto", time_limit=5.0, seed=0)
+    assert sol.solver == "flow" and sol.status == "feasible"
+    assert "stopped at the time limit" in sol.info["exact"]
+
+
+def test_auto_tries_greedy_only_when_its_first_pass_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # flow raises at once (nothing fits); greedy would need more than the time left.
+    from fedalign.solvers import auto as auto_module
+
+    problem = _random_problem(np.random.default_rng(11), 300, 10)
+    monkeypatch.setattr(flow_module, "ISOLATE_PAIRS", 0)
+    monkeypatch.setattr(flow_module, "FAST_SECONDS_PER_PAIR", 1.0)
+    monkeypatch.setattr(flow_module, "FALLBACK_SECONDS_PER_PAIR", 1.0)
+    with pytest.raises(fa.TimeLimitError, match="solver 'flow'"):
+        monkeypatch.setattr(auto_module, "GREEDY_SECONDS_PER_PAIR", 1.0)
+        fa.solve(problem, "auto", time_limit=5.0)
+    monkeypatch.setattr(auto_module, "GREEDY_SECONDS_PER_PAIR", 1e-9)
+    sol = fa.solve(problem, "auto", time_limit=5.0)
+    assert sol.solver == "greedy" and "fallback" in sol.info["auto"]
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+def _sleep_then(seconds: float, value: int) -> int:
+    time.sleep(seconds)
+    return value
+
+
+def _fail() -> None:
+    raise ValueError("from the child")
+
+
+def test_worker_start_wait_and_kill() -> None:
+    quick = _worker.start(_sleep_then, (0.0, 7))
+    assert quick.wait(time.perf_counter() + 30).value == 7
+    slow = _worker.start(_sleep_then, (30.0, 1))
+    t0 = time.perf_counter()
+    out = slow.wait(time.perf_counter() + 0.2)
+    assert not out.finished and out.value is None
+    assert time.perf_counter() - t0 < 10  # killed, not waited for
+    slow.cancel()  # after wait: nothing left to do
+
+
+def test_worker_answer_waiting_past_the_deadline_is_read() -> None:
+    # The caller was busy (its own fallback) until after the deadline; the answer is there.
+    pending = _worker.start(_sleep_then, (0.0, 3))
+    while not pending.ready():
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert pending.wait(time.perf_counter() - 1.0).value == 3
+
+
+def test_worker_error_is_raised_and_cancel_kills() -> None:
+    failing = _worker.start(_fail, ())
+    with pytest.raises(ValueError, match="from the child"):
+        failing.wait(time.perf_counter() + 30)
+    running = _worker.start(_sleep_then, (30.0, 1))
+    running.cancel()
+    assert not running.wait(time.perf_counter() + 30).finished

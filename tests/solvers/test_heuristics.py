@@ -279,6 +279,21 @@ def test_random_seeds_reproduce_and_differ() -> None:
     assert not np.array_equal(a, fa.solve(problem, "random", seed=2).assignment)
 
 
+def test_random_skips_its_top_up_when_it_cannot_end_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under a time limit the top-up (no clock inside its first segment) is skipped when the
+    # time left is below what it takes: the repaired plan, fewer pairs, still feasible.
+    from fedalign.solvers import random_ as random_module
+
+    caps = [40, 40, 300, 300, 300, 300]  # the repair trims two experts; the top-up refills elsewhere
+    problem = fa.AlignmentProblem(np.ones((400, 6)), max_experts=4, min_experts=1, expert_max_clients=caps)
+    full = fa.solve(problem, "random", seed=0, time_limit=60.0).assignment
+    monkeypatch.setattr(random_module, "FILL_SECONDS_PER_PAIR", 1e6)
+    bare = fa.solve(problem, "random", seed=0, time_limit=60.0).assignment
+    assert fa.check(problem, bare) == []
+    assert bare.sum() < full.sum()
+    np.testing.assert_array_equal(fa.solve(problem, "random", seed=0).assignment, full)  # no limit
+
+
 def test_random_meets_every_constraint_on_a_tight_problem() -> None:
     rng = np.random.default_rng(0)
     problem = fa.AlignmentProblem(

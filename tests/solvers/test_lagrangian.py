@@ -256,6 +256,73 @@ def test_price_repair_keeps_client_rows_and_relieves_full_experts() -> None:
     assert not [v for v in fa.check(problem, y) if v.constraint in client_rows]
 
 
+def test_price_repair_past_its_deadline_stops_and_keeps_client_rows() -> None:
+    # Re-solving the moved clients stops at the budget's deadline (it ran 3 s past a 3.5 s
+    # limit at 100,000 x 128): the choice still holds every client row.
+    import time
+
+    from fedalign.bench.families import make_instance
+    from fedalign.solvers.lagrangian._primal import price_repair as _price_repair
+
+    problem = make_instance("deadline", 400, 12, 3)
+    sub = _Subproblems(problem, candidates=8, max_enum_experts=6)
+    price = np.zeros(problem.n_experts)
+    x = sub.solve(price).x
+    budget = Budget(60.0)
+    budget.deadline = time.perf_counter() - 1.0  # already past: one round, searches cut at once
+    calls: list[float | None] = []
+    real = sub.best_sets
+
+    def spy(r: np.ndarray, rows: np.ndarray, deadline: float | None = None) -> np.ndarray:
+        calls.append(deadline)
+        return real(r, rows, deadline)
+
+    sub.best_sets = spy  # type: ignore[method-assign]
+    y = _price_repair(problem, sub, x, price, budget=budget)
+    assert calls == []  # the round does not start once the time is up
+    budget.deadline = time.perf_counter() + 60.0
+    y = _price_repair(problem, sub, x, price, budget=budget)
+    assert calls and all(c == budget.deadline for c in calls)
+    client_rows = {"experts per client", "deadline", "allowed"}
+    assert not [v for v in fa.check(problem, y) if v.constraint in client_rows]
+
+
+def test_best_sets_cut_by_a_deadline_leaves_rows_empty_never_infeasible() -> None:
+    import time
+
+    from fedalign.bench.families import make_instance
+
+    problem = make_instance("deadline", 300, 10, 1)
+    sub = _Subproblems(problem, candidates=8, max_enum_experts=6)
+    r = problem.desirability.copy()
+    rows = np.arange(problem.n_clients)
+    full = sub.best_sets(r, rows)
+    cut = sub.best_sets(r, rows, time.perf_counter() - 1.0)
+    assert full.any() and not cut.any()  # past the deadline no client is reached: all empty
+    assert sub.deadline is None and not sub.partial  # the evaluation's own state is kept
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_capacity_need_per_chunk_equals_all_at_once(seed: int) -> None:
+    from fedalign.bench.families import make_instance
+    from fedalign.solvers.lagrangian._dominance import candidates, capacity_need
+
+    problem = make_instance("deadline" if seed else "tight-memory", 500, 16, seed)
+    whole = _Subproblems(problem, candidates=8, max_enum_experts=6)
+    r = problem.desirability.copy()
+    rows = np.arange(problem.n_clients)
+    candidates(whole, r, rows)  # sets the weight order
+    if whole.single_row() is None:
+        pytest.skip("the filter needs a single client row")
+    all_at_once = capacity_need(whole, rows).copy()
+    parts = _Subproblems(problem, candidates=8, max_enum_experts=6)
+    parts.weight_order = whole.weight_order
+    order = np.random.default_rng(seed).permutation(problem.n_clients)
+    for chunk in np.array_split(order, 7):
+        assert (capacity_need(parts, chunk) == all_at_once[:, chunk]).all()
+    assert (capacity_need(parts, rows) == all_at_once).all()
+
+
 @given(problems(max_pairs=12))
 @settings(max_examples=60, deadline=None)
 def test_bound_never_below_optimum_on_any_tiny_problem(problem: fa.AlignmentProblem) -> None:
@@ -546,3 +613,59 @@ def test_a_first_plan_predicted_past_the_limit_raises_at_once() -> None:
     _check_first_plan_fits(problem, Budget(1.0, "lagrangian"), 0.5)  # fits
     _check_first_plan_fits(problem, Budget(1.0, "lagrangian"), None)  # small: not predicted
     _check_first_plan_fits(problem, Budget(None, "lagrangian"), 5.0)  # no limit
+
+
+def test_trim_to_caps_keeps_each_experts_best_holders() -> None:
+    from fedalign.solvers.lagrangian._primal import trim_to_caps
+
+    x = np.array([[1, 1], [1, 0], [1, 1], [1, 0]], dtype=bool)
+    reduced = np.array([[0.1, 0.9], [0.7, 0.0], [0.4, 0.2], [0.9, 0.0]])
+    y = trim_to_caps(x, reduced, np.array([2.0, 5.0]))
+    assert y[:, 0].tolist() == [False, True, False, True]  # the two best holders of expert 0
+    assert (y[:, 1] == x[:, 1]).all()  # under its cap: untouched
+    assert not (y & ~x).any()  # only removes
+
+
+def test_a_cohort_past_its_soft_caps_is_cut_back_when_the_spread_repair_has_no_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A round where every client prefers expert 0 a little: the subproblems' choice piles
+    everyone onto it and a soft load row (as the Scheduler's) charges for it. When the price repair to
+    the soft caps cannot run (out of time at 100,000 clients), the choice cut back to the
+    caps, with the clients it emptied given their best other expert, is the plan."""
+    from fedalign.solvers.lagrangian import _prices
+
+    d = np.tile([0.51, 0.5, 0.5, 0.5, 0.5, 0.5], (60, 1))
+    load_row = fa.Row("round load", "expert", 1.0, upper=10, penalty=[0.25 * k for k in range(1, 9)])
+    problem = fa.AlignmentProblem(d, max_experts=1, min_experts=1, rows=[load_row])
+    herd = np.zeros(problem.shape, dtype=bool)
+    herd[:, 0] = True
+    real = _prices._repaired
+
+    def no_spread(*args: object, cap: object = None, **kwargs: object) -> object:
+        return None if cap is not None else real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_prices, "_repaired", no_spread)
+    sol = fa.solve(problem, "lagrangian", max_iter=1, local_search=False)
+    load = sol.assignment.sum(axis=0)
+    assert not fa.check(problem, sol.assignment)
+    assert load.sum() == 60 and load.max() <= 10 + 1, load  # fair share 10 each
+    assert sol.objective > problem.objective(herd) + 1.0
+
+
+def test_the_price_repairs_plan_is_kept_when_the_fill_runs_out_of_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Out of time in the final fill, a feasible price-repaired plan is still a plan."""
+    from fedalign.bench.families import make_instance
+    from fedalign.solvers.lagrangian import _prices
+
+    problem = make_instance("uniform", 400, 12, 3)
+
+    def out_of_time(*args: object, **kwargs: object) -> object:
+        raise fa.TimeLimitError("out of time")
+
+    monkeypatch.setattr(_prices, "repair", out_of_time)
+    sol = fa.solve(problem, "lagrangian", max_iter=3, local_search=False)
+    assert not fa.check(problem, sol.assignment)
+    assert sol.bound >= sol.objective

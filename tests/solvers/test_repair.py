@@ -206,6 +206,37 @@ def test_repair_keeps_a_feasible_assignment(seed: int) -> None:
     np.testing.assert_array_equal(x, planted_x)
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_repair_skips_the_fill_that_cannot_end_in_time(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fill's first pass has no clock: with less time left than it takes, no fill at all.
+    from fedalign.solvers.base import Budget
+    from fedalign.solvers.repair import feasibility
+
+    problem, _ = planted(seed, tight=False)
+    start = random_start(seed, problem.shape)
+    filled = repair(problem, start, budget=Budget(60.0))
+    unfilled = repair(problem, start, fill=False)
+    monkeypatch.setattr(feasibility, "FILL_SECONDS_PER_PAIR", 1e6)
+    x = repair(problem, start, budget=Budget(60.0))
+    np.testing.assert_array_equal(x, unfilled)
+    assert fa.check(problem, x) == []
+    assert filled.sum() >= unfilled.sum()
+    np.testing.assert_array_equal(repair(problem, start), filled)  # no budget: always filled
+
+
+def test_repair_started_past_its_deadline_gives_up_at_once() -> None:
+    # Even with nothing to meet (no minimums): a plan after the deadline would be late.
+    import time
+
+    from fedalign.solvers.base import Budget
+
+    problem, planted_x = planted(0, tight=False)
+    budget = Budget(60.0)
+    budget.deadline = time.perf_counter() - 1.0
+    with pytest.raises(fa.TimeLimitError, match="trimming client rows"):
+        repair(problem, planted_x, budget=budget)
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_repair_does_not_modify_its_input(seed: int) -> None:
     problem, _ = planted(seed)

@@ -118,6 +118,7 @@ def train_reply(
     loss: float | None = None,
     metrics: Mapping[str, float | int] | None = None,
     epsilon: float | None = None,
+    reward_variance: float | None = None,
 ) -> Message:
     """Build the reply to a training instruction.
 
@@ -141,6 +142,10 @@ def train_reply(
         The rewards are already privatized for this ε (:func:`fedalign.privatize_rewards`);
         sent as ``"reward-epsilon"`` so that the server accepts rewards outside [0, 1]
         (its scheduler needs ``noisy_rewards=True``).
+    reward_variance : float > 0, optional
+        The variance of that noise per reward (``Feedback.reward_variance`` of
+        :func:`fedalign.privatize`), sent as ``"reward-variance"``: the scheduler weighs the
+        rewards by it (without it, it assumes the Laplace mechanism's for ``epsilon``).
 
     Returns
     -------
@@ -176,6 +181,8 @@ def train_reply(
         out[rec.LOSS] = float(loss)
     if epsilon is not None:
         out[rec.EPSILON] = float(epsilon)
+    if reward_variance is not None:
+        out[rec.VARIANCE] = float(reward_variance)
     for key, value in (metrics or {}).items():
         out[key] = value
     return Message(RecordDict({rec.ARRAYS: record, rec.METRICS: out}), reply_to=message)

@@ -15,9 +15,10 @@ A training instruction carries
 A training reply carries the trained arrays (same keys as received) and a
 :class:`~flwr.app.MetricRecord` under ``"metrics"``: ``"num-examples"`` (samples trained on),
 ``"rewards"`` (one value in [0, 1] per expert, in the order of ``"expert-ids"``), optionally
-``"expert-ids"`` (echo), ``"duration"`` (seconds), ``"loss"`` and ``"reward-epsilon"`` (the
+``"expert-ids"`` (echo), ``"duration"`` (seconds), ``"loss"``, ``"reward-epsilon"`` (the
 rewards carry local-differential-privacy noise for this ε, and may leave [0, 1]; see
-:func:`fedalign.privacy.privatize_rewards`).
+:func:`fedalign.privacy.privatize_rewards`) and ``"reward-variance"`` (that noise's variance
+per reward, :func:`fedalign.privacy.noise_variance`; needs ``"reward-epsilon"``).
 
 A profile query (``MessageType.QUERY`` with ``config["fedalign-request"] == "profile"``) is
 answered with a ConfigRecord under ``"profile"`` holding the node's capacity
@@ -50,6 +51,7 @@ __all__ = [
     "REQUEST",
     "REWARDS",
     "SERVER_ROUND",
+    "VARIANCE",
     "arrays_to_numpy",
     "expert_of_key",
     "numpy_to_arrays",
@@ -67,6 +69,7 @@ NUM_EXAMPLES = "num-examples"
 REWARDS = "rewards"
 DURATION = "duration"
 EPSILON = "reward-epsilon"
+VARIANCE = "reward-variance"
 LOSS = "loss"
 
 REQUEST = "fedalign-request"

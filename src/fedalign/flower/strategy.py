@@ -749,11 +749,13 @@ class FedAlign(Strategy):
             )
             has_duration = metrics.get(rec.DURATION) is not None
             has_epsilon = metrics.get(rec.EPSILON) is not None
+            has_variance = metrics.get(rec.VARIANCE) is not None
             feedback = Feedback(
                 samples=int(round(samples)),
                 rewards=dict(zip(experts, _rewards(metrics, experts), strict=True)),
                 duration=_scalar(metrics, rec.DURATION) if has_duration else None,
                 epsilon=_scalar(metrics, rec.EPSILON) if has_epsilon else None,
+                reward_variance=_scalar(metrics, rec.VARIANCE) if has_variance else None,
             )
         except (_BadReply, InvalidFeedbackError) as exc:
             return state.current.reject(client, str(exc))

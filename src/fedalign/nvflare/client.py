@@ -133,6 +133,7 @@ def train_reply(
     loss: float | None = None,
     metrics: Mapping[str, Any] | None = None,
     epsilon: float | None = None,
+    reward_variance: float | None = None,
 ) -> FLModel:
     """Build the reply to a training instruction.
 
@@ -162,6 +163,10 @@ def train_reply(
         The rewards are already privatized for this ε (:func:`fedalign.privatize_rewards`):
         sent as ``meta[EPSILON]`` so that the controller accepts rewards outside [0, 1] (its
         scheduler needs ``noisy_rewards=True``).
+    reward_variance : float > 0, optional
+        The variance of that noise per reward (``Feedback.reward_variance`` of
+        :func:`fedalign.privatize`), sent as ``meta[VARIANCE]``: the scheduler weighs the
+        rewards by it (without it, it assumes the Laplace mechanism's for ``epsilon``).
 
     Returns
     -------
@@ -194,6 +199,8 @@ def train_reply(
         meta[wire.WEIGHT] = float(weight)
     if epsilon is not None:
         meta[wire.EPSILON] = float(epsilon)
+    if reward_variance is not None:
+        meta[wire.VARIANCE] = float(reward_variance)
     out_metrics = dict(metrics or {})
     if loss is not None:
         out_metrics["loss"] = float(loss)

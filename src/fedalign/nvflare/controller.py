@@ -176,35 +176,11 @@ class FedAlignController(ModelController):
         super().__init__(
             persistor_id=persistor_id, ignore_result_error=True, task_check_period=task_check_period
         )
-        _check_int("num_rounds", num_rounds, 1)
-        if num_clients is not None:
-            _check_int("num_clients", num_clients, 1)
-        _check_int("train_timeout", train_timeout, 0)
-        if seed is not None:
-            _check_int("seed", seed, 0)
-        if dropout_duration is not None and not (
-            isinstance(dropout_duration, (int, float))
-            and not isinstance(dropout_duration, bool)
-            and math.isfinite(dropout_duration)
-            and dropout_duration >= 0
-        ):
-            raise ValueError(f"dropout_duration: expected seconds >= 0, got {dropout_duration!r}")
-        for name, value in (
-            ("scheduler_args", scheduler_args),
-            ("client_ids", client_ids),
-            ("profiles", profiles),
-            ("train_config", train_config),
-            ("aggregation", aggregation),
-            ("screen", screen),
-        ):
-            if value is not None and not isinstance(value, Mapping):
-                raise TypeError(f"{name}: expected a dict, got {type(value).__name__}")
-        # built once here, so that bad defense arguments fail when the job is defined
-        _defenses(aggregation, screen)
-        if scheduler_args is not None:
-            self._check_scheduler_args(scheduler_args)
-        for site, profile in (profiles or {}).items():
-            _profile_of(site, profile)  # raises with the site's name
+        self._check_arguments(
+            num_rounds=num_rounds, num_clients=num_clients, train_timeout=train_timeout, seed=seed,
+            dropout_duration=dropout_duration, scheduler_args=scheduler_args, client_ids=client_ids,
+            profiles=profiles, train_config=train_config, aggregation=aggregation, screen=screen,
+        )  # fmt: skip
         # Attribute names match the parameters: the Job API exports a component's
         # arguments by reading them back.
         self.num_rounds = int(num_rounds)
@@ -234,6 +210,53 @@ class FedAlignController(ModelController):
         self._expected: set[str] = set()
         self._collecting: int | None = None  # the round whose tasks are awaited
         self._all_ended = threading.Event()
+
+    @classmethod
+    def _check_arguments(
+        cls,
+        *,
+        num_rounds: Any,
+        num_clients: Any,
+        train_timeout: Any,
+        seed: Any,
+        dropout_duration: Any,
+        scheduler_args: Any,
+        client_ids: Any,
+        profiles: Any,
+        train_config: Any,
+        aggregation: Any,
+        screen: Any,
+    ) -> None:
+        """Validate the constructor's arguments, naming the one that is wrong."""
+        _check_int("num_rounds", num_rounds, 1)
+        if num_clients is not None:
+            _check_int("num_clients", num_clients, 1)
+        _check_int("train_timeout", train_timeout, 0)
+        if seed is not None:
+            _check_int("seed", seed, 0)
+        if dropout_duration is not None and not (
+            isinstance(dropout_duration, (int, float))
+            and not isinstance(dropout_duration, bool)
+            and math.isfinite(dropout_duration)
+            and dropout_duration >= 0
+        ):
+            raise ValueError(f"dropout_duration: expected seconds >= 0, got {dropout_duration!r}")
+        for name, value in (
+            ("scheduler_args", scheduler_args),
+            ("client_ids", client_ids),
+            ("profiles", profiles),
+            ("train_config", train_config),
+            ("aggregation", aggregation),
+            ("screen", screen),
+        ):
+            if value is not None and not isinstance(value, Mapping):
+                raise TypeError(f"{name}: expected a dict, got {type(value).__name__}")
+        # built once here, so that bad defense arguments fail when the job is defined
+        _defenses(aggregation, screen)
+        if scheduler_args is not None:
+            cls._check_scheduler_args(scheduler_args)
+        for site, profile in (profiles or {}).items():
+            _profile_of(site, profile)  # raises with the site's name
 
     @staticmethod
     def _check_scheduler_args(args: Mapping[str, Any]) -> None:
@@ -587,6 +610,7 @@ def read_reply(model: Any, experts: Sequence[int]) -> tuple[State, Feedback, flo
     weight = _number(meta, wire.WEIGHT)
     duration = _number(meta, wire.DURATION)
     epsilon = _number(meta, wire.EPSILON)
+    variance = _number(meta, wire.VARIANCE)
     rewards = meta.get(wire.REWARDS)
     if isinstance(rewards, (int, float)) and not isinstance(rewards, bool):
         rewards = [rewards]
@@ -606,6 +630,7 @@ def read_reply(model: Any, experts: Sequence[int]) -> tuple[State, Feedback, flo
         rewards=dict(zip((int(e) for e in experts), rewards, strict=True)),
         duration=duration,
         epsilon=epsilon,
+        reward_variance=variance,
     )
     return dict(params), feedback, samples if weight is None else weight
 

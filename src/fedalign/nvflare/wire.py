@@ -20,7 +20,8 @@ received (same shapes and dtypes, FULL, not a DIFF) and ``meta`` holding :data:`
 averaging weight), :data:`REWARDS` (one value in [0, 1] per expert, in :data:`EXPERT_IDS`
 order), optionally :data:`EXPERT_IDS` (echo), :data:`DURATION` (seconds), :data:`WEIGHT`
 and :data:`EPSILON` (the rewards carry local-differential-privacy noise for this ε and may
-leave [0, 1]); ``metrics`` is free (e.g. ``{"loss": ...}``).
+leave [0, 1]) with :data:`VARIANCE` (that noise's variance per reward); ``metrics`` is free
+(e.g. ``{"loss": ...}``).
 
 A site that cannot train answers with an ``FLModel`` whose ``meta`` holds :data:`ERROR` (a
 sentence) and no params: the controller records a dropout with that reason.
@@ -50,6 +51,7 @@ __all__ = [
     "SIMULATED_SECONDS",
     "SIMULATE_DROPOUT",
     "TASK_TRAIN",
+    "VARIANCE",
     "WEIGHT",
     "expert_of_key",
     "profile_from_mapping",
@@ -69,6 +71,7 @@ SAMPLES = "fedalign.samples"
 REWARDS = "fedalign.rewards"
 DURATION = "fedalign.duration"
 EPSILON = "fedalign.reward_epsilon"
+VARIANCE = "fedalign.reward_variance"
 WEIGHT = "fedalign.weight"
 ERROR = "fedalign.error"
 

@@ -180,7 +180,14 @@ class Scheduler:
         Rewards may carry zero-mean local-differential-privacy noise
         (``Feedback.epsilon``, :func:`fedalign.privacy.privatize_rewards`): rewards outside
         [0, 1] are accepted and the fitness average is kept unclipped, so it stays an
-        unbiased estimate of the exact rewards' average (fitness then leaves [0, 1]).
+        unbiased estimate of the exact rewards' average (fitness then leaves [0, 1]). A
+        noisy reward moves its pair's fitness by a Kalman-style gain ``P / (P + R0 + V)``
+        instead of ``fitness_ema``: ``V`` the report's noise variance
+        (``Feedback.reward_variance``), ``P`` the variance of the pair's estimate, which
+        shrinks with each report and grows back with ``fitness_decay``, ``R0`` the exact
+        rewards' own scatter, for which ``fitness_ema`` is the steady gain
+        (:class:`~fedalign.FitnessTracker`); the gain tends to ``fitness_ema`` as ``V``
+        vanishes. Exact rewards keep ``fitness_ema``.
         False (default): a reward outside [0, 1] is refused.
     warm_start : bool
         Pass the previous round's :class:`~fedalign.Solution` to the solver as a warm start
@@ -881,7 +888,23 @@ class Scheduler:
             samples=feedback.samples,
             duration=feedback.duration,
             completed=feedback.completed,
+            noise=self._reward_noise(feedback),
         )
+
+    def _reward_noise(self, feedback: Feedback) -> float | None:
+        """Variance of the privacy noise of each of the report's rewards (None: exact).
+
+        Only a scheduler built with ``noisy_rewards=True`` weighs rewards by their noise; a
+        report that states ``epsilon`` but no ``reward_variance`` is taken as Laplace
+        noise for its ε and number of rewards (:func:`fedalign.privacy.privatize_rewards`'
+        default mechanism).
+        """
+        if not self._settings.noisy_rewards or feedback.epsilon is None or not feedback.rewards:
+            return None
+        if feedback.reward_variance is not None:
+            return feedback.reward_variance
+        # fedalign.privacy.noise_variance(ε, k, "laplace"): Laplace noise of scale k / ε
+        return 2.0 * (len(feedback.rewards) / feedback.epsilon) ** 2
 
     def judge(
         self,
@@ -1007,8 +1030,13 @@ class Scheduler:
             self._prof.observe(op.rows, worked, samples, op.duration, done, op.deadline)
         if done.any():
             weight = self._credit_weights(op, done, trained)
+            noise = None if op.noise is None or np.isnan(op.noise).all() else op.noise[done]
             self._fit.record(
-                op.rows[done], trained[done], op.rewards[done], None if weight is None else weight[done]
+                op.rows[done],
+                trained[done],
+                op.rewards[done],
+                None if weight is None else weight[done],
+                noise=noise,
             )
             share = np.ones(trained.shape)
             assert op.verdict is not None

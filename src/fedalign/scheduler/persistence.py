@@ -27,6 +27,8 @@ before, and a file without them loads with their defaults):
     arrays          trust.score (float32)        only with the setting trust_rate > 0
                     trust.idle (int32)           only with the setting max_idle_rounds
                     open.verdict (float64)       only when the open round holds a verdict
+                    open.noise (float64)         only when the open round holds a noisy reward
+                    fit.variance (float32)       only once a noisy reward was recorded
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ class SchedulerState:
     rng : dict
         The random generator's ``bit_generator.state``.
     fitness : dict
-        :meth:`FitnessTracker.state_dict`'s arrays (``fitness``, ``synced``, ``count``).
+        :meth:`FitnessTracker.state_dict`'s arrays (``fitness``, ``synced``, ``count``, and
+        ``variance`` once a noisy reward was recorded).
     usage : dict
         :meth:`UsageTracker.state_dict`'s arrays (``usage``, ``pending``).
     profiler : dict
@@ -147,6 +150,8 @@ class SchedulerState:
         """
         arrays: dict[str, NDArray[Any]] = {}
         arrays.update({f"fit.{k}": self.fitness[k] for k in _FIT_KEYS})
+        if "variance" in self.fitness:
+            arrays["fit.variance"] = self.fitness["variance"]
         arrays.update({f"use.{k}": self.usage[k] for k in _USE_KEYS})
         arrays.update({f"prof.{k}": v for k, v in self.profiler.items()})
         op = self.open_round
@@ -215,7 +220,10 @@ class SchedulerState:
                 rounds_closed=closed,
                 last_round=last,
                 rng=rng,
-                fitness={k: arrays[f"fit.{k}"] for k in _FIT_KEYS},
+                fitness={
+                    **{k: arrays[f"fit.{k}"] for k in _FIT_KEYS},
+                    **({"variance": arrays["fit.variance"]} if "fit.variance" in arrays else {}),
+                },
                 usage={k: arrays[f"use.{k}"] for k in _USE_KEYS},
                 profiler={k[5:]: v for k, v in arrays.items() if k.startswith("prof.")},
                 open_round=open_round,

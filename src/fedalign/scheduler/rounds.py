@@ -38,9 +38,11 @@ ARRAYS: dict[str, tuple[Any, bool]] = {
 }
 
 #: Saved only when they hold something: the server's verdicts on the round's reports
-#: (:meth:`fedalign.Scheduler.judge`; NaN: none). A round without them is the format-1 layout.
+#: (:meth:`fedalign.Scheduler.judge`; NaN: none) and the noise variance of each noisy reward
+#: (NaN: an exact one). A round without them is the format-1 layout.
 OPTIONAL_ARRAYS: dict[str, tuple[Any, bool]] = {
     "verdict": (np.float64, True),
+    "noise": (np.float64, True),
 }
 
 #: What each saved array may hold, beyond its dtype (see :func:`fedalign._arrays.checked_array`):
@@ -57,6 +59,7 @@ _VALUES: dict[str, dict[str, Any]] = {
     "trained": {"kind": "bool"},
     "rewards": {"kind": "float", "low": 0.0, "high": 1.0},
     "verdict": {"kind": "float", "low": 0.0, "high": 1.0, "nan": True},
+    "noise": {"kind": "float", "above": 0.0, "nan": True},
 }
 
 
@@ -85,6 +88,8 @@ class OpenRound:
     verdict : (m, E) float64
         The server's plausibility verdict on each (client, expert) of the round, in [0, 1]
         (NaN: none given).
+    noise : (m, E) float64
+        Variance of the privacy noise of each reward (NaN: an exact reward).
     """
 
     round: int
@@ -98,6 +103,7 @@ class OpenRound:
     trained: NDArray[np.bool_]
     rewards: NDArray[np.float64]
     verdict: NDArray[np.float64] | None = None
+    noise: NDArray[np.float64] | None = None
     _positions: dict[int, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +111,8 @@ class OpenRound:
         self._positions = {int(r): k for k, r in enumerate(self.rows.tolist())}
         if self.verdict is None:
             self.verdict = np.full(self.assigned.shape, np.nan)
+        if self.noise is None:
+            self.noise = np.full(self.assigned.shape, np.nan)
 
     @classmethod
     def start(
@@ -142,10 +150,14 @@ class OpenRound:
         samples: int,
         duration: float | None,
         completed: bool,
+        noise: float | None = None,
     ) -> None:
-        """Store one validated report at cohort position ``pos``."""
+        """Store one validated report at cohort position ``pos`` (``noise``: the variance of
+        its rewards' privacy noise, None for exact rewards)."""
+        assert self.noise is not None
         self.trained[pos] = trained
         self.rewards[pos] = rewards
+        self.noise[pos] = np.where(trained, np.nan if noise is None else noise, np.nan)
         self.samples[pos] = samples
         self.duration[pos] = np.nan if duration is None else duration
         self.completed[pos] = completed
@@ -175,8 +187,10 @@ class OpenRound:
         """The saved form: copies of the arrays, named as in :data:`ARRAYS` (and those of
         :data:`OPTIONAL_ARRAYS` that hold something)."""
         out = {k: np.array(getattr(self, k)) for k in ARRAYS}
-        if self.verdict is not None and not np.isnan(self.verdict).all():
-            out["verdict"] = np.array(self.verdict)
+        for k in OPTIONAL_ARRAYS:
+            a = getattr(self, k)
+            if a is not None and not np.isnan(a).all():
+                out[k] = np.array(a)
         return out
 
     @classmethod

@@ -25,7 +25,8 @@ it did. The returned
 :class:`~fedalign.solvers.base.Solution` is the chosen solver's, with ``solver`` naming it,
 ``runtime`` covering the whole call, and ``info["auto"]`` saying what was chosen. When the
 chosen solver raises :class:`~fedalign.InfeasibleError` (an exact solver can give up when its
-time limit ends), ``greedy`` gets one try; its Solution is returned if it finds a plan
+time limit ends), ``greedy`` gets one try when the time left allows it
+(:data:`GREEDY_SECONDS_PER_PAIR`); its Solution is returned if it finds a plan
 (``info["auto"]["fallback"]`` says so), else the first error is raised.
 """
 
@@ -57,6 +58,11 @@ __all__ = ["FEW_EXPERTS", "SMALL_PAIRS", "AutoSolver", "choice", "choose"]
 
 #: Largest ``n_clients * n_experts`` for which a knapsack problem goes to an exact MILP.
 SMALL_PAIRS = 20_000
+#: Seconds per client-expert pair that ``greedy`` spends before its first look at the clock
+#: (its first insertion segment: about 1 s at 100,000 x 128 on a loaded 2-core machine, where
+#: a fallback started with 0.9 s left ended 1 s past the limit, docs/benchmarks.md): with
+#: less time left the fallback is not tried.
+GREEDY_SECONDS_PER_PAIR = 8e-8
 
 
 def _usable(name: str) -> Solver | None:
@@ -177,7 +183,9 @@ class AutoSolver(Solver):
             if chosen == "greedy" or not get_solver("greedy").accepts(problem):
                 raise
             remaining = None if time_limit is None else time_limit - (time.perf_counter() - start)
-            if remaining is not None and remaining < max(0.2, 0.1 * time_limit):  # type: ignore[operator]
+            if remaining is not None and remaining < max(
+                0.2, 0.1 * time_limit, GREEDY_SECONDS_PER_PAIR * note["pairs"]  # type: ignore[operator]
+            ):
                 raise  # no time left for greedy: starting it would only overrun the limit
             try:
                 solution = get_solver("greedy").solve(problem, time_limit=remaining, seed=seed)

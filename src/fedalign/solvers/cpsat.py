@@ -307,6 +307,17 @@ def _start(
     return _hint(problem, budget), "nothing"
 
 
+def _add_hint(
+    model: Any, sf: StandardForm, zs: list[Any], start: NDArray[np.bool_], steps: NDArray[np.float64]
+) -> None:
+    """``start`` as CP-SAT's hint: its pairs, and each soft row's excess in the model's steps."""
+    m = sf.n_pairs
+    excess = np.rint(sf.columns(start)[m:] * steps).astype(np.int64)
+    values = start[sf.rows, sf.cols].astype(np.int64).tolist() + excess.tolist()
+    for var, value in zip(zs, values, strict=True):
+        model.add_hint(var, value)
+
+
 def _with_warm(info: dict[str, Any], warm: WarmStart | None, reused: str) -> dict[str, Any]:
     """``info`` with ``warm_start`` noted when a warm start was given."""
     if warm is not None:
@@ -392,12 +403,8 @@ class CPSATSolver(Solver):
             note = {"cp_status": "not run: the model took the whole time limit", "hinted": True,
                     "returned_hint": True}
             return Result(assignment=start, info=_with_warm(note, warm, reused))
-        hinted = start is not None
         if start is not None:
-            excess = np.rint(sf.columns(start)[m:] * steps).astype(np.int64)
-            values = start[sf.rows, sf.cols].astype(np.int64).tolist() + excess.tolist()
-            for var, value in zip(zs, values, strict=True):
-                model.add_hint(var, value)
+            _add_hint(model, sf, zs, start, steps)
 
         solver = cp_model.CpSolver()
         if budget.time_limit is not None:
@@ -411,7 +418,7 @@ class CPSATSolver(Solver):
         slack = (0.0 if exact_cost[:m].all() else 0.5 * slots) + 0.5 * float(step_ub[~exact_cost[m:]].sum())
         info: dict[str, Any] = _with_warm({
             "cp_status": name,
-            "hinted": hinted,
+            "hinted": start is not None,
             "exact_objective": slack == 0.0,
             "scale": scale,
             "tolerance": 2.0 * slack / scale,

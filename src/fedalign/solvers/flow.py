@@ -56,19 +56,31 @@ does not settle, the solver falls back to the dense graph. Graphs under a millio
 pairs are solved densely by default (one solve is faster there). ``Solution.info`` records
 ``rounds``, ``candidate_pairs`` and whether the dense graph was solved (``dense``).
 ``benchmarks/flow_scale.py`` measures sparse against dense.
+
+OR-Tools' min-cost flow has no clock. Under a time limit, a graph of :data:`ISOLATE_PAIRS`
+allowed pairs or more (or any graph when the time left is short) is solved in a forked
+worker process killed at the deadline (:mod:`fedalign.solvers._worker`), and only when the
+solve may end in time at all (:data:`FAST_SECONDS_PER_PAIR`). Meanwhile this process makes
+a *quick plan* (:func:`_quick_plan`): expert prices from the optimal flow on a sample of
+the clients (:func:`sample_potentials`, at most :data:`QUICK_SAMPLE_CLIENTS` of them), each client's best experts at those prices
+(:func:`priced_choice`), repaired and filled. When the worker is stopped the quick plan is
+returned (status ``feasible``, ``info["exact"]`` saying why) with the Lagrangian bound those
+prices prove; when neither can end in time, :class:`~fedalign.TimeLimitError`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .._validation import Boolean, Constraint, Interval
-from ..errors import AlignmentError, InfeasibleError
+from ..errors import AlignmentError, InfeasibleError, TimeLimitError
 from ..problem import SEAT_ROW, AlignmentProblem
+from . import _worker
 from ._flow_network import (
     INF,
     FlowResult,
@@ -81,9 +93,10 @@ from ._flow_network import (
 )
 from ._flow_rows import CountIntervals, count_intervals, soft_counts
 from .base import Budget, Result, RowSupport, Solver, register
+from .repair import add_best_first, repair
 from .warm import WarmStart, price_info
 
-__all__ = ["CountIntervals", "FlowSolver", "count_intervals"]
+__all__ = ["CountIntervals", "FlowSolver", "count_intervals", "priced_choice", "sample_potentials"]
 
 #: Sparse re-solves before falling back to the dense graph.
 _MAX_ROUNDS = 12
@@ -214,17 +227,28 @@ def _sparse(net: Network, extra: int, prices: NDArray[np.float64] | None = None)
             mask = _top_per_row(net.cost - charge[None, :], net.eligible, net.hi + extra)
             return _certify(net, mask, extra)
     if net.n >= _SAMPLE_MIN:
-        sub_net = sample(net, _SAMPLE_STRIDE)
-        sub = _sparse(sub_net, extra)
-        if sub is None:
-            rows, cols = np.nonzero(sub_net.eligible)
-            res = solve_pairs(sub_net, rows, cols)
-            pot = potentials(sub_net, res)
-            sub = None if pot is None else _Certified(res, pot, 1, rows.size)
-        if sub is not None and not sub.res.uses_slack:
-            mask = _top_per_row(net.cost + sub.pot.expert[None, :], net.eligible, net.hi + extra)
+        pot = sample_potentials(net, extra)
+        if pot is not None:
+            mask = _top_per_row(net.cost + pot.expert[None, :], net.eligible, net.hi + extra)
             return _certify(net, mask, extra)
     return _certify(net, _candidates(net, extra), extra)
+
+
+def sample_potentials(net: Network, extra: int, stride: int | None = None) -> Potentials | None:
+    """Potentials of the optimal flow on every ``stride``-th client (:func:`sample`; default
+    ``_SAMPLE_STRIDE``).
+
+    Their expert part prices the experts for the whole cohort, in ``net``'s units. None when
+    the sample needs slack (its scaled bounds cannot all be met).
+    """
+    sub_net = sample(net, _SAMPLE_STRIDE if stride is None else stride)
+    sub = _sparse(sub_net, extra)
+    if sub is None:
+        rows, cols = np.nonzero(sub_net.eligible)
+        res = solve_pairs(sub_net, rows, cols)
+        pot = potentials(sub_net, res)
+        sub = None if pot is None else _Certified(res, pot, 1, rows.size)
+    return None if sub is None or sub.res.uses_slack else sub.pot
 
 
 # --------------------------------------------------------------------------- warm starts
@@ -280,6 +304,256 @@ def _potential_prices(problem: AlignmentProblem, pot: Potentials, scale: float) 
     pe = pot.expert.astype(np.float64)
     price = (pe.max(initial=0.0) - pe) / scale if pe.size else pe
     return price_info(problem.expert_ids, [(SEAT_ROW, "expert", "upper", price)])
+
+
+# --------------------------------------------------------------------------- the exact solve
+
+
+#: Under a time limit, graphs with at least this many allowed pairs are solved in a worker
+#: process stopped at the deadline (OR-Tools' min-cost flow has no clock), while this process
+#: makes a quick plan to fall back on.
+ISOLATE_PAIRS = 300_000
+#: Seconds per allowed pair of the exact solve on a quiet machine (2.8e-7 measured at
+#: 100,000 x 128 under a load of 2 on 2 cores, docs/benchmarks.md): when even this rate does
+#: not fit the time left, the worker is not started.
+FAST_SECONDS_PER_PAIR = 2e-7
+#: A rate no solve of a small graph exceeds, loaded: below :data:`ISOLATE_PAIRS` a graph is
+#: solved in this process only when this rate fits the time left.
+SLOW_SECONDS_PER_PAIR = 1e-6
+#: Seconds per client-expert pair of the quick plan besides its sample's flow (the priced
+#: choice, the repair and the fill: 0.9 s at 100,000 x 128 under a load of 2): when it does
+#: not fit the time left, it is not started.
+FALLBACK_SECONDS_PER_PAIR = 7e-8
+#: Seconds per client-expert pair of the quick plan's final fill (one segment of
+#: :func:`~fedalign.solvers.repair.add_best_first`, which looks at the clock only between
+#: segments; 0.15 s at 100,000 x 128, loaded): skipped when it does not fit.
+FILL_SECONDS_PER_PAIR = 2e-8
+
+
+#: Clients the quick plan's sample holds at most (every 8th client at least): at 100,000 x
+#: 128 every 16th took 0.2 s where every 8th took 1.0 s (it samples again inside), and its
+#: prices bounded the optimum within 1.1e-4 instead of 6.4e-5.
+QUICK_SAMPLE_CLIENTS = 6000
+#: From this many client-expert pairs on, timings are long enough to tell the machine's
+#: load (:func:`_slowdown`, and the quick plan's check after its sample).
+SLOWDOWN_PAIRS = 1_000_000
+#: Seconds per client-expert pair of building the network (0.17 s at 100,000 x 128 under a
+#: load of 2 on 2 cores).
+NETWORK_SECONDS_PER_PAIR = 1.3e-8
+
+
+def _slowdown(seconds: float, problem: AlignmentProblem) -> float:
+    """How many times slower than :data:`NETWORK_SECONDS_PER_PAIR` the network was built
+    (at least 1; 1 below :data:`SLOWDOWN_PAIRS`, where the timing says little)."""
+    pairs = float(problem.n_clients) * problem.n_experts
+    if pairs < SLOWDOWN_PAIRS:
+        return 1.0
+    return max(1.0, seconds / (NETWORK_SECONDS_PER_PAIR * pairs))
+
+
+@dataclass
+class _Exact:
+    """The optimal flow of the whole network (its chosen pairs only), potentials if known."""
+
+    res: FlowResult
+    pot: Potentials | None
+    info: dict[str, Any]
+
+
+def _exact(net: Network, extra: int, prices: NDArray[np.float64] | None, dense: bool) -> _Exact:
+    """The exact solve: certified sparse rounds, else (or with ``dense``) the whole graph.
+
+    It may run in a worker process, so it returns only what the caller reads (the chosen
+    pairs, not every arc of the graph) to keep the pickled answer small.
+    """
+    res: FlowResult | None = None
+    pot: Potentials | None = None
+    info: dict[str, Any] = {"rounds": 1}
+    if not dense:
+        cert = _sparse(net, extra, prices)
+        if cert is not None:
+            res, pot = cert.res, cert.pot
+            info.update(rounds=cert.rounds, candidate_pairs=cert.pairs)
+    info["dense"] = res is None
+    if res is None:
+        rows, cols = np.nonzero(net.eligible)
+        res = solve_pairs(net, rows, cols)
+        info["candidate_pairs"] = int(rows.size)
+    k = int(res.chosen.sum())
+    res = replace(res, rows=res.rows[res.chosen], cols=res.cols[res.chosen], chosen=np.ones(k, bool))
+    return _Exact(res, pot, info)
+
+
+#: Experts per client, beyond the most it may take, that the quick plan's final fill considers.
+_FILL_EXTRA = 3
+
+
+def priced_choice(
+    problem: AlignmentProblem, net: Network, prices: NDArray[np.float64]
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_], float]:
+    """Each client's best experts at expert ``prices``, its next ones, and the Lagrangian bound.
+
+    Client ``i`` takes, among the pairs it may have, its ``lo[i]`` best by ``d - price`` and
+    then every further one of positive ``d - price`` up to ``hi[i]``: its best choice when
+    the expert rows are priced instead of enforced. For any prices, the sum of these values
+    plus ``price_j * hi_j`` per expert (``price_j * lo_j`` where the price is negative,
+    i.e. pays for a lower bound) is at least the objective of any feasible assignment:
+    each expert's count lies within its bounds, total rows only remove assignments and
+    soft rows' penalties are never negative. A relative ``1e-9`` covers the float sums'
+    rounding.
+
+    Returns
+    -------
+    x : (n, E) bool array
+        The choice; expert and total rows are not enforced (a repair does that).
+    near : (n, E) bool array
+        Each client's next :data:`_FILL_EXTRA` experts by ``d - price`` that it may have and
+        did not take: where a final fill looks for pairs of positive desirability.
+    bound : float
+    """
+    n, e = net.n, net.e
+    x = np.zeros((n, e), dtype=bool)
+    near = np.zeros((n, e), dtype=bool)
+    value = float(np.where(prices >= 0, prices * net.ehi, prices * net.elo).sum())
+    k = int(min(e, net.hi.max(initial=0)))
+    if k > 0:
+        r = problem.desirability - prices[None, :]  # one (n, E) array, then changed in place
+        r[~net.eligible] = -np.inf
+        idx, val = _best(r, min(e, k + _FILL_EXTRA))
+        pos = np.arange(idx.shape[1])[None, :]
+        take = (pos < net.hi[:, None]) & np.isfinite(val) & ((val > 0) | (pos < net.lo[:, None]))
+        rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)
+        x[rows[take], idx[take]] = True
+        rest = ~take & np.isfinite(val)
+        near[rows[rest], idx[rest]] = True
+        value += float(val[take].sum())
+    return x, near, value + 1e-9 * max(1.0, abs(value))
+
+
+def _best(r: NDArray[np.float64], k: int) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Per row, the positions and values of its ``k`` largest entries, largest first.
+
+    Up to 8 of them by repeated ``argmax`` (each taken one set to -inf: ``r`` is consumed),
+    several times faster than a partial sort of the whole matrix; more by ``argpartition``.
+    """
+    n, e = r.shape
+    if k <= 8:
+        rows = np.arange(n)
+        idx = np.empty((n, k), dtype=np.intp)
+        val = np.empty((n, k))
+        for t in range(k):  # k <= 8 passes over the matrix, never a loop over pairs
+            idx[:, t] = r.argmax(axis=1)
+            val[:, t] = r[rows, idx[:, t]]
+            r[rows, idx[:, t]] = -np.inf
+        return idx, val
+    part = np.argpartition(r, e - k, axis=1)[:, e - k :] if k < e else np.broadcast_to(np.arange(e), (n, e))
+    vals = np.take_along_axis(r, part, axis=1)
+    order = np.argsort(-vals, axis=1)
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+def _quick_plan(
+    problem: AlignmentProblem, net: Network, extra: int, budget: Budget, rng: np.random.Generator
+) -> tuple[NDArray[np.bool_], float, str, Potentials | None] | str:
+    """A repaired plan, its bound, where its prices came from and the sample's potentials
+    (None without a sample); or why there is none.
+
+    Prices are the expert potentials of the optimal flow on a sample of the clients
+    (:func:`sample_potentials` on every 8th client, or fewer: at most
+    :data:`QUICK_SAMPLE_CLIENTS`; none below 2 sampled clients or when the sample needs
+    slack, then 0); :func:`priced_choice` gives each client's choice and the bound, and
+    :func:`~fedalign.solvers.repair.repair` makes the choice feasible.
+    """
+    pairs = float(problem.n_clients) * problem.n_experts
+    eligible = int(net.eligible.sum())
+    stride = max(_SAMPLE_STRIDE, -(-net.n // QUICK_SAMPLE_CLIENTS))
+    sample_guess = FAST_SECONDS_PER_PAIR * eligible / stride
+    guess = FALLBACK_SECONDS_PER_PAIR * pairs + sample_guess
+    left = budget.remaining()
+    if guess > left:
+        return f"a quick plan (about {guess:.1f} s) could not end in the {left:.1f} s left either"
+    t0 = time.perf_counter()
+    pot = sample_potentials(net, extra, stride) if net.n >= 2 * stride else None
+    if pairs >= SLOWDOWN_PAIRS:
+        # The sample's flow ran as slowly as the machine is now: the rest (the choice has no
+        # clock) will too; give up now rather than end past the limit.
+        slowdown = max(1.0, (time.perf_counter() - t0) / sample_guess)
+        rest, left = slowdown * FALLBACK_SECONDS_PER_PAIR * pairs, budget.remaining()
+        if rest > left:
+            return f"the rest of a quick plan (about {rest:.1f} s here now) could not end in the {left:.1f} s left"
+    if pot is None:
+        prices, source = np.zeros(net.e), "none (the bound drops the expert rows)"
+    else:
+        prices = (float(pot.sink) - pot.expert.astype(np.float64)) / net.scale
+        source = f"the optimal flow on every {stride}th client"
+    first, near, bound = priced_choice(problem, net, prices)
+    try:
+        # The repair's own fill would sort every positive pair; the clients' next few experts
+        # hold nearly all it adds (a full fill closed 1.8 % of gap at 100,000 x 128 against
+        # 0.006 % left) at a fraction of the cost. Soft rows need the priced fill.
+        soft = bool(problem.soft_rows)
+        x = repair(problem, first, fill=soft, budget=budget, rng=rng)
+        if not soft and FILL_SECONDS_PER_PAIR * pairs <= budget.remaining():  # no clock inside
+            cand = near & ~x & (problem.desirability > 0)
+            x = add_best_first(problem, x, cand, problem.desirability, rng=rng, budget=budget)
+    except TimeLimitError:
+        return "the quick plan's repair ran out of time too"
+    except InfeasibleError as exc:
+        return f"the quick plan's repair found no feasible assignment ({exc})"
+    return x, bound, source, pot
+
+
+def _bounded(
+    problem: AlignmentProblem,
+    task: tuple[Network, int, NDArray[np.float64] | None, bool],
+    budget: Budget,
+    rng: np.random.Generator,
+    slowdown: float = 1.0,
+) -> _Exact | Result:
+    """The exact solve under a time limit: the optimum if it ends in time, else a quick plan.
+
+    The exact solve runs in a forked worker (:mod:`._worker`) killed at the deadline, and
+    only when :data:`FAST_SECONDS_PER_PAIR` times ``slowdown`` (how much slower than
+    expected the network was built, :func:`_slowdown`) says it may end in time; meanwhile
+    this process makes the quick plan (:func:`_quick_plan`). Without the optimum the quick
+    plan is returned as ``feasible`` with the Lagrangian bound of :func:`priced_choice`,
+    ``info["exact"]`` saying why; without either, :class:`~fedalign.TimeLimitError`.
+    """
+    net = task[0]
+    pairs = int(net.eligible.sum())
+    guess, left = FAST_SECONDS_PER_PAIR * pairs * slowdown, budget.remaining()
+    # On a loaded machine (2 cores) a worker that cannot end in time only slows the quick plan.
+    pending = _worker.start(_exact, task) if guess <= left else None
+    try:
+        plan = _quick_plan(problem, net, task[1], budget, rng)
+        if pending is not None:
+            assert budget.deadline is not None  # a time limit is set
+            outcome = pending.wait(budget.deadline)
+            if outcome.finished:
+                done: _Exact = outcome.value
+                done.info.update(isolated=outcome.isolated, exact_seconds=outcome.seconds)
+                return done
+    finally:
+        if pending is not None:
+            pending.cancel()
+    why = (
+        "the exact min-cost flow was stopped at the time limit"
+        if pending is not None
+        else f"the exact min-cost flow (about {guess:.1f} s for {pairs:,} pairs) could not end in the {left:.1f} s left"
+    )
+    if isinstance(plan, str):
+        raise TimeLimitError(budget.message(f"solving exactly ({why}; {plan})"))
+    x, bound, source, pot = plan
+    info: dict[str, Any] = {
+        "scale": net.scale,
+        "exact": why,
+        "fallback": "each client's best experts at sampled expert prices, repaired",
+        "prices_from": source,
+        "bound": "Lagrangian: the expert rows priced instead of enforced",
+    }
+    if pot is not None:  # a next round's warm start ranks its candidates with them
+        info["prices"] = _potential_prices(problem, pot, net.scale)
+    return Result(assignment=x, bound=bound, optimal=False, info=info)
 
 
 # --------------------------------------------------------------------------- the solver
@@ -358,32 +632,32 @@ class FlowSolver(Solver):
         reason = problem.infeasibility_reason()
         if reason is not None:
             raise InfeasibleError(reason)
+        t0 = time.perf_counter()
         net = network(problem, counts, soft)
-        extra = 4 if candidates is None else int(candidates)
+        slowdown = _slowdown(time.perf_counter() - t0, problem)
         info: dict[str, Any] = {"scale": net.scale, "tolerance": net.tolerance}
-
-        res: FlowResult | None = None
         n_eligible = int(net.eligible.sum())
-        info["rounds"] = 1
         if dense is None:
             dense = n_eligible < _DENSE_BELOW
         prices = None if warm is None else warm_expert_prices(problem, warm)
         if warm is not None:
             reused = "expert prices" if prices is not None and not dense else "nothing"
             info["warm_start"] = {"reused": reused}
-        if not dense:
-            cert = _sparse(net, extra, None if prices is None else prices)
-            if cert is not None:
-                res = cert.res
-                info.update(rounds=cert.rounds, candidate_pairs=cert.pairs)
-                info["prices"] = _potential_prices(problem, cert.pot, net.scale)
-        info["dense"] = res is None
-        if res is None:
-            rows, cols = np.nonzero(net.eligible)
-            res = solve_pairs(net, rows, cols)
-            info["candidate_pairs"] = n_eligible
-        if res.uses_slack:
-            raise InfeasibleError(_slack_reason(res, counts, problem))
+        task = (net, 4 if candidates is None else int(candidates), prices, dense)
+        if budget.time_limit is None or (
+            n_eligible < ISOLATE_PAIRS and SLOW_SECONDS_PER_PAIR * n_eligible <= budget.remaining()
+        ):
+            exact = _exact(*task)
+        else:
+            bounded = _bounded(problem, task, budget, rng, slowdown)
+            if isinstance(bounded, Result):  # the quick plan: the exact solve did not end in time
+                return bounded
+            exact = bounded
+        if exact.res.uses_slack:
+            raise InfeasibleError(_slack_reason(exact.res, counts, problem))
+        info.update(exact.info)
+        if exact.pot is not None:
+            info["prices"] = _potential_prices(problem, exact.pot, net.scale)
         x = np.zeros(problem.shape, dtype=bool)
-        x[res.rows[res.chosen], res.cols[res.chosen]] = True
+        x[exact.res.rows[exact.res.chosen], exact.res.cols[exact.res.chosen]] = True
         return Result(assignment=x, optimal=True, info=info)

@@ -19,6 +19,7 @@ upper bound* of its subproblem (equal to its optimum when the search completes).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -177,6 +178,36 @@ def greedy(
     return total, items
 
 
+@dataclass
+class _Frontier:
+    """The open nodes of a chunk's search, one row each: client (position in the chunk),
+    last candidate position taken, count, profit, each client row's usage, the items
+    (candidate positions, -1 padded) and the bound of the node's descendants."""
+
+    cl: NDArray[np.int64]
+    last: NDArray[np.int64]
+    cnt: NDArray[np.int64]
+    prof: NDArray[np.float64]
+    used: list[NDArray[np.float64]]
+    items: NDArray[np.int64]
+    node_ub: NDArray[np.float64]
+
+    @classmethod
+    def roots(cls, h: int, k_hi: int, n_knaps: int) -> _Frontier:
+        """One empty root per client."""
+        return cls(
+            cl=np.arange(h), last=np.full(h, -1), cnt=np.zeros(h, dtype=np.int64),
+            prof=np.zeros(h), used=[np.zeros(h) for _ in range(n_knaps)],
+            items=np.full((h, k_hi), -1, dtype=np.int64), node_ub=np.full(h, np.inf),
+        )  # fmt: skip
+
+    def take(self, keep: NDArray[np.bool_] | NDArray[np.intp]) -> _Frontier:
+        return _Frontier(
+            self.cl[keep], self.last[keep], self.cnt[keep], self.prof[keep],
+            [u[keep] for u in self.used], self.items[keep], self.node_ub[keep],
+        )  # fmt: skip
+
+
 def _bb_chunk(
     sub: Subproblems,
     cand_r: NDArray[np.float64],
@@ -184,89 +215,110 @@ def _bb_chunk(
     x: NDArray[np.bool_],
     values: NDArray[np.float64],
 ) -> bool:
+    """Branch and bound for the chunk's clients ``rows`` (candidates' reduced profits
+    ``cand_r``); writes improved choices into ``x`` and each client's bound into ``values``.
+    Returns whether every search completed (the bounds are then the optima)."""
     h = rows.size
-    eps = sub.eps
-    n_cand = np.isfinite(cand_r).sum(axis=1)
-    m = int(n_cand.max())
+    m = int(np.isfinite(cand_r).sum(axis=1).max())
     idx, val = top_sorted(cand_r, m)
-    kmax = sub.kmax[rows]
-    kmin = sub.kmin[rows]
+    kmax, kmin = sub.kmax[rows], sub.kmin[rows]
     k_hi = int(kmax.max())
     val0 = np.where(np.isfinite(val), val, 0.0)
     cp = np.concatenate([np.zeros((h, 1)), np.cumsum(np.maximum(val0, 0.0), axis=1)], axis=1)
-    cols = np.arange(m)
     knaps = _knaps(sub, rows, idx, val, val0, kmax)
     best = values[rows].copy()
     best_items = np.full((h, k_hi), -1, dtype=np.int64)  # candidate positions
-    improved = np.zeros(h, dtype=bool)
     # A greedy incumbent: experts by LP-reduced profit r - beta.w, each taken if it fits.
     # A strong incumbent from the start is what keeps the search small.
     g_val, g_items = greedy(val, knaps, kmax, kmin)
-    better = g_val > best
-    if better.any():
-        best = np.where(better, g_val, best)
-        best_items[better] = g_items[better]
-        improved |= better
-    # the frontier: one root per client
-    cl = np.arange(h)
-    last = np.full(h, -1)
-    cnt = np.zeros(h, dtype=np.int64)
-    prof = np.zeros(h)
-    used = [np.zeros(h) for _ in knaps]  # each node's usage of each client row
-    items = np.full((h, k_hi), -1, dtype=np.int64)
+    improved = g_val > best
+    best = np.where(improved, g_val, best)
+    best_items[improved] = g_items[improved]
     upper = np.full(h, NEG)  # valid bound of what the search left open
-    node_ub = np.full(h, np.inf)  # bound of each live node's descendants
+    front = _Frontier.roots(h, k_hi, len(knaps))
     exact = True
-    while cl.size:
-        if cl.size * m > min(BB_MAX_CELLS, sub.node_budget * h):
-            keep = _cut(cl, node_ub, upper, m, h, sub.node_budget)
+    while front.cl.size:
+        if front.cl.size * m > min(BB_MAX_CELLS, sub.node_budget * h):
+            front = front.take(_cut(front.cl, front.node_ub, upper, m, h, sub.node_budget))
             exact = False
-            cl, last, cnt, prof = cl[keep], last[keep], cnt[keep], prof[keep]
-            used = [u[keep] for u in used]
-            items, node_ub = items[keep], node_ub[keep]
-            if not cl.size:
+            if not front.cl.size:
                 break
-        vv = val[cl]
-        child_p = prof[:, None] + vv
-        bound = child_p + _completion(knaps, used, cl, cnt, kmax, cp, k_hi)
-        ok = (cols[None, :] > last[:, None]) & np.isfinite(vv) & (cnt < kmax[cl])[:, None]
-        short = cnt < kmin[cl]
-        for row, u in zip(knaps, used, strict=True):
-            if row.low is not None:
-                short |= u < row.low[cl]  # a lower bound still unmet: non-positive ones may help
-        ok &= (vv > 0) | short[:, None]
-        ok &= bound > best[cl][:, None] + eps
-        for row, u in zip(knaps, used, strict=True):
-            if row.cap is not None:
-                ok &= u[:, None] + row.w[cl] <= row.cap[cl][:, None]
-        ni, j = np.nonzero(ok)
-        if ni.size == 0:
+        children = _children(sub, front, knaps, val, cp, kmax, kmin, best, k_hi)
+        if children is None:
             break
-        c_cl = cl[ni]
-        c_cnt = cnt[ni] + 1
-        c_prof = child_p[ni, j]
-        c_bound = bound[ni, j]
-        c_used = [u[ni] + row.w[c_cl, j] for row, u in zip(knaps, used, strict=True)]
-        c_items = items[ni]
-        c_items[np.arange(ni.size), cnt[ni]] = j
-        # complete: a subset that holds every client row
-        complete = c_cnt >= kmin[c_cl]
-        for row, u in zip(knaps, c_used, strict=True):
-            if row.low is not None:
-                complete &= u >= row.low[c_cl]
+        child, complete = children
         if complete.any():
-            _record(complete, c_cl, c_prof, c_items, best, best_items, improved)
-        live = (c_cnt < kmax[c_cl]) & (c_bound > best[c_cl] + eps)
-        cl, last, cnt, prof = c_cl[live], j[live], c_cnt[live], c_prof[live]
-        used = [u[live] for u in c_used]
-        items = c_items[live]
-        node_ub = c_bound[live]
-        if cl.size and sub.out_of_time():
+            _record(complete, child.cl, child.prof, child.items, best, best_items, improved)
+        front = child.take((child.cnt < kmax[child.cl]) & (child.node_ub > best[child.cl] + sub.eps))
+        if front.cl.size and sub.out_of_time():
             # Out of time: every open node is cut; its bound, within the count relaxation's
             # (valid for the whole subproblem), bounds what it hid.
-            np.maximum.at(upper, cl, np.minimum(node_ub, sub.count_ub[rows[cl]]))
+            np.maximum.at(upper, front.cl, np.minimum(front.node_ub, sub.count_ub[rows[front.cl]]))
             exact = False
             break
+    _write_back(sub, rows, idx, x, values, best, best_items, improved, upper)
+    return exact
+
+
+def _children(
+    sub: Subproblems,
+    front: _Frontier,
+    knaps: list[_Knap],
+    val: NDArray[np.float64],
+    cp: NDArray[np.float64],
+    kmax: NDArray[np.int64],
+    kmin: NDArray[np.int64],
+    best: NDArray[np.float64],
+    k_hi: int,
+) -> tuple[_Frontier, NDArray[np.bool_]] | None:
+    """Every child of the frontier worth opening (``node_ub`` its bound) and which of them
+    are complete; None when there is none."""
+    cl, cnt, used = front.cl, front.cnt, front.used
+    vv = val[cl]
+    child_p = front.prof[:, None] + vv
+    bound = child_p + _completion(knaps, used, cl, cnt, kmax, cp, k_hi)
+    cols = np.arange(val.shape[1])
+    ok = (cols[None, :] > front.last[:, None]) & np.isfinite(vv) & (cnt < kmax[cl])[:, None]
+    short = cnt < kmin[cl]
+    for row, u in zip(knaps, used, strict=True):
+        if row.low is not None:
+            short |= u < row.low[cl]  # a lower bound still unmet: non-positive ones may help
+    ok &= (vv > 0) | short[:, None]
+    ok &= bound > best[cl][:, None] + sub.eps
+    for row, u in zip(knaps, used, strict=True):
+        if row.cap is not None:
+            ok &= u[:, None] + row.w[cl] <= row.cap[cl][:, None]
+    ni, j = np.nonzero(ok)
+    if ni.size == 0:
+        return None
+    c_cl = cl[ni]
+    c_items = front.items[ni]
+    c_items[np.arange(ni.size), cnt[ni]] = j
+    child = _Frontier(
+        cl=c_cl, last=j, cnt=cnt[ni] + 1, prof=child_p[ni, j],
+        used=[u[ni] + row.w[c_cl, j] for row, u in zip(knaps, used, strict=True)],
+        items=c_items, node_ub=bound[ni, j],
+    )  # fmt: skip
+    # complete: a subset that holds every client row
+    complete = child.cnt >= kmin[c_cl]
+    for row, u in zip(knaps, child.used, strict=True):
+        if row.low is not None:
+            complete &= u >= row.low[c_cl]
+    return child, complete
+
+
+def _write_back(
+    sub: Subproblems,
+    rows: NDArray[np.int64],
+    idx: NDArray[np.int64],
+    x: NDArray[np.bool_],
+    values: NDArray[np.float64],
+    best: NDArray[np.float64],
+    best_items: NDArray[np.int64],
+    improved: NDArray[np.bool_],
+    upper: NDArray[np.float64],
+) -> None:
+    """The improved clients' subsets into ``x``, every client's bound into ``values``."""
     if improved.any():
         ri = np.flatnonzero(improved)
         x[rows[ri]] = False
@@ -276,8 +328,7 @@ def _bb_chunk(
     if not np.isfinite(np.maximum(best, upper)).all():
         sub.raise_blocked(int(rows[~np.isfinite(np.maximum(best, upper))][0]))
     # Nodes within eps of the incumbent were pruned: the optimum is at most best + eps.
-    values[rows] = np.maximum(best + eps, upper)
-    return exact
+    values[rows] = np.maximum(best + sub.eps, upper)
 
 
 def _cut(

@@ -23,7 +23,7 @@ from ..base import Budget
 from ..repair import local_search, repair
 from ._common import MAX_CUTS, NEG
 from ._duals import Duals
-from ._primal import has_user_rows, price_repair, soft_caps
+from ._primal import cover_to_caps, has_user_rows, price_repair, soft_caps, trim_to_caps
 from ._subproblems import Subproblems, SubResult
 
 
@@ -297,21 +297,25 @@ def _primal_step(
         cand = res.x
     elif state.best_x is None or state.repair_time <= repair_share * budget.elapsed():
         t0 = time.perf_counter()
-        # the first plan may take the stated overrun: late is better than none
+        # the first plan may take half the stated overrun: late is better than none
         cand = _repaired(problem, sub, res.x, price, state, budget.with_grace() if state.best_x is None else budget)
         state.repair_time += time.perf_counter() - t0
     caps = soft_caps(problem) if problem.soft_rows else None
-    if caps is not None and (load > caps).any() and (
-        state.best_x is None or state.repair_time <= repair_share * budget.elapsed()
-    ):
-        # The choice piles clients onto experts that a soft row charges for: the same
-        # repair with the soft bounds as caps is a second candidate; keep the better.
+    if caps is not None and (load > caps).any():
+        # The choice piles clients onto experts that a soft row charges for: more
+        # candidates with the soft bounds as caps; keep the best. First the choice cut
+        # back to the caps (cheap), then, with time, the price repair to the caps.
         t0 = time.perf_counter()
+        # the first plan may take the stated overrun for it: the choice itself, feasible
+        # as it may be, is what the soft row charges for
         first = budget.with_grace() if state.best_x is None else budget
-        spread = _repaired(problem, sub, res.x, price, state, first, cap=caps)
+        cand = _better(problem, cand, _trimmed(problem, res.x, price, caps, state, first))
+        if not budget.expired() and (
+            state.best_x is None or state.repair_time <= repair_share * budget.elapsed()
+        ):
+            first = budget.with_grace() if state.best_x is None and cand is None else budget
+            cand = _better(problem, cand, _repaired(problem, sub, res.x, price, state, first, cap=caps))
         state.repair_time += time.perf_counter() - t0
-        if spread is not None and (cand is None or problem.objective(spread) > problem.objective(cand)):
-            cand = spread
     if cand is None:
         return
     obj = problem.objective(cand)
@@ -326,6 +330,39 @@ def _primal_step(
             cand = polished
         state.repair_time += time.perf_counter() - t0
         state.best_obj, state.best_x = problem.objective(cand), cand
+
+
+def _better(
+    problem: AlignmentProblem, a: NDArray[np.bool_] | None, b: NDArray[np.bool_] | None
+) -> NDArray[np.bool_] | None:
+    """The candidate with the higher objective (either may be None)."""
+    if a is None or (b is not None and problem.objective(b) > problem.objective(a)):
+        return b
+    return a
+
+
+def _trimmed(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    price: NDArray[np.float64],
+    caps: NDArray[np.float64],
+    state: State,
+    budget: Budget,
+) -> NDArray[np.bool_] | None:
+    """The choice cut back to the soft caps (:func:`trim_to_caps`), the clients it left
+    short given experts with room (:func:`cover_to_caps`), then repaired without a fill;
+    None (and ``state.last_error``) if the repair fails."""
+    reduced = problem.desirability - price  # price: per expert (E,) or per pair (n, E)
+    trimmed = trim_to_caps(x, reduced, caps)
+    cover_to_caps(problem, trimmed, reduced, caps, budget)
+    try:
+        cand = repair(problem, trimmed, fill=False, priority=reduced, budget=budget)
+    except InfeasibleError as exc:  # TimeLimitError included
+        state.last_error = exc
+        return None
+    if has_user_rows(problem) and check(problem, cand):
+        return None
+    return cand
 
 
 def _repaired(
@@ -345,6 +382,7 @@ def _repaired(
     """
     d = problem.desirability
     cand: NDArray[np.bool_] | None = None
+    guided: NDArray[np.bool_] | None = None
     try:
         # Reduced profits as priority: congested experts are dropped and filled
         # last, and the fill only adds pairs worth their expert's price.
@@ -355,6 +393,10 @@ def _repaired(
         )
     except TimeLimitError as exc:
         state.last_error = exc
+        if guided is not None and feasible(problem, guided):
+            # Out of time in the fill: the price repair's plan is feasible already (it
+            # only drops pairs and re-solves clients' own knapsacks); keep it.
+            cand = guided
     except InfeasibleError:
         try:  # tight equality rows (e.g. GAP): the plain desirability order may pass
             cand = repair(problem, x, fill=True, budget=budget)

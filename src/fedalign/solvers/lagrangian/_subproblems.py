@@ -142,6 +142,7 @@ class Subproblems:
         self.dp_row = dp_row(self)
         self.weight_order: NDArray[np.int64] | None = None
         self.cap_need: NDArray[np.int8] | None = None
+        self.cap_known: NDArray[np.bool_] | None = None  # clients whose cap_need is computed
         self.prev: NDArray[np.bool_] | None = None  # the last choice, a warm start
         self.strict = True  # a client without any feasible subset proves infeasibility
         #: perf_counter time after which the searches stop and bound what is left (None:
@@ -254,16 +255,23 @@ class Subproblems:
                 all_exact = False
         return self._result(x, values, chosen, all_exact)
 
-    def best_sets(self, r: NDArray[np.float64], rows: NDArray[np.int64]) -> NDArray[np.bool_]:
+    def best_sets(
+        self, r: NDArray[np.float64], rows: NDArray[np.int64], deadline: float | None = None
+    ) -> NDArray[np.bool_]:
         """Each listed client's best subset at reduced profits ``r`` (rows of an (n, E) array).
 
         Used by the primal heuristic to re-solve a few clients with some experts closed
         (``r = -inf`` there); the warm start of :meth:`solve` is left untouched.
+        ``deadline`` (a perf_counter time; None: search to the end) stops the searches: the
+        clients not reached by then get an empty row. At 100,000 x 128 with a deadline row
+        the first repair re-solved so many clients that it ran 3 s past a 3.5 s limit.
         """
         n, e = self.problem.shape
+        if deadline is not None and time.perf_counter() >= deadline:
+            return np.zeros((rows.size, e), dtype=bool)  # no client reached (its passes cost too)
         saved, self.prev = self.prev, None
-        # The repair's few clients are searched to the end, and the evaluation's state kept.
-        deadline, partial, self.deadline = self.deadline, self.partial, None
+        # The repair's clients are searched to its deadline, and the evaluation's state kept.
+        deadline, partial, self.deadline = self.deadline, self.partial, deadline
         self.strict = False
         try:
             x = np.zeros((n, e), dtype=bool)

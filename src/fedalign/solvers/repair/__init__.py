@@ -62,11 +62,12 @@ from __future__ import annotations
 
 from ..base import RowSupport
 from .capacity import Guard, Residual, RowRoom, addable, floors, group_cumsum, order_key, residual
-from .feasibility import repair
+from .feasibility import FILL_SECONDS_PER_PAIR, repair
 from .insertion import add_best_first, add_in_order, fill, fill_priced
 from .polish import local_search
 
 __all__ = [
+    "FILL_SECONDS_PER_PAIR",
     "ROW_SUPPORT",
     "Guard",
     "Residual",

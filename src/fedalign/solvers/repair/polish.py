@@ -283,7 +283,6 @@ def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Bud
     the rest wait for the next round.
     """
     d = problem.desirability
-    fits = problem.fits
     n, e = problem.shape
     client, expert, total = slacks(problem, x)
     moved = np.zeros(n, dtype=bool)
@@ -293,62 +292,24 @@ def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Bud
     by_expert = np.argsort(cols, kind="stable")
     rows, cols = rows[by_expert], cols[by_expert]
     offsets = np.searchsorted(cols, np.arange(e + 1))
-    holders = [rows[offsets[j] : offsets[j + 1]] for j in range(e)]
     for k in range(e - 1):
         if budget.expired():
             return
-        a_all = holders[k][~moved[holders[k]]]
+        a_all = rows[offsets[k] : offsets[k + 1]]
+        a_all = a_all[~moved[a_all]]
         if a_all.size == 0:
             continue
-        # Side A: (a, j) for a holding k, j > k free for a.
-        ok = ~x[a_all] & fits[a_all]
-        ok[:, : k + 1] = False
-        for s in client:
-            ok &= s.alone(a_all[:, None], block_of(s.row, a_all) - column_of(s.row, a_all, k)[:, None])
-        aj, ai = np.nonzero(ok.T)  # grouped by j
-        if ai.size == 0:
+        a_cl, aj = _side_a(problem, x, client, a_all, k)
+        if a_cl.size == 0:
             continue
-        a_cl = a_all[ai]
-        u = d[a_cl, aj] - d[a_cl, k]
-        # Side B: (b, j) for b holding j > k but not k (grouped by j).
-        b_cl, bj = rows[offsets[k + 1] :], cols[offsets[k + 1] :]
-        keep = ~moved[b_cl] & ~x[b_cl, k] & fits[b_cl, k]
-        for s in client:
-            keep &= s.alone(b_cl, column_of(s.row, b_cl, k) - s.row.at(b_cl, bj))
-        b_cl, bj = b_cl[keep], bj[keep]
+        b_cl, bj = _side_b(problem, x, client, rows[offsets[k + 1] :], cols[offsets[k + 1] :], moved, k)
         if b_cl.size == 0:
             continue
+        u = d[a_cl, aj] - d[a_cl, k]
         v = d[b_cl, k] - d[b_cl, bj]
-        # Only entries that could be part of an improving trade matter: u + max(v) > 0.
-        keep_u = u + _group_max(bj, v, e)[aj] > 0
-        keep_v = v + _group_max(aj, u, e)[bj] > 0
-        a_cl, aj, u = a_cl[keep_u], aj[keep_u], u[keep_u]
-        b_cl, bj, v = b_cl[keep_v], bj[keep_v], v[keep_v]
-        if a_cl.size == 0 or b_cl.size == 0:
+        ta, tb, tj = _best_trades(a_cl, aj, u, b_cl, bj, v, n, e)
+        if ta.size == 0:
             continue
-        # Pair equal ranks within each j.
-        ou, ru = _ranked(aj, u)
-        ov, rv = _ranked(bj, v)
-        width = int(max(ru.max(initial=0), rv.max(initial=0))) + 1
-        key_u = aj[ou].astype(np.int64) * width + ru
-        key_v = bj[ov].astype(np.int64) * width + rv
-        _, iu, iv = np.intersect1d(key_u, key_v, assume_unique=True, return_indices=True)
-        tu, tv = ou[iu], ov[iv]
-        gain = u[tu] + v[tv]
-        good = gain > 1e-12 * np.maximum(1.0, np.abs(u[tu]) + np.abs(v[tv]))
-        if not good.any():
-            continue
-        tu, tv, gain = tu[good], tv[good], gain[good]
-        order = np.argsort(-gain, kind="stable")
-        tu, tv = tu[order], tv[order]
-        ta, tb, tj = a_cl[tu], b_cl[tv], aj[tu]
-        # Keep a trade only where it is the first (best) one of both its clients.
-        pos = np.arange(ta.size)
-        first = np.full(n, ta.size)
-        np.minimum.at(first, ta, pos)
-        np.minimum.at(first, tb, pos)
-        take = (first[ta] == pos) & (first[tb] == pos)
-        ta, tb, tj = ta[take], tb[take], tj[take]
         if expert or total:
             ta, tb, tj = _shared_ok(expert, total, ta, tb, tj, k)
         tk = np.full(ta.size, k)
@@ -360,6 +321,77 @@ def _exchange_round(problem: AlignmentProblem, x: NDArray[np.bool_], budget: Bud
         for s in client:  # each client trades once
             s.apply(ta, s.row.at(ta, tj) - s.row.at(ta, tk), unique=True)
             s.apply(tb, s.row.at(tb, tk) - s.row.at(tb, tj), unique=True)
+
+
+def _side_a(
+    problem: AlignmentProblem, x: NDArray[np.bool_], client: list[Slack], a_all: NDArray[np.intp], k: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Side A of the trades on expert ``k``: pairs ``(a, j)``, ``a`` holding ``k``, ``j > k``
+    free for ``a`` and within its client rows once ``k`` is given up (grouped by ``j``)."""
+    ok = ~x[a_all] & problem.fits[a_all]
+    ok[:, : k + 1] = False
+    for s in client:
+        ok &= s.alone(a_all[:, None], block_of(s.row, a_all) - column_of(s.row, a_all, k)[:, None])
+    aj, ai = np.nonzero(ok.T)  # grouped by j
+    return a_all[ai], aj
+
+
+def _side_b(
+    problem: AlignmentProblem,
+    x: NDArray[np.bool_],
+    client: list[Slack],
+    b_cl: NDArray[np.intp],
+    bj: NDArray[np.intp],
+    moved: NDArray[np.bool_],
+    k: int,
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Side B: of the pairs ``(b, j)`` with ``j > k`` (grouped by ``j``), those whose client
+    has not moved, lacks ``k``, fits it, and stays within its client rows taking ``k`` for ``j``."""
+    keep = ~moved[b_cl] & ~x[b_cl, k] & problem.fits[b_cl, k]
+    for s in client:
+        keep &= s.alone(b_cl, column_of(s.row, b_cl, k) - s.row.at(b_cl, bj))
+    return b_cl[keep], bj[keep]
+
+
+def _best_trades(
+    a_cl: NDArray[np.intp],
+    aj: NDArray[np.intp],
+    u: NDArray[np.float64],
+    b_cl: NDArray[np.intp],
+    bj: NDArray[np.intp],
+    v: NDArray[np.float64],
+    n: int,
+    e: int,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """The improving trades ``(a, b, j)``: equal ranks of ``u`` and ``v`` paired within each
+    ``j`` while ``u + v > 0``, best first, each client in at most one."""
+    # Only entries that could be part of an improving trade matter: u + max(v) > 0.
+    keep_u = u + _group_max(bj, v, e)[aj] > 0
+    keep_v = v + _group_max(aj, u, e)[bj] > 0
+    a_cl, aj, u = a_cl[keep_u], aj[keep_u], u[keep_u]
+    b_cl, bj, v = b_cl[keep_v], bj[keep_v], v[keep_v]
+    none = np.zeros(0, dtype=np.intp)
+    if a_cl.size == 0 or b_cl.size == 0:
+        return none, none, none
+    ou, ru = _ranked(aj, u)
+    ov, rv = _ranked(bj, v)
+    width = int(max(ru.max(initial=0), rv.max(initial=0))) + 1
+    key_u = aj[ou].astype(np.int64) * width + ru
+    key_v = bj[ov].astype(np.int64) * width + rv
+    _, iu, iv = np.intersect1d(key_u, key_v, assume_unique=True, return_indices=True)
+    tu, tv = ou[iu], ov[iv]
+    gain = u[tu] + v[tv]
+    good = gain > 1e-12 * np.maximum(1.0, np.abs(u[tu]) + np.abs(v[tv]))
+    tu, tv, gain = tu[good], tv[good], gain[good]
+    order = np.argsort(-gain, kind="stable")
+    ta, tb, tj = a_cl[tu[order]], b_cl[tv[order]], aj[tu[order]]
+    # Keep a trade only where it is the first (best) one of both its clients.
+    pos = np.arange(ta.size)
+    first = np.full(n, ta.size)
+    np.minimum.at(first, ta, pos)
+    np.minimum.at(first, tb, pos)
+    take = (first[ta] == pos) & (first[tb] == pos)
+    return ta[take], tb[take], tj[take]
 
 
 def _shared_ok(
