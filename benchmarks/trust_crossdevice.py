@@ -7,7 +7,7 @@ script runs them one after the other (``--run``) or reads their ``results.json``
 Jain's index per tier, screened and bounded replies, planning seconds) and prints the
 markdown tables::
 
-    nice -n 10 .venv/bin/python benchmarks/trust_crossdevice.py --run --seeds 3
+    nice -n 10 .venv/bin/python benchmarks/trust_crossdevice.py --run --seeds 3 --more
     .venv/bin/python benchmarks/trust_crossdevice.py          # tables from the saved runs
     .venv/bin/python benchmarks/trust_crossdevice.py --attacker-share   # the digits check
 
@@ -62,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="store_true", help="run the scenarios first")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--more", action="store_true", help="with --run: seeds 3 and 4 too")
     parser.add_argument("--root", default="bench-out/xtrust", help="the runs' output folders")
     parser.add_argument("--out", default="benchmarks/trust-crossdevice-results.json")
     parser.add_argument("--attacker-share", action="store_true", help="the digits check only")
@@ -71,10 +72,13 @@ def main() -> None:
         return
     if args.run:
         for name in SCENARIOS:
-            start = time.time()
-            argv = command(name, args.seeds, args.root).split()[1:] + ["--no-progress"]
-            subprocess.run([sys.executable, "-m", "fedalign.cli", *argv], check=True)
-            print(f"{name}: {time.time() - start:.0f} s, load {os.getloadavg()[0]:.1f}")
+            for more in (False, True) if args.more else (False,):
+                start = time.time()
+                argv = command(name, args.seeds, args.root, more=more).split()[1:]
+                subprocess.run(
+                    [sys.executable, "-m", "fedalign.cli", *argv, "--no-progress"], check=True
+                )
+                print(f"{name}: {time.time() - start:.0f} s, load {os.getloadavg()[0]:.1f}")
     summary = collect(args.root, args.seeds)
     Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
     print(tables(summary))
