@@ -620,7 +620,7 @@ def test_trim_to_caps_keeps_each_experts_best_holders() -> None:
 
     x = np.array([[1, 1], [1, 0], [1, 1], [1, 0]], dtype=bool)
     reduced = np.array([[0.1, 0.9], [0.7, 0.0], [0.4, 0.2], [0.9, 0.0]])
-    y = trim_to_caps(x, reduced, np.array([2.0, 5.0]))
+    y = trim_to_caps(x, reduced + 1.0, np.ones(2), np.array([2.0, 5.0]))
     assert y[:, 0].tolist() == [False, True, False, True]  # the two best holders of expert 0
     assert (y[:, 1] == x[:, 1]).all()  # under its cap: untouched
     assert not (y & ~x).any()  # only removes

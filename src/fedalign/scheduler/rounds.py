@@ -88,8 +88,9 @@ class OpenRound:
     verdict : (m, E) float64
         The server's plausibility verdict on each (client, expert) of the round, in [0, 1]
         (NaN: none given).
-    noise : (m, E) float64
-        Variance of the privacy noise of each reward (NaN: an exact reward).
+    noise : (m, E) float64 or None
+        Variance of the privacy noise of each reward (NaN: an exact reward); None until the
+        round's first noisy report.
     """
 
     round: int
@@ -111,8 +112,6 @@ class OpenRound:
         self._positions = {int(r): k for k, r in enumerate(self.rows.tolist())}
         if self.verdict is None:
             self.verdict = np.full(self.assigned.shape, np.nan)
-        if self.noise is None:
-            self.noise = np.full(self.assigned.shape, np.nan)
 
     @classmethod
     def start(
@@ -154,10 +153,14 @@ class OpenRound:
     ) -> None:
         """Store one validated report at cohort position ``pos`` (``noise``: the variance of
         its rewards' privacy noise, None for exact rewards)."""
-        assert self.noise is not None
         self.trained[pos] = trained
         self.rewards[pos] = rewards
-        self.noise[pos] = np.where(trained, np.nan if noise is None else noise, np.nan)
+        if noise is not None:
+            if self.noise is None:  # allocated at the round's first noisy report only
+                self.noise = np.full(self.assigned.shape, np.nan)
+            self.noise[pos] = np.where(trained, noise, np.nan)
+        elif self.noise is not None:
+            self.noise[pos] = np.nan
         self.samples[pos] = samples
         self.duration[pos] = np.nan if duration is None else duration
         self.completed[pos] = completed

@@ -150,35 +150,38 @@ def soft_caps(problem: AlignmentProblem) -> NDArray[np.float64] | None:
 
 
 def trim_to_caps(
-    x: NDArray[np.bool_], reduced: NDArray[np.float64], caps: NDArray[np.float64]
+    x: NDArray[np.bool_], d: NDArray[np.float64], price: NDArray[np.float64], caps: NDArray[np.float64]
 ) -> NDArray[np.bool_]:
     """``x`` with every expert above its cap cut back to the cap, its best holders kept.
 
-    Each over-full expert keeps the ``cap`` holders with the highest ``reduced`` profit;
-    the others lose it and re-solve nothing (:func:`cover_to_caps` then gives clients left
-    below their minimum their best expert with room). One sort of each over-full expert's
-    holders: a spread in a fraction of a second where :func:`price_repair` with caps
-    re-solves knapsacks for up to E rounds (at 100,000 x 128 it does not finish in 5 s).
+    Each over-full expert keeps the ``cap`` holders with the highest reduced profit
+    (``d`` minus ``price``, per expert ``(E,)`` or per pair ``(n, E)``, read for the holders
+    only); the others lose it and re-solve nothing (:func:`cover_to_caps` then gives clients
+    left below their minimum their best expert with room). One sort of each over-full
+    expert's holders: a spread in a fraction of a second where :func:`price_repair` with
+    caps re-solves knapsacks for up to E rounds (at 100,000 x 128 it does not finish in 5 s).
     """
     x = x.copy()
     load = x.sum(axis=0)
     for j in np.flatnonzero(load > caps):  # a loop over experts, not pairs
         holders = np.flatnonzero(x[:, j])
         excess = int(load[j] - caps[j])
-        x[holders[np.argsort(reduced[holders, j], kind="stable")[:excess]], j] = False
+        reduced = d[holders, j] - (price[j] if price.ndim == 1 else price[holders, j])
+        x[holders[np.argsort(reduced, kind="stable")[:excess]], j] = False
     return x
 
 
 def cover_to_caps(
     problem: AlignmentProblem,
     x: NDArray[np.bool_],
-    key: NDArray[np.float64],
+    price: NDArray[np.float64],
     caps: NDArray[np.float64],
     budget: Budget | None = None,
 ) -> None:
     """Clients below ``min_experts`` take their best addable expert still below its cap (in place).
 
-    Rounds of proposals: each short client proposes its best (``key``) expert that fits and
+    Rounds of proposals: each short client proposes its best expert by reduced profit
+    (desirability minus ``price``, computed for the short clients only) that fits and
     has room under ``caps``; an expert accepts as many as it has room, best first; the hard
     rows are checked pair by pair (:func:`~fedalign.solvers.repair.add_in_order`). Ends when
     no client is short, none can propose, or ``budget`` runs out; what is left is for
@@ -196,8 +199,9 @@ def cover_to_caps(
         if not has.any():
             return
         rows, ok = rows[has], ok[has]
-        cols = np.argmax(np.where(ok, key[rows], -np.inf), axis=1)
-        order = np.argsort(-key[rows, cols], kind="stable")
+        key = problem.desirability[rows] - _on_rows(price, rows)
+        cols = np.argmax(np.where(ok, key, -np.inf), axis=1)
+        order = np.argsort(-key[np.arange(rows.size), cols], kind="stable")
         rows, cols = rows[order], cols[order]
         take = group_cumsum(cols, np.ones(cols.size, dtype=np.int64)) <= room[cols]
         add_in_order(problem, x, rows[take], cols[take])
