@@ -351,6 +351,32 @@ def checked_form(problem: AlignmentProblem, budget: Budget) -> StandardForm:
     return sf
 
 
+def _side_bounds(
+    row: Row, side: str | None, fits: NDArray[np.bool_]
+) -> tuple[
+    NDArray[np.float64],
+    NDArray[np.float64],
+    tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]] | None,
+]:
+    """One block's row bounds, and for a soft side its excess columns (None: a hard row).
+
+    A lower bound of 0 or less is dropped (-inf): usage is never negative.
+    """
+    if side is None:
+        lo, hi = _hard_bounds(row)
+        return np.where(lo > 0, lo, -np.inf), hi, None
+    bound = row.upper if side == "upper" else row.lower
+    assert bound is not None and row.penalty is not None
+    inf = np.full(row.size, np.inf)
+    if side == "upper":
+        lo, hi = -inf, np.array(bound)
+        most = block_sums(row, fits)[1] - bound
+    else:
+        lo, hi = np.where(bound > 0, bound, -np.inf), inf
+        most = np.array(bound)
+    return lo, hi, _excess_columns(row.penalty, most)
+
+
 def standard_form(problem: AlignmentProblem, budget: Budget | None = None) -> StandardForm:
     """The standard form of ``problem`` (see the module docstring).
 
@@ -390,20 +416,9 @@ def standard_form(problem: AlignmentProblem, budget: Budget | None = None) -> St
         entries_r.append(start + row.owner(rows, cols))
         entries_c.append(k_pair)
         entries_v.append(np.array(row.at(rows, cols), dtype=np.float64))
-        if side is None:
-            lo, hi = _hard_bounds(row)
-            lo = np.where(lo > 0, lo, -np.inf)
-        else:
-            bound = row.upper if side == "upper" else row.lower
-            assert bound is not None and row.penalty is not None
-            inf = np.full(size, np.inf)
-            if side == "upper":
-                lo, hi = -inf, np.array(bound)
-                most = block_sums(row, fits)[1] - bound
-            else:
-                lo, hi = np.where(bound > 0, bound, -np.inf), inf
-                most = np.array(bound)
-            r, band, width, cost = _excess_columns(row.penalty, most)
+        lo, hi, soft = _side_bounds(row, side, fits)
+        if soft is not None:
+            r, band, width, cost = soft
             excess.append((start + r, band, width, cost))
             entries_r.append(start + r)
             entries_c.append(m + n_excess + np.arange(r.size))
