@@ -735,32 +735,14 @@ class Scheduler:
             self.end_round()
             due = self._due_floor(rows)  # after end_round: trust and streaks are current
             with self._prof.overlay(overrides):
-                problem, terms, could = self._build_problem(rows, allowed, due)
-                try:
-                    solution = self._solve(problem, number)
-                except InfeasibleError:
-                    if due is None or not (due & could).any():  # type: ignore[operator]
-                        raise
-                    # the round cannot take every floor: plan it without them (counted below)
-                    due = np.zeros_like(due)
-                    problem, terms, could = self._build_problem(rows, allowed, due)
-                    solution = self._solve(problem, number)
+                problem, terms, could, solution, due = self._solve_round(rows, allowed, due, number)
         except BaseException:
             self._rollback(undo)  # a failed plan changes nothing: the open round stays open
             raise
         self._last_round = number
         self._previous = solution if self._settings.warm_start else None
         self._open = OpenRound.start(number, rows, solution.assignment, problem.deadline)
-        floored: list[Hashable] = []
-        missed: list[Hashable] = []
-        if could is not None:
-            was_due = self._due_floor(rows)
-            assert was_due is not None
-            got = solution.assignment.any(axis=1)
-            self._ledger.record_round(rows, got, could, was_due)
-            ids = problem.client_ids
-            floored = [ids[k] for k in np.flatnonzero(due & could)]  # type: ignore[operator]
-            missed = [ids[k] for k in np.flatnonzero(was_due & could & ~got)]
+        floored, missed = self._record_floors(rows, problem, solution, could, due)
         self._open_conditions = overrides
         _warn_if_herding(solution.assignment, number)
         return Plan(
@@ -772,6 +754,46 @@ class Scheduler:
             floored=floored,
             idle_violations=missed,
         )
+
+    def _solve_round(
+        self, rows: NDArray[np.int64], allowed: ArrayLike | None, due: NDArray[np.bool_] | None, number: int
+    ) -> tuple[AlignmentProblem, Any, NDArray[np.bool_] | None, Solution, NDArray[np.bool_] | None]:
+        """Build and solve the round with the fairness floor ``due``; when the round cannot
+        take every floor, again without them (the misses are counted by the caller).
+
+        Returns the problem, its terms, which clients could fit an expert, the solution and
+        the floor actually applied.
+        """
+        problem, terms, could = self._build_problem(rows, allowed, due)
+        try:
+            return problem, terms, could, self._solve(problem, number), due
+        except InfeasibleError:
+            if due is None or not (due & could).any():  # type: ignore[operator]
+                raise
+        due = np.zeros_like(due)
+        problem, terms, could = self._build_problem(rows, allowed, due)
+        return problem, terms, could, self._solve(problem, number), due
+
+    def _record_floors(
+        self,
+        rows: NDArray[np.int64],
+        problem: AlignmentProblem,
+        solution: Solution,
+        could: NDArray[np.bool_] | None,
+        due: NDArray[np.bool_] | None,
+    ) -> tuple[list[Hashable], list[Hashable]]:
+        """Update the idle streaks after a planned round; the clients floored and the ones
+        whose floor was due but not met (``idle_violations``). Nothing without a floor."""
+        if could is None:
+            return [], []
+        was_due = self._due_floor(rows)
+        assert was_due is not None
+        got = solution.assignment.any(axis=1)
+        self._ledger.record_round(rows, got, could, was_due)
+        ids = problem.client_ids
+        floored = [ids[k] for k in np.flatnonzero(due & could)]  # type: ignore[operator]
+        missed = [ids[k] for k in np.flatnonzero(was_due & could & ~got)]
+        return floored, missed
 
     def _next_round(self, round: int | None) -> int:
         """The number of the round :meth:`plan` opens: ``round``, checked, or the next one."""

@@ -110,20 +110,27 @@ def dual_ascent(
         if bounds is not None and objectives is not None:
             bounds.append(state.bound)
             objectives.append(state.best_obj)
-
-        tol = max(1.0, abs(state.bound))
-        if primal and state.best_x is not None and state.bound - state.best_obj <= gap_tol * tol:
-            break
-        # Stop when the next evaluation would not finish in time.
-        if budget.elapsed() + eval_seconds >= stop_at or bundle.center.size == 0:
+        if _done(state, bundle, budget, stop_at, eval_seconds, gap_tol if primal else None):
             break
         step = bundle.step(scale, z_cap)
         if step is None:
             break
         z = step
-        if bundle.predicted <= converged * tol or bundle.delta <= 1e-9 * bundle.spread:
+        if bundle.predicted <= converged * max(1.0, abs(state.bound)) or bundle.delta <= 1e-9 * bundle.spread:
             break  # the model cannot promise a (meaningfully) lower bound: converged
     state.prices = duals.unpack(bundle.center)
+
+
+def _done(
+    state: State, bundle: _Bundle, budget: Budget, stop_at: float, eval_seconds: float, gap_tol: float | None
+) -> bool:
+    """Whether the ascent stops after an evaluation: its plan is within ``gap_tol`` of the
+    bound (None: no plans, a sample phase), the next evaluation would not finish by
+    ``stop_at``, or nothing is priced."""
+    tol = max(1.0, abs(state.bound))
+    if gap_tol is not None and state.best_x is not None and state.bound - state.best_obj <= gap_tol * tol:
+        return True
+    return budget.elapsed() + eval_seconds >= stop_at or bundle.center.size == 0
 
 
 def _start_bundle(problem: AlignmentProblem, duals: Duals, state: State, box: float) -> _Bundle:

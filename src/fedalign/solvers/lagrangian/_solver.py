@@ -136,23 +136,20 @@ class LagrangianSolver(Solver):
         duals = Duals(problem)
         state = State(prices=duals.zeros())
         seconds: dict[str, float] = {"setup": budget.elapsed()}
-        reused = None if warm is None else warm_prices(duals, warm)
         first_pass = _first_pass_seconds(problem, budget)
         _check_first_plan_fits(problem, budget, first_pass)
+        reused = None if warm is None else warm_prices(duals, warm)
         if reused is not None:
             # Prices from a related problem start the sample phases (which still run: on
             # 20,000-100,000-client rounds the first full evaluation at another cohort's
             # prices, without them, was slower and looser than a cold solve; see
             # docs/benchmarks.md, consecutive rounds).
-            state.prices, matched = reused
+            state.prices = reused[0]
         stages = sample_stages(n, sample_clients)
-        if not stages and reused is not None:
-            full_box = box / 4.0
-        else:
-            full_box = _sample_phases(
-                problem, state, stages, budget=budget, max_iter=max_iter, box=box,
-                sample_share=sample_share, common=common, reserve=first_pass or 0.0,
-            )
+        full_box = box / 4.0 if not stages and reused is not None else _sample_phases(
+            problem, state, stages, budget=budget, max_iter=max_iter, box=box,
+            sample_share=sample_share, common=common, reserve=first_pass or 0.0,
+        )  # fmt: skip
         seconds["samples"] = budget.elapsed() - seconds["setup"]
         _check_first_plan_fits(problem, budget, first_pass)
         bounds: list[float] = []
@@ -172,22 +169,35 @@ class LagrangianSolver(Solver):
             best_obj = problem.objective(best_x)
         seconds["polish"] = budget.elapsed() - sum(seconds.values())
         tol = 1e-9 * max(1.0, abs(state.bound))
-        optimal = state.exact and state.bound - best_obj <= tol
+        info = _info(problem, duals, state, bounds, objectives, seconds)
+        if reused is not None:
+            info["warm_start"] = {"reused": "prices", "prices_matched": reused[1]}
         return Result(
             assignment=best_x,
             bound=state.bound,
-            optimal=bool(optimal),
-            info={
-                "iterations": state.iterations,
-                "exact_subproblems": state.exact,
-                "bound_history": bounds,
-                "objective_history": objectives,
-                "repair_seconds": state.repair_time,
-                "seconds": seconds,
-                "prices": price_info(problem, duals, state.prices),
-                **({} if reused is None else {"warm_start": {"reused": "prices", "prices_matched": matched}}),
-            },
+            optimal=bool(state.exact and state.bound - best_obj <= tol),
+            info=info,
         )
+
+
+def _info(
+    problem: AlignmentProblem,
+    duals: Duals,
+    state: State,
+    bounds: list[float],
+    objectives: list[float],
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """``Solution.info`` of a run: iterations, histories, where the time went, the prices."""
+    return {
+        "iterations": state.iterations,
+        "exact_subproblems": state.exact,
+        "bound_history": bounds,
+        "objective_history": objectives,
+        "repair_seconds": state.repair_time,
+        "seconds": seconds,
+        "prices": price_info(problem, duals, state.prices),
+    }
 
 
 def _no_plan(problem: AlignmentProblem, state: State, budget: Budget) -> InfeasibleError:

@@ -396,6 +396,25 @@ def _infeasible(problem: AlignmentProblem, x: NDArray[np.bool_]) -> InfeasibleEr
     )
 
 
+def _feasible_from(
+    problem: AlignmentProblem, start: NDArray[np.bool_], key: NDArray[np.float64], budget: Budget | None
+) -> NDArray[np.bool_]:
+    """:func:`make_feasible` from ``start``; with weighted rows, once more from nothing if that
+    fails (the start itself can be the trap: heavy experts the minimums cannot pack around).
+
+    Raises :class:`~fedalign.InfeasibleError` naming the blocking row when neither works.
+    """
+    x, ok = make_feasible(problem, start.copy(), key, budget)
+    weighted = problem.client_rows or problem.expert_rows or problem.total_rows
+    if not ok and weighted and start.any():
+        y, ok = make_feasible(problem, np.zeros_like(start), key, budget)
+        if ok:
+            x = y
+    if not ok:
+        raise _infeasible(problem, x)
+    return x
+
+
 def repair(
     problem: AlignmentProblem,
     x: ArrayLike,
@@ -462,18 +481,7 @@ def repair(
     d = problem.desirability if priority is None else np.asarray(priority, dtype=np.float64)
     if d.shape != problem.shape:
         raise ValueError(f"priority: expected shape {problem.shape}, got {d.shape}")
-    key = d
-    start = x & problem.fits
-    x, ok = make_feasible(problem, start.copy(), key, budget)
-    weighted = problem.client_rows or problem.expert_rows or problem.total_rows
-    if not ok and weighted and start.any():
-        # The start itself can be the trap (heavy experts the minimums cannot pack around):
-        # rebuild from nothing, once, with the same preferences.
-        y, ok = make_feasible(problem, np.zeros_like(start), key, budget)
-        if ok:
-            x = y
-    if not ok:
-        raise _infeasible(problem, x)
+    x = _feasible_from(problem, x & problem.fits, d, budget)
     n_pairs = float(problem.n_clients) * problem.n_experts
     if fill and (budget is None or budget.remaining() >= FILL_SECONDS_PER_PAIR * n_pairs):
         _fill(problem, x, priority=None if priority is None else d, rng=rng, budget=budget)
