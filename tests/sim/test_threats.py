@@ -175,9 +175,9 @@ def test_reward_inflation_runs_with_the_reward_test(setup):
 
 
 def test_validation_defense_scores_experts_on_the_server_sample(setup):
-    from fedalign.sim.server import _model
+    from fedalign.sim.model import model_for
 
-    run = ThreatRun(ThreatConfig(defenses="validation"), setup, lambda: _model(TINY, setup.data))
+    run = ThreatRun(ThreatConfig(defenses="validation"), setup, lambda: model_for(TINY, setup.data))
     screen = run.driver_options()["screen"]
     assert screen.validate is run.validator and run.validator is not None
     state = {k: v.numpy() for k, v in setup.initial_state.items()}

@@ -52,7 +52,7 @@ from .client import local_train
 from .config import SimConfig, Strategy
 from .data import Dataset, load_dataset
 from .gates import LocalGates, domain_accuracy, gate_keys
-from .model import MoEModel, load_partial_state
+from .model import load_partial_state, model_for
 from .partition import Partition, cross_device_partition
 from .population import Population, Timeline, make_population, make_timeline
 from .selection import OortSelector, admit, client_bytes, pair_bytes
@@ -156,17 +156,6 @@ class CrossDeviceSetup:
         )
 
 
-def _model(config: SimConfig, data: Dataset) -> MoEModel:
-    return MoEModel(
-        data.n_features,
-        data.n_classes,
-        config.n_experts,
-        expert_hidden=config.expert_hidden,
-        trunk_hidden=config.trunk_hidden,
-        top_k=config.top_k,
-    )
-
-
 def make_cross_device_setup(
     config: SimConfig, seed: int, data: Dataset | None = None
 ) -> CrossDeviceSetup:
@@ -187,7 +176,7 @@ def make_cross_device_setup(
         seed=seed,
     )
     torch.manual_seed(seed)
-    state = {k: v.detach().clone() for k, v in _model(config, data).state_dict().items()}
+    state = {k: v.detach().clone() for k, v in model_for(config, data).state_dict().items()}
     layout = ModelLayout.of({k: v.numpy() for k, v in state.items()})
     expert_bytes = np.array([layout.expert_nbytes[j] for j in range(config.n_experts)])
     gate = sum(int(state[k].numel() * state[k].element_size()) for k in gate_keys(state))
@@ -281,7 +270,7 @@ def make_cross_device_scheduler(
 def _routing_shares(setup: CrossDeviceSetup) -> NDArray[np.float64]:
     """Per client, the share of its samples the initial gate routes to each expert (top-1):
     the cold-start fitness of ``cold_start="routing"`` (one forward pass over all clients)."""
-    model = _model(setup.config, setup.data)
+    model = model_for(setup.config, setup.data)
     model.load_state_dict(setup.initial_state)
     clients = setup.partition.clients
     x = torch.as_tensor(np.concatenate([c[0] for c in clients]))
@@ -317,13 +306,13 @@ class _Run:
             self.threats = ThreatRun(
                 threats,
                 setup,
-                lambda: _model(cfg, setup.data),
+                lambda: model_for(cfg, setup.data),
                 world=setup.threat_world(strategy.gate),
             )
         self.sched = make_cross_device_scheduler(setup, strategy, self.threats)
         options = {} if self.threats is None else self.threats.driver_options()
         self.driver = RoundDriver(self.sched, dropout_duration=setup.deadline, **options)
-        self.worker = _model(cfg, setup.data)
+        self.worker = model_for(cfg, setup.data)
         self.worker.load_state_dict(setup.initial_state)
         state = {k: v.numpy().copy() for k, v in setup.initial_state.items()}
         self.gates: LocalGates | None = None

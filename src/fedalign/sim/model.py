@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
 
 from .naming import EXPERT_PREFIX, expert_keys, expert_of_key, shared_keys
+
+if TYPE_CHECKING:
+    from .config import SimConfig
+    from .data import Dataset
 
 __all__ = [
     "EXPERT_PREFIX",
@@ -31,6 +35,7 @@ __all__ = [
     "expert_keys",
     "expert_widths",
     "load_partial_state",
+    "model_for",
     "partial_state",
     "shared_keys",
     "state_nbytes",
@@ -171,6 +176,18 @@ class MoEModel(nn.Module):
         """The gate's softmax over all experts, ``(batch, E)``."""
         h = self.trunk(x.reshape(x.shape[0], -1))
         return torch.softmax(self.gate(h), dim=-1)
+
+
+def model_for(config: SimConfig, data: Dataset) -> MoEModel:
+    """A fresh model of ``config``'s architecture for ``data``'s features and classes."""
+    return MoEModel(
+        data.n_features,
+        data.n_classes,
+        config.n_experts,
+        expert_hidden=config.expert_hidden,
+        trunk_hidden=config.trunk_hidden,
+        top_k=config.top_k,
+    )
 
 
 def expert_widths(expert_hidden: int | Sequence[int], n_experts: int) -> tuple[int, ...]:

@@ -33,7 +33,7 @@ from .client import as_tensors, local_train
 from .config import SimConfig, Strategy
 from .data import Dataset, load_dataset
 from .devices import DEFAULT_TIERS, UNIFORM_TIERS, Fleet, make_fleet
-from .model import MoEModel, load_partial_state, state_nbytes
+from .model import MoEModel, load_partial_state, model_for, state_nbytes
 from .partition import Partition, make_partition
 from .threats import ThreatConfig, ThreatRun, ThreatWorld
 
@@ -98,17 +98,6 @@ class Setup:
         )
 
 
-def _model(config: SimConfig, data: Dataset) -> MoEModel:
-    return MoEModel(
-        data.n_features,
-        data.n_classes,
-        config.n_experts,
-        expert_hidden=config.expert_hidden,
-        trunk_hidden=config.trunk_hidden,
-        top_k=config.top_k,
-    )
-
-
 def make_setup(config: SimConfig, seed: int, data: Dataset | None = None) -> Setup:
     """Build the seed's shared world.
 
@@ -134,7 +123,7 @@ def make_setup(config: SimConfig, seed: int, data: Dataset | None = None) -> Set
         alpha=config.alpha,
     )
     torch.manual_seed(seed)
-    model = _model(config, data)
+    model = model_for(config, data)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     expert_bytes = state_nbytes({k: v for k, v in state.items() if expert_of_key(k) == 0})
     shared_bytes = state_nbytes({k: v for k, v in state.items() if expert_of_key(k) is None})
@@ -252,7 +241,7 @@ def make_scheduler(
     )
     cold = None
     if cfg.cold_start == "routing":
-        model = _model(cfg, setup.data)
+        model = model_for(cfg, setup.data)
         model.load_state_dict(setup.initial_state)
         with torch.no_grad():
             cold = [
@@ -321,12 +310,12 @@ def run_strategy(
     torch.set_num_threads(1)
     # cohorts and device luck: one stream per seed, identical for every strategy
     world = np.random.default_rng([setup.seed, 7919])
-    run = None if threats is None else ThreatRun(threats, setup, lambda: _model(cfg, setup.data))
+    run = None if threats is None else ThreatRun(threats, setup, lambda: model_for(cfg, setup.data))
     driver = RoundDriver(
         make_scheduler(setup, strategy, seed=setup.seed, threats=run),
         **({} if run is None else run.driver_options()),
     )
-    worker = _model(cfg, setup.data)
+    worker = model_for(cfg, setup.data)
     global_state = {k: v.numpy().copy() for k, v in setup.initial_state.items()}
     n, e = cfg.n_clients, cfg.n_experts
     result = RunResult(strategy.name, setup.seed)
