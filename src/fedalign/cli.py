@@ -333,9 +333,17 @@ def _add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--partition", choices=("domain", "label-skew", "dirichlet"), default=None)
     p.add_argument("--rounds", type=int, default=None, metavar="R", help="federated rounds")
     p.add_argument(
+        "--lr", type=float, default=None, metavar="LR",
+        help="clients' local learning rate (default: the scenario's)",
+    )  # fmt: skip
+    p.add_argument(
         "--data-root", default=None, metavar="DIR", help="CIFAR-10 python batches folder"
     )
     p.add_argument("--out", default="fedalign-results", metavar="DIR", help="output folder")
+    p.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="run seeds side by side in N worker processes (local engine; default 1)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_threat_flags(p)
     p.set_defaults(run=_run_simulate, command="simulate")
@@ -433,12 +441,14 @@ def _run_simulate(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         partition=args.partition,
         rounds=args.rounds,
+        lr=args.lr,
         data_root=args.data_root,
         out=args.out,
         progress=not args.no_progress,
         threats=threats,
         scenario=args.scenario,
         gate=args.gate,
+        jobs=args.jobs,
     )
 
 
@@ -501,7 +511,7 @@ def _call_sim(command: str, **kwargs: Any) -> int:
 
 def _sim_flag(message: str) -> str:
     flags = (
-        "strategies", "seeds", "rounds", "engine", "dataset", "partition", "scenario", "gate",
+        "strategies", "seeds", "rounds", "lr", "jobs", "engine", "dataset", "partition", "scenario", "gate",
         "attack", "attackers", "defense", "max_idle_rounds", "ldp_epsilon",
         "ldp_mechanism", "exploration_weight",
     )  # fmt: skip

@@ -15,7 +15,7 @@ def test_simulate_tiny_run(tmp_path, capsys):
     out = tmp_path / "run"
     status = main(
         [
-            "simulate", "--quick", "--rounds", "2", "--seeds", "1", "--seed", "3",
+            "simulate", "--quick", "--rounds", "2", "--seeds", "1", "--seed", "3", "--lr", "0.02",
             "--strategies", "greedy,load-balanced/lagrangian", "--out", str(out), "--no-progress",
         ]
     )  # fmt: skip
@@ -25,6 +25,7 @@ def test_simulate_tiny_run(tmp_path, capsys):
     data = json.loads((out / "results.json").read_text())
     assert list(data["strategies"]) == ["greedy", "load-balanced/lagrangian"]
     assert data["config"]["rounds"] == 2 and data["config"]["seeds"] == [3]
+    assert data["config"]["lr"] == 0.02
     assert data["config"]["engine"] == "local"
     for entry in data["strategies"].values():
         assert len(entry["accuracy"]) == 1 and len(entry["accuracy"][0]) == 2
@@ -42,6 +43,9 @@ def test_simulate_tiny_run(tmp_path, capsys):
         (["--strategies", "greedy,best"], "--strategies"),
         (["--strategies", "load-balanced/nope"], "--strategies"),
         (["--seeds", "0"], "--seeds"),
+        (["--lr", "0"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--jobs", "0"], "--jobs"),
     ],
 )
 def test_simulate_bad_flags(tmp_path, capsys, argv, flag):

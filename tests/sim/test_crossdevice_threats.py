@@ -190,6 +190,16 @@ def test_results_json_names_in_the_cross_device_scenario(tmp_path):
         assert len(e["per_seed"]["threats"]) == 2
     assert res["config"]["threats"]["max_idle_rounds"] == 2
     json.dumps(res, allow_nan=False)
+    # the same seeds in two worker processes (--jobs 2): the same runs, threats included
+    twin = run_experiment(
+        cfg, ["load-balanced/greedy", "oort"], [0, 1], progress=False, plots=False,
+        threats=threats, jobs=2,
+    )  # fmt: skip
+    for name, e in res["strategies"].items():
+        other = twin["strategies"][name]
+        assert other["accuracy"] == e["accuracy"] and other["expert_load"] == e["expert_load"]
+        assert other["participation"] == e["participation"]
+        assert other["leakage"] == e["leakage"] and other["epsilon_spent"] == e["epsilon_spent"]
 
 
 def test_cli_runs_attacks_in_the_cross_device_scenario(tmp_path):

@@ -101,6 +101,33 @@ def test_runner_is_injected_and_engine_recorded():
         assert res["strategies"][name]["accuracy"] == local["strategies"][name]["accuracy"]
 
 
+def _same_runs(a, b):
+    """The parts of two results that do not hold wall-clock times."""
+    for name, entry in a["strategies"].items():
+        other = b["strategies"][name]
+        assert entry["accuracy"] == other["accuracy"]
+        assert entry["expert_load"] == other["expert_load"]
+        assert entry["per_seed"]["bytes_down"] == other["per_seed"]["bytes_down"]
+        assert entry["per_seed"]["client_group"] == other["per_seed"]["client_group"]
+
+
+def test_seeds_in_worker_processes_match_one_after_another():
+    cfg = TINY.replace(n_clients=6, n_domains=2)
+    names = ["greedy", "load-balanced/flow"]
+    serial = run_experiment(cfg, names, [0, 1, 2], progress=False, plots=False)
+    parallel = run_experiment(cfg, names, [0, 1, 2], progress=False, plots=False, jobs=2)
+    assert parallel["config"]["seeds"] == [0, 1, 2]
+    _same_runs(serial, parallel)
+
+
+def test_jobs_is_checked():
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="jobs"):
+            run_experiment(TINY, ["greedy"], jobs=bad)
+    with pytest.raises(ValueError, match="jobs: .*local engine"):
+        run_experiment(TINY, ["greedy"], engine="flower", runner=run_strategy, jobs=2)
+
+
 def test_ordering_by_seed():
     def entry(finals):
         return {"per_seed": {"final_accuracy": finals}}

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import HerdingWarning
 from .config import DEFAULT_STRATEGIES, SimConfig, Strategy, parse_strategy
+from .parallel import run_seeds, scenario_runner
 from .threats import ThreatConfig
 
 __all__ = [
@@ -86,6 +87,7 @@ def run_experiment(
     progress: bool = True,
     plots: bool = True,
     threats: ThreatConfig | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run every strategy under every seed and collect ``results.json``'s content.
 
@@ -116,6 +118,9 @@ def run_experiment(
         Attack, defenses, fairness floor, reward privacy and audit
         (:mod:`fedalign.sim.threats`); only with the local engine (the default runner), in
         both scenarios.
+    jobs : int, default 1
+        Seeds run side by side in this many worker processes (:mod:`fedalign.sim.parallel`;
+        the same results as one after another); local engine only.
 
     Returns
     -------
@@ -139,6 +144,10 @@ def run_experiment(
             f"engine: {engine!r} needs runner (fedalign.{engine}.engine.run_strategy; "
             f"fedalign.{engine}.engine.run_{engine}_experiment passes it)"
         )
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected an int >= 1, got {jobs!r}")
+    if jobs > 1 and runner is not None:
+        raise ValueError(f"jobs: seeds run in worker processes on the local engine only, not {engine!r}")
     if threats is not None and runner is not None and threats != ThreatConfig():
         raise ValueError(
             "attack: attacks, defenses, --max-idle-rounds, --ldp-epsilon and --audit run "
@@ -157,36 +166,53 @@ def run_experiment(
 
     import torch
 
-    make, run_local = _scenario_runner(config)
-    run_one: Runner = run_local if runner is None else runner
     torch.set_num_threads(1)
     from tqdm.auto import tqdm
 
     total = len(seed_list) * len(parsed) * config.rounds
-    runs: dict[str, list[Any]] = {s.name: [] for s in parsed}
-    groups: list[list[int]] = []
     with warnings.catch_warnings(), tqdm(
         total=total, disable=not progress, unit="round", dynamic_ncols=True
     ) as bar:
         # the paper's strategies herd by design (balance_weight=0): the harness measures it
         # (load CV, per-expert loads); a warning per round would bury the progress bar
         warnings.simplefilter("ignore", HerdingWarning)
-        for seed in seed_list:
-            setup = make(config, seed)
-            groups.append(setup.partition.client_group.tolist())
-            for strategy in parsed:
-                bar.set_description(f"seed {seed} {strategy.name}")
-
-                def tick(_round: int, accuracy: float) -> None:
-                    bar.update(1)
-                    bar.set_postfix(acc=f"{accuracy:.3f}")
-
-                extra = {} if threats is None or runner is not None else {"threats": threats}
-                runs[strategy.name].append(run_one(setup, strategy, on_round=tick, **extra))
+        if jobs > 1 and len(seed_list) > 1:
+            runs, groups = run_seeds(config, parsed, seed_list, jobs=jobs, bar=bar, threats=threats)
+        else:
+            runs, groups = _run_here(config, parsed, seed_list, runner, bar, threats)
     results = build_results(config, parsed, seed_list, runs, groups, engine=engine, threats=threats)
     if out_dir is not None:
         write_outputs(results, out_dir, plots=plots)
     return results
+
+
+def _run_here(
+    config: SimConfig,
+    strategies: Sequence[Strategy],
+    seeds: Sequence[int],
+    runner: Runner | None,
+    bar: Any,
+    threats: ThreatConfig | None,
+) -> tuple[dict[str, list[Any]], list[list[int]]]:
+    """Every strategy under every seed in this process, one after another (``runner``, or the
+    scenario's own); the same ``(runs, groups)`` as :func:`fedalign.sim.parallel.run_seeds`."""
+    make, run_local = scenario_runner(config)
+    run_one: Runner = run_local if runner is None else runner
+    extra = {} if threats is None or runner is not None else {"threats": threats}
+    runs: dict[str, list[Any]] = {s.name: [] for s in strategies}
+    groups: list[list[int]] = []
+    for seed in seeds:
+        setup = make(config, seed)
+        groups.append(setup.partition.client_group.tolist())
+        for strategy in strategies:
+            bar.set_description(f"seed {seed} {strategy.name}")
+
+            def tick(_round: int, accuracy: float) -> None:
+                bar.update(1)
+                bar.set_postfix(acc=f"{accuracy:.3f}")
+
+            runs[strategy.name].append(run_one(setup, strategy, on_round=tick, **extra))
+    return runs, groups
 
 
 def _check_scenario(config: SimConfig, strategies: Sequence[Strategy], engine: str) -> None:
@@ -211,17 +237,6 @@ def _check_scenario(config: SimConfig, strategies: Sequence[Strategy], engine: s
             raise ValueError(f"strategies: {s.name!r} needs --scenario cross-device")
         if s.gate == "local":
             raise ValueError(f"gate: {s.name!r} keeps local gates, which need --scenario cross-device")
-
-
-def _scenario_runner(config: SimConfig) -> tuple[Callable[[SimConfig, int], Any], Runner]:
-    """The setup maker and the in-process runner of ``config.scenario``."""
-    if config.scenario == "cross-device":
-        from .crossdevice import make_cross_device_setup, run_cross_device
-
-        return make_cross_device_setup, run_cross_device
-    from .server import make_setup, run_strategy
-
-    return make_setup, run_strategy
 
 
 def _rounds_to(acc: list[float], target: float) -> int | None:
@@ -453,12 +468,14 @@ def simulate(
     partition: str | None = None,
     rounds: int | None = None,
     data_root: str | None = None,
+    lr: float | None = None,
     out: str | Path = "fedalign-results",
     progress: bool = True,
     echo: Any = print,
     threats: ThreatConfig | None = None,
     scenario: str = "fig3",
     gate: str = "global",
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """``fedalign simulate``: run the comparison, write the outputs, print the table.
 
@@ -478,11 +495,14 @@ def simulate(
     engine : {"local", "flower", "nvflare"}
     runner : callable, optional
         As in :func:`run_experiment` (needed for any engine but ``"local"``).
-    dataset, partition, rounds, data_root : optional overrides of the preset
+    dataset, partition, rounds, data_root, lr : optional overrides of the preset (``lr``:
+        the clients' local learning rate, :attr:`SimConfig.lr`)
     scenario : {"fig3", "cross-device"}
     gate : {"global", "local", "both"}
         Gate placement of the strategies named without ``@global``/``@local``; ``both`` runs
         each of them twice, as ``name`` (global) and ``name@local``.
+    jobs : int, default 1
+        Seeds run side by side in this many worker processes (``--jobs``; local engine).
     out : str or Path
         Output folder.
     progress : bool
@@ -511,6 +531,8 @@ def simulate(
         changes["rounds"] = int(rounds)
     if data_root is not None:
         changes["data_root"] = str(data_root)
+    if lr is not None:
+        changes["lr"] = lr
     if scenario != "fig3":
         changes["scenario"] = scenario
     config = preset("quick" if quick else "full", **changes)
@@ -527,6 +549,7 @@ def simulate(
         runner=runner,
         progress=progress,
         threats=threats if threats is not None or engine != "local" else ThreatConfig(),
+        jobs=jobs,
     )
     echo(summary_text(results))
     echo(f"results, summary and plots written to {Path(out).resolve()}")
