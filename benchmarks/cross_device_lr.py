@@ -1,8 +1,9 @@
 """Probe of the cross-device full run's long-run decay: 150 rounds per client learning rate.
 
-The full cross-device run (docs/experiments.md, "The full run, one seed measured") peaks by
-round 20-50 and then loses accuracy. This script reruns the full scenario for the given
-strategies and client learning rates (``SimConfig.lr``; the scenario's default is 0.01) and
+At the clients' learning rate 0.01 the full cross-device run peaks by round 20-50 and then
+loses accuracy (docs/experiments.md, "Why the clients' learning rate is 0.003"). This
+script reruns the full scenario for the given strategies and client learning rates
+(``SimConfig.lr``; the scenario's default is 0.003, chosen with this probe) and
 prints, per run, the peak accuracy and its round, the accuracy at rounds 40, 60 and 100,
 the final one and the mean of the last ten rounds. Each run writes the harness's own
 outputs (results.json, plots) under ``--out``/lr<LR>-<strategy>/.

@@ -120,6 +120,12 @@ def test_seeds_in_worker_processes_match_one_after_another():
     _same_runs(serial, parallel)
 
 
+def test_a_failing_seed_fails_the_run_with_its_own_error(tmp_path):
+    cfg = TINY.replace(dataset="cifar10", data_root=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError):
+        run_experiment(cfg, ["greedy"], [0, 1], progress=False, plots=False, jobs=2)
+
+
 def test_jobs_is_checked():
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="jobs"):
