@@ -15,6 +15,8 @@ markdown:
   reach; and the final accuracies seed by seed.
 
     python benchmarks/cross_device_tables.py results/cross-device-full/results.json
+    python benchmarks/cross_device_tables.py results/cross-device-quick5/results.json \
+        --local results/cross-device-local/results.json     # global vs local gate
 """
 
 from __future__ import annotations
@@ -121,13 +123,47 @@ def goal_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def gate_table(global_run: dict[str, Any], local_run: dict[str, Any]) -> str:
+    """Each ``NAME@local`` strategy of ``local_run`` beside ``NAME`` of ``global_run`` on the
+    seeds of the local run: final accuracy, mean accuracy over the rounds, clients trained
+    per round, dropouts per seed (means and sample std over those seeds)."""
+    lines = [
+        "| strategy | gate | final accuracy (%) | mean accuracy over the rounds (%) "
+        "| clients trained per round | dropouts |",
+        "|---|---|---|---|---|---|",
+    ]
+    for local_name, e_local in local_run["strategies"].items():
+        name, _, gate = local_name.partition("@")
+        if gate != "local" or name not in global_run["strategies"]:
+            continue
+        e_global = global_run["strategies"][name]
+        seeds = e_local["per_seed"]["seed"]
+        rows = [e_global["per_seed"]["seed"].index(s) for s in seeds]
+        for label, e, pick in (("global", e_global, rows), ("local", e_local, range(len(seeds)))):
+            acc = np.asarray([e["accuracy"][i] for i in pick], dtype=float)
+            recs = [r for i in pick for r in e["rounds"][i]]
+            drops = [sum(r["dropouts"] for r in e["rounds"][i]) for i in pick]
+            lines.append(
+                f"| {name} | {label} | {100 * acc[:, -1].mean():.1f} ± {100 * acc[:, -1].std(ddof=1):.1f} "
+                f"| {100 * acc.mean():.1f} | {np.mean([r['trained_clients'] for r in recs]):.1f} "
+                f"| {np.mean(drops):.0f} ± {np.std(drops, ddof=1):.0f} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="results.json of a cross-device run")
+    parser.add_argument(
+        "--local", metavar="RESULTS", help="results.json of a --gate local run: print the gate table"
+    )
     args = parser.parse_args(argv)
     results = json.loads(Path(args.results).read_text())
     if results.get("scenario") != "cross-device":
         parser.error(f"results: {args.results} is not a cross-device run")
+    if args.local:
+        print(gate_table(results, json.loads(Path(args.local).read_text())))
+        return 0
     for title, table in (("The curve", curve_table), ("The rounds", rounds_table), ("The goal", goal_table)):
         print(f"## {title}\n\n{table(results)}\n")
     return 0
