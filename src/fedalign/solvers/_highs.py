@@ -44,8 +44,10 @@ __all__ = [
 ]
 
 #: Under a time limit, models with at least this many integer columns run in a worker
-#: process (HiGHS' set-up can overrun the limit from a few thousand binaries on).
-ISOLATE_COLUMNS = 5_000
+#: process killed at the limit: HiGHS' set-up can overrun the limit from a few thousand
+#: binaries on, and one cross-device round of 280 clients x 16 experts (about 4,500
+#: binaries, 5 s limit) stayed in ``Highs.run`` for over ten minutes in process.
+ISOLATE_COLUMNS = 1_000
 #: Seconds a stopped worker may take beyond the limit before its result is given up.
 _GRACE = 0.05
 
