@@ -135,6 +135,40 @@ def run_experiment(
     TypeError
         ``runner`` is not callable.
     """
+    parsed, seed_list = _checked(config, strategies, seeds, engine, runner, threats, jobs)
+
+    import torch
+
+    torch.set_num_threads(1)
+    from tqdm.auto import tqdm
+
+    total = len(seed_list) * len(parsed) * config.rounds
+    with warnings.catch_warnings(), tqdm(
+        total=total, disable=not progress, unit="round", dynamic_ncols=True
+    ) as bar:
+        # the paper's strategies herd by design (balance_weight=0): the harness measures it
+        # (load CV, per-expert loads); a warning per round would bury the progress bar
+        warnings.simplefilter("ignore", HerdingWarning)
+        if jobs > 1 and len(seed_list) > 1:
+            runs, groups = run_seeds(config, parsed, seed_list, jobs=jobs, bar=bar, threats=threats)
+        else:
+            runs, groups = _run_here(config, parsed, seed_list, runner, bar, threats)
+    results = build_results(config, parsed, seed_list, runs, groups, engine=engine, threats=threats)
+    if out_dir is not None:
+        write_outputs(results, out_dir, plots=plots)
+    return results
+
+
+def _checked(
+    config: SimConfig,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    engine: str,
+    runner: Runner | None,
+    threats: ThreatConfig | None,
+    jobs: int,
+) -> tuple[list[Strategy], list[int]]:
+    """:func:`run_experiment`'s arguments checked: the parsed strategies and the seeds."""
     if engine not in ENGINES:
         raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
     if runner is not None and not callable(runner):
@@ -163,27 +197,7 @@ def run_experiment(
     seed_list = [int(s) for s in seeds]
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds: expected distinct seeds, at least one, got {seed_list}")
-
-    import torch
-
-    torch.set_num_threads(1)
-    from tqdm.auto import tqdm
-
-    total = len(seed_list) * len(parsed) * config.rounds
-    with warnings.catch_warnings(), tqdm(
-        total=total, disable=not progress, unit="round", dynamic_ncols=True
-    ) as bar:
-        # the paper's strategies herd by design (balance_weight=0): the harness measures it
-        # (load CV, per-expert loads); a warning per round would bury the progress bar
-        warnings.simplefilter("ignore", HerdingWarning)
-        if jobs > 1 and len(seed_list) > 1:
-            runs, groups = run_seeds(config, parsed, seed_list, jobs=jobs, bar=bar, threats=threats)
-        else:
-            runs, groups = _run_here(config, parsed, seed_list, runner, bar, threats)
-    results = build_results(config, parsed, seed_list, runs, groups, engine=engine, threats=threats)
-    if out_dir is not None:
-        write_outputs(results, out_dir, plots=plots)
-    return results
+    return parsed, seed_list
 
 
 def _run_here(
@@ -522,17 +536,12 @@ def simulate(
     """
     from .config import preset
 
-    changes: dict[str, Any] = {}
-    if dataset is not None:
-        changes["dataset"] = dataset
-    if partition is not None:
-        changes["partition"] = partition
+    given = {"dataset": dataset, "partition": partition, "rounds": rounds, "data_root": data_root, "lr": lr}
+    changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if rounds is not None:
         changes["rounds"] = int(rounds)
     if data_root is not None:
         changes["data_root"] = str(data_root)
-    if lr is not None:
-        changes["lr"] = lr
     if scenario != "fig3":
         changes["scenario"] = scenario
     config = preset("quick" if quick else "full", **changes)
