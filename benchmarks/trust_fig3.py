@@ -12,7 +12,7 @@ Run::
 
     nice -n 10 .venv/bin/python benchmarks/trust_fig3.py [--seeds 5] [--first-seed 0]
         [--rounds 40] [--only "NAME;..."] [--privacy] [--out benchmarks/trust-results.json]
-        [--plot docs/img/trust_fig3.png] [--replot] [--table]
+        [--plot docs/img/trust_fig3.png] [--replot] [--table] [--jobs 2]
 
 ``--privacy`` runs only the privacy arms (every scenario with ``ldp`` in its name) and
 their noise-free baselines, into ``benchmarks/trust-privacy-results.json`` and
@@ -80,6 +80,17 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
             "--ldp-epsilon 2 --ldp-mechanism duchi --audit",
         ),
         ("ldp eps=4", {"ldp_epsilon": 4.0, "audit": True}, {}, "--ldp-epsilon 4 --audit"),
+        *(
+            (
+                f"ldp eps={eps:g} best-expert",
+                {"ldp_epsilon": eps, "ldp_mechanism": "best-expert", "audit": True},
+                {},
+                f"--ldp-epsilon {eps:g} --ldp-mechanism best-expert --audit",
+            )
+            # ε = 50 replaces the true best expert with probability ~6e-22: the same
+            # report and downloads without the noise, to tell the two apart
+            for eps in (0.5, 1.0, 2.0, 50.0)
+        ),
         ("clean, rounds=80", {"audit": True}, {"rounds": 80}, "--rounds 80 --audit"),
         (
             "ldp eps=1, rounds=80",
@@ -140,6 +151,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     p.add_argument("--only", default=None, help="scenario names separated by semicolons")
+    p.add_argument("--jobs", type=int, default=1, help="seeds in parallel worker processes")
     p.add_argument(
         "--privacy", action="store_true",
         help="only the ldp scenarios and their noise-free baselines, merged into --out",
@@ -176,7 +188,7 @@ def main() -> None:
         start = time.perf_counter()
         res = run_experiment(
             cfg, [STRATEGY], seeds, progress=False, plots=False,
-            threats=ThreatConfig(**threat),
+            threats=ThreatConfig(**threat), jobs=args.jobs,
         )  # fmt: skip
         entry = res["strategies"][STRATEGY]
         rows[name] = {
@@ -184,6 +196,7 @@ def main() -> None:
             "final_accuracy": entry["final_accuracy"],
             "per_seed": entry["per_seed"]["final_accuracy"],
             **{k: entry[k] for k in KEEP if k in entry},
+            "mb_down": round(entry["bytes_down"] / 1e6, 2),
             "wall_seconds": round(time.perf_counter() - start, 1),
         }
         Path(args.out).write_text(json.dumps(summary, indent=1))  # after each: partial runs keep
@@ -218,8 +231,8 @@ def table(rows: dict[str, Any]) -> str:
 
     out = [
         "| scenario | final accuracy % (± std) | vs clean | screened (attackers) | idle violations "
-        "| Jain overall | leakage acc. / chance | ε spent | over-assigned rounds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Jain overall | leakage acc. / chance | ε spent | over-assigned rounds | MB down |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         acc = np.asarray(r["per_seed"])
@@ -235,7 +248,8 @@ def table(rows: dict[str, Any]) -> str:
             f"| {r.get('idle_violations', '—')} | {r.get('jain_index_overall') or 0:.3f} "
             f"| {leak_s} | {'—' if eps is None else f'{eps:g}'} "
             f"| {'—' if over is None else f'{over:.1f}'}"
-            f"{'' if r.get('last_over_assigned_round') is None else ' (last: round ' + format(r['last_over_assigned_round'] + 1, '.1f') + ')'} |"
+            f"{'' if r.get('last_over_assigned_round') is None else ' (last: round ' + format(r['last_over_assigned_round'] + 1, '.1f') + ')'} "
+            f"| {r['mb_down'] if 'mb_down' in r else '—'} |"
         )
     return "\n".join(out)
 

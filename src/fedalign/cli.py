@@ -376,8 +376,9 @@ def _add_threat_flags(p: argparse.ArgumentParser) -> None:
         help="local differential privacy of each reward report (epsilon per report)",
     )  # fmt: skip
     g.add_argument(
-        "--ldp-mechanism", choices=("laplace", "duchi"), default="laplace",
-        help="LDP mechanism with --ldp-epsilon (default laplace)",
+        "--ldp-mechanism", choices=("laplace", "duchi", "best-expert"), default="laplace",
+        help="LDP mechanism with --ldp-epsilon (default laplace; best-expert: each client "
+        "reports which expert of all suits it best, k-ary randomized response)",
     )  # fmt: skip
     g.add_argument(
         "--exploration-weight", type=float, default=None, metavar="X",

@@ -79,6 +79,13 @@ class Feedback:
         :func:`fedalign.privacy.privatize` sets it. A scheduler built with
         ``noisy_rewards=True`` weighs each noisy reward by it (docs/trust.md, "Privacy");
         None: the variance of the Laplace mechanism for ``epsilon`` and this many rewards.
+    survey : mapping expert_id -> float, optional
+        Rewards of experts the client evaluated but did not train: it held them (e.g. it
+        downloaded every expert to report privately which one suits its data best,
+        :func:`fedalign.privacy.privatize` with ``mechanism="best-expert"``). They move
+        fitness like ``rewards`` (same range, same noise), but give no usage credit and do
+        not count as trained. Any expert of the scheduler, given or not; none may appear in
+        ``rewards`` too. Default: none.
 
     Raises
     ------
@@ -94,6 +101,7 @@ class Feedback:
         "completed": [Boolean()],
         "epsilon": [Interval(float, 0, None, closed="neither"), None],
         "reward_variance": [Interval(float, 0, None, closed="neither"), None],
+        "survey": [InstanceOf(Mapping, "mapping expert_id -> reward")],
     }
 
     samples: int
@@ -102,6 +110,7 @@ class Feedback:
     completed: bool = True
     epsilon: float | None = None
     reward_variance: float | None = None
+    survey: Mapping[Any, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         table = self._parameter_constraints
@@ -118,24 +127,38 @@ class Feedback:
             )
         form = _REWARD if checked["epsilon"] is None else _NOISY_REWARD
         checked["rewards"] = {k: _reward(k, v, form) for k, v in checked["rewards"].items()}
+        checked["survey"] = {
+            k: _reward(k, v, form, "survey") for k, v in checked["survey"].items()
+        }
+        both = [k for k in checked["survey"] if k in checked["rewards"]]
+        if both:
+            raise InvalidFeedbackError(
+                f"Feedback.survey[{short_repr(both[0])}]: the expert is in rewards too "
+                "(survey holds experts the client did not train)"
+            )
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
     @property
     def noisy(self) -> bool:
-        """Whether a reward lies outside [0, 1] (possible only with ``epsilon`` set)."""
-        return any(not 0.0 <= r <= 1.0 for r in self.rewards.values())
+        """Whether a reward (or survey reward) lies outside [0, 1] (possible only with
+        ``epsilon`` set)."""
+        return any(
+            not 0.0 <= r <= 1.0 for part in (self.rewards, self.survey) for r in part.values()
+        )
 
 
-def _reward(expert_id: Hashable, value: Any, form: Interval = _REWARD) -> float:
-    """One reward as a float in ``form``'s range; the error names the expert."""
+def _reward(
+    expert_id: Hashable, value: Any, form: Interval = _REWARD, field_name: str = "rewards"
+) -> float:
+    """One reward as a float in ``form``'s range; the error names the field and the expert."""
     try:
         return float(form.convert(value))
     except (ValueError, TypeError, OverflowError):
         # the message (and the expert id's repr) only when it is needed: reports are many
         return float(
             validate_one(
-                f"Feedback.rewards[{short_repr(expert_id)}]",
+                f"Feedback.{field_name}[{short_repr(expert_id)}]",
                 value,
                 [form],
                 error=InvalidFeedbackError,

@@ -11,7 +11,16 @@ the assignments they lead to, say something about its data. Three tools, numpy o
     report of ``k`` rewards, the L1 sensitivity of ``k`` values in [0, 1]) and ``"duchi"``
     (Duchi, Jordan and Wainwright's one-bit mechanism per reward with ``ε / k`` each: the
     reward becomes one of two values, lower variance than Laplace for ε below about 2).
-    Both are unbiased: the expected noisy reward is the clipped reward, so a scheduler
+    A third, ``"best-expert"``, reports instead which of the ``k`` experts of the report
+    suits the client best, by k-ary randomized response: the index of its highest reward is
+    kept with probability ``e^ε / (e^ε + k - 1)``, else replaced by another index drawn at
+    random; the report becomes, for every expert ``j``, the unbiased estimate
+    ``(1{reported = j} - q) / (p - q)`` of "``j`` is the best" (``p`` the keep probability,
+    ``q = 1 / (e^ε + k - 1)``). One such report says something about every expert at the
+    cost of one ε, where Laplace or Duchi split ε over the rewards; it needs rewards for
+    every expert (``Feedback.survey`` carries those of experts the client did not train).
+    All three are unbiased: the expected noisy reward is the clipped reward (for
+    ``"best-expert"``: the indicator of the best expert), so a scheduler
     built with ``noisy_rewards=True`` keeps an unbiased fitness average. :func:`privatize`
     also states the noise's variance (:func:`noise_variance`), which the scheduler uses to
     weigh each report (a Kalman-style gain, :class:`fedalign.FitnessTracker`).
@@ -52,7 +61,7 @@ __all__ = [
 ]
 
 #: The LDP mechanisms :func:`privatize_rewards` offers.
-MECHANISMS = ("laplace", "duchi")
+MECHANISMS = ("laplace", "duchi", "best-expert")
 
 _EPSILON = [Interval(float, 0.0, None, closed="neither")]
 
@@ -84,16 +93,21 @@ def privatize_rewards(
         The privacy parameter of the whole report.
     rng : numpy.random.Generator
         The client's own random stream.
-    mechanism : {"laplace", "duchi"}
+    mechanism : {"laplace", "duchi", "best-expert"}
         ``laplace``: add Laplace noise of scale ``k / ε`` to each of the ``k`` rewards.
         ``duchi``: replace each reward ``r`` by ``(1 ± C) / 2`` with
         ``C = (e^ε' + 1) / (e^ε' - 1)``, ``ε' = ε / k``, the sign ``+`` with probability
         ``1/2 + (2r - 1)(e^ε' - 1) / (2 (e^ε' + 1))``.
+        ``best-expert``: k-ary randomized response on the index of the highest reward (ties
+        broken at random): kept with probability ``p = e^ε / (e^ε + k - 1)``, else one of
+        the other ``k - 1`` indices at random; expert ``j`` gets
+        ``(1{reported = j} - q) / (p - q)``, ``q = 1 / (e^ε + k - 1)``.
 
     Returns
     -------
     dict
-        The noisy rewards, same keys; unbiased estimates of the clipped ones.
+        The noisy rewards, same keys; unbiased estimates of the clipped ones (for
+        ``best-expert``: of 1 for the best expert and 0 for the others).
 
     Raises
     ------
@@ -119,6 +133,8 @@ def privatize_rewards(
     values = np.clip(values, 0.0, 1.0)
     if mech == "laplace":
         noisy = values + rng.laplace(0.0, k / eps, size=k)
+    elif mech == "best-expert":
+        noisy = _best_expert(values, eps, rng)
     else:
         e = math.exp(eps / k)
         c = (e + 1.0) / (e - 1.0)
@@ -126,6 +142,29 @@ def privatize_rewards(
         t = np.where(rng.random(k) < p_up, c, -c)
         noisy = (t + 1.0) / 2.0
     return {key: float(v) for key, v in zip(keys, noisy, strict=True)}
+
+
+def _best_expert(values: NDArray[np.float64], eps: float, rng: np.random.Generator) -> NDArray[np.float64]:
+    """k-ary randomized response on the argmax of ``values``, debiased per expert."""
+    k = values.size
+    top = np.flatnonzero(values == values.max())
+    best = int(top[rng.integers(top.size)]) if top.size > 1 else int(top[0])
+    p, q = _krr(eps, k)
+    reported = best
+    if k > 1 and rng.random() >= p:  # one of the other k - 1 at random
+        other = int(rng.integers(k - 1))
+        reported = other + (other >= best)
+    hit = np.zeros(k)
+    hit[reported] = 1.0
+    return (hit - q) / (p - q)
+
+
+def _krr(eps: float, k: int) -> tuple[float, float]:
+    """k-ary randomized response's ``(p, q)``: the probability that the true index is
+    reported, and that one given other index is."""
+    # e^ε overflows past ε ≈ 709: p = 1, q = 0 then (exactly what the limit is)
+    e = math.exp(min(eps, 700.0))
+    return e / (e + k - 1), 1.0 / (e + k - 1)
 
 
 def privatize(
@@ -138,21 +177,40 @@ def privatize(
     """``feedback`` with its rewards privatized (:func:`privatize_rewards`), ``epsilon`` set and
     ``reward_variance`` the mechanism's :func:`noise_variance` for the report.
 
-    A dropout or a report without rewards is returned unchanged (nothing is disclosed, no
-    ε is spent).
+    The rewards and the survey rewards (``Feedback.survey``) form one report of ε: with
+    ``"best-expert"`` the best of them all is reported, and each keeps its field. A dropout
+    or a report without rewards is returned unchanged (nothing is disclosed, no ε is
+    spent); so is a ``"best-expert"`` report of one expert, whose only possible answer
+    (1, "the best") says nothing.
+
+    Examples
+    --------
+    >>> fb = Feedback(samples=50, rewards={0: 0.4}, survey={1: 0.9, 2: 0.1, 3: 0.2})
+    >>> out = privatize(fb, 1.0, rng=np.random.default_rng(0), mechanism="best-expert")
+    >>> sorted(out.survey) == [1, 2, 3], out.epsilon, round(out.reward_variance, 2)
+    (True, 1.0, 2.76)
     """
     eps, mech = _checked(epsilon, mechanism)
-    if not feedback.rewards:
+    report = {**feedback.rewards, **feedback.survey}
+    if not report or (mech == "best-expert" and len(report) == 1):
         return feedback
-    noisy = privatize_rewards(feedback.rewards, eps, rng=rng, mechanism=mech)
+    noisy = privatize_rewards(report, eps, rng=rng, mechanism=mech)
     var = noise_variance(eps, len(noisy), mech)
-    return replace(feedback, rewards=noisy, epsilon=eps, reward_variance=var)
+    return replace(
+        feedback,
+        rewards={e: noisy[e] for e in feedback.rewards},
+        survey={e: noisy[e] for e in feedback.survey},
+        epsilon=eps,
+        reward_variance=var,
+    )
 
 
 def noise_variance(epsilon: float, k: int = 1, mechanism: str = "laplace") -> float:
     """Largest variance of one noisy reward of a report of ``k`` rewards (over rewards in
     [0, 1]): ``2 k² / ε²`` for ``laplace``; ``C² / 4`` for ``duchi`` (at a reward of 0.5; at
-    ``r`` it is ``C² / 4 - (r - 1/2)²``).
+    ``r`` it is ``C² / 4 - (r - 1/2)²``); for ``best-expert``
+    ``max(p (1 - p), q (1 - q)) / (p - q)²`` with ``p``, ``q`` as in
+    :func:`privatize_rewards` (the best expert's variance, or another's), 0 for ``k = 1``.
 
     It depends only on the mechanism, ``ε`` and ``k``, never on the reward, so a weight
     built from it keeps an average of noisy rewards unbiased.
@@ -165,7 +223,9 @@ def noise_variance(epsilon: float, k: int = 1, mechanism: str = "laplace") -> fl
     Examples
     --------
     >>> round(noise_variance(1.0), 3), round(noise_variance(1.0, mechanism="duchi"), 3)
-    (2.0, 1.17)
+    (2.0, 1.171)
+    >>> round(noise_variance(1.0, 4, "best-expert"), 3)
+    2.762
     """
     k = validate_one("k", k, [Interval(int, 1, None)])
     return noise_std(epsilon, k, mechanism) ** 2
@@ -175,11 +235,17 @@ def noise_std(epsilon: float, k: int = 1, mechanism: str = "laplace") -> float:
     """Largest standard deviation of one noisy reward of a report of ``k`` rewards.
 
     ``laplace``: ``sqrt(2) k / ε``; ``duchi``: ``C / 2`` with ``C`` as in
-    :func:`privatize_rewards` (the variance at a reward of 0.5).
+    :func:`privatize_rewards` (the variance at a reward of 0.5); ``best-expert``: the square
+    root of :func:`noise_variance`'s.
     """
     eps, mech = _checked(epsilon, mechanism)
     if mech == "laplace":
         return math.sqrt(2.0) * k / eps
+    if mech == "best-expert":
+        if k == 1:
+            return 0.0
+        p, q = _krr(eps, k)
+        return math.sqrt(max(p * (1.0 - p), q * (1.0 - q))) / (p - q)
     e = math.exp(eps / k)
     return (e + 1.0) / (e - 1.0) / 2.0
 

@@ -270,6 +270,7 @@ class FitnessTracker:
         rewards: ArrayLike,
         weight: ArrayLike | None = None,
         noise: ArrayLike | None = None,
+        surveyed: ArrayLike | None = None,
     ) -> None:
         """Apply this round's update to ``rows`` (each at most once per round).
 
@@ -289,6 +290,10 @@ class FitnessTracker:
             Variance of the zero-mean noise each reward carries (NaN or 0: an exact reward).
             A noisy pair moves by the Kalman gain ``weight · P / (P + R0 + V)`` instead of
             ``ema · weight`` (class notes). Default: every reward exact.
+        surveyed : (m, n_experts) bool, optional
+            Pairs that get their reward without having trained (the client evaluated the
+            expert only): fitness moves as for a trained pair, :meth:`times_trained` does
+            not count them. Default: none.
 
         Raises
         ------
@@ -297,6 +302,9 @@ class FitnessTracker:
         """
         r = np.asarray(rows, dtype=np.int64)
         t = np.asarray(trained, dtype=bool)
+        counted = t
+        if surveyed is not None:
+            t = t | np.asarray(surveyed, dtype=bool)
         rw = np.asarray(rewards, dtype=np.float64)
         cur = self.get(r)
         drift = cur - self.decay * (cur - self.prior)
@@ -306,15 +314,17 @@ class FitnessTracker:
         )
         if w is not None:
             t = t & (w > 0)
+            counted = counted & (w > 0)
         v = None if noise is None else _noise("noise", noise, t.shape)
         if v is not None and (noisy := t & (v > 0)).any():
-            self._record_noisy(r, t, noisy, rw, np.ones(t.shape) if w is None else w, v, cur, drift)
+            w = np.ones(t.shape) if w is None else w
+            self._record_noisy(r, t, noisy, rw, w, v, cur, drift, counted)
             return
         rate: float | NDArray[np.float64] = self.ema if w is None else self.ema * w
         new = np.where(t, (1.0 - rate) * cur + rate * rw, drift)
         if self._var is not None:
             self._var[r] = self._next_var(r, t, rate)
-        self._store(r, t, new)
+        self._store(r, counted, new)
 
     def _next_var(
         self, r: NDArray[np.int64], t: NDArray[np.bool_], rate: float | NDArray[np.float64]
@@ -334,6 +344,7 @@ class FitnessTracker:
         noise: NDArray[np.float64],
         cur: NDArray[np.float64],
         drift: NDArray[np.float64],
+        counted: NDArray[np.bool_],
     ) -> None:
         """:meth:`record` for a round with noisy rewards: exact pairs as usual, noisy pairs
         by the Kalman gain, the variance of every recorded pair kept."""
@@ -351,12 +362,15 @@ class FitnessTracker:
         with np.errstate(invalid="ignore"):  # ema = 0: R0 and V + R0 infinite, the gain 0
             kept = (1.0 - gain) ** 2 * var + gain**2 * v
         self._var[r] = np.where(noisy & (gain > 0), kept, var)
-        self._store(r, t, new)
+        self._store(r, counted, new)
 
-    def _store(self, r: NDArray[np.int64], t: NDArray[np.bool_], new: NDArray[np.float64]) -> None:
+    def _store(
+        self, r: NDArray[np.int64], counted: NDArray[np.bool_], new: NDArray[np.float64]
+    ) -> None:
+        """Write the rows' new fitness; ``counted`` pairs trained once more."""
         self._f[r] = new
         self._synced[r] = self.rounds_closed + 1
-        self._count[r] = np.minimum(self._count[r].astype(np.int64) + t, _COUNT_MAX)
+        self._count[r] = np.minimum(self._count[r].astype(np.int64) + counted, _COUNT_MAX)
 
     def close_round(self) -> None:
         """Close the round: every row not recorded in it drifts one step (lazily)."""

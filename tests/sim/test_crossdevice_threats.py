@@ -170,6 +170,40 @@ def test_ldp_rewards_spend_epsilon_and_the_audit_reports(setup):
     assert leak["chance"] == pytest.approx(np.bincount(seen).max() / seen.size)
 
 
+def test_best_expert_reports_survey_every_expert_and_are_counted_in_bytes(setup, monkeypatch):
+    from fedalign import Feedback
+    from fedalign.sim.threats import ThreatRun
+
+    seen, surveyed = [], []
+    original, take = Feedback.__init__, ThreatRun.take_survey_bytes
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self)
+
+    def spy_take(self):
+        surveyed.append(take(self))
+        return surveyed[-1]
+
+    monkeypatch.setattr(Feedback, "__init__", spy)
+    monkeypatch.setattr(ThreatRun, "take_survey_bytes", spy_take)
+    r = _run(setup, ldp_epsilon=1.0, ldp_mechanism="best-expert")
+    private = [f for f in seen if f.epsilon is not None]
+    assert private
+    for f in private:  # every expert is in the report, exactly one of them reported best
+        values = {**f.rewards, **f.survey}
+        assert sorted(values) == list(range(TINY.n_experts))
+        assert sum(v > 0 for v in values.values()) == 1
+    # the downloads of the experts evaluated only are in the round's bytes down: the same
+    # run with them left uncounted downloads exactly that much less
+    assert sum(surveyed) > 0
+    assert sum(rec["bytes_down"] for rec in r.records) == r.bytes_down[-1]
+    monkeypatch.setattr(ThreatRun, "take_survey_bytes", lambda self: 0)
+    uncounted = _run(setup, ldp_epsilon=1.0, ldp_mechanism="best-expert")
+    assert uncounted.accuracy == r.accuracy
+    assert r.bytes_down[-1] - uncounted.bytes_down[-1] == sum(surveyed)
+
+
 def test_results_json_names_in_the_cross_device_scenario(tmp_path):
     cfg = TINY.replace(rounds=2)
     threats = ThreatConfig(

@@ -226,6 +226,49 @@ def test_ldp_noise_reaches_the_scheduler(setup, monkeypatch):
     assert noisy and any(v < 0 or v > 1 for f in noisy for v in f.rewards.values())
 
 
+def test_best_expert_reports_cover_every_expert_and_count_the_downloads(setup, monkeypatch):
+    seen, surveyed = [], []
+    original, survey = Feedback.__init__, ThreatRun.survey
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self)
+
+    def spy_survey(self, model, experts, x, y, kind, layout):
+        given = set(experts)
+        others = [j for j in range(TINY.n_experts) if j not in given]
+        surveyed.append(sum(layout.expert_nbytes[j] for j in others))
+        return survey(self, model, experts, x, y, kind, layout)
+
+    monkeypatch.setattr(Feedback, "__init__", spy)
+    monkeypatch.setattr(ThreatRun, "survey", spy_survey)
+    r = _run(setup, ldp_epsilon=1.0, ldp_mechanism="best-expert")
+    private = [f for f in seen if f.epsilon is not None]
+    assert private and len(private) == len(surveyed)
+    for f in private:  # one hit: the reported expert gets (1 - q) / (p - q), the others -q / (p - q)
+        values = {**f.rewards, **f.survey}
+        assert sorted(values) == list(range(TINY.n_experts))
+        assert sum(v > 0 for v in values.values()) == 1
+    assert r.threats["epsilon_spent"] == pytest.approx(max(p["trained"] for p in r.threats["participation"]))
+    # the evaluated experts' downloads are in bytes_down, round by round: the same run with
+    # them left uncounted downloads exactly that much less
+    assert sum(rec["bytes_down"] for rec in r.records) == r.bytes_down[-1]
+    counted = sum(surveyed)
+    monkeypatch.setattr(ThreatRun, "take_survey_bytes", lambda self: 0)
+    uncounted = _run(setup, ldp_epsilon=1.0, ldp_mechanism="best-expert")
+    assert uncounted.accuracy == r.accuracy
+    assert r.bytes_down[-1] - uncounted.bytes_down[-1] == counted > 0
+
+
+def test_best_expert_needs_a_reward_measured_before_training():
+    cfg = TINY.replace(reward="loss-reduction")
+    with pytest.raises(ValueError, match="best-expert"):
+        run_experiment(
+            cfg, ["load-balanced/flow"], seeds=[0], progress=False, plots=False,
+            threats=ThreatConfig(ldp_epsilon=1.0, ldp_mechanism="best-expert"),
+        )  # fmt: skip
+
+
 # ------------------------------------------------------------------ results.json and the CLI
 
 

@@ -902,6 +902,7 @@ class Scheduler:
                 "need a scheduler built with noisy_rewards=True"
             )
         trained, rewards = self._report_rewards(client_id, feedback, op.assigned[pos], op.round)
+        survey = self._report_survey(feedback) if feedback.survey else None
         # validation done: record it; end_round learns from the whole cohort at once
         op.record(
             pos,
@@ -911,6 +912,7 @@ class Scheduler:
             duration=feedback.duration,
             completed=feedback.completed,
             noise=self._reward_noise(feedback),
+            survey=survey,
         )
 
     def _reward_noise(self, feedback: Feedback) -> float | None:
@@ -921,12 +923,13 @@ class Scheduler:
         noise for its ε and number of rewards (:func:`fedalign.privacy.privatize_rewards`'
         default mechanism).
         """
-        if not self._settings.noisy_rewards or feedback.epsilon is None or not feedback.rewards:
+        k = len(feedback.rewards) + len(feedback.survey)
+        if not self._settings.noisy_rewards or feedback.epsilon is None or k == 0:
             return None
         if feedback.reward_variance is not None:
             return feedback.reward_variance
         # fedalign.privacy.noise_variance(ε, k, "laplace"): Laplace noise of scale k / ε
-        return 2.0 * (len(feedback.rewards) / feedback.epsilon) ** 2
+        return 2.0 * (k / feedback.epsilon) ** 2
 
     def judge(
         self,
@@ -1032,6 +1035,18 @@ class Scheduler:
             rewards[j] = r
         return trained, rewards
 
+    def _report_survey(self, feedback: Feedback) -> NDArray[np.float64]:
+        """A report's survey rewards as an (E,) row, NaN where none (any expert may be
+        surveyed; Feedback keeps them apart from the trained ones)."""
+        survey = np.full(self.n_experts, np.nan)
+        for eid, r in feedback.survey.items():
+            try:
+                j = self._expert_pos[eid]
+            except (KeyError, TypeError):
+                raise InvalidFeedbackError(f"feedback.survey: {short_repr(eid)} is not an expert id") from None
+            survey[j] = r
+        return survey
+
     def end_round(self) -> None:
         """Close the open round (a no-op between rounds).
 
@@ -1053,12 +1068,17 @@ class Scheduler:
         if done.any():
             weight = self._credit_weights(op, done, trained)
             noise = None if op.noise is None or np.isnan(op.noise).all() else op.noise[done]
+            rewards, surveyed = op.rewards[done], None
+            if op.survey is not None:  # experts evaluated, not trained: fitness only
+                surveyed = ~np.isnan(op.survey[done])
+                rewards = np.where(surveyed, op.survey[done], rewards)
             self._fit.record(
                 op.rows[done],
                 trained[done],
-                op.rewards[done],
+                rewards,
                 None if weight is None else weight[done],
                 noise=noise,
+                surveyed=surveyed,
             )
             share = np.ones(trained.shape)
             assert op.verdict is not None

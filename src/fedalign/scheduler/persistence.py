@@ -28,6 +28,7 @@ before, and a file without them loads with their defaults):
                     trust.idle (int32)           only with the setting max_idle_rounds
                     open.verdict (float64)       only when the open round holds a verdict
                     open.noise (float64)         only when the open round holds a noisy reward
+                    open.survey (float64)        only when the open round holds a survey reward
                     fit.variance (float32)       only once a noisy reward was recorded
 """
 

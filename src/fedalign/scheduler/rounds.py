@@ -43,6 +43,7 @@ ARRAYS: dict[str, tuple[Any, bool]] = {
 OPTIONAL_ARRAYS: dict[str, tuple[Any, bool]] = {
     "verdict": (np.float64, True),
     "noise": (np.float64, True),
+    "survey": (np.float64, True),
 }
 
 #: What each saved array may hold, beyond its dtype (see :func:`fedalign._arrays.checked_array`):
@@ -60,6 +61,7 @@ _VALUES: dict[str, dict[str, Any]] = {
     "rewards": {"kind": "float", "low": 0.0, "high": 1.0},
     "verdict": {"kind": "float", "low": 0.0, "high": 1.0, "nan": True},
     "noise": {"kind": "float", "above": 0.0, "nan": True},
+    "survey": {"kind": "float", "low": 0.0, "high": 1.0, "nan": True},
 }
 
 
@@ -91,6 +93,9 @@ class OpenRound:
     noise : (m, E) float64 or None
         Variance of the privacy noise of each reward (NaN: an exact reward); None until the
         round's first noisy report.
+    survey : (m, E) float64 or None
+        Survey rewards (``Feedback.survey``): experts a client evaluated without training
+        them (NaN: none); None until the round's first survey.
     """
 
     round: int
@@ -105,6 +110,7 @@ class OpenRound:
     rewards: NDArray[np.float64]
     verdict: NDArray[np.float64] | None = None
     noise: NDArray[np.float64] | None = None
+    survey: NDArray[np.float64] | None = None
     _positions: dict[int, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -150,15 +156,24 @@ class OpenRound:
         duration: float | None,
         completed: bool,
         noise: float | None = None,
+        survey: NDArray[np.float64] | None = None,
     ) -> None:
         """Store one validated report at cohort position ``pos`` (``noise``: the variance of
-        its rewards' privacy noise, None for exact rewards)."""
+        its rewards' privacy noise, None for exact rewards; ``survey``: (E,) survey rewards,
+        NaN where none, or None)."""
         self.trained[pos] = trained
         self.rewards[pos] = rewards
+        if survey is not None:
+            if self.survey is None:  # allocated at the round's first survey only
+                self.survey = np.full(self.assigned.shape, np.nan)
+            self.survey[pos] = survey
+        elif self.survey is not None:
+            self.survey[pos] = np.nan
+        rewarded = trained if survey is None else trained | ~np.isnan(survey)
         if noise is not None:
             if self.noise is None:  # allocated at the round's first noisy report only
                 self.noise = np.full(self.assigned.shape, np.nan)
-            self.noise[pos] = np.where(trained, noise, np.nan)
+            self.noise[pos] = np.where(rewarded, noise, np.nan)
         elif self.noise is not None:
             self.noise[pos] = np.nan
         self.samples[pos] = samples
@@ -227,7 +242,7 @@ class OpenRound:
         for k, (dtype, per_expert) in wanted.items():
             shape = (m, n_experts) if per_expert else (m,)
             values = dict(_VALUES[k])
-            if k == "rewards":
+            if k in ("rewards", "survey"):
                 values["low"], values["high"] = reward_bounds
             try:
                 a = checked_array(f"open.{k}", arrays[k], shape=shape, **values)
@@ -240,4 +255,6 @@ class OpenRound:
             raise InvalidStateError("open.rows: a client appears twice in the cohort")
         if (out["trained"] & ~out["assigned"]).any():
             raise InvalidStateError("open.trained: a reward for an expert the client was not given")
+        if "survey" in out and (out["trained"] & ~np.isnan(out["survey"])).any():
+            raise InvalidStateError("open.survey: a survey reward for an expert the client trained")
         return cls(round=int(number), **out)

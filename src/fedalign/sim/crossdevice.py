@@ -48,7 +48,7 @@ from ..errors import HerdingWarning
 from ..rounds import ActiveRound, RoundDriver
 from ..rounds.naming import ModelLayout
 from .accounting import RoundRecord, client_times, round_seconds
-from .client import local_train
+from .client import as_tensors, local_train
 from .config import SimConfig, Strategy
 from .data import Dataset, load_dataset
 from .gates import LocalGates, domain_accuracy, gate_keys
@@ -421,7 +421,8 @@ class _Run:
             round=rnd.number,
             planning_seconds=rnd.planning,
             round_seconds=round_seconds(rnd.planning, seconds, answered, self.setup.deadline),
-            bytes_down=0 if summary is None else int(summary.bytes_sent),
+            bytes_down=(0 if summary is None else int(summary.bytes_sent))
+            + (0 if self.threats is None else self.threats.take_survey_bytes()),
             bytes_up=0 if summary is None else int(summary.bytes_received),
             byte_budget=self.setup.round_bytes,
             online=int(rnd.online.size),
@@ -489,9 +490,18 @@ class _Run:
         Returns Oort's statistical utility of the client's round, ``|B| sqrt(mean loss^2)``.
         """
         cfg, experts = self.cfg, current.experts(client)
-        load_partial_state(self.worker, {k: self.state[k] for k in current.keys(client)})
+        surveys = self.threats is not None and self.threats.surveys(client)
+        # a surveying client holds every expert: it evaluates the others too
+        load_partial_state(
+            self.worker, self.state if surveys else {k: self.state[k] for k in current.keys(client)}
+        )
         if self.gates is not None:
             load_partial_state(self.worker, self.gates.get(client))
+        survey: dict[int, float] = {}
+        if surveys:
+            assert self.threats is not None
+            data = as_tensors(self.setup.partition.clients[client])
+            survey = self.threats.survey(self.worker, experts, *data, cfg.reward, current.layout)
         trained, metrics = local_train(
             self.worker,
             experts,
@@ -507,7 +517,10 @@ class _Run:
             self.gates.keep(client, arrays)
             arrays = {k: v for k, v in arrays.items() if k in self.state}
         feedback = fa.Feedback(
-            samples=int(self.setup.samples[client]), rewards=metrics["rewards"], duration=seconds
+            samples=int(self.setup.samples[client]),
+            rewards=metrics["rewards"],
+            duration=seconds,
+            survey=survey,
         )
         weight = float(metrics["samples"])
         if self.threats is not None:

@@ -187,6 +187,16 @@ def _checked(
             "attack: attacks, defenses, --max-idle-rounds, --ldp-epsilon and --audit run "
             "only on the local engine"
         )
+    if (
+        threats is not None
+        and threats.ldp_epsilon is not None
+        and threats.ldp_mechanism == "best-expert"
+        and config.reward == "loss-reduction"
+    ):
+        raise ValueError(
+            "ldp_mechanism: 'best-expert' compares every expert as received, which "
+            "reward='loss-reduction' (measured after training) cannot; use 'accuracy' or 'routing'"
+        )
     names = list(strategies)
     if not names:
         raise ValueError("strategies: name at least one strategy")

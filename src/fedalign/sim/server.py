@@ -334,7 +334,7 @@ def run_strategy(
         if run is not None:
             run.observe(cohort, summary)
         up += summary.bytes_received
-        down += summary.bytes_sent
+        down += summary.bytes_sent + (0 if run is None else run.take_survey_bytes())
         load = np.zeros(e, dtype=np.int64)
         for client, experts in summary.assignment.items():
             result.expert_load[client, experts] += 1  # type: ignore[index]
@@ -366,11 +366,12 @@ def _record(
 ) -> dict[str, Any]:
     """The round's record for ``results.json`` (``fig3``: the clock leaves planning out)."""
     before = result.seconds[-2] if len(result.seconds) > 1 else 0.0
+    down = result.bytes_down[-1] - (result.bytes_down[-2] if len(result.bytes_down) > 1 else 0)
     return {
         "round": rnd,
         "planning_seconds": float(summary.solver_seconds or 0.0),
         "round_seconds": float(result.seconds[-1] - before),
-        "bytes_down": int(summary.bytes_sent),
+        "bytes_down": int(down),  # the payloads, and experts downloaded only to evaluate
         "bytes_up": int(summary.bytes_received),
         "byte_budget": None,
         "online": int(cohort),
@@ -419,6 +420,10 @@ def _train_cohort(
             continue
         # the simulated client starts from the global model; it trains only its experts
         load_partial_state(worker, global_state)
+        survey: dict[int, float] = {}
+        if threats is not None and threats.surveys(client):  # evaluates the others too
+            data = as_tensors(setup.partition.clients[client])
+            survey = threats.survey(worker, assigned[pos], *data, cfg.reward, current.layout)
         state, metrics = local_train(
             worker,
             assigned[pos],
@@ -430,7 +435,10 @@ def _train_cohort(
             reward=cfg.reward,
         )
         feedback = Feedback(
-            samples=int(samples[client]), rewards=metrics["rewards"], duration=float(seconds[pos])
+            samples=int(samples[client]),
+            rewards=metrics["rewards"],
+            duration=float(seconds[pos]),
+            survey=survey,
         )
         arrays = {k: v.numpy() for k, v in state.items()}
         weight = float(metrics["samples"])

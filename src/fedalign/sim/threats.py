@@ -415,7 +415,11 @@ class ThreatConfig:
         with :func:`fedalign.privacy.privatize` before they leave the client, the scheduler
         runs with ``noisy_rewards=True`` and a :class:`fedalign.privacy.PrivacyAccountant`
         counts the ε spent.
-    ldp_mechanism : {"laplace", "duchi"}
+    ldp_mechanism : {"laplace", "duchi", "best-expert"}
+        The mechanism (:data:`fedalign.privacy.MECHANISMS`). ``best-expert``: every honest
+        client also evaluates, as received, the experts it was not given (it downloads
+        them: counted in ``bytes_down``) and reports which expert of all suits its data
+        best (``Feedback.survey`` carries the others' rewards).
     audit : bool
         Run :func:`fedalign.privacy.assignment_leakage` on the run's assignments (``--audit``).
     exploration_weight : float >= 0 or None
@@ -578,6 +582,7 @@ class ThreatRun:
         from ..privacy import PrivacyAccountant
 
         self.accountant = PrivacyAccountant() if config.ldp_epsilon is not None else None
+        self.survey_bytes = 0  # downloads of experts evaluated only (best-expert reports)
         self.offered = np.zeros(n, dtype=np.int64)
         self.trained = np.zeros(n, dtype=np.int64)
         self.over_assigned = np.zeros(n, dtype=np.int64)
@@ -639,6 +644,34 @@ class ThreatRun:
         # a hair of slack: a plan that fills memory exactly must not read as overflowing
         return need <= w.holds[np.asarray(clients, dtype=np.int64)] * (1 + 1e-9)
 
+    def surveys(self, client: int) -> bool:
+        """Whether ``client`` evaluates every expert this round: an honest client under the
+        ``best-expert`` mechanism, whose private report names its best expert of all."""
+        c = self.config
+        return (
+            c.ldp_epsilon is not None
+            and c.ldp_mechanism == "best-expert"
+            and not self.adversary.attacks(client)
+        )
+
+    def survey(
+        self, model: Any, experts: Sequence[int], x: Any, y: Any, kind: str, layout: Any
+    ) -> dict[int, float]:
+        """Rewards of the experts outside ``experts``, measured on ``model`` as received
+        (it must hold the global experts); their download is added to :attr:`survey_bytes`
+        (``layout``: the round's :class:`fedalign.rounds.naming.ModelLayout`)."""
+        from .client import expert_rewards
+
+        given = set(experts)
+        others = [j for j in range(self.world.n_experts) if j not in given]
+        self.survey_bytes += layout.nbytes_for(others) - layout.shared_nbytes
+        return expert_rewards(model, others, x, y, kind)
+
+    def take_survey_bytes(self) -> int:
+        """Bytes of survey downloads since the last call (added to the round's bytes down)."""
+        out, self.survey_bytes = self.survey_bytes, 0
+        return out
+
     def reply(
         self,
         client: int,
@@ -649,11 +682,12 @@ class ThreatRun:
         weight: float,
     ) -> tuple[dict[str, NDArray[Any]], Any, float]:
         """What ``client`` sends back: the attack's reply, or its honest one with rewards
-        privatized under ``ldp_epsilon`` (the ε spent is counted)."""
+        (and survey rewards) privatized under ``ldp_epsilon`` (the ε spent is counted)."""
         arrays, rewards, samples, w = self.adversary.tamper(
             client, experts, sent, trained, feedback.rewards, feedback.samples, weight
         )
-        out = replace(feedback, rewards=rewards, samples=samples)
+        survey = {} if self.adversary.attacks(client) else feedback.survey
+        out = replace(feedback, rewards=rewards, samples=samples, survey=survey)
         eps = self.config.ldp_epsilon
         if eps is not None and not self.adversary.attacks(client) and out.rewards:
             from ..privacy import privatize
