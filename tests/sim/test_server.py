@@ -126,6 +126,44 @@ def test_a_failing_seed_fails_the_run_with_its_own_error(tmp_path):
         run_experiment(cfg, ["greedy"], [0, 1], progress=False, plots=False, jobs=2)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_finished_seeds_are_kept_while_the_run_goes(tmp_path, monkeypatch, jobs):
+    import fedalign.sim.experiments as ex
+
+    cfg = TINY.replace(n_clients=6, n_domains=2)
+    names = ["greedy", "load-balanced/flow"]
+    kept = []
+    add = ex._PartialResults.add
+
+    def spy(self, seed, groups, runs):
+        add(self, seed, groups, runs)
+        kept.append(json.loads(self.path.read_text()))
+
+    monkeypatch.setattr(ex._PartialResults, "add", spy)
+    full = run_experiment(cfg, names, [0, 1], out_dir=tmp_path, progress=False, plots=False, jobs=jobs)
+    assert not (tmp_path / ex.PARTIAL_RESULTS).exists()  # the run ended: results.json has it all
+    assert [k["config"]["seeds"] for k in kept] in ([[0], [0, 1]], [[1], [0, 1]])
+    alone = run_experiment(cfg, names, kept[0]["config"]["seeds"], progress=False, plots=False)
+    _same_runs(alone, kept[0])  # what a stopped run keeps is that seed's run
+    _same_runs(full, kept[1])
+
+
+def test_a_stopped_run_keeps_the_seeds_it_finished(tmp_path):
+    def runner(setup, strategy, *, on_round=None):
+        if setup.seed == 1:
+            raise KeyboardInterrupt  # the user stops the run during seed 1
+        return run_strategy(setup, strategy, on_round=on_round)
+
+    cfg = TINY.replace(n_clients=6, n_domains=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(
+            cfg, ["greedy"], [0, 1], out_dir=tmp_path, progress=False, plots=False, runner=runner
+        )
+    kept = json.loads((tmp_path / "results.partial.json").read_text())
+    assert kept["config"]["seeds"] == [0] and not (tmp_path / "results.json").exists()
+    assert len(kept["strategies"]["greedy"]["accuracy"]) == 1
+
+
 def test_jobs_is_checked():
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="jobs"):

@@ -22,7 +22,9 @@ devices, cohorts and device luck per seed), then writes into ``out_dir``:
   (every setting, seeds, strategies, engine) and ``ordering`` (per seed, whether
   load-balanced > greedy > random held).
 * ``summary.md`` -- the markdown table of :func:`fedalign.sim.report.markdown_table`;
-* the figures of :func:`fedalign.sim.report.write_plots`.
+* the figures of :func:`fedalign.sim.report.write_plots`;
+* while a run of several seeds goes, ``results.partial.json``: ``results.json``'s content
+  for the seeds finished so far (:data:`PARTIAL_RESULTS`), removed at the end.
 """
 
 from __future__ import annotations
@@ -99,7 +101,9 @@ def run_experiment(
     seeds : sequence of int
         At least one; distinct.
     out_dir : str or Path, optional
-        Where to write ``results.json``, ``summary.md`` and the figures (None: write nothing).
+        Where to write ``results.json``, ``summary.md`` and the figures (None: write nothing);
+        with several seeds, also ``results.partial.json`` as each seed finishes (the seeds
+        done so far), removed once ``results.json`` is written.
     engine : {"local", "flower", "nvflare"}
         The runtime, recorded as ``config.engine`` in ``results.json``. ``flower`` and
         ``nvflare`` need ``runner``.
@@ -143,20 +147,64 @@ def run_experiment(
     from tqdm.auto import tqdm
 
     total = len(seed_list) * len(parsed) * config.rounds
+    partial = None if out_dir is None else _PartialResults(config, parsed, out_dir, engine, threats)
     with warnings.catch_warnings(), tqdm(
         total=total, disable=not progress, unit="round", dynamic_ncols=True
     ) as bar:
         # the paper's strategies herd by design (balance_weight=0): the harness measures it
         # (load CV, per-expert loads); a warning per round would bury the progress bar
         warnings.simplefilter("ignore", HerdingWarning)
+        on_seed = None if partial is None or len(seed_list) == 1 else partial.add
         if jobs > 1 and len(seed_list) > 1:
-            runs, groups = run_seeds(config, parsed, seed_list, jobs=jobs, bar=bar, threats=threats)
+            runs, groups = run_seeds(
+                config, parsed, seed_list, jobs=jobs, bar=bar, threats=threats, on_seed=on_seed
+            )
         else:
-            runs, groups = _run_here(config, parsed, seed_list, runner, bar, threats)
+            runs, groups = _run_here(config, parsed, seed_list, runner, bar, threats, on_seed)
     results = build_results(config, parsed, seed_list, runs, groups, engine=engine, threats=threats)
     if out_dir is not None:
         write_outputs(results, out_dir, plots=plots)
+        assert partial is not None
+        partial.path.unlink(missing_ok=True)  # the run is complete: results.json holds it all
     return results
+
+
+#: What a run with ``out_dir`` keeps while it goes: the seeds finished so far.
+PARTIAL_RESULTS = "results.partial.json"
+
+
+class _PartialResults:
+    """``results.partial.json``: ``results.json``'s content for the seeds finished so far,
+    rewritten (atomically) as each seed finishes, so that a stopped long run keeps them;
+    removed once ``results.json`` is written."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        strategies: Sequence[Strategy],
+        out_dir: str | Path,
+        engine: str,
+        threats: ThreatConfig | None,
+    ) -> None:
+        self.config, self.strategies, self.engine, self.threats = config, strategies, engine, threats
+        self.path = Path(out_dir) / PARTIAL_RESULTS
+        self.done: dict[int, tuple[list[int], list[Any]]] = {}
+
+    def add(self, seed: int, groups: list[int], runs: list[Any]) -> None:
+        """Record a finished seed (one run per strategy, in order) and rewrite the file."""
+        self.done[seed] = (groups, runs)
+        seeds = sorted(self.done)
+        by_name = {
+            s.name: [self.done[seed][1][i] for seed in seeds] for i, s in enumerate(self.strategies)
+        }
+        results = build_results(
+            self.config, self.strategies, seeds, by_name, [self.done[s][0] for s in seeds],
+            engine=self.engine, threats=self.threats,
+        )  # fmt: skip
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1, allow_nan=False))
+        tmp.replace(self.path)
 
 
 def _checked(
@@ -217,9 +265,11 @@ def _run_here(
     runner: Runner | None,
     bar: Any,
     threats: ThreatConfig | None,
+    on_seed: Callable[[int, list[int], list[Any]], None] | None = None,
 ) -> tuple[dict[str, list[Any]], list[list[int]]]:
     """Every strategy under every seed in this process, one after another (``runner``, or the
-    scenario's own); the same ``(runs, groups)`` as :func:`fedalign.sim.parallel.run_seeds`."""
+    scenario's own); the same ``(runs, groups)`` as :func:`fedalign.sim.parallel.run_seeds`,
+    and the same ``on_seed`` calls."""
     make, run_local = scenario_runner(config)
     run_one: Runner = run_local if runner is None else runner
     extra = {} if threats is None or runner is not None else {"threats": threats}
@@ -236,6 +286,8 @@ def _run_here(
                 bar.set_postfix(acc=f"{accuracy:.3f}")
 
             runs[strategy.name].append(run_one(setup, strategy, on_round=tick, **extra))
+        if on_seed is not None:
+            on_seed(seed, groups[-1], [runs[s.name][-1] for s in strategies])
     return runs, groups
 
 

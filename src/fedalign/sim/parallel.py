@@ -83,6 +83,7 @@ def run_seeds(
     jobs: int,
     bar: Any,
     threats: ThreatConfig | None = None,
+    on_seed: Callable[[int, list[int], list[Any]], None] | None = None,
 ) -> tuple[dict[str, list[Any]], list[list[int]]]:
     """Run every strategy under every seed in up to ``jobs`` worker processes.
 
@@ -95,6 +96,9 @@ def run_seeds(
         Worker processes (at most one per seed).
     bar : tqdm
         Progress bar, moved by one per finished round.
+    on_seed : callable, optional
+        ``on_seed(seed, groups, runs)`` as each seed finishes, in the order they finish
+        (``runs``: one result per strategy, in the order of ``strategies``).
 
     Returns
     -------
@@ -115,6 +119,7 @@ def run_seeds(
     ) as pool:
         ticks = manager.Queue()
         futures = [pool.submit(_one_seed, config, list(strategies), s, threats, ticks) for s in seeds]
+        seed_of = dict(zip(futures, seeds, strict=True))
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
@@ -123,6 +128,9 @@ def run_seeds(
             if failed:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise failed[0].exception()  # type: ignore[misc]
+            if on_seed is not None:
+                for f in sorted(done, key=futures.index):
+                    on_seed(seed_of[f], *f.result())
         _drain(ticks, bar)
         per_seed = [f.result() for f in futures]
     runs = {s.name: [runs_of_seed[i] for _, runs_of_seed in per_seed] for i, s in enumerate(strategies)}
