@@ -162,6 +162,32 @@ def test_screen_flags_scaled_flipped_and_unchanged_updates():
     assert "against" in verdict.reasons[6]
 
 
+def test_scaled_replies_do_not_steer_the_direction_honest_replies_are_judged_by():
+    # two honest groups pulling the shared arrays apart, and two scaled, flipped replies:
+    # with them, the coordinate-wise median of all changes is (-0.25, -0.25), against which
+    # every honest change would look opposed; the norm test removes them first
+    ref = {"w": np.zeros(2)}
+    honest = [[1.0, -0.3], [1.0, -0.2], [-0.3, 1.0], [-0.2, 1.0]]
+    verdict = ReplyScreen().screen_group(ref, _ups([*honest, [-10.0, -10.0], [-10.0, -10.0]]))
+    assert verdict.plausible.tolist() == [True] * 4 + [False] * 2
+    assert all("above 5" in why for why in verdict.reasons[4:])
+
+
+def test_replies_suspect_elsewhere_do_not_set_the_yardstick():
+    # an expert trained by two honest clients and two poisoners: the poisoners own the
+    # median; once the shared arrays have found them out, the honest pair sets it
+    ref = {"w": np.zeros(2)}
+    ups = _ups([[1.0, 0.1], [0.9, 0.2], [-10.0, -1.0], [-9.0, -2.0]])
+    blind = ReplyScreen().screen_group(ref, ups)
+    assert blind.plausible.tolist() == [False, False, True, True]
+    told = ReplyScreen().screen_group(ref, ups, suspect=[False, False, True, True])
+    assert told.plausible.tolist() == [True, True, False, False]
+    assert all("above 5" in why for why in told.reasons[2:])
+    # every reply suspect: judged among themselves, as without the hint
+    alone = ReplyScreen().screen_group(ref, ups, suspect=[True] * 4)
+    assert alone.plausible.tolist() == blind.plausible.tolist()
+
+
 def test_screen_needs_min_replies_for_the_relative_tests():
     ref = {"w": np.zeros(1)}
     verdict = ReplyScreen().screen_group(ref, _ups([[1.0], [-100.0]]))
@@ -240,6 +266,24 @@ def test_screen_excludes_the_poisoned_reply_and_judges_it():
     assert 0 not in summary.trained_by.get(summary.assignment[0][0], [])
     # its reward of 1 was not credited: fitness drifted, the honest ones moved to 0.5
     assert np.allclose(sched.fitness[0], 0.5)
+
+
+def test_the_shared_verdict_marks_suspects_in_every_expert_group(monkeypatch):
+    seen = []
+    judge = ReplyScreen.screen_group
+
+    def spy(self, reference, updates, suspect=None):
+        seen.append(None if suspect is None else list(suspect))
+        return judge(self, reference, updates, suspect)
+
+    monkeypatch.setattr(ReplyScreen, "screen_group", spy)
+    _, summary = _run(RoundDriver(_scheduler(), screen=ReplyScreen()))
+    assert list(summary.screened) == [0]
+    assert seen[0] is None  # the shared group is judged first, without hints
+    holders = {e: sorted(c for c, es in summary.assignment.items() if e in es) for e in range(E)}
+    groups = [h for h in holders.values() if h]
+    # one hint per expert group, marking the poisoner where it is in the group
+    assert sorted(seen[1:]) == sorted([c == 0 for c in who] for who in groups)
 
 
 def test_screen_catches_a_free_rider():

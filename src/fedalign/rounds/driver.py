@@ -643,16 +643,20 @@ class ActiveRound:
         n = len(self._accepted)
         excluded: list[str] = [""] * n
         holders = self._holders()
+        shared_verdict: list[str] | None = None  # the shared group comes first
         for expert, who in holders.items():
             if expert is None and not screen.screen_shared:
                 continue
             reference, updates = self._group(expert, who)
-            verdict = screen.screen_group(reference, updates)
+            suspect = None if shared_verdict is None else [bool(shared_verdict[p]) for p in who]
+            verdict = screen.screen_group(reference, updates, suspect)
             group = "shared arrays" if expert is None else f"expert {expert}"
             for k in np.flatnonzero(~verdict.plausible):
                 p = who[int(k)]
                 if not excluded[p]:
                     excluded[p] = f"{group}: {verdict.reasons[int(k)]}"
+            if expert is None:
+                shared_verdict = list(excluded)
         bad_rewards: dict[int, list[int]] = {}
         if screen.validate is not None:
             self._validate(screen, holders, excluded, bad_rewards)

@@ -343,8 +343,13 @@ class ReplyScreen:
 
     * **no change** (a free-rider): ``‖Δ_i‖`` is 0, or below ``lazy_ratio · m``;
     * **too large**: ``‖Δ_i‖ > norm_ratio · m`` (a scaled update);
-    * **opposed**: the cosine of ``Δ_i`` and the coordinate-wise median of the changes is
-      below ``min_cosine`` (a sign-flipped update).
+    * **opposed**: the cosine of ``Δ_i`` and the coordinate-wise median of the changes that
+      passed the two tests above (all of them when none did) is below ``min_cosine`` (a
+      sign-flipped update).
+
+    Replies already found implausible in the shared arrays' group (which every reply
+    carries, so its honest majority is the cohort's) are left out of ``m`` and of the
+    median direction of each expert's group (``suspect`` of :meth:`screen_group`).
 
     The relative tests need ``min_replies`` replies in the group (a median of two is no
     majority); the test for no change at all always applies. With ``validate`` (the
@@ -427,6 +432,7 @@ class ReplyScreen:
         self,
         reference: Mapping[str, NDArray[Any]],
         updates: Sequence[Mapping[str, NDArray[Any]]],
+        suspect: ArrayLike | None = None,
     ) -> GroupVerdict:
         """Judge the updates of one group (the relative and no-change tests).
 
@@ -436,6 +442,12 @@ class ReplyScreen:
             The group's current arrays.
         updates : sequence of mapping of str to ndarray
             Each carrying reply's arrays for the group (already checked by the driver).
+        suspect : (len(updates),) bool, optional
+            Replies already found implausible in another group (the driver passes the
+            shared arrays' verdicts to every expert's group). They are judged too, but the
+            median and the direction the others are judged by leave them out while any
+            reply is left: a few clients train an expert, and poisoners half of them would
+            otherwise set the yardstick.
         """
         n = len(updates)
         ok = np.ones(n, dtype=bool)
@@ -444,6 +456,9 @@ class ReplyScreen:
             return GroupVerdict(ok, reasons)
         delta = _deltas(reference, updates)
         norms = np.linalg.norm(delta, axis=1)
+        trusted = np.ones(n, dtype=bool) if suspect is None else ~np.asarray(suspect, dtype=bool)
+        if not trusted.any():
+            trusted[:] = True
 
         def flag(mask: NDArray[np.bool_], why: str) -> None:
             for i in np.flatnonzero(mask & ok):
@@ -452,14 +467,18 @@ class ReplyScreen:
 
         flag(norms == 0.0, "no change (returned as sent)")
         if n >= self.min_replies:
-            m = float(np.median(norms))
+            m = float(np.median(norms[trusted]))
             if m > 0:
                 if self.lazy_ratio > 0:
                     flag(norms < self.lazy_ratio * m, f"change below {self.lazy_ratio:g} x the median")
                 if self.norm_ratio is not None:
                     flag(norms > self.norm_ratio * m, f"change above {self.norm_ratio:g} x the median")
                 if self.min_cosine is not None:
-                    direction = np.median(delta, axis=0)
+                    # the direction of the trusted replies the norm tests kept: scaled
+                    # replies (a poisoner's) would pull the coordinate-wise median toward
+                    # their own direction and make honest replies look opposed
+                    kept = ok & trusted
+                    direction = np.median(delta[kept] if kept.any() else delta, axis=0)
                     d_norm = float(np.linalg.norm(direction))
                     if d_norm > 0:
                         with np.errstate(divide="ignore", invalid="ignore"):
