@@ -10,6 +10,11 @@ markdown tables::
     nice -n 10 .venv/bin/python benchmarks/trust_crossdevice.py --run --seeds 3 --more
     .venv/bin/python benchmarks/trust_crossdevice.py          # tables from the saved runs
     .venv/bin/python benchmarks/trust_crossdevice.py --attacker-share   # the digits check
+    nice -n 10 .venv/bin/python benchmarks/trust_crossdevice.py --run --seeds 5 --jobs 2 \
+        --only "clean + all;poison 20 % + all"    # re-measure some rows, keep the others
+
+``--only`` runs (or reads) the scenarios named and merges them into ``--out``, keeping the
+other scenarios' entries as they were measured.
 
 ``--attacker-share`` runs the cross-device digits variant (12 rounds, seed 0,
 ``load-balanced/greedy``, 20 % poisoning) under three defense sets and prints the attackers'
@@ -46,10 +51,10 @@ FOLDERS = {
 }
 
 
-def command(name: str, seeds: int, root: str, *, more: bool = False) -> str:
+def command(name: str, seeds: int, root: str, *, more: bool = False, jobs: int = 1) -> str:
     """The ``fedalign simulate`` command of scenario ``name``: seeds ``0 .. seeds - 1``, or
     with ``more`` the extra seeds 3 and 4 into ``<folder>-more`` (merged by :func:`collect`)."""
-    flags = SCENARIOS[name]
+    flags = SCENARIOS[name] + (f" --jobs {jobs}" if jobs > 1 else "")
     which = "--seed 3 --seeds 2" if more else f"--seeds {seeds}"
     out = f"{root}/{FOLDERS[name]}" + ("-more" if more else "")
     # --lr 0.01: these tables were measured before the scenario's client learning rate
@@ -68,34 +73,47 @@ def main() -> None:
     parser.add_argument("--root", default="bench-out/xtrust", help="the runs' output folders")
     parser.add_argument("--out", default="benchmarks/trust-crossdevice-results.json")
     parser.add_argument("--attacker-share", action="store_true", help="the digits check only")
+    parser.add_argument("--jobs", type=int, default=1, help="with --run: seeds in parallel")
+    parser.add_argument("--only", default=None, help="scenario names separated by semicolons")
     args = parser.parse_args()
     if args.attacker_share:
         attacker_share()
         return
+    names = list(SCENARIOS) if args.only is None else [n.strip() for n in args.only.split(";")]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"--only: unknown scenarios {unknown}; choose from {list(SCENARIOS)}")
     if args.run:
-        for name in SCENARIOS:
+        for name in names:
             for more in (False, True) if args.more else (False,):
                 start = time.time()
-                argv = command(name, args.seeds, args.root, more=more).split()[1:]
+                argv = command(name, args.seeds, args.root, more=more, jobs=args.jobs).split()[1:]
                 subprocess.run(
                     [sys.executable, "-m", "fedalign.cli", *argv, "--no-progress"], check=True
                 )
                 print(f"{name}: {time.time() - start:.0f} s, load {os.getloadavg()[0]:.1f}")
-    summary = collect(args.root, args.seeds)
+    summary = collect(args.root, args.seeds, names, jobs=args.jobs)
+    if args.only is not None and Path(args.out).exists():  # keep the rows not re-measured
+        summary = {**json.loads(Path(args.out).read_text()), **summary}
+        summary = {n: summary[n] for n in SCENARIOS if n in summary}
     Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
     print(tables(summary))
 
 
-def collect(root: str, seeds: int) -> dict[str, Any]:
-    """Per scenario and strategy, the figures the tables show, from each run's
-    ``results.json``; a scenario's extra seeds (``<folder>-more``) are merged in."""
+def collect(
+    root: str, seeds: int, names: list[str] | None = None, *, jobs: int = 1
+) -> dict[str, Any]:
+    """Per scenario (all, or ``names``) and strategy, the figures the tables show, from each
+    run's ``results.json``; a scenario's extra seeds (``<folder>-more``) are merged in."""
     out: dict[str, Any] = {}
     for name, folder in FOLDERS.items():
+        if names is not None and name not in names:
+            continue
         runs = [Path(root) / f / "results.json" for f in (folder, f"{folder}-more")]
         found = [json.loads(p.read_text()) for p in runs if p.exists()]
         if not found:
             continue
-        commands = [command(name, seeds, root)]
+        commands = [command(name, seeds, root, jobs=jobs)]
         if len(found) > 1:
             commands.append(command(name, seeds, root, more=True))
         entry: dict[str, Any] = {"commands": commands, "strategies": {}}
