@@ -140,33 +140,48 @@ def run_experiment(
         ``runner`` is not callable.
     """
     parsed, seed_list = _checked(config, strategies, seeds, engine, runner, threats, jobs)
-
-    import torch
-
-    torch.set_num_threads(1)
-    from tqdm.auto import tqdm
-
-    total = len(seed_list) * len(parsed) * config.rounds
     partial = None if out_dir is None else _PartialResults(config, parsed, out_dir, engine, threats)
-    with warnings.catch_warnings(), tqdm(
-        total=total, disable=not progress, unit="round", dynamic_ncols=True
-    ) as bar:
-        # the paper's strategies herd by design (balance_weight=0): the harness measures it
-        # (load CV, per-expert loads); a warning per round would bury the progress bar
-        warnings.simplefilter("ignore", HerdingWarning)
-        on_seed = None if partial is None or len(seed_list) == 1 else partial.add
-        if jobs > 1 and len(seed_list) > 1:
-            runs, groups = run_seeds(
-                config, parsed, seed_list, jobs=jobs, bar=bar, threats=threats, on_seed=on_seed
-            )
-        else:
-            runs, groups = _run_here(config, parsed, seed_list, runner, bar, threats, on_seed)
+    runs, groups = _run_all(
+        config, parsed, seed_list, runner=runner, threats=threats, jobs=jobs, progress=progress,
+        on_seed=None if partial is None or len(seed_list) == 1 else partial.add,
+    )  # fmt: skip
     results = build_results(config, parsed, seed_list, runs, groups, engine=engine, threats=threats)
     if out_dir is not None:
         write_outputs(results, out_dir, plots=plots)
         assert partial is not None
         partial.path.unlink(missing_ok=True)  # the run is complete: results.json holds it all
     return results
+
+
+def _run_all(
+    config: SimConfig,
+    strategies: Sequence[Strategy],
+    seeds: Sequence[int],
+    *,
+    runner: Runner | None,
+    threats: ThreatConfig | None,
+    jobs: int,
+    progress: bool,
+    on_seed: Callable[[int, list[int], list[Any]], None] | None,
+) -> tuple[dict[str, list[Any]], list[list[int]]]:
+    """Every strategy under every seed, in worker processes or here, under one progress bar."""
+    import torch
+
+    torch.set_num_threads(1)
+    from tqdm.auto import tqdm
+
+    total = len(seeds) * len(strategies) * config.rounds
+    with warnings.catch_warnings(), tqdm(
+        total=total, disable=not progress, unit="round", dynamic_ncols=True
+    ) as bar:
+        # the paper's strategies herd by design (balance_weight=0): the harness measures it
+        # (load CV, per-expert loads); a warning per round would bury the progress bar
+        warnings.simplefilter("ignore", HerdingWarning)
+        if jobs > 1 and len(seeds) > 1:
+            return run_seeds(
+                config, strategies, seeds, jobs=jobs, bar=bar, threats=threats, on_seed=on_seed
+            )
+        return _run_here(config, strategies, seeds, runner, bar, threats, on_seed)
 
 
 #: What a run with ``out_dir`` keeps while it goes: the seeds finished so far.
