@@ -111,6 +111,27 @@ def test_train_moe_trains_the_experts_it_is_sent(moe_node):
 
 
 @pytest.mark.torch
+def test_train_moe_evaluates_the_experts_sent_to_survey(moe_node):
+    from fedalign.sim.client import as_tensors, expert_rewards
+
+    state = {k: v.numpy().copy() for k, v in moe_node.model.state_dict().items()}
+    msg = instruction(state, [1], **{"survey-ids": [0, 2]})
+    others = {k: state[k] for k in state if k.startswith(("experts.0.", "experts.2."))}
+    msg.content["survey-arrays"] = numpy_to_arrays(others)
+    # the rewards of the evaluated experts as received, before any training
+    x, y = as_tensors(moe_node.train_data)
+    expected = expert_rewards(moe_node.model, [0, 2], x, y, "accuracy")
+    reply = fc.train_moe(msg, moe_node, lr=0.05, batch_size=8)
+    metrics = reply.content["metrics"]
+    assert metrics["survey-ids"] == [0, 2]
+    assert metrics["survey"] == pytest.approx([expected[0], expected[2]])
+    assert set(reply.content["arrays"].keys()) == set(msg.content["arrays"].keys())
+    task = fc.read_train_task(msg)
+    assert task.survey_ids == [0, 2] and set(task.survey_state()) == set(others)
+    assert "survey-ids" not in task.config
+
+
+@pytest.mark.torch
 def test_train_moe_answers_a_simulated_dropout_with_an_error(moe_node):
     state = {k: v.numpy().copy() for k, v in moe_node.model.state_dict().items()}
     reply = fc.train_moe(instruction(state, [0], **{"simulate-dropout": True}), moe_node)

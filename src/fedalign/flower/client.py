@@ -59,16 +59,27 @@ class TrainTask:
         Shared arrays plus the arrays of ``expert_ids``.
     config : dict
         Every other entry of the instruction's ConfigRecord (e.g. ``lr``, ``local-epochs``).
+    survey_ids : list of int
+        Experts sent to be evaluated, not trained (``FedAlign(survey=True)``); empty
+        otherwise. Their rewards go back as ``train_reply(survey=...)``.
+    survey_arrays : ArrayRecord or None
+        Their arrays.
     """
 
     expert_ids: list[int]
     server_round: int
     arrays: ArrayRecord
     config: dict[str, Any] = field(default_factory=dict)
+    survey_ids: list[int] = field(default_factory=list)
+    survey_arrays: ArrayRecord | None = None
 
     def state(self) -> dict[str, np.ndarray]:
         """The received arrays as ``{key: ndarray}``."""
         return rec.arrays_to_numpy(self.arrays)
+
+    def survey_state(self) -> dict[str, np.ndarray]:
+        """The arrays of the experts to evaluate as ``{key: ndarray}`` (empty: none sent)."""
+        return {} if self.survey_arrays is None else rec.arrays_to_numpy(self.survey_arrays)
 
 
 def read_train_task(message: Message) -> TrainTask:
@@ -89,8 +100,12 @@ def read_train_task(message: Message) -> TrainTask:
         If the message lacks its ArrayRecord, its ConfigRecord or the ``expert-ids`` list.
     """
     content = message.content
-    if len(content.array_records) != 1:
-        raise ValueError(f"message: expected one ArrayRecord, got {len(content.array_records)}")
+    survey_arrays = content.array_records.get(rec.SURVEY_ARRAYS)
+    trained = [k for k in content.array_records if k != rec.SURVEY_ARRAYS]
+    if len(trained) != 1:
+        raise ValueError(
+            f"message: expected one ArrayRecord besides '{rec.SURVEY_ARRAYS}', got {len(trained)}"
+        )
     config = content.config_records.get(rec.CONFIG)
     if config is None and len(content.config_records) == 1:
         config = next(iter(content.config_records.values()))
@@ -98,13 +113,18 @@ def read_train_task(message: Message) -> TrainTask:
         raise ValueError(f"message: no ConfigRecord with '{rec.EXPERT_IDS}'")
     raw: Any = config[rec.EXPERT_IDS]
     experts = raw if isinstance(raw, list) else [raw]
-    rest = {k: v for k, v in config.items() if k not in (rec.EXPERT_IDS, rec.SERVER_ROUND)}
+    own = (rec.EXPERT_IDS, rec.SERVER_ROUND, rec.SURVEY_IDS)
+    rest = {k: v for k, v in config.items() if k not in own}
     server_round: Any = config.get(rec.SERVER_ROUND, 0)
+    raw_survey: Any = config.get(rec.SURVEY_IDS, [])
+    survey_ids = raw_survey if isinstance(raw_survey, list) else [raw_survey]
     return TrainTask(
         expert_ids=[int(e) for e in experts],
         server_round=int(server_round),
-        arrays=next(iter(content.array_records.values())),
+        arrays=content.array_records[trained[0]],
         config=rest,
+        survey_ids=[int(e) for e in survey_ids] if survey_arrays is not None else [],
+        survey_arrays=survey_arrays,
     )
 
 
@@ -119,6 +139,7 @@ def train_reply(
     metrics: Mapping[str, float | int] | None = None,
     epsilon: float | None = None,
     reward_variance: float | None = None,
+    survey: Mapping[int, float] | None = None,
 ) -> Message:
     """Build the reply to a training instruction.
 
@@ -146,6 +167,10 @@ def train_reply(
         The variance of that noise per reward (``Feedback.reward_variance`` of
         :func:`fedalign.privatize`), sent as ``"reward-variance"``: the scheduler weighs the
         rewards by it (without it, it assumes the Laplace mechanism's for ``epsilon``).
+    survey : mapping of expert id to float, optional
+        Rewards of experts evaluated but not trained (``TrainTask.survey_ids``; privatized
+        with the rewards when ``epsilon`` is given), sent as ``"survey-ids"`` and
+        ``"survey"``: the scheduler's ``Feedback.survey``.
 
     Returns
     -------
@@ -155,7 +180,8 @@ def train_reply(
     Raises
     ------
     ValueError
-        If ``rewards`` does not name exactly the experts of the instruction.
+        If ``rewards`` does not name exactly the experts of the instruction, or ``survey``
+        names one of them.
     """
     experts = read_train_task(message).expert_ids
     if isinstance(rewards, Mapping):
@@ -183,6 +209,15 @@ def train_reply(
         out[rec.EPSILON] = float(epsilon)
     if reward_variance is not None:
         out[rec.VARIANCE] = float(reward_variance)
+    if survey:
+        ids = sorted(int(k) for k in survey)
+        if set(ids) & set(experts):
+            raise ValueError(
+                f"survey: experts {sorted(set(ids) & set(experts))} were given to train; their "
+                "rewards go in rewards"
+            )
+        out[rec.SURVEY_IDS] = ids
+        out[rec.SURVEY] = [float(survey[e]) for e in ids]
     for key, value in (metrics or {}).items():
         out[key] = value
     return Message(RecordDict({rec.ARRAYS: record, rec.METRICS: out}), reply_to=message)
@@ -274,6 +309,8 @@ def train_moe(
     simulated fleets, ``simulated-seconds`` (reported as the duration instead of the measured
     one) and ``simulate-dropout`` (reply with an error instead of training: the node vanished
     or missed the deadline in the simulated fleet; the strategy counts it as a dropout).
+    Experts sent to be evaluated (``FedAlign(survey=True)``) are evaluated as received and
+    their rewards sent as ``survey``.
 
     The local seed is ``seed * 1_000_003 + (server_round - 1) * 1009 + node.client_index``,
     the same as :func:`fedalign.sim.server.run_strategy` uses, so both engines train alike.
@@ -293,7 +330,9 @@ def train_moe(
     torch.set_num_threads(1)
     load_partial_state(node.model, task.state())
     n_epochs = int(task.config.get("local-epochs", epochs))
+    kind = str(task.config.get("reward", reward))
     start = time.perf_counter()
+    survey = _survey_rewards(node, task, kind)
     state, metrics = local_train(
         node.model,
         task.expert_ids,
@@ -302,7 +341,7 @@ def train_moe(
         lr=float(task.config.get("lr", lr)),
         batch_size=int(task.config.get("batch-size", batch_size)),
         seed=int(seed) * 1_000_003 + (task.server_round - 1) * 1009 + int(node.client_index),
-        reward=str(task.config.get("reward", reward)),
+        reward=kind,
     )
     elapsed = time.perf_counter() - start
     simulated = task.config.get(SIMULATED_SECONDS)
@@ -313,7 +352,21 @@ def train_moe(
         rewards={int(e): float(r) for e, r in metrics["rewards"].items()},
         duration=float(simulated) if isinstance(simulated, (int, float)) else elapsed,
         loss=float(metrics["loss"]),
+        survey=survey,
     )
+
+
+def _survey_rewards(node: MoENode, task: TrainTask, kind: str) -> dict[int, float]:
+    """Rewards of the experts sent to be evaluated (``FedAlign(survey=True)``), measured as
+    received like the trained experts' (none for ``loss-reduction``, measured after training)."""
+    if task.survey_arrays is None or not task.survey_ids or kind == "loss-reduction":
+        return {}
+    from ..sim.client import as_tensors, expert_rewards
+    from ..sim.model import load_partial_state
+
+    load_partial_state(node.model, task.survey_state())
+    x, y = as_tensors(node.train_data)
+    return expert_rewards(node.model, task.survey_ids, x, y, kind)
 
 
 def evaluate_moe(message: Message, node: MoENode) -> Message:

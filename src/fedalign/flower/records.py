@@ -10,7 +10,9 @@ A training instruction carries
 * an :class:`~flwr.app.ArrayRecord` under ``"arrays"``: the shared layers and only the
   experts the node was given (``experts.<j>.*`` keys);
 * a :class:`~flwr.app.ConfigRecord` under ``"config"``: ``"expert-ids"`` (list of int),
-  ``"server-round"`` (int) and whatever the server app adds.
+  ``"server-round"`` (int) and whatever the server app adds;
+* with ``FedAlign(survey=True)``, a second ArrayRecord under ``"survey-arrays"``: every
+  other expert, to evaluate (not to train), and ``"survey-ids"`` (list of int) in the config.
 
 A training reply carries the trained arrays (same keys as received) and a
 :class:`~flwr.app.MetricRecord` under ``"metrics"``: ``"num-examples"`` (samples trained on),
@@ -18,7 +20,9 @@ A training reply carries the trained arrays (same keys as received) and a
 ``"expert-ids"`` (echo), ``"duration"`` (seconds), ``"loss"``, ``"reward-epsilon"`` (the
 rewards carry local-differential-privacy noise for this ε, and may leave [0, 1]; see
 :func:`fedalign.privacy.privatize_rewards`) and ``"reward-variance"`` (that noise's variance
-per reward, :func:`fedalign.privacy.noise_variance`; needs ``"reward-epsilon"``).
+per reward, :func:`fedalign.privacy.noise_variance`; needs ``"reward-epsilon"``), and
+``"survey-ids"`` with ``"survey"`` (rewards of experts evaluated but not trained, one per id:
+``Feedback.survey``; they ride with the rewards' ``"reward-epsilon"``).
 
 A profile query (``MessageType.QUERY`` with ``config["fedalign-request"] == "profile"``) is
 answered with a ConfigRecord under ``"profile"`` holding the node's capacity
@@ -51,6 +55,9 @@ __all__ = [
     "REQUEST",
     "REWARDS",
     "SERVER_ROUND",
+    "SURVEY",
+    "SURVEY_ARRAYS",
+    "SURVEY_IDS",
     "VARIANCE",
     "arrays_to_numpy",
     "expert_of_key",
@@ -71,6 +78,9 @@ DURATION = "duration"
 EPSILON = "reward-epsilon"
 VARIANCE = "reward-variance"
 LOSS = "loss"
+SURVEY_ARRAYS = "survey-arrays"
+SURVEY_IDS = "survey-ids"
+SURVEY = "survey"
 
 REQUEST = "fedalign-request"
 PROFILE_REQUEST = "profile"

@@ -138,6 +138,7 @@ class _OpenRound:
     client_of: dict[int, Hashable]  # node -> client id, every node of the cohort
     node_of: dict[Hashable, int]
     losses: dict[int, tuple[float | None, float]] = field(default_factory=dict)
+    survey_bytes: int = 0  # experts sent to be evaluated only (FedAlign(survey=True))
 
     @property
     def sent(self) -> dict[int, list[int]]:
@@ -210,6 +211,14 @@ class FedAlign(Strategy):
         Metric used as each reply's averaging weight.
     arrayrecord_key, configrecord_key : str
         Record names in the instruction messages (``"arrays"``, ``"config"``).
+    survey : bool, default False
+        Send each node, beside its own experts, every other expert in a second ArrayRecord
+        (``"survey-arrays"``, ids under ``"survey-ids"`` in its config), to evaluate and not
+        to train, so that it can report which expert of all suits its data best
+        (:func:`fedalign.privatize` with ``mechanism="best-expert"``, and
+        ``train_reply(survey=...)`` for the rewards of the experts it did not train:
+        ``Feedback.survey``; docs/trust.md, "Privacy"). Those bytes count in
+        ``bytes_sent``.
     seed : int, optional
         Seeds node sampling.
 
@@ -260,6 +269,7 @@ class FedAlign(Strategy):
         arrayrecord_key: str = rec.ARRAYS,
         configrecord_key: str = rec.CONFIG,
         seed: int | None = None,
+        survey: bool = False,
     ) -> None:
         for name, value in (
             ("fraction_train", fraction_train),
@@ -293,6 +303,9 @@ class FedAlign(Strategy):
         self.weighted_by_key = weighted_by_key
         self.arrayrecord_key = arrayrecord_key
         self.configrecord_key = configrecord_key
+        if not isinstance(survey, (bool, np.bool_)):
+            raise ValueError(f"survey: must be a bool, got {survey!r}")
+        self.survey = bool(survey)
         self.history: list[RoundRecord] = []
         self.node_info: dict[int, dict[str, Any]] = {}
         self.client_key = client_key
@@ -414,14 +427,22 @@ class FedAlign(Strategy):
         return self._open
 
     def _instruction(self, state: _OpenRound, client: Hashable, config: ConfigRecord) -> Message:
-        """The training Message for ``client``: its payload's arrays, its expert ids."""
+        """The training Message for ``client``: its payload's arrays, its expert ids (and
+        with ``survey`` every other expert, counted in ``state.survey_bytes``)."""
         node_arrays = ArrayRecord({k: state.arrays[k] for k in state.current.keys(client)})
         node_config = ConfigRecord(dict(config))
-        node_config[rec.EXPERT_IDS] = state.current.experts(client)
+        experts = state.current.experts(client)
+        node_config[rec.EXPERT_IDS] = experts
         node_config[rec.SERVER_ROUND] = state.server_round
-        content = RecordDict(
-            {self.arrayrecord_key: node_arrays, self.configrecord_key: node_config}
-        )
+        records: dict[str, Any] = {self.arrayrecord_key: node_arrays, self.configrecord_key: node_config}
+        layout = state.current.layout
+        others = [e for e in sorted(layout.by_expert) if e not in set(experts)]
+        if self.survey and others:
+            keys = [k for e in others for k in layout.by_expert[e]]
+            records[rec.SURVEY_ARRAYS] = ArrayRecord({k: state.arrays[k] for k in keys})
+            node_config[rec.SURVEY_IDS] = others
+            state.survey_bytes += layout.nbytes_for(others) - layout.shared_nbytes
+        content = RecordDict(records)
         return Message(
             content=content, dst_node_id=state.node_of[client], message_type=MessageType.TRAIN
         )
@@ -756,6 +777,7 @@ class FedAlign(Strategy):
                 duration=_scalar(metrics, rec.DURATION) if has_duration else None,
                 epsilon=_scalar(metrics, rec.EPSILON) if has_epsilon else None,
                 reward_variance=_scalar(metrics, rec.VARIANCE) if has_variance else None,
+                survey=_survey(metrics),
             )
         except (_BadReply, InvalidFeedbackError) as exc:
             return state.current.reject(client, str(exc))
@@ -793,7 +815,7 @@ class FedAlign(Strategy):
             num_examples=summary.samples,
             clients=dict(state.client_of),
             solver_seconds=summary.solver_seconds,
-            bytes_sent=summary.bytes_sent,
+            bytes_sent=summary.bytes_sent + state.survey_bytes,
             bytes_received=summary.bytes_received,
             screened={node[c]: reason for c, reason in summary.screened.items()},
             bounded={node[c]: w for c, w in summary.bounded.items()},
@@ -843,6 +865,24 @@ def _rewards(metrics: MetricRecord, experts: list[int]) -> list[Any]:
                 f"'{rec.EXPERT_IDS}' {echo_list} differs from the experts sent {experts}"
             )
     return rewards
+
+
+def _survey(metrics: MetricRecord) -> dict[int, Any]:
+    """The reply's survey rewards by expert id (``"survey-ids"`` with ``"survey"``), or none."""
+    raw_ids, raw_values = metrics.get(rec.SURVEY_IDS), metrics.get(rec.SURVEY)
+    if raw_ids is None and raw_values is None:
+        return {}
+    ids: list[Any] = raw_ids if isinstance(raw_ids, list) else [raw_ids]
+    values: list[Any] = raw_values if isinstance(raw_values, list) else [raw_values]
+    if len(ids) != len(values) or not all(_is_integral(e) for e in ids):
+        raise _BadReply(
+            f"'{rec.SURVEY_IDS}' and '{rec.SURVEY}' must list as many values, the ids whole "
+            f"numbers; got {ids!r} and {values!r}"
+        )
+    survey = {int(e): v for e, v in zip(ids, values, strict=True)}
+    if len(survey) != len(ids):
+        raise _BadReply(f"'{rec.SURVEY_IDS}' {ids!r} names an expert twice")
+    return survey
 
 
 def _is_integral(value: Any) -> bool:
