@@ -9,6 +9,7 @@ markdown tables::
 
     nice -n 10 .venv/bin/python benchmarks/trust_crossdevice.py --run --seeds 3 --more
     .venv/bin/python benchmarks/trust_crossdevice.py          # tables from the saved runs
+    .venv/bin/python benchmarks/trust_crossdevice.py --table  # tables from the JSON summary
     .venv/bin/python benchmarks/trust_crossdevice.py --attacker-share   # the digits check
     nice -n 10 .venv/bin/python benchmarks/trust_crossdevice.py --run --seeds 5 --jobs 2 \
         --only "clean + all;poison 20 % + all"    # re-measure some rows, keep the others
@@ -18,7 +19,8 @@ other scenarios' entries as they were measured.
 
 ``--attacker-share`` runs the cross-device digits variant (12 rounds, seed 0,
 ``load-balanced/greedy``, 20 % poisoning) under three defense sets and prints the attackers'
-share of the trainings, their mean fitness and trust against the honest clients'.
+share of the trainings, their mean fitness, the mean of each client's best fitness (what a
+planner ranks a client by) and their trust against the honest clients'.
 """
 
 from __future__ import annotations
@@ -75,9 +77,13 @@ def main() -> None:
     parser.add_argument("--attacker-share", action="store_true", help="the digits check only")
     parser.add_argument("--jobs", type=int, default=1, help="with --run: seeds in parallel")
     parser.add_argument("--only", default=None, help="scenario names separated by semicolons")
+    parser.add_argument("--table", action="store_true", help="only print the tables of --out")
     args = parser.parse_args()
     if args.attacker_share:
         attacker_share()
+        return
+    if args.table:
+        print(tables(json.loads(Path(args.out).read_text())))
         return
     names = list(SCENARIOS) if args.only is None else [n.strip() for n in args.only.split(";")]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -170,10 +176,12 @@ def attacker_share(rounds: int = 12, seed: int = 0) -> None:
         t, a = run.threats, list(run.threats.adversary.attackers)
         h = np.setdiff1d(np.arange(cfg.n_clients), a)
         fit, trust = np.asarray(run.sched.fitness), run.sched.trust
+        best = fit.max(axis=1)  # each client's best pair: what a planner ranks it by
         print(
             f"{defenses or 'none':32s} attackers' share of trainings "
             f"{t.trained[a].sum() / t.trained.sum():.2f}; mean fitness attackers "
-            f"{fit[a].mean():.3f} honest {fit[h].mean():.3f}; mean trust attackers "
+            f"{fit[a].mean():.3f} honest {fit[h].mean():.3f}; best pair attackers "
+            f"{best[a].mean():.3f} honest {best[h].mean():.3f}; mean trust attackers "
             f"{trust[a].mean():.2f} honest {trust[h].mean():.2f}"
         )
 
