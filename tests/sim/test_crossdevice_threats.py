@@ -170,25 +170,21 @@ def test_ldp_rewards_spend_epsilon_and_the_audit_reports(setup):
     assert leak["chance"] == pytest.approx(np.bincount(seen).max() / seen.size)
 
 
-def test_best_expert_reports_survey_every_expert_and_are_counted_in_bytes(setup, monkeypatch):
-    from fedalign import Feedback
+def test_best_expert_reports_survey_every_expert_and_are_counted_in_bytes(
+    setup, monkeypatch, built_feedback
+):
     from fedalign.sim.threats import ThreatRun
 
-    seen, surveyed = [], []
-    original, take = Feedback.__init__, ThreatRun.take_survey_bytes
-
-    def spy(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        seen.append(self)
+    surveyed = []
+    take = ThreatRun.take_survey_bytes
 
     def spy_take(self):
         surveyed.append(take(self))
         return surveyed[-1]
 
-    monkeypatch.setattr(Feedback, "__init__", spy)
     monkeypatch.setattr(ThreatRun, "take_survey_bytes", spy_take)
     r = _run(setup, ldp_epsilon=1.0, ldp_mechanism="best-expert")
-    private = [f for f in seen if f.epsilon is not None]
+    private = [f for f in built_feedback if f.epsilon is not None]
     assert private
     for f in private:  # every expert is in the report, exactly one of them reported best
         values = {**f.rewards, **f.survey}

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fedalign import ClientProfile, Feedback  # noqa: E402
+from fedalign import ClientProfile  # noqa: E402
 from fedalign.cli import main  # noqa: E402
 from fedalign.sim.config import parse_strategy, preset  # noqa: E402
 from fedalign.sim.experiments import run_experiment  # noqa: E402
@@ -212,27 +212,17 @@ def test_ldp_rewards_spend_epsilon_and_the_audit_reports(setup):
     assert r.threats["idle_violations"] == 0
 
 
-def test_ldp_noise_reaches_the_scheduler(setup, monkeypatch):
-    seen = []
-    original = Feedback.__init__
-
-    def spy(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        seen.append(self)
-
-    monkeypatch.setattr(Feedback, "__init__", spy)
+def test_ldp_noise_reaches_the_scheduler(setup, built_feedback):
     _run(setup, ldp_epsilon=1.0)
-    noisy = [f for f in seen if f.epsilon is not None]
+    noisy = [f for f in built_feedback if f.epsilon is not None]
     assert noisy and any(v < 0 or v > 1 for f in noisy for v in f.rewards.values())
 
 
-def test_best_expert_reports_cover_every_expert_and_count_the_downloads(setup, monkeypatch):
-    seen, surveyed = [], []
-    original, survey = Feedback.__init__, ThreatRun.survey
-
-    def spy(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        seen.append(self)
+def test_best_expert_reports_cover_every_expert_and_count_the_downloads(
+    setup, monkeypatch, built_feedback
+):
+    surveyed = []
+    survey = ThreatRun.survey
 
     def spy_survey(self, model, experts, x, y, kind, layout):
         given = set(experts)
@@ -240,10 +230,9 @@ def test_best_expert_reports_cover_every_expert_and_count_the_downloads(setup, m
         surveyed.append(sum(layout.expert_nbytes[j] for j in others))
         return survey(self, model, experts, x, y, kind, layout)
 
-    monkeypatch.setattr(Feedback, "__init__", spy)
     monkeypatch.setattr(ThreatRun, "survey", spy_survey)
     r = _run(setup, ldp_epsilon=1.0, ldp_mechanism="best-expert")
-    private = [f for f in seen if f.epsilon is not None]
+    private = [f for f in built_feedback if f.epsilon is not None]
     assert private and len(private) == len(surveyed)
     for f in private:  # one hit: the reported expert gets (1 - q) / (p - q), the others -q / (p - q)
         values = {**f.rewards, **f.survey}

@@ -184,43 +184,59 @@ def train_reply(
         names one of them.
     """
     experts = read_train_task(message).expert_ids
-    if isinstance(rewards, Mapping):
-        given = sorted(int(k) for k in rewards)
-        if given != sorted(experts):
-            raise ValueError(f"rewards: experts {given} differ from the experts received {experts}")
-        reward_list = [float(rewards[e]) for e in experts]
-    else:
-        reward_list = [float(r) for r in rewards]
-        if len(reward_list) != len(experts):
-            raise ValueError(f"rewards: {len(reward_list)} values for {len(experts)} experts")
-    record = arrays if isinstance(arrays, ArrayRecord) else rec.numpy_to_arrays(arrays)
     out = MetricRecord(
         {
             rec.NUM_EXAMPLES: int(num_examples),
-            rec.REWARDS: reward_list,
+            rec.REWARDS: _reward_list(rewards, experts),
             rec.EXPERT_IDS: list(experts),
         }
     )
-    if duration is not None:
-        out[rec.DURATION] = float(duration)
-    if loss is not None:
-        out[rec.LOSS] = float(loss)
-    if epsilon is not None:
-        out[rec.EPSILON] = float(epsilon)
-    if reward_variance is not None:
-        out[rec.VARIANCE] = float(reward_variance)
-    if survey:
-        ids = sorted(int(k) for k in survey)
-        if set(ids) & set(experts):
-            raise ValueError(
-                f"survey: experts {sorted(set(ids) & set(experts))} were given to train; their "
-                "rewards go in rewards"
-            )
-        out[rec.SURVEY_IDS] = ids
-        out[rec.SURVEY] = [float(survey[e]) for e in ids]
+    survey_ids, survey_values = _survey_lists(survey or {}, experts)
+    optional = {
+        rec.DURATION: duration,
+        rec.LOSS: loss,
+        rec.EPSILON: epsilon,
+        rec.VARIANCE: reward_variance,
+    }
+    for key, value in optional.items():
+        if value is not None:
+            out[key] = float(value)
+    if survey_ids:
+        out[rec.SURVEY_IDS] = survey_ids
+        out[rec.SURVEY] = survey_values
     for key, value in (metrics or {}).items():
         out[key] = value
+    record = arrays if isinstance(arrays, ArrayRecord) else rec.numpy_to_arrays(arrays)
     return Message(RecordDict({rec.ARRAYS: record, rec.METRICS: out}), reply_to=message)
+
+
+def _reward_list(rewards: Mapping[int, float] | Sequence[float], experts: list[int]) -> list[float]:
+    """One reward per expert, in ``experts`` order (a sequence is taken in that order)."""
+    if isinstance(rewards, Mapping):
+        by_id = {int(k): float(v) for k, v in rewards.items()}
+        if sorted(by_id) != sorted(experts):
+            raise ValueError(
+                f"rewards: experts {sorted(by_id)} differ from the experts received {experts}"
+            )
+        return [by_id[e] for e in experts]
+    reward_list = [float(r) for r in rewards]
+    if len(reward_list) != len(experts):
+        raise ValueError(f"rewards: {len(reward_list)} values for {len(experts)} experts")
+    return reward_list
+
+
+def _survey_lists(
+    survey: Mapping[int, float], experts: list[int]
+) -> tuple[list[int], list[float]]:
+    """The survey's ids (sorted) and rewards; none of them may be an expert to train."""
+    by_id = {int(k): float(v) for k, v in survey.items()}
+    trained = sorted(set(by_id) & set(experts))
+    if trained:
+        raise ValueError(
+            f"survey: experts {trained} were given to train; their rewards go in rewards"
+        )
+    ids = sorted(by_id)
+    return ids, [by_id[e] for e in ids]
 
 
 def profile_reply(
